@@ -1,0 +1,25 @@
+# softshield: `make` builds the PKCS#11 library; `make test`, `make bench`, `make demo`, `make fuzz`.
+PY      ?= .venv/bin/python
+SO      := build/libsoftshield-pkcs11.so
+SOURCES := $(wildcard native/*) pkcs11_shim/build.py
+
+.PHONY: all build test bench demo fuzz clean
+
+all: build
+
+build: $(SO)
+
+$(SO): $(SOURCES)
+	$(PY) -m pkcs11_shim.build --out build
+
+test: $(SO)
+	$(PY) -m pytest -q
+
+bench: $(SO)
+	$(PY) -m pytest bench --benchmark-enable -q
+
+demo: $(SO)
+	$(PY) -m softshield_cli.demo
+
+clean:
+	rm -rf build

@@ -1,0 +1,1 @@
+"""The only package that imports `cryptography`: key material and the primitives over it."""

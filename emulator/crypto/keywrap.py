@@ -1,0 +1,82 @@
+"""AES key wrap (RFC 3394 / SP 800-38F KW), with padding (RFC 5649 / KWP), and the RSA-AES composite.
+
+KW and KWP are `cryptography`'s (in its Rust core since v44). They use the default initial values
+only (A6A6A6A6A6A6A6A6 for KW, A65959A6 for KWP): `cryptography` takes no other IV, so callers refuse
+a different one. The RSA-AES composite (PKCS#11 3.0 §2.1.21, CKM_RSA_AES_KEY_WRAP) is assembled here
+from OAEP and KWP: the two-part layout and the split at the modulus length are written by hand,
+because no library implements the PKCS#11 composite.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from cryptography.hazmat.primitives import keywrap
+
+from ..errors import CryptoFailure
+from . import aes, rsa
+from .material import PrivateMaterial, PublicMaterial
+
+KW_DEFAULT_IV = bytes.fromhex("A6A6A6A6A6A6A6A6")
+KWP_DEFAULT_IV = bytes.fromhex("A65959A6")
+SEMIBLOCK = 8
+
+
+def kw_wrap(kek: bytes, data: bytes) -> bytes:
+    """RFC 3394; `data` must be a multiple of 8 bytes and at least 16 (the caller checks)."""
+    aes.check_key(kek)
+    return keywrap.aes_key_wrap(kek, data)
+
+
+def kw_unwrap(kek: bytes, wrapped: bytes) -> bytes:
+    aes.check_key(kek)
+    try:
+        return keywrap.aes_key_unwrap(kek, wrapped)
+    except keywrap.InvalidUnwrap:
+        raise CryptoFailure("AES key unwrap integrity check failed") from None
+
+
+def kwp_wrap(kek: bytes, data: bytes) -> bytes:
+    """RFC 5649; any non-empty `data`."""
+    aes.check_key(kek)
+    return keywrap.aes_key_wrap_with_padding(kek, data)
+
+
+def kwp_unwrap(kek: bytes, wrapped: bytes) -> bytes:
+    aes.check_key(kek)
+    try:
+        return keywrap.aes_key_unwrap_with_padding(kek, wrapped)
+    except keywrap.InvalidUnwrap:
+        raise CryptoFailure("AES key unwrap (with padding) integrity check failed") from None
+
+
+def kwp_wrapped_len(data_len: int) -> int:
+    """Length of the KWP output for `data_len` bytes (RFC 5649 §4.1)."""
+    return SEMIBLOCK + -(-data_len // SEMIBLOCK) * SEMIBLOCK
+
+
+def rsa_aes_wrap(rsa_public: PublicMaterial | PrivateMaterial, aes_key_bits: int, hash_name: str,
+                 mgf_hash_name: str, label: bytes, target: bytes) -> bytes:
+    """PKCS#11 3.0 §2.1.21: a fresh AES key, OAEP-encrypted under the RSA key, followed by the target
+    wrapped with KWP under that AES key. The temporary key never gets a handle; Python cannot
+    promise to erase it, so the buffer is overwritten as soon as it is no longer needed."""
+    temporary = bytearray(secrets.token_bytes(aes_key_bits // 8))
+    try:
+        rsa_part = rsa.oaep_encrypt(rsa_public, bytes(temporary), hash_name, mgf_hash_name, label)
+        kwp_part = kwp_wrap(bytes(temporary), target)
+    finally:
+        temporary[:] = bytes(len(temporary))
+    return rsa_part + kwp_part
+
+
+def rsa_aes_unwrap(rsa_private: PrivateMaterial, hash_name: str, mgf_hash_name: str, label: bytes,
+                   wrapped: bytes) -> bytes:
+    """The inverse: split at the modulus length (the caller checks that both parts exist)."""
+    k = rsa.modulus_len(rsa_private)
+    temporary = bytearray(rsa.oaep_decrypt(rsa_private, wrapped[:k], hash_name, mgf_hash_name, label))
+    try:
+        if len(temporary) not in aes.KEY_SIZES:
+            raise CryptoFailure("the RSA part does not hold an AES key")
+        return kwp_unwrap(bytes(temporary), wrapped[k:])
+    finally:
+        temporary[:] = bytes(len(temporary))

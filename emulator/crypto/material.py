@@ -1,0 +1,132 @@
+"""Key material held inside the module.
+
+A material object wraps a `cryptography` key object (or the raw bytes of a symmetric key) together
+with its kind. It is created once per key and cached with the key, because loading an RSA private key
+with full validation costs ~30 ms; blobs the module authenticated itself are loaded without
+re-validation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x448, x25519
+
+from ..errors import InvalidKeyMaterial
+
+#: Kinds of symmetric material; the value is the raw key.
+SECRET_KINDS = frozenset({"AES", "DES3", "GENERIC", "HMAC"})
+#: Kinds of asymmetric material.
+ASYMMETRIC_KINDS = frozenset({"RSA", "EC", "Ed25519", "Ed448", "X25519", "X448", "ML-DSA", "ML-KEM"})
+
+
+def _kind_of_private(key: Any) -> str:
+    for cls, kind in (
+        (rsa.RSAPrivateKey, "RSA"),
+        (ec.EllipticCurvePrivateKey, "EC"),
+        (ed25519.Ed25519PrivateKey, "Ed25519"),
+        (ed448.Ed448PrivateKey, "Ed448"),
+        (x25519.X25519PrivateKey, "X25519"),
+        (x448.X448PrivateKey, "X448"),
+    ):
+        if isinstance(key, cls):
+            return kind
+    raise InvalidKeyMaterial(f"unsupported private key type {type(key).__name__}")
+
+
+def _kind_of_public(key: Any) -> str:
+    for cls, kind in (
+        (rsa.RSAPublicKey, "RSA"),
+        (ec.EllipticCurvePublicKey, "EC"),
+        (ed25519.Ed25519PublicKey, "Ed25519"),
+        (ed448.Ed448PublicKey, "Ed448"),
+        (x25519.X25519PublicKey, "X25519"),
+        (x448.X448PublicKey, "X448"),
+    ):
+        if isinstance(key, cls):
+            return kind
+    raise InvalidKeyMaterial(f"unsupported public key type {type(key).__name__}")
+
+
+@dataclass(eq=False)
+class SecretMaterial:
+    """A symmetric key: AES, DES3, generic secret or HMAC key bytes."""
+
+    kind: str
+    value: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in SECRET_KINDS:
+            raise InvalidKeyMaterial(f"unknown secret key kind {self.kind!r}")
+
+    @property
+    def size_bits(self) -> int:
+        return len(self.value) * 8
+
+    def to_bytes(self) -> bytes:
+        return self.value
+
+
+@dataclass(eq=False)
+class PrivateMaterial:
+    """An asymmetric private key; `key` is the `cryptography` private key object."""
+
+    key: Any = field(repr=False)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = _kind_of_private(self.key)
+
+    def public(self) -> "PublicMaterial":
+        return PublicMaterial(self.key.public_key(), self.kind)
+
+    def to_bytes(self) -> bytes:
+        """PKCS#8 DER: the form the module keeps inside its blobs and wraps keys in."""
+        return self.key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
+    @classmethod
+    def from_pkcs8(cls, der: bytes, *, trusted: bool = False) -> "PrivateMaterial":
+        """Parse PKCS#8 DER. `trusted` skips RSA re-validation for blobs the module authenticated."""
+        try:
+            key = serialization.load_der_private_key(
+                der, password=None, unsafe_skip_rsa_key_validation=trusted
+            )
+        except (ValueError, TypeError) as exc:
+            raise InvalidKeyMaterial(f"not a valid PKCS#8 private key: {exc}") from None
+        return cls(key)
+
+
+@dataclass(eq=False)
+class PublicMaterial:
+    """An asymmetric public key; `key` is the `cryptography` public key object."""
+
+    key: Any = field(repr=False)
+    kind: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            self.kind = _kind_of_public(self.key)
+
+    def to_bytes(self) -> bytes:
+        """SubjectPublicKeyInfo DER."""
+        return self.key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+
+    @classmethod
+    def from_spki(cls, der: bytes) -> "PublicMaterial":
+        try:
+            key = serialization.load_der_public_key(der)
+        except (ValueError, TypeError) as exc:
+            raise InvalidKeyMaterial(f"not a valid SubjectPublicKeyInfo: {exc}") from None
+        return cls(key)
+
+
+Material = SecretMaterial | PrivateMaterial | PublicMaterial

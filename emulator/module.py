@@ -1,0 +1,318 @@
+"""The module: the one boundary key material crosses, and the one place ACLs are checked.
+
+A `Module` is one emulated HSM (ESN, module key) enrolled in the Security World of one kmdata
+directory. Keys live on disk as blobs (see blobs.py) sealed under a world key or a token's logical
+key; `load_keys` opens them, `use` hands out material only when the key's ACL permits the action.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+from . import blobs, paths
+from .acl import Action
+from .crypto import blobcrypt
+from .crypto.material import Material
+from .errors import (
+    AclDenied,
+    AuthenticationFailed,
+    BlobInvalid,
+    InvalidKeyMaterial,
+    KeyNameInvalid,
+    KeyNotFound,
+    TokenNotFound,
+    WorldStateError,
+)
+from .keys import Key
+from .kmdata import FileStamp, KmStore, ensure_dir, read_with_stamp, stamp_of
+from .tokens import TokenAuth, TokenInfo, TokenStore
+from .world import ModuleFile, World, WorldFile, create_world, new_esn, open_world_key, utc_now
+
+__all__ = ["Module", "TokenAuth", "TokenInfo"]
+
+
+@dataclass(frozen=True)
+class _Cached:
+    """A parsed blob, valid while its file keeps this stamp (and, if token-protected, this login)."""
+
+    stamp: FileStamp
+    key: Key
+    login_check: str | None  # check value of the logical key that opened it; None: module-protected
+
+
+class Module:
+    """One emulated nShield module in the world of one kmdata directory."""
+
+    def __init__(self, kmdata_dir: Path, store: KmStore, module_file: ModuleFile,
+                 world_file: WorldFile) -> None:
+        self.kmdata = kmdata_dir
+        self.local = store.local
+        self.esn = module_file.esn
+        self.world: World = world_file.world
+        self._store = store
+        world_key = open_world_key(world_file, module_file)
+        self._module_blob_key = blobcrypt.derive_subkey(world_key, b"softshield module blob")
+        self._hash_key = blobcrypt.derive_subkey(world_key, b"softshield secret key hash")
+        self._tokens = TokenStore(store, world_key, self._destroy_token_objects)
+        self._cache: dict[str, _Cached] = {}
+        self._cache_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Module(esn={self.esn!r}, kmdata={str(self.kmdata)!r}, hknso={self.world.hknso!r})"
+
+    # --- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, kmdata: str | os.PathLike | None = None) -> "Module":
+        """Open the world in `kmdata` (see paths.resolve_kmdata), creating module and world on first use."""
+        root = paths.resolve_kmdata(kmdata)
+        ensure_dir(root)
+        store = KmStore(paths.local_dir(root))
+        ensure_dir(store.local)
+        if not store.exists(paths.WORLD_FILE):
+            with store.writer_lock():
+                # Re-check under the lock: a racing process may have created it meanwhile.
+                if not store.exists(paths.WORLD_FILE):
+                    cls._create(store)
+        world_file = WorldFile.from_bytes(store.read(paths.WORLD_FILE))
+        return cls(root, store, cls._enrolled_module(store, world_file), world_file)
+
+    @staticmethod
+    def _create(store: KmStore) -> None:
+        # A module keeps its ESN and key across worlds, as an HSM does across new-world.
+        modules = Module._module_files(store)
+        module_file = modules[0] if modules else ModuleFile(new_esn(), utc_now(), blobcrypt.random_key())
+        if not modules:
+            store.write(paths.module_file(module_file.esn), module_file.to_bytes())
+        world_file, _ = create_world(module_file)
+        # The world file last: its presence is what says "created".
+        store.write(paths.WORLD_FILE, world_file.to_bytes())
+        store.bump()
+
+    @staticmethod
+    def _module_files(store: KmStore) -> list[ModuleFile]:
+        found = []
+        for name in store.names(paths.MODULE_PREFIX):
+            if paths.ESN_RE.match(name[len(paths.MODULE_PREFIX):]):
+                found.append(ModuleFile.from_bytes(store.read(name), name))
+        return found
+
+    @staticmethod
+    def _enrolled_module(store: KmStore, world_file: WorldFile) -> ModuleFile:
+        for module_file in Module._module_files(store):
+            if module_file.esn in world_file.module_shares:
+                return module_file
+        raise WorldStateError(f"no module in {store.local} is enrolled in its world")
+
+    # --- the ACL check -------------------------------------------------------------------------
+    def use(self, key: Key, action: Action, *, wrap_key_hash: str | None = None) -> Material:
+        """The key's material for `action`: THE single ACL check of the emulator."""
+        self._require(key, action, wrap_key_hash)
+        if key.material is None:
+            raise InvalidKeyMaterial(f"object {self._name(key)} holds no key material")
+        return key.material
+
+    def permits(self, key: Key, action: Action, *, wrap_key_hash: str | None = None) -> bool:
+        return key.acl.permits(action, wrap_key_hash=wrap_key_hash)
+
+    def _require(self, key: Key, action: Action, wrap_key_hash: str | None = None) -> None:
+        self._bind(key)
+        if not key.acl.permits(action, wrap_key_hash=wrap_key_hash):
+            under = f" under wrapping key {wrap_key_hash}" if action is Action.EXPORT_AS_BLOB and wrap_key_hash else ""
+            raise AclDenied(f"key {self._name(key)} does not permit {action.value}{under}")
+
+    def reduce_acl(self, key: Key, keep: Iterable[Action]) -> None:
+        """Reduce the key's ACL to `keep` (nShield ReduceACL); storing it again is the caller's call."""
+        self._require(key, Action.REDUCE_ACL)
+        key.acl = key.acl.reduce(keep)
+
+    def key_hash(self, key: Key) -> str:
+        self._bind(key)
+        return key.key_hash
+
+    def _bind(self, key: Key) -> None:
+        if key._secret_hasher is None:
+            key._secret_hasher = self._secret_hash
+
+    def _secret_hash(self, value: bytes) -> str:
+        return blobcrypt.keyed_hash40(self._hash_key, value)
+
+    @staticmethod
+    def _name(key: Key) -> str:
+        return key.ident or f"(session object {key.key_hash})"
+
+    # --- blobs ---------------------------------------------------------------------------------
+    def new_ident(self, token: str | None) -> str:
+        """A fresh pkcs11 ident: ua<40hex> on the accelerator, uc<token>-<40hex> on a token."""
+        suffix = os.urandom(20).hex()
+        if token is None:
+            return "ua" + suffix
+        if not paths.HASH_RE.match(token):
+            raise KeyNameInvalid(f"token hash {token!r} is not 40 lowercase hex digits")
+        return f"uc{token}-{suffix}"
+
+    def store_key(self, key: Key, auth: TokenAuth | None = None) -> None:
+        """Write the key's blob (atomically) and count the change; token protection needs `auth`."""
+        self._bind(key)
+        if not key.ident:
+            key.ident = self.new_ident(key.token)
+        self._check_name(key)
+        login_check = None
+        if key.protection == "token":
+            assert key.token is not None
+            auth = self._tokens.check(auth, key.token)
+            seal_key, login_check = self._tokens.blob_key(auth), auth.check_value
+        else:
+            seal_key = self._module_blob_key
+        name = paths.key_file(key.app, key.ident)
+        data = blobs.encode(key, self.world.hknso, seal_key)
+        with self._store.writer_lock():
+            if key.token is not None and not self._store.exists(paths.softcard_file(key.token)):
+                raise TokenNotFound(f"no token {key.token} in kmdata")
+            stamp = self._store.write(name, data)
+            self._store.bump()
+        key.file_path = self._store.path(name)
+        # The caller's object is now what this file holds: later loads return this same object.
+        with self._cache_lock:
+            self._cache[name] = _Cached(stamp, key, login_check)
+
+    def _check_name(self, key: Key) -> None:
+        if not paths.APP_RE.match(key.app) or not paths.IDENT_RE.match(key.ident):
+            raise KeyNameInvalid(f"key_{key.app}_{key.ident} is not a valid key file name")
+        if key.app == "pkcs11" and paths.owner_of_pkcs11_ident(key.ident) != key.token:
+            raise KeyNameInvalid(f"pkcs11 ident {key.ident} does not name the key's owner")
+
+    def delete_key(self, key: Key) -> None:
+        """Remove the key's blob (the ACL must permit Destroy) and count the change."""
+        self._require(key, Action.DESTROY)
+        if not key.ident:
+            raise KeyNotFound("a key without an ident was never stored")
+        name = paths.key_file(key.app, key.ident)
+        with self._store.writer_lock():
+            if not self._store.delete(name):
+                raise KeyNotFound(f"no {name} in kmdata")
+            self._store.bump()
+        with self._cache_lock:
+            self._cache.pop(name, None)
+        key.file_path = None
+
+    def _destroy_token_objects(self, token: str) -> None:
+        """Every pkcs11 blob of `token` goes (token re-initialisation and deletion, by the SO)."""
+        for name in self._store.names(paths.pkcs11_prefix(token)):
+            self._store.delete(name)
+            with self._cache_lock:
+                self._cache.pop(name, None)
+
+    def load_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key], list[str]]:
+        """Every pkcs11 key of one owner (accelerator when `token` is None), token-protected ones
+        only with a current `auth`. A blob that fails to load is a one-line problem, never an abort.
+        Unchanged files come from the cache: the same Key objects, no decryption."""
+        problems: list[str] = []
+        if token is not None and auth is not None:
+            try:
+                auth = self._tokens.check(auth, token)
+            except (AuthenticationFailed, TokenNotFound, BlobInvalid) as exc:
+                problems.append(f"token-protected keys skipped: {exc}")
+                auth = None
+        elif token is None:
+            auth = None  # the accelerator has no login
+        prefix = paths.pkcs11_prefix(token)
+        names = self._store.names(prefix)
+        keys: list[Key] = []
+        for name in names:
+            try:
+                key = self._load(self._store.path(name), auth, listing=True)
+            except (BlobInvalid, KeyNameInvalid) as exc:
+                problems.append(str(exc))
+                continue
+            if key is not None:
+                keys.append(key)
+        present = set(names)
+        with self._cache_lock:
+            for name in [n for n in self._cache if n.startswith(prefix) and n not in present]:
+                del self._cache[name]
+        return keys, problems
+
+    def load_key_file(self, path: str | os.PathLike, auth: TokenAuth | None = None) -> Key:
+        """One blob by path; raises BlobInvalid with the reason, AuthenticationFailed without login."""
+        key = self._load(Path(path), auth, listing=False)
+        assert key is not None
+        return key
+
+    def _load(self, path: Path, auth: TokenAuth | None, *, listing: bool) -> Key | None:
+        """Parse one blob (or return the cached Key). `listing`: load_keys already checked `auth`,
+        and a token-protected blob without a login is skipped (None) rather than an error."""
+        what = path.name
+        parsed = paths.parse_key_file(path.name)
+        if parsed is None:
+            raise BlobInvalid(f"{what}: not a key file name (key_<app>_<ident>)")
+        in_store = path.parent.resolve() == self.local.resolve()
+        stamp = stamp_of(path)
+        if stamp is None:
+            raise KeyNotFound(f"no {path}")
+        with self._cache_lock:
+            cached = self._cache.get(path.name) if in_store else None
+        if cached is not None and cached.stamp == stamp:
+            if cached.login_check is None:
+                return cached.key
+            if auth is not None and auth.token == cached.key.token and auth.check_value == cached.login_check:
+                return cached.key
+        data, stamp = read_with_stamp(path)
+        raw = blobs.parse(data, what)
+        blobs.check_binding(raw, world=self.world.hknso, app=parsed[0], ident=parsed[1], what=what)
+        login_check = None
+        if raw.header.protection == "token":
+            owner = raw.header.token
+            if auth is None:
+                if listing:
+                    return None
+                raise AuthenticationFailed(f"{what}: protected by token {owner}: log in first")
+            if owner is None or auth.token != owner:
+                raise AuthenticationFailed(f"{what}: protected by token {owner}, not the logged-in one")
+            if not listing:
+                auth = self._tokens.check(auth, owner)
+            seal_key, login_check = self._tokens.blob_key(auth), auth.check_value
+        else:
+            seal_key = self._module_blob_key
+        key = blobs.decode(raw, seal_key, what)
+        key.file_path = path
+        self._bind(key)
+        if not in_store:
+            return key
+        with self._cache_lock:
+            current = self._cache.get(path.name)
+            if current is not None and current.stamp == stamp and current.login_check == login_check:
+                return current.key  # another thread parsed the same version first: share its object
+            self._cache[path.name] = _Cached(stamp, key, login_check)
+        return key
+
+    def change_counter(self) -> int:
+        """Changes whenever any process stores or deletes a key or changes a token (one small read)."""
+        return self._store.change_counter()
+
+    # --- tokens --------------------------------------------------------------------------------
+    def list_tokens(self) -> list[TokenInfo]:
+        return self._tokens.list()
+
+    def token_info(self, token: str) -> TokenInfo:
+        return self._tokens.read(token).info()
+
+    def init_token(self, label: str, so_pin: bytes, token: str | None = None) -> TokenInfo:
+        """C_InitToken: a new token, or re-initialise one (correct SO PIN; destroys its objects)."""
+        return self._tokens.init_token(label, so_pin, token)
+
+    def login(self, token: str, user: str, pin: bytes) -> TokenAuth:
+        return self._tokens.login(token, user, pin)
+
+    def init_user_pin(self, token: str, so_auth: TokenAuth, pin: bytes) -> None:
+        self._tokens.init_user_pin(token, so_auth, pin)
+
+    def set_pin(self, token: str, user: str, old: bytes, new: bytes) -> TokenAuth:
+        return self._tokens.set_pin(token, user, old, new)
+
+    def delete_token(self, token: str, so_auth: TokenAuth) -> None:
+        self._tokens.delete_token(token, so_auth)
+

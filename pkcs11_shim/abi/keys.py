@@ -1,0 +1,84 @@
+"""Key management and random numbers (PKCS#11 3.0 §5.18-5.19)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import keymgmt, library
+from ..constants import CKR
+from ..errors import PKCS11Error
+from . import marshal
+from .entry import handler
+
+
+def _session(h_session: int) -> Any:
+    return library.state().sessions.get(h_session)
+
+
+@handler("C_GenerateKey")
+def c_generate_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any) -> None:
+    session = _session(h_session)
+    mechanism, param = marshal.read_mechanism(p_mechanism)
+    raw = marshal.read_template(p_template, ul_count)
+    marshal.require(ph_key)
+    ph_key[0] = keymgmt.generate_key(session, mechanism, param, raw)
+
+
+@handler("C_GenerateKeyPair")
+def c_generate_key_pair(h_session: int, p_mechanism: Any, p_pub: Any, ul_pub: int, p_priv: Any,
+                        ul_priv: int, ph_pub: Any, ph_priv: Any) -> None:
+    session = _session(h_session)
+    mechanism, param = marshal.read_mechanism(p_mechanism)
+    raw_pub = marshal.read_template(p_pub, ul_pub)
+    raw_priv = marshal.read_template(p_priv, ul_priv)
+    marshal.require(ph_pub)
+    marshal.require(ph_priv)
+    ph_pub[0], ph_priv[0] = keymgmt.generate_key_pair(session, mechanism, param, raw_pub, raw_priv)
+
+
+@handler("C_WrapKey")
+def c_wrap_key(h_session: int, p_mechanism: Any, h_wrapping: int, h_key: int, p_wrapped: Any,
+               pul_wrapped: Any) -> int:
+    session = _session(h_session)
+    mechanism, param = marshal.read_mechanism(p_mechanism)
+    capacity = marshal.output_capacity(p_wrapped, pul_wrapped)
+    out = keymgmt.wrap_key(session, mechanism, param, h_wrapping, h_key, capacity)
+    return marshal.deliver(p_wrapped, pul_wrapped, out)
+
+
+@handler("C_UnwrapKey")
+def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped: Any, ul_wrapped: int,
+                 p_template: Any, ul_count: int, ph_key: Any) -> None:
+    session = _session(h_session)
+    mechanism, param = marshal.read_mechanism(p_mechanism)
+    wrapped = marshal.read_bytes(p_wrapped, ul_wrapped)
+    raw = marshal.read_template(p_template, ul_count)
+    marshal.require(ph_key)
+    ph_key[0] = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
+
+
+@handler("C_DeriveKey")
+def c_derive_key(h_session: int, p_mechanism: Any, h_base: int, p_template: Any, ul_count: int,
+                 ph_key: Any) -> None:
+    session = _session(h_session)
+    mechanism, param = marshal.read_mechanism(p_mechanism)
+    raw = marshal.read_template(p_template, ul_count)
+    marshal.require(ph_key)
+    ph_key[0] = keymgmt.derive_key(session, mechanism, param, h_base, raw)
+
+
+@handler("C_SeedRandom")
+def c_seed_random(h_session: int, p_seed: Any, ul_seed: int) -> None:
+    _session(h_session)
+    keymgmt.seed_random(marshal.read_bytes(p_seed, ul_seed))
+
+
+@handler("C_GenerateRandom")
+def c_generate_random(h_session: int, p_random: Any, ul_len: int) -> None:
+    _session(h_session)
+    if ul_len == 0:
+        return
+    if p_random == marshal.ffi.NULL or ul_len > marshal.MAX_DATA_LEN:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD)
+    data = keymgmt.generate_random(ul_len)
+    marshal.ffi.memmove(p_random, data, ul_len)

@@ -1,0 +1,141 @@
+"""Reading C arguments into Python values and writing results back.
+
+Every pointer, length and template is checked here before it is dereferenced; the rest of the shim
+only ever sees Python values. The two-call buffer convention (PKCS#11 3.0 §5.2) is `deliver()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..attributes import codecs
+from ..constants import CKF_ARRAY_ATTRIBUTE, CKR
+from ..errors import PKCS11Error
+
+#: Set by `entry.bind` to the embedded module's ffi.
+ffi: Any = None
+
+#: Refused before any memory is allocated for them: nothing legitimate is this large.
+MAX_DATA_LEN = 1 << 30
+MAX_TEMPLATE_COUNT = 1 << 12
+MAX_TEMPLATE_DEPTH = 4
+ATTRIBUTE_SIZE = 24  # sizeof(CK_ATTRIBUTE) on LP64; checked against ffi in set_ffi
+
+
+def set_ffi(value: Any) -> None:
+    global ffi, ATTRIBUTE_SIZE
+    ffi = value
+    ATTRIBUTE_SIZE = ffi.sizeof("CK_ATTRIBUTE")
+
+
+def is_null(ptr: Any) -> bool:
+    return ptr == ffi.NULL
+
+
+def read_bytes(ptr: Any, length: int, *, code: int = CKR.ARGUMENTS_BAD) -> bytes:
+    """Bytes at ptr[0:length]; a NULL pointer with a non-zero length is `code`."""
+    if length == 0:
+        return b""
+    if ptr == ffi.NULL:
+        raise PKCS11Error(code, "NULL buffer with non-zero length")
+    if length > MAX_DATA_LEN:
+        raise PKCS11Error(code, f"length {length} refused")
+    return ffi.buffer(ptr, length)[:]
+
+
+def read_optional_bytes(ptr: Any, length: int) -> bytes | None:
+    """For PIN-style arguments where NULL means 'not given' (protected authentication path)."""
+    if ptr == ffi.NULL:
+        return None
+    return read_bytes(ptr, length)
+
+
+def read_string(ptr: Any, length: int) -> str:
+    return read_bytes(ptr, length).decode("utf-8", errors="replace")
+
+
+def require(ptr: Any) -> None:
+    """Output pointers the spec requires: NULL is CKR_ARGUMENTS_BAD."""
+    if ptr == ffi.NULL:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD, "NULL output pointer")
+
+
+def read_template(ptr: Any, count: int, depth: int = 0) -> list[tuple[int, Any]]:
+    """A CK_ATTRIBUTE array as [(type, raw bytes | nested list)]."""
+    if count == 0:
+        return []
+    if ptr == ffi.NULL:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD, "NULL template with non-zero count")
+    if count > MAX_TEMPLATE_COUNT or depth > MAX_TEMPLATE_DEPTH:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD, f"template of {count} attributes refused")
+    out = []
+    for i in range(count):
+        attr = ptr[i]
+        atype = int(attr.type)
+        length = int(attr.ulValueLen)
+        if atype & CKF_ARRAY_ATTRIBUTE and codecs.KINDS.get(atype) is codecs.Kind.TEMPLATE:
+            if length % ATTRIBUTE_SIZE:
+                raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, "array attribute of odd length")
+            nested = ffi.cast("CK_ATTRIBUTE *", attr.pValue)
+            out.append((atype, read_template(nested, length // ATTRIBUTE_SIZE, depth + 1)))
+        else:
+            if length == ffi.cast("CK_ULONG", -1):
+                raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, "unavailable length in a template")
+            out.append((atype, read_bytes(attr.pValue, length, code=CKR.ATTRIBUTE_VALUE_INVALID)))
+    return out
+
+
+def output_capacity(buf: Any, length_ptr: Any) -> int | None:
+    """How much room the caller gave: None for a length query (NULL buffer)."""
+    require(length_ptr)
+    if buf == ffi.NULL:
+        return None
+    return int(length_ptr[0])
+
+
+def deliver(buf: Any, length_ptr: Any, data: bytes) -> int:
+    """The two-call convention: NULL -> length, too small -> CKR_BUFFER_TOO_SMALL, else copy."""
+    require(length_ptr)
+    if buf == ffi.NULL:
+        length_ptr[0] = len(data)
+        return CKR.OK
+    if int(length_ptr[0]) < len(data):
+        length_ptr[0] = len(data)
+        return CKR.BUFFER_TOO_SMALL
+    ffi.memmove(buf, data, len(data))
+    length_ptr[0] = len(data)
+    return CKR.OK
+
+
+def deliver_ulongs(buf: Any, count_ptr: Any, values: list[int]) -> int:
+    """The same convention for CK_ULONG arrays (slot lists, mechanism lists)."""
+    require(count_ptr)
+    if buf == ffi.NULL:
+        count_ptr[0] = len(values)
+        return CKR.OK
+    if int(count_ptr[0]) < len(values):
+        count_ptr[0] = len(values)
+        return CKR.BUFFER_TOO_SMALL
+    for i, value in enumerate(values):
+        buf[i] = value
+    count_ptr[0] = len(values)
+    return CKR.OK
+
+
+def fill_text(field: Any, text: str) -> None:
+    """Blank-padded, not NUL-terminated UTF-8 fields of CK_INFO / CK_TOKEN_INFO (§3.1)."""
+    size = len(field)
+    raw = text.encode("utf-8")[:size].ljust(size, b" ")
+    ffi.memmove(field, raw, size)
+
+
+def read_mechanism(ptr: Any) -> tuple[int, Any]:
+    """A CK_MECHANISM as (mechanism, decoded parameter), the parameter read per the registry row."""
+    from ..mechanisms.registry import REGISTRY
+    from .mechanism_params import read_param
+
+    if ptr == ffi.NULL:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD, "NULL mechanism")
+    mechanism = int(ptr.mechanism)
+    spec = REGISTRY.get(mechanism)
+    return mechanism, read_param(ffi, spec.param_kind, ptr.pParameter, int(ptr.ulParameterLen))

@@ -1,0 +1,239 @@
+"""Build libsoftshield-pkcs11.so with cffi's embedding mode.
+
+    python -m pkcs11_shim.build [--out DIR]
+
+The C side is generated from `native/functions.txt`: the CK_FUNCTION_LIST (2.40) and
+CK_FUNCTION_LIST_3_0 tables, one exported C_* per function that first checks that Python started
+and then calls its `extern "Python"` handler, and the cffi declarations of those handlers. Only
+argument passing lives in C; every semantic lives in `pkcs11_shim`.
+
+The interpreter that a C host starts inside the library does not see this virtual environment, so
+the build records where the project and its packages live; SOFTSHIELD_PYTHONPATH overrides it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import site
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import cffi
+
+ROOT = Path(__file__).resolve().parent.parent
+NATIVE = ROOT / "native"
+MODULE_NAME = "_softshield_pkcs11"
+LIBRARY_NAME = "libsoftshield-pkcs11"
+
+
+@dataclass(frozen=True)
+class CFunction:
+    table: str  # "2.40" or "3.0"
+    in_c: bool  # answered in C (hands out tables), no Python handler
+    name: str
+    params: str  # the C parameter list without parentheses
+
+    @property
+    def arg_names(self) -> list[str]:
+        if self.params.strip() in ("", "void"):
+            return []
+        return [p.strip().split()[-1] for p in self.params.split(",")]
+
+
+def read_functions(path: Path = NATIVE / "functions.txt") -> list[CFunction]:
+    line_re = re.compile(r"^(2\.40|3\.0)(c?)\s+(C_\w+)\s+\((.*)\)\s*$")
+    functions = []
+    for line in path.read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        m = line_re.match(line)
+        if not m:
+            raise SystemExit(f"{path}: cannot parse line: {line}")
+        functions.append(CFunction(m.group(1), m.group(2) == "c", m.group(3), m.group(4)))
+    return functions
+
+
+def python_handlers(functions: list[CFunction]) -> list[CFunction]:
+    return [f for f in functions if not f.in_c]
+
+
+def cdef_source(functions: list[CFunction]) -> str:
+    """Types plus one `extern "Python"` handler per Python-answered function."""
+    types = (NATIVE / "pkcs11_types.h").read_text()
+    types = re.sub(r"/\*.*?\*/", "", types, flags=re.S)
+    handlers = [f'extern "Python" CK_RV py_{f.name}({f.params});' for f in python_handlers(functions)]
+    return "\n".join(
+        [
+            types,
+            # Returns 1 once the embedded init code has run; cffi zero-fills the result when the
+            # interpreter failed to start, which is how the C side tells the two apart.
+            'extern "Python" int py_softshield_started(void);',
+            *handlers,
+        ]
+    )
+
+
+def c_source(functions: list[CFunction], libpython: str) -> str:
+    """The exported entry points and function tables."""
+    v2 = [f for f in functions if f.table == "2.40"]
+    v3 = functions
+    out = [
+        "#include <dlfcn.h>",
+        "#include <string.h>",
+        '#include "pkcs11_types.h"',
+        f'#define SOFTSHIELD_LIBPYTHON "{libpython}"',
+        f'#define SOFTSHIELD_PYTHON_EXECUTABLE "{sys.executable}"',
+        "#include <stdlib.h>",
+        "#include <wchar.h>",
+        "#define CKR_OK 0UL",
+        "#define CKR_GENERAL_ERROR 5UL",
+        "#define CKR_ARGUMENTS_BAD 7UL",
+        "#define CKR_BUFFER_TOO_SMALL 0x150UL",
+        "#define SOFTSHIELD_EXPORT __attribute__((visibility(\"default\")))",
+        "",
+        "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
+        "typedef CK_FUNCTION_LIST *CK_FUNCTION_LIST_PTR;",
+        "typedef CK_FUNCTION_LIST_PTR *CK_FUNCTION_LIST_PTR_PTR;",
+        "typedef struct CK_FUNCTION_LIST_3_0 CK_FUNCTION_LIST_3_0;",
+        "",
+    ]
+    # Prototypes of every exported function (CK_FUNCTION_LIST_PTR_PTR must be known first).
+    for f in functions:
+        out.append(f"SOFTSHIELD_EXPORT CK_RV {f.name}({f.params});")
+    out.append("")
+    for struct, members in (("CK_FUNCTION_LIST", v2), ("CK_FUNCTION_LIST_3_0", v3)):
+        out.append(f"struct {struct} {{")
+        out.append("    CK_VERSION version;")
+        for f in members:
+            out.append(f"    CK_RV (*{f.name})({f.params});")
+        out.append("};")
+        out.append("")
+    # Forward declarations of the cffi-generated handlers (static, defined after this code).
+    out.append("static int py_softshield_started(void);")
+    for f in python_handlers(functions):
+        out.append(f"static CK_RV py_{f.name}({f.params});")
+    out.append(
+        r"""
+/* A host that dlopen()s us with RTLD_LOCAL hides libpython's symbols from the extension modules
+ * Python loads later (`undefined symbol: PyExc_SystemError` from _cffi_backend). Promote the
+ * libpython we are linked against to global scope before Python starts. */
+__attribute__((constructor)) static void softshield_promote_libpython(void)
+{
+    dlopen(SOFTSHIELD_LIBPYTHON, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+    /* In a C host the interpreter cffi starts would not see the virtual environment the library
+     * was built from, and cffi imports _cffi_backend before our init code can extend sys.path.
+     * Naming the venv's python as the program lets Python's own start-up find pyvenv.cfg. */
+    if (!Py_IsInitialized()) {
+        static wchar_t program[4096];
+        const char *python = getenv("SOFTSHIELD_PYTHON");
+        if (python == NULL || python[0] == '\0')
+            python = SOFTSHIELD_PYTHON_EXECUTABLE;
+        if (mbstowcs(program, python, sizeof(program) / sizeof(program[0]) - 1) != (size_t)-1)
+            Py_SetProgramName(program);
+    }
+}
+
+static volatile int softshield_started = 0;
+
+/* cffi returns a zero-filled result when the embedded interpreter failed to start, and 0 is
+ * CKR_OK: every entry point asks this first and answers CKR_GENERAL_ERROR instead. */
+static int softshield_python_ready(void)
+{
+    if (softshield_started)
+        return 1;
+    if (py_softshield_started() == 1) {
+        softshield_started = 1;
+        return 1;
+    }
+    return 0;
+}
+"""
+    )
+    for f in python_handlers(functions):
+        args = ", ".join(f.arg_names)
+        out.append(f"CK_RV {f.name}({f.params})")
+        out.append("{")
+        out.append("    if (!softshield_python_ready())")
+        out.append("        return CKR_GENERAL_ERROR;")
+        out.append(f"    return py_{f.name}({args});")
+        out.append("}")
+        out.append("")
+    # The two tables.
+    for var, struct, members, version in (
+        ("softshield_functions_2_40", "CK_FUNCTION_LIST", v2, "{2, 40}"),
+        ("softshield_functions_3_0", "CK_FUNCTION_LIST_3_0", v3, "{3, 0}"),
+    ):
+        out.append(f"static struct {struct} {var} = {{")
+        out.append(f"    {version},")
+        out.extend(f"    {f.name}," for f in members)
+        out.append("};")
+        out.append("")
+    out.append((NATIVE / "interfaces.c").read_text())
+    return "\n".join(out)
+
+
+def recorded_paths() -> list[str]:
+    """Where the embedded interpreter finds the project and its dependencies."""
+    paths = [str(ROOT)]
+    for p in site.getsitepackages() + [site.getusersitepackages()]:
+        if os.path.isdir(p) and p not in paths:
+            paths.append(p)
+    return paths
+
+
+def init_code() -> str:
+    return f"""
+import os, sys
+_recorded = {recorded_paths()!r}
+_override = os.environ.get("SOFTSHIELD_PYTHONPATH")
+for _p in reversed(_override.split(os.pathsep) if _override else _recorded):
+    if _p and _p not in sys.path:
+        sys.path.insert(0, _p)
+from {MODULE_NAME} import ffi, lib
+from pkcs11_shim.abi import entry
+entry.bind(ffi, lib)
+"""
+
+
+def libpython_soname() -> str:
+    return sysconfig.get_config_var("INSTSONAME") or sysconfig.get_config_var("LDLIBRARY")
+
+
+def make_builder() -> cffi.FFI:
+    functions = read_functions()
+    builder = cffi.FFI()
+    builder.cdef(cdef_source(functions))
+    builder.embedding_api("")
+    libdir = sysconfig.get_config_var("LIBDIR")
+    builder.set_source(
+        MODULE_NAME,
+        c_source(functions, libpython_soname()),
+        include_dirs=[str(NATIVE)],
+        libraries=["dl"],
+        library_dirs=[libdir] if libdir else [],
+        extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [],
+        extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-Wno-deprecated-declarations"],
+    )
+    builder.embedding_init_code(init_code())
+    return builder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "build"), help="output folder")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    builder = make_builder()
+    target = f"{LIBRARY_NAME}.*"
+    path = builder.compile(tmpdir=str(out), target=target, verbose=False)
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

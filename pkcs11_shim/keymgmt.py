@@ -1,0 +1,183 @@
+"""Key management (PKCS#11 3.0 §5.18) and random numbers (§5.19)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from emulator.acl import Action
+
+from .attributes import codecs, keyparts, templates
+from .attributes.templates import Origin
+from .constants import Attribute, CKR, KeyType, MechanismFlag, ObjectClass
+from .errors import PKCS11Error
+from .management import add_object, with_material_attributes
+from .mechanisms.registry import REGISTRY, MechanismSpec
+from .operations import check_key_for
+from .sessions import Session
+
+def _spec_for(mechanism: int, flag: int, factory: str) -> MechanismSpec:
+    spec = REGISTRY.get(mechanism)
+    if not spec.flags & flag or getattr(spec, factory, None) is None:
+        raise PKCS11Error(CKR.MECHANISM_INVALID)
+    return spec
+
+
+def _key_type(template: dict[int, Any], spec: MechanismSpec, fallback: int | None = None) -> int:
+    given = template.get(Attribute.KEY_TYPE)
+    allowed = spec.generated_key_types or ()
+    if given is not None:
+        if allowed and given not in allowed:
+            raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "key type does not fit the mechanism")
+        return given
+    if allowed:
+        return next(iter(allowed))
+    if fallback is None:
+        raise PKCS11Error(CKR.TEMPLATE_INCOMPLETE, "CKA_KEY_TYPE missing")
+    return fallback
+
+
+def generate_key(session: Session, mechanism: int, param: Any, raw: list) -> int:
+    spec = _spec_for(mechanism, MechanismFlag.GENERATE, "generate")
+    spec.validate(param)
+    template = codecs.decode_template(raw)
+    key_type = _key_type(template, spec)
+    attrs = templates.new_object(template, Origin.GENERATE, object_class=ObjectClass.SECRET_KEY,
+                                 key_type=key_type, mechanism=mechanism, is_so=session.is_so)
+    session.require_rw_for(attrs)
+    material = spec.generate(param, key_type, attrs.get(Attribute.VALUE_LEN))
+    keyparts.check_material_attributes(attrs, material)
+    return add_object(session, with_material_attributes(attrs, material), material).handle
+
+
+def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: list,
+                      raw_private: list) -> tuple[int, int]:
+    spec = _spec_for(mechanism, MechanismFlag.GENERATE_KEY_PAIR, "generate_pair")
+    spec.validate(param)
+    pub_template = codecs.decode_template(raw_public)
+    priv_template = codecs.decode_template(raw_private)
+    key_type = _key_type(pub_template, spec)
+    pub_attrs = templates.new_object(pub_template, Origin.GENERATE_PAIR, object_class=ObjectClass.PUBLIC_KEY,
+                                     key_type=key_type, mechanism=mechanism, is_so=session.is_so)
+    priv_attrs = templates.new_object(priv_template, Origin.GENERATE_PAIR, object_class=ObjectClass.PRIVATE_KEY,
+                                      key_type=key_type, mechanism=mechanism, is_so=session.is_so)
+    session.require_rw_for(pub_attrs)
+    session.require_rw_for(priv_attrs)
+    private = spec.generate_pair(param, pub_attrs, priv_attrs)
+    public = private.public()
+    pub_obj = add_object(session, with_material_attributes(pub_attrs, public), public)
+    try:
+        priv_obj = add_object(session, with_material_attributes(priv_attrs, private), private)
+    except BaseException:
+        session.token.objects.delete(pub_obj)
+        raise
+    return pub_obj.handle, priv_obj.handle
+
+
+def _wrap_cache(session: Session) -> dict:
+    return session.ops.setdefault("wrap-cache", {})
+
+
+def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int, key_handle: int,
+             capacity: int | None) -> bytes:
+    spec = _spec_for(mechanism, MechanismFlag.WRAP, "wrap")
+    cache_key = (mechanism, repr(param), wrapping_handle, key_handle)
+    with session.lock:
+        cached = session.ops.get("wrap-pending")
+        if cached is not None and cached[0] == cache_key:
+            out = cached[1]
+        else:
+            spec.validate(param)
+            wrapping = session.key(wrapping_handle, code=CKR.WRAPPING_KEY_HANDLE_INVALID)
+            target = session.key(key_handle, code=CKR.KEY_HANDLE_INVALID)
+            try:
+                check_key_for(session, spec, wrapping, Attribute.WRAP,
+                              (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY))
+            except PKCS11Error as exc:
+                if exc.rv == CKR.KEY_TYPE_INCONSISTENT:
+                    raise PKCS11Error(CKR.WRAPPING_KEY_TYPE_INCONSISTENT) from None
+                raise
+            if not target.attrs.get(Attribute.EXTRACTABLE, False):
+                raise PKCS11Error(CKR.KEY_UNEXTRACTABLE)
+            if target.attrs.get(Attribute.WRAP_WITH_TRUSTED) and not wrapping.attrs.get(Attribute.TRUSTED):
+                raise PKCS11Error(CKR.KEY_NOT_WRAPPABLE, "CKA_WRAP_WITH_TRUSTED needs a trusted wrapping key")
+            wrap_template = wrapping.attrs.get(Attribute.WRAP_TEMPLATE)
+            if wrap_template and not templates.matches(target.attrs, wrap_template):
+                # PKCS#11 3.0 §5.18.3 names CKR_KEY_HANDLE_INVALID for a CKA_WRAP_TEMPLATE mismatch.
+                raise PKCS11Error(CKR.KEY_HANDLE_INVALID, "key does not match CKA_WRAP_TEMPLATE")
+            module = session.token.objects.module
+            wrapping_material = module.use(wrapping.key, Action.WRAP)
+            target_material = module.use(target.key, Action.EXPORT_AS_BLOB, wrap_key_hash=wrapping.key.key_hash)
+            out = spec.wrap(wrapping_material, param, target_material)
+        if capacity is None or capacity < len(out):
+            session.ops["wrap-pending"] = (cache_key, out)
+        else:
+            session.ops.pop("wrap-pending", None)
+        return out
+
+
+def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | None) -> dict[int, Any]:
+    if not forced:
+        return template
+    merged = dict(template)
+    for attr, value in forced.items():
+        if attr in merged and merged[attr] != value:
+            raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "template conflicts with CKA_UNWRAP_TEMPLATE")
+        merged[attr] = value
+    return merged
+
+
+def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
+               raw: list) -> int:
+    spec = _spec_for(mechanism, MechanismFlag.UNWRAP, "unwrap")
+    spec.validate(param)
+    unwrapping = session.key(unwrapping_handle, code=CKR.UNWRAPPING_KEY_HANDLE_INVALID)
+    try:
+        check_key_for(session, spec, unwrapping, Attribute.UNWRAP,
+                      (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY))
+    except PKCS11Error as exc:
+        if exc.rv == CKR.KEY_TYPE_INCONSISTENT:
+            raise PKCS11Error(CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT) from None
+        raise
+    template = _merge_unwrap_template(codecs.decode_template(raw),
+                                      unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE))
+    attrs = templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=session.is_so)
+    session.require_rw_for(attrs)
+    kind = keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
+    module = session.token.objects.module
+    unwrapping_material = module.use(unwrapping.key, Action.UNWRAP)
+    material = spec.unwrap(unwrapping_material, param, wrapped, kind, attrs.get(Attribute.VALUE_LEN))
+    if not keyparts.fits(material, attrs[Attribute.KEY_TYPE]):
+        raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "unwrapped key is not of the template's key type")
+    keyparts.check_material_attributes(attrs, material)
+    return add_object(session, with_material_attributes(attrs, material), material).handle
+
+
+def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, raw: list) -> int:
+    spec = _spec_for(mechanism, MechanismFlag.DERIVE, "derive")
+    spec.validate(param)
+    base = session.key(base_handle)
+    check_key_for(session, spec, base, Attribute.DERIVE, None)
+    template = codecs.decode_template(raw)
+    template.setdefault(Attribute.CLASS, ObjectClass.SECRET_KEY)
+    template.setdefault(Attribute.KEY_TYPE, KeyType.GENERIC_SECRET)
+    attrs = templates.new_object(template, Origin.DERIVE, mechanism=mechanism, is_so=session.is_so,
+                                 base=base.attrs)
+    session.require_rw_for(attrs)
+    material = session.token.objects.module.use(base.key, Action.DERIVE)
+    derived = spec.derive(material, param, attrs[Attribute.KEY_TYPE], attrs.get(Attribute.VALUE_LEN))
+    keyparts.check_material_attributes(attrs, derived)
+    return add_object(session, with_material_attributes(attrs, derived), derived).handle
+
+
+def generate_random(length: int) -> bytes:
+    return secrets.token_bytes(length)
+
+
+def seed_random(seed: bytes) -> None:
+    """Mix the caller's seed into the kernel pool our RNG draws from (writing does not credit entropy)."""
+    try:
+        with open("/dev/urandom", "wb") as pool:
+            pool.write(seed)
+    except OSError:
+        raise PKCS11Error(CKR.RANDOM_SEED_NOT_SUPPORTED) from None

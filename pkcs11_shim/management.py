@@ -1,0 +1,167 @@
+"""Object management (PKCS#11 3.0 §5.7): create, copy, destroy, attributes, search."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator.acl import Action
+from emulator.keys import Key
+
+from . import policy
+from .attributes import codecs, keyparts, templates
+from .attributes.templates import Origin
+from .constants import Attribute, CKR
+from .errors import PKCS11Error
+from .objects import _VENDOR, P11Object
+from .sessions import Session
+
+
+def protection_for(session: Session, attrs: dict[int, Any]) -> tuple[str, str | None]:
+    """(protection, owner token) of a new object: private token objects need the token's key."""
+    token_hash = session.token.token_hash
+    if token_hash and attrs.get(Attribute.PRIVATE):
+        return "token", token_hash
+    return "module", token_hash
+
+
+def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any = None) -> P11Object:
+    """Make the emulator key for a new object, persist it when it is a token object."""
+    session.require_rw_for(attrs)
+    protection, owner = protection_for(session, attrs)
+    module = session.token.objects.module
+    key = Key(material, acl if acl is not None else policy.acl_for(attrs), app="pkcs11",
+              protection=protection, token=owner)
+    store = session.token.objects
+    if attrs.get(Attribute.TOKEN):
+        key.ident = module.new_ident(owner)
+        obj = store.add(attrs, key, None)
+        try:
+            store.persist(obj, session.token.auth)
+        except BaseException:
+            store.remove(obj)
+            raise
+        return obj
+    return store.add(attrs, key, session.handle)
+
+
+def with_material_attributes(attrs: dict[int, Any], material: Any) -> dict[int, Any]:
+    """Stored attributes: secret components removed, derivable public ones filled in."""
+    stored = keyparts.strip_material(attrs)
+    if material is not None:
+        for attr, value in keyparts.public_attributes(material).items():
+            stored.setdefault(attr, value)
+    return stored
+
+
+def create_object(session: Session, raw: list) -> int:
+    template = codecs.decode_template(raw)
+    attrs = templates.new_object(template, Origin.CREATE, is_so=session.is_so)
+    session.require_rw_for(attrs)
+    material = keyparts.material_from_attributes(attrs)
+    return add_object(session, with_material_attributes(attrs, material), material).handle
+
+
+def copy_object(session: Session, handle: int, raw: list) -> int:
+    obj = session.object(handle)
+    if not obj.attrs.get(Attribute.COPYABLE, True):
+        raise PKCS11Error(CKR.ACTION_PROHIBITED)
+    changes = codecs.decode_template(raw)
+    new_attrs = templates.check_modify(obj.attrs, changes, is_so=session.is_so, copying=True)
+    session.require_rw_for(new_attrs)
+    module = session.token.objects.module
+    if obj.material is not None:
+        module.use(obj.key, Action.DUPLICATE)
+    acl = policy.reduce_for(obj.key.acl, new_attrs) or obj.key.acl
+    stored = {k: v for k, v in new_attrs.items() if k not in _VENDOR}
+    return add_object(session, stored, obj.material, acl).handle
+
+
+def destroy_object(session: Session, handle: int) -> None:
+    obj = session.object(handle)
+    if not obj.attrs.get(Attribute.DESTROYABLE, True):
+        raise PKCS11Error(CKR.ACTION_PROHIBITED)
+    if obj.is_token and not session.rw:
+        raise PKCS11Error(CKR.SESSION_READ_ONLY)
+    session.token.objects.delete(obj)
+
+
+def attribute_value(session: Session, obj: P11Object, attr: int) -> Any:
+    """One attribute's value for C_GetAttributeValue, or the per-attribute error (§5.7.5)."""
+    if attr in obj.attrs:
+        return obj.attrs[attr]
+    if obj.material is not None and attr in SECRET_COMPONENTS:
+        if not templates.readable(obj.attrs, attr):
+            raise PKCS11Error(CKR.ATTRIBUTE_SENSITIVE)
+        material = session.token.objects.module.use(obj.key, Action.EXPORT_PLAIN)
+        parts = keyparts.secret_attributes(material)
+        if attr in parts:
+            return parts[attr]
+    raise PKCS11Error(CKR.ATTRIBUTE_TYPE_INVALID)
+
+
+def set_attributes(session: Session, handle: int, raw: list) -> None:
+    obj = session.object(handle)
+    if not obj.attrs.get(Attribute.MODIFIABLE, True):
+        raise PKCS11Error(CKR.ACTION_PROHIBITED)
+    if obj.is_token and not session.rw:
+        raise PKCS11Error(CKR.SESSION_READ_ONLY)
+    changes = codecs.decode_template(raw)
+    new_attrs = templates.check_modify(obj.attrs, changes, is_so=session.is_so, copying=False)
+    reduced = policy.reduce_for(obj.key.acl, new_attrs)
+    old = obj.attrs
+    if reduced is not None:
+        session.token.objects.module.reduce_acl(obj.key, reduced.actions())
+    obj.attrs = new_attrs
+    session.token.objects.reindex(obj, old)
+    if obj.is_token:
+        try:
+            session.token.objects.persist(obj, session.token.auth)
+        except BaseException:
+            obj.attrs = old
+            session.token.objects.reindex(obj, new_attrs)
+            raise
+
+
+#: Key components that live in the material, never in the stored attributes.
+SECRET_COMPONENTS = frozenset({
+    Attribute.VALUE, Attribute.PRIVATE_EXPONENT, Attribute.PRIME_1, Attribute.PRIME_2,
+    Attribute.EXPONENT_1, Attribute.EXPONENT_2, Attribute.COEFFICIENT,
+})
+
+
+# --- search ----------------------------------------------------------------------------------
+@dataclass
+class FindState:
+    handles: list[int] = field(default_factory=list)
+    position: int = 0
+
+
+def find_init(session: Session, raw: list) -> None:
+    with session.lock:
+        if "find" in session.ops:
+            raise PKCS11Error(CKR.OPERATION_ACTIVE)
+        template = codecs.decode_template(raw)
+        session.sync_objects()
+        found = sorted(
+            obj.handle
+            for obj in session.token.objects.candidates(template)
+            if session.visible(obj) and templates.matches(obj.attrs, template)
+        )
+        session.ops["find"] = FindState(found)
+
+
+def find_next(session: Session, max_count: int) -> list[int]:
+    with session.lock:
+        state = session.ops.get("find")
+        if not isinstance(state, FindState):
+            raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED)
+        chunk = state.handles[state.position:state.position + max_count]
+        state.position += len(chunk)
+        return chunk
+
+
+def find_final(session: Session) -> None:
+    with session.lock:
+        if not isinstance(session.ops.pop("find", None), FindState):
+            raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED)

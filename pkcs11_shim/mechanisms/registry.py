@@ -1,0 +1,164 @@
+"""The one mechanism registry: CKM number -> what the mechanism can do and how.
+
+A row (`MechanismSpec`) carries the CK_MECHANISM_INFO data (flags, key sizes in the unit the
+specification names for the mechanism), the key types it accepts, the name of its parameter reader
+(`abi.mechanism_params.READERS`), a validator, and the implementation callables. Family modules
+(`digest`, `mac`, `aes`, ...) each offer `register(registry)`; the registry loads them on first use,
+so importing it never imports the families (which import it).
+
+Implementation signatures (material classes from `emulator.crypto.material`; op classes in `ops`):
+
+    encrypt(material, param) -> CipherOp          decrypt(material, param) -> CipherOp
+    sign(material, param) -> SignOp               verify(material, param) -> VerifyOp
+    sign_recover(material, param) -> SignOp       verify_recover(material, param) -> RecoverOp
+    digest(param) -> DigestOp
+    wrap(wrapping_material, param, target_material) -> bytes
+    unwrap(unwrapping_material, param, wrapped, target_kind, value_len) -> Material
+    generate(param, key_type, value_len) -> SecretMaterial
+    generate_pair(param, public_attrs, private_attrs) -> PrivateMaterial
+    derive(base_material, param, key_type, value_len) -> SecretMaterial
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..constants import CKR, Mechanism, MechanismFlag
+from ..errors import PKCS11Error
+from . import numbers
+
+Impl = Callable[..., Any] | None
+
+
+def no_parameter(param: Any) -> None:
+    """The validator of a mechanism without a parameter."""
+    if param is not None:
+        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "this mechanism takes no parameter")
+
+
+#: Which implementation field each CK_MECHANISM_INFO flag promises.
+FLAG_FIELDS: tuple[tuple[int, str], ...] = (
+    (MechanismFlag.ENCRYPT, "encrypt"),
+    (MechanismFlag.DECRYPT, "decrypt"),
+    (MechanismFlag.DIGEST, "digest"),
+    (MechanismFlag.SIGN, "sign"),
+    (MechanismFlag.SIGN_RECOVER, "sign_recover"),
+    (MechanismFlag.VERIFY, "verify"),
+    (MechanismFlag.VERIFY_RECOVER, "verify_recover"),
+    (MechanismFlag.GENERATE, "generate"),
+    (MechanismFlag.GENERATE_KEY_PAIR, "generate_pair"),
+    (MechanismFlag.WRAP, "wrap"),
+    (MechanismFlag.UNWRAP, "unwrap"),
+    (MechanismFlag.DERIVE, "derive"),
+)
+
+
+def ckm_name(mechanism: int) -> str:
+    """CKM_ name of a number: python-pkcs11's enum, else our own `numbers`."""
+    try:
+        return "CKM_" + Mechanism(mechanism).name
+    except ValueError:
+        pass
+    for attr, value in vars(numbers).items():
+        if attr.startswith("CKM_") and value == mechanism:
+            return attr
+    return f"CKM_0x{mechanism:x}"
+
+
+@dataclass(frozen=True, eq=False)
+class MechanismSpec:
+    """One mechanism. `flags` must list exactly the operations that have an implementation."""
+
+    mechanism: int
+    flags: int
+    min_key: int = 0
+    max_key: int = 0
+    key_types: frozenset[int] = frozenset()
+    param_kind: str = "none"
+    validate: Callable[[Any], None] = no_parameter
+    encrypt: Impl = None
+    decrypt: Impl = None
+    sign: Impl = None
+    sign_recover: Impl = None
+    verify: Impl = None
+    verify_recover: Impl = None
+    digest: Impl = None
+    wrap: Impl = None
+    unwrap: Impl = None
+    generate: Impl = None
+    generate_pair: Impl = None
+    derive: Impl = None
+    #: Key types a generate/generate_pair row makes; the first is the default (keymgmt reads it).
+    generated_key_types: tuple[int, ...] = ()
+    #: 3.0 message-based factories (C_MessageEncryptInit ...); none are offered yet.
+    message_encrypt: Impl = None
+    message_decrypt: Impl = None
+    message_sign: Impl = None
+    message_verify: Impl = None
+    name: str = ""  # filled from the number when not given
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", ckm_name(self.mechanism))
+        for flag, name in FLAG_FIELDS:
+            has_flag = bool(self.flags & flag)
+            has_impl = getattr(self, name) is not None
+            if has_flag != has_impl:
+                raise ValueError(f"{self.name}: flag {flag.name} and field {name!r} disagree")
+
+    def info(self) -> tuple[int, int, int]:
+        """(ulMinKeySize, ulMaxKeySize, flags) for C_GetMechanismInfo."""
+        return self.min_key, self.max_key, int(self.flags)
+
+
+class Registry:
+    """Mechanism rows by number, filled by the family modules' `register()` on first use."""
+
+    def __init__(self, families: tuple[str, ...]) -> None:
+        self._families = families
+        self._rows: dict[int, MechanismSpec] = {}
+        self._loaded = False
+        self._lock = threading.Lock()
+
+    def add(self, spec: MechanismSpec) -> None:
+        if spec.mechanism in self._rows:
+            raise ValueError(f"mechanism {spec.name} (0x{spec.mechanism:x}) registered twice")
+        self._rows[spec.mechanism] = spec
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        with self._lock:
+            if self._loaded:
+                return
+            try:
+                for family in self._families:
+                    importlib.import_module(f"{__package__}.{family}").register(self)
+            except BaseException:
+                self._rows.clear()
+                raise
+            self._loaded = True
+
+    def get(self, mechanism: int) -> MechanismSpec:
+        self._load()
+        try:
+            return self._rows[int(mechanism)]
+        except KeyError:
+            raise PKCS11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{int(mechanism):x} not supported") from None
+
+    def __contains__(self, mechanism: int) -> bool:
+        self._load()
+        return int(mechanism) in self._rows
+
+    def all(self) -> list[MechanismSpec]:
+        """Every row, by mechanism number (the order C_GetMechanismList reports)."""
+        self._load()
+        return [self._rows[m] for m in sorted(self._rows)]
+
+
+FAMILIES = ("digest", "mac", "generic", "aes", "des3", "keywrap", "rsa", "ec", "edwards")
+
+REGISTRY = Registry(FAMILIES)

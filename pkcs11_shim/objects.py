@@ -1,0 +1,217 @@
+"""Object handles over the emulator's keys: token objects (kmdata blobs) and session objects.
+
+Each token's `ObjectStore` maps handles to `P11Object`s. Token objects are the emulator's keys with
+their PKCS#11 attributes kept in the blob's authenticated appdata; the store notices other processes'
+writes through the module's change counter and reconciles without renumbering handles it already
+gave out. Lookups are by index (class, label, id), not by scanning every object.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from emulator.keys import Key
+
+from .attributes import codecs
+from .constants import Attribute, CKR, NCipherAttribute
+from .errors import PKCS11Error
+
+_handles = itertools.count(1)
+
+#: Attributes indexed for C_FindObjects; a template naming any of them is answered from the index.
+INDEXED = (Attribute.CLASS, Attribute.LABEL, Attribute.ID)
+
+
+@dataclass(eq=False)
+class P11Object:
+    handle: int
+    attrs: dict[int, Any]
+    key: Key
+    owner_session: int | None = None  # session objects only
+
+    @property
+    def is_token(self) -> bool:
+        return bool(self.attrs.get(Attribute.TOKEN, False))
+
+    @property
+    def is_private(self) -> bool:
+        return bool(self.attrs.get(Attribute.PRIVATE, False))
+
+    @property
+    def material(self) -> Any:
+        return self.key.material
+
+
+def vendor_attributes(key: Key) -> dict[int, Any]:
+    """nShield's CKA_NFKM_* attributes, computed from the key rather than stored (cklist shows them)."""
+    return {
+        NCipherAttribute.NFKM_APPNAME: key.app,
+        NCipherAttribute.NFKM_ID: key.ident.encode(),
+        NCipherAttribute.NFKM_HASH: bytes.fromhex(key.key_hash),
+    }
+
+
+def _index_key(attr: int, value: Any) -> tuple[int, Any]:
+    return (attr, value if not isinstance(value, (bytearray, memoryview)) else bytes(value))
+
+
+class ObjectStore:
+    """The objects of one token as this process sees them."""
+
+    def __init__(self, module: Any, token_hash: str | None) -> None:
+        self.module = module
+        self.token_hash = token_hash
+        self._objects: dict[int, P11Object] = {}
+        self._by_ident: dict[str, int] = {}
+        self._index: dict[tuple[int, Any], set[int]] = {}
+        self._seen_counter: int | None = None
+        self._loaded_private = False
+        self._lock = threading.RLock()
+
+    # --- index -------------------------------------------------------------------------------
+    def _index_add(self, obj: P11Object) -> None:
+        for attr in INDEXED:
+            if attr in obj.attrs:
+                self._index.setdefault(_index_key(attr, obj.attrs[attr]), set()).add(obj.handle)
+
+    def _index_remove(self, obj: P11Object) -> None:
+        for attr in INDEXED:
+            if attr in obj.attrs:
+                bucket = self._index.get(_index_key(attr, obj.attrs[attr]))
+                if bucket is not None:
+                    bucket.discard(obj.handle)
+
+    def reindex(self, obj: P11Object, old_attrs: dict[int, Any]) -> None:
+        with self._lock:
+            for attr in INDEXED:
+                if attr in old_attrs:
+                    bucket = self._index.get(_index_key(attr, old_attrs[attr]))
+                    if bucket is not None:
+                        bucket.discard(obj.handle)
+            self._index_add(obj)
+
+    # --- membership --------------------------------------------------------------------------
+    def add(self, attrs: dict[int, Any], key: Key, owner_session: int | None) -> P11Object:
+        with self._lock:
+            obj = P11Object(next(_handles), attrs, key, owner_session)
+            self._objects[obj.handle] = obj
+            if obj.is_token and key.ident:
+                self._by_ident[key.ident] = obj.handle
+            self._index_add(obj)
+            return obj
+
+    def remove(self, obj: P11Object) -> None:
+        with self._lock:
+            self._objects.pop(obj.handle, None)
+            if obj.is_token:
+                self._by_ident.pop(obj.key.ident, None)
+            self._index_remove(obj)
+
+    def get(self, handle: int) -> P11Object | None:
+        return self._objects.get(handle)
+
+    def all(self) -> Iterable[P11Object]:
+        return list(self._objects.values())
+
+    def candidates(self, template: dict[int, Any]) -> Iterable[P11Object]:
+        """Objects that may match: the smallest index bucket named by the template, else all."""
+        with self._lock:
+            buckets = [
+                self._index.get(_index_key(attr, template[attr]), set())
+                for attr in INDEXED
+                if attr in template
+            ]
+            if not buckets:
+                return list(self._objects.values())
+            smallest = min(buckets, key=len)
+            return [self._objects[h] for h in smallest if h in self._objects]
+
+    def forget_all(self) -> None:
+        with self._lock:
+            self._objects.clear()
+            self._by_ident.clear()
+            self._index.clear()
+            self._seen_counter = None
+            self._loaded_private = False
+
+    def drop_private(self) -> list[P11Object]:
+        """C_Logout: private objects' handles become invalid (§5.6.10)."""
+        with self._lock:
+            dropped = [o for o in self._objects.values() if o.is_private]
+            for obj in dropped:
+                self.remove(obj)
+            self._loaded_private = False
+            self._seen_counter = None
+            return dropped
+
+    def drop_session_objects(self, session_handle: int) -> None:
+        with self._lock:
+            for obj in [o for o in self._objects.values() if o.owner_session == session_handle]:
+                self.remove(obj)
+
+    # --- persistence ---------------------------------------------------------------------------
+    def sync(self, auth: Any = None, *, force: bool = False) -> None:
+        """Load token objects written by this or another process since the last look."""
+        if self.token_hash == "":
+            return  # the spare, uninitialised token holds nothing
+        counter = self.module.change_counter()
+        want_private = auth is not None
+        with self._lock:
+            if not force and counter == self._seen_counter and want_private == self._loaded_private:
+                return
+            keys, _problems = self.module.load_keys(self.token_hash, auth)
+            present: set[str] = set()
+            for key in keys:
+                present.add(key.ident)
+                handle = self._by_ident.get(key.ident)
+                existing = self._objects.get(handle) if handle is not None else None
+                if existing is not None and existing.key is key:
+                    continue
+                attrs = codecs.deserialize(key.appdata)
+                attrs.update(vendor_attributes(key))
+                if existing is not None:
+                    old = existing.attrs
+                    existing.key, existing.attrs = key, attrs
+                    self.reindex(existing, old)
+                else:
+                    self.add(attrs, key, None)
+            for ident, handle in list(self._by_ident.items()):
+                obj = self._objects.get(handle)
+                if ident in present or obj is None:
+                    continue
+                # Gone only if its file is gone: a key this process is writing right now may be
+                # missing from a listing taken a moment before its rename.
+                path = obj.key.file_path
+                if path is not None and not os.path.exists(path):
+                    self.remove(obj)
+            self._seen_counter = counter
+            self._loaded_private = want_private
+
+    def persist(self, obj: P11Object, auth: Any) -> None:
+        """Write a token object's blob (attributes into appdata) and note our own change."""
+        stored = {k: v for k, v in obj.attrs.items() if k not in _VENDOR}
+        obj.key.appdata = codecs.serialize(stored)
+        self.module.store_key(obj.key, auth if obj.key.protection == "token" else None)
+        with self._lock:
+            self._by_ident[obj.key.ident] = obj.handle
+            obj.attrs.update(vendor_attributes(obj.key))
+            self._seen_counter = None  # our own write: re-check on the next sync
+
+    def delete(self, obj: P11Object) -> None:
+        if obj.is_token:
+            self.module.delete_key(obj.key)
+        self.remove(obj)
+
+
+_VENDOR = frozenset(NCipherAttribute)
+
+
+def require_object(store: ObjectStore, handle: int, *, code: int = CKR.OBJECT_HANDLE_INVALID) -> P11Object:
+    obj = store.get(handle)
+    if obj is None:
+        raise PKCS11Error(code)
+    return obj

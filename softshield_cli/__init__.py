@@ -1,0 +1,1 @@
+"""The `softshield` command line: nShield-style tools as clients of the module and of the .so."""
