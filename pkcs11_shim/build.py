@@ -32,7 +32,7 @@ LIBRARY_NAME = "libsoftshield-pkcs11"
 
 @dataclass(frozen=True)
 class CFunction:
-    table: str  # "2.40" or "3.0"
+    table: str  # "2.40", "3.0", "3.2" (the table that first has it) or "vendor" (exported, in no table)
     in_c: bool  # answered in C (hands out tables), no Python handler
     name: str
     params: str  # the C parameter list without parentheses
@@ -45,7 +45,7 @@ class CFunction:
 
 
 def read_functions(path: Path = NATIVE / "functions.txt") -> list[CFunction]:
-    line_re = re.compile(r"^(2\.40|3\.0)(c?)\s+(C_\w+)\s+\((.*)\)\s*$")
+    line_re = re.compile(r"^(2\.40|3\.0|3\.2|vendor)(c?)\s+(C_\w+)\s+\((.*)\)\s*$")
     functions = []
     for line in path.read_text().splitlines():
         if not line.strip() or line.startswith("#"):
@@ -77,10 +77,30 @@ def cdef_source(functions: list[CFunction]) -> str:
     )
 
 
+#: The standard tables, oldest first: each holds every function of its own and earlier versions.
+TABLES = (
+    ("2.40", "CK_FUNCTION_LIST", "softshield_functions_2_40", "{2, 40}"),
+    ("3.0", "CK_FUNCTION_LIST_3_0", "softshield_functions_3_0", "{3, 0}"),
+    ("3.2", "CK_FUNCTION_LIST_3_2", "softshield_functions_3_2", "{3, 2}"),
+)
+
+
+def table_members(functions: list[CFunction]) -> list[tuple[str, str, str, list[CFunction]]]:
+    """(struct, variable, version, members) of each table that has functions of its own."""
+    order = [t[0] for t in TABLES]
+    tables = []
+    for version, struct, var, literal in TABLES:
+        own = [f for f in functions if f.table == version]
+        if not own:
+            continue
+        members = [f for f in functions if f.table in order[: order.index(version) + 1]]
+        tables.append((struct, var, literal, members))
+    return tables
+
+
 def c_source(functions: list[CFunction], libpython: str) -> str:
     """The exported entry points and function tables."""
-    v2 = [f for f in functions if f.table == "2.40"]
-    v3 = functions
+    tables = table_members(functions)
     out = [
         "#include <dlfcn.h>",
         "#include <string.h>",
@@ -98,14 +118,13 @@ def c_source(functions: list[CFunction], libpython: str) -> str:
         "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
         "typedef CK_FUNCTION_LIST *CK_FUNCTION_LIST_PTR;",
         "typedef CK_FUNCTION_LIST_PTR *CK_FUNCTION_LIST_PTR_PTR;",
-        "typedef struct CK_FUNCTION_LIST_3_0 CK_FUNCTION_LIST_3_0;",
         "",
     ]
     # Prototypes of every exported function (CK_FUNCTION_LIST_PTR_PTR must be known first).
     for f in functions:
         out.append(f"SOFTSHIELD_EXPORT CK_RV {f.name}({f.params});")
     out.append("")
-    for struct, members in (("CK_FUNCTION_LIST", v2), ("CK_FUNCTION_LIST_3_0", v3)):
+    for struct, _var, _literal, members in tables:
         out.append(f"struct {struct} {{")
         out.append("    CK_VERSION version;")
         for f in members:
@@ -162,13 +181,9 @@ static int softshield_python_ready(void)
         out.append(f"    return py_{f.name}({args});")
         out.append("}")
         out.append("")
-    # The two tables.
-    for var, struct, members, version in (
-        ("softshield_functions_2_40", "CK_FUNCTION_LIST", v2, "{2, 40}"),
-        ("softshield_functions_3_0", "CK_FUNCTION_LIST_3_0", v3, "{3, 0}"),
-    ):
+    for struct, var, literal, members in tables:
         out.append(f"static struct {struct} {var} = {{")
-        out.append(f"    {version},")
+        out.append(f"    {literal},")
         out.extend(f"    {f.name}," for f in members)
         out.append("};")
         out.append("")
