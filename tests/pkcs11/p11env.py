@@ -34,9 +34,9 @@ def pkcs11_tool(*args: str, check: bool = True, env: dict | None = None) -> subp
     return result
 
 
-def spare_slot() -> int:
+def spare_slot(env: dict | None = None) -> int:
     """The slot offering an uninitialised token, as listed by pkcs11-tool."""
-    out = pkcs11_tool("--list-slots").stdout
+    out = pkcs11_tool("--list-slots", env=env).stdout
     slot = None
     for line in out.splitlines():
         if line.startswith("Slot "):
@@ -46,13 +46,14 @@ def spare_slot() -> int:
     raise AssertionError(f"no uninitialised slot in:\n{out}")
 
 
-def init_token(label: str | None = None, so_pin: str = SO_PIN, pin: str = USER_PIN) -> str:
+def init_token(label: str | None = None, so_pin: str = SO_PIN, pin: str = USER_PIN,
+               env: dict | None = None) -> str:
     """Initialise a fresh token the way SoftHSM2 users do, with pkcs11-tool; returns its label."""
     label = label or f"t-{uuid.uuid4().hex[:10]}"
-    slot = spare_slot()
-    pkcs11_tool("--init-token", "--slot", str(slot), "--label", label, "--so-pin", so_pin)
+    slot = spare_slot(env)
+    pkcs11_tool("--init-token", "--slot", str(slot), "--label", label, "--so-pin", so_pin, env=env)
     pkcs11_tool("--init-pin", "--token-label", label, "--login", "--login-type", "so",
-                "--so-pin", so_pin, "--pin", pin)
+                "--so-pin", so_pin, "--pin", pin, env=env)
     return label
 
 

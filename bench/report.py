@@ -1,0 +1,149 @@
+"""Results of one `make bench` run: the table on stdout, build/bench/results.json, and PNG plots.
+
+Every figure is a row (operation) with a value per implementation (ours, softhsm, cryptography).
+Ratios are "ours is this many times better": ours/theirs for rates, theirs/ours for times and memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "build" / "bench"
+IMPLS = ("ours", "softhsm", "cryptography")
+
+
+@dataclass
+class Row:
+    op: str
+    unit: str  # "ops/s", "ms", "us", "MB"
+    higher_better: bool
+    values: dict[str, float] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)  # per implementation: what was measured instead
+    group: str = ""
+    x: float | None = None  # threads or object count, for the plots
+
+
+ROWS: dict[str, Row] = {}
+
+
+def record(op: str, impl: str, value: float, *, unit: str = "ops/s", higher_better: bool = True,
+           note: str = "", group: str = "", x: float | None = None) -> None:
+    row = ROWS.setdefault(op, Row(op, unit, higher_better, group=group, x=x))
+    row.values[impl] = value
+    if note:
+        row.notes[impl] = note
+
+
+def ratio(row: Row, other: str) -> float | None:
+    ours, theirs = row.values.get("ours"), row.values.get(other)
+    if not ours or not theirs:
+        return None
+    return ours / theirs if row.higher_better else theirs / ours
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value >= 1000:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def machine() -> dict[str, str]:
+    model = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        mem_kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal"))
+        memory = f"{mem_kb / 1024 / 1024:.1f} GiB"
+    except (OSError, StopIteration, ValueError):
+        memory = "?"
+    try:
+        softhsm = subprocess.run(["softhsm2-util", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        softhsm = "?"
+    import cryptography
+
+    return {"nproc": str(os.cpu_count()), "cpu": model, "memory": memory, "python": platform.python_version(),
+            "cryptography": cryptography.__version__, "softhsm2": softhsm, "kernel": platform.release()}
+
+
+def table() -> str:
+    head = ("operation", "unit", "ours", "SoftHSM2", "cryptography", "ours/SoftHSM2", "ours/cryptography")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in ROWS.values():
+        soft = _fmt(row.values.get("softhsm"))
+        if "softhsm" in row.notes:
+            soft += f" ({row.notes['softhsm']})"
+        r1, r2 = ratio(row, "softhsm"), ratio(row, "cryptography")
+        lines.append("| " + " | ".join((
+            row.op, row.unit, _fmt(row.values.get("ours")), soft, _fmt(row.values.get("cryptography")),
+            f"{r1:.2f}x" if r1 else "-", f"{r2:.2f}x" if r2 else "-")) + " |")
+    return "\n".join(lines)
+
+
+def plots(out: Path) -> list[Path]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    made = []
+    for group, title, xlabel, ylabel, logx in (
+        ("threads-wrap", "C_WrapKey RSA_AES_KEY_WRAP (RSA-2048, AES-256)", "threads", "wraps/s", False),
+        ("threads-unwrap", "C_UnwrapKey RSA_AES_KEY_WRAP (RSA-2048, AES-256)", "threads", "unwraps/s", False),
+        ("find", "C_FindObjects by label", "token objects", "us per find (init+find+final)", True),
+    ):
+        rows = sorted((r for r in ROWS.values() if r.group == group and r.x is not None), key=lambda r: r.x)
+        if not rows:
+            continue
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for impl, label in (("ours", "softshield"), ("softhsm", "SoftHSM2"), ("cryptography", "cryptography")):
+            pts = [(r.x, r.values[impl]) for r in rows if impl in r.values]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        if logx:
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        else:
+            ax.set_xticks(sorted({r.x for r in rows}))
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+        fig.tight_layout()
+        path = out / f"{group}.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        made.append(path)
+    return made
+
+
+def write(out: Path = OUT) -> str:
+    out.mkdir(parents=True, exist_ok=True)
+    info = machine()
+    (out / "results.json").write_text(json.dumps(
+        {"machine": info, "rows": [asdict(r) | {"ratio_softhsm": ratio(r, "softhsm"),
+                                                 "ratio_cryptography": ratio(r, "cryptography")}
+                                   for r in ROWS.values()]}, indent=2))
+    text = table()
+    (out / "table.md").write_text(text + "\n")
+    made = plots(out)
+    summary = (f"\nmachine: {info['cpu']}, nproc {info['nproc']}, {info['memory']}; "
+               f"{info['softhsm2'] and 'SoftHSM2 ' + info['softhsm2']}, cryptography {info['cryptography']}\n"
+               f"{text}\nwritten: {out / 'results.json'}, {', '.join(str(p) for p in made)}\n")
+    return summary

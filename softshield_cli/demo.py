@@ -1,0 +1,99 @@
+"""`make demo`: create a world and a key, and use the key through the PKCS#11 library.
+
+Every step is what a user would do by hand: a fresh kmdata, a Security World, an RSA key generated
+through PKCS#11 in the accelerator slot, a signature made by the token and checked with plain
+`cryptography`, and a C host (pkcs11-tool) that sees the same key.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SO = ROOT / "build" / "libsoftshield-pkcs11.so"
+DEMO_KMDATA = ROOT / "build" / "demo-kmdata"
+
+
+def step(text: str) -> None:
+    print(f"\n== {text}")
+
+
+def run(*argv: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, env=os.environ.copy())
+    if result.returncode != 0:
+        raise SystemExit(f"demo: {' '.join(argv)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def create_world() -> None:
+    """Through `softshield new-world` when the Security World tools are installed."""
+    pin_file = DEMO_KMDATA.parent / "demo-pins.txt"
+    pin_file.write_text("demo-acs-1 1111\ndemo-acs-2 2222\ndemo-acs-3 3333\n")
+    cli = [sys.executable, "-m", "softshield_cli.main"]
+    from softshield_cli.main import COMMANDS, build_parser
+
+    build_parser()
+    if "new-world" in COMMANDS:
+        print(run(*cli, "new-world", "--initialize", "--cipher-suite=DLf3072s256mAEScSP800131Ar1",
+                  "--module=1", "--acs-quorum=2/3", "--pin-file", str(pin_file)).rstrip())
+    else:
+        from emulator.module import Module
+
+        module = Module.open(DEMO_KMDATA)
+        print(f"security world generated on module #1; hknso = {module.world.hknso}")
+
+
+def main() -> int:
+    if not SO.exists():
+        raise SystemExit("demo: build the library first: make")
+    shutil.rmtree(DEMO_KMDATA, ignore_errors=True)
+    DEMO_KMDATA.mkdir(parents=True)
+    os.environ["NFAST_KMDATA"] = str(DEMO_KMDATA)
+
+    step(f"a new Security World in {DEMO_KMDATA}")
+    create_world()
+
+    step("an RSA-2048 key generated through PKCS#11 in the accelerator slot")
+    import pkcs11
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+    from pkcs11 import Attribute, KeyType, Mechanism
+
+    lib = pkcs11.lib(str(SO))
+    token = lib.get_token(token_label="loadshared accelerator")
+    with token.open(rw=True) as session:
+        # The accelerator slot holds module-protected keys, which nShield makes with CKA_PRIVATE false.
+        public, private = session.generate_keypair(KeyType.RSA, 2048, label="demo-signer", store=True,
+                                                   private_template={Attribute.PRIVATE: False})
+        print(f"key generated: label demo-signer, modulus {len(public[Attribute.MODULUS]) * 8} bits")
+        message = b"softshield demo"
+        signature = private.sign(message, mechanism=Mechanism.SHA256_RSA_PKCS)
+        verifier = RSAPublicNumbers(
+            int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+            int.from_bytes(public[Attribute.MODULUS], "big"),
+        ).public_key()
+        verifier.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        print(f"signature made by the token ({len(signature)} bytes) verifies with plain cryptography")
+
+    step("the key blobs in kmdata (encrypted and authenticated under the world)")
+    for path in sorted((DEMO_KMDATA / "local").iterdir()):
+        if not path.name.startswith("."):
+            print(f"  {path.name}  ({path.stat().st_size} bytes)")
+
+    step("a C host (pkcs11-tool) sees the same key")
+    if shutil.which("pkcs11-tool"):
+        out = run("pkcs11-tool", "--module", str(SO), "--slot", "0", "--list-objects", "--type", "privkey")
+        print("\n".join("  " + line for line in out.splitlines() if line.strip()))
+    else:
+        print("  pkcs11-tool not installed (Debian package opensc)")
+    print("\ndemo complete")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
