@@ -24,12 +24,15 @@ from .errors import (
     InvalidKeyMaterial,
     KeyNameInvalid,
     KeyNotFound,
+    QuorumNotMet,
     TokenNotFound,
     WorldStateError,
 )
 from .keys import Key
 from .kmdata import FileStamp, KmStore, ensure_dir, read_with_stamp, stamp_of
 from .tokens import TokenAuth, TokenInfo, TokenStore
+from .cards import Reader, reader_dir
+from .cardsets import CardSetStore, cardset_file
 from .world import ModuleFile, World, WorldFile, create_world, new_esn, open_world_key, utc_now
 
 __all__ = ["Module", "TokenAuth", "TokenInfo"]
@@ -58,6 +61,8 @@ class Module:
         self._module_blob_key = blobcrypt.derive_subkey(world_key, b"softshield module blob")
         self._hash_key = blobcrypt.derive_subkey(world_key, b"softshield secret key hash")
         self._tokens = TokenStore(store, world_key, self._destroy_token_objects)
+        self.reader = Reader(reader_dir(kmdata_dir))
+        self.cardsets = CardSetStore(store, world_key, self.world.hknso, self.reader)
         self._cache: dict[str, _Cached] = {}
         self._cache_lock = threading.Lock()
 
@@ -163,14 +168,15 @@ class Module:
         login_check = None
         if key.protection == "token":
             assert key.token is not None
-            auth = self._tokens.check(auth, key.token)
+            auth = self._check_auth(auth, key.token)
             seal_key, login_check = self._tokens.blob_key(auth), auth.check_value
         else:
             seal_key = self._module_blob_key
         name = paths.key_file(key.app, key.ident)
         data = blobs.encode(key, self.world.hknso, seal_key)
         with self._store.writer_lock():
-            if key.token is not None and not self._store.exists(paths.softcard_file(key.token)):
+            if key.token is not None and not self._store.exists(paths.softcard_file(key.token)) \
+                    and not self._store.exists(cardset_file(key.token)):
                 raise TokenNotFound(f"no token {key.token} in kmdata")
             stamp = self._store.write(name, data)
             self._store.bump()
@@ -213,14 +219,14 @@ class Module:
         problems: list[str] = []
         if token is not None and auth is not None:
             try:
-                auth = self._tokens.check(auth, token)
+                auth = self._check_auth(auth, token)
             except (AuthenticationFailed, TokenNotFound, BlobInvalid) as exc:
                 problems.append(f"token-protected keys skipped: {exc}")
                 auth = None
         elif token is None:
             auth = None  # the accelerator has no login
         prefix = paths.pkcs11_prefix(token)
-        names = self._store.names(prefix)
+        names = self._store.names(prefix) + self._named_keys(token)
         keys: list[Key] = []
         for name in names:
             try:
@@ -235,6 +241,28 @@ class Module:
             for name in [n for n in self._cache if n.startswith(prefix) and n not in present]:
                 del self._cache[name]
         return keys, problems
+
+    def _named_keys(self, token: str | None) -> list[str]:
+        """Blobs of other apps (`simple`, ...) owned by `token`: their idents do not name the owner,
+        their headers do (read without decrypting; unchanged files answer from the cache)."""
+        found = []
+        for name in self._store.names(paths.KEY_PREFIX):
+            if name.startswith(paths.pkcs11_prefix(None)[:-2]):
+                continue
+            path = self._store.path(name)
+            with self._cache_lock:
+                cached = self._cache.get(name)
+            if cached is not None and cached.stamp == stamp_of(path):
+                owner = cached.key.token
+            else:
+                try:
+                    owner = blobs.parse(path.read_bytes(), name).header.token
+                except (BlobInvalid, OSError):
+                    found.append(name)  # _load reports why it is unusable
+                    continue
+            if owner == token:
+                found.append(name)
+        return found
 
     def load_key_file(self, path: str | os.PathLike, auth: TokenAuth | None = None) -> Key:
         """One blob by path; raises BlobInvalid with the reason, AuthenticationFailed without login."""
@@ -273,7 +301,7 @@ class Module:
             if owner is None or auth.token != owner:
                 raise AuthenticationFailed(f"{what}: protected by token {owner}, not the logged-in one")
             if not listing:
-                auth = self._tokens.check(auth, owner)
+                auth = self._check_auth(auth, owner)
             seal_key, login_check = self._tokens.blob_key(auth), auth.check_value
         else:
             seal_key = self._module_blob_key
@@ -294,17 +322,38 @@ class Module:
         return self._store.change_counter()
 
     # --- tokens --------------------------------------------------------------------------------
+    def _check_auth(self, auth: TokenAuth | None, token: str) -> TokenAuth:
+        """A current login to `token`: a card set (OCS) or a softcard / C_InitToken token."""
+        if self.cardsets.exists(token):
+            return self.cardsets.check(auth, token)
+        return self._tokens.check(auth, token)
+
     def list_tokens(self) -> list[TokenInfo]:
-        return self._tokens.list()
+        """Every logical token PKCS#11 shows as a slot: softcards, then card sets (load-sharing mode)."""
+        return self._tokens.list() + [c.info() for c in self.cardsets.list()]
 
     def token_info(self, token: str) -> TokenInfo:
+        if self.cardsets.exists(token):
+            return self.cardsets.read(token).info()
         return self._tokens.read(token).info()
+
+    def key_exists(self, app: str, ident: str) -> bool:
+        return self._store.exists(paths.key_file(app, ident))
 
     def init_token(self, label: str, so_pin: bytes, token: str | None = None) -> TokenInfo:
         """C_InitToken: a new token, or re-initialise one (correct SO PIN; destroys its objects)."""
         return self._tokens.init_token(label, so_pin, token)
 
     def login(self, token: str, user: str, pin: bytes) -> TokenAuth:
+        if self.cardsets.exists(token):
+            cardset = self.cardsets.read(token)
+            if user != "user":
+                raise AuthenticationFailed(f"card set `{cardset.name}' has no security officer")
+            if cardset.k > 1:
+                raise QuorumNotMet(f"card set `{cardset.name}' needs {cardset.k} cards: "
+                                   "log in with C_LoginBegin/C_LoginNext/C_LoginEnd or preload")
+            inserted = self.cardsets.inserted(token)
+            return self.cardsets.login(token, [(inserted[0], pin)] if inserted else [])
         return self._tokens.login(token, user, pin)
 
     def init_user_pin(self, token: str, so_auth: TokenAuth, pin: bytes) -> None:

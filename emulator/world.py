@@ -82,12 +82,17 @@ class World:
 class WorldFile:
     world: World
     module_shares: dict[str, bytes]  # ESN -> KM sealed under that module's key
-    knso_private: bytes  # KNSO PKCS#8 sealed under KM
+    knso_private: bytes  # KNSO PKCS#8 sealed under KM (empty when the ACS protects it: see acs)
+    # A world made by `new-world`: the ACS, and KM and KNSO sealed under its logical token
+    # (worldadmin.py). None for the default world Module.open makes on first use.
+    acs: dict[str, Any] | None = None
 
     def to_bytes(self) -> bytes:
         doc = self.world.facts()
         doc["modules"] = {esn: base64.b64encode(v).decode() for esn, v in sorted(self.module_shares.items())}
         doc["knso_private"] = base64.b64encode(self.knso_private).decode()
+        if self.acs is not None:
+            doc["acs"] = self.acs
         return canonical_json(doc)
 
     @classmethod
@@ -100,9 +105,12 @@ class WorldFile:
                           base64.b64decode(doc["knso_public"], validate=True))
             shares = {esn: base64.b64decode(v, validate=True) for esn, v in doc["modules"].items()}
             knso = base64.b64decode(doc["knso_private"], validate=True)
+            acs = doc.get("acs")
+            if acs is not None and not isinstance(acs, dict):
+                raise ValueError("acs is not an object")
         except (ValueError, KeyError, TypeError, binascii.Error) as exc:
             raise BlobInvalid(f"world file: unreadable ({exc})") from None
-        return cls(world, shares, knso)
+        return cls(world, shares, knso, acs)
 
 
 def _aad(world: World, esn: str = "") -> bytes:

@@ -1,4 +1,4 @@
-/* softshield's own PKCS#11 declarations (types and structures of PKCS#11 2.40 and 3.0).
+/* softshield's own PKCS#11 declarations (types and structures of PKCS#11 2.40, 3.0 and 3.2).
  *
  * Written from the OASIS specification, not copied from a vendor header. The same text is
  * fed to cffi's cdef() and compiled into the library, so it must stay in the subset of C
@@ -282,3 +282,30 @@ typedef struct CK_INTERFACE {
 } CK_INTERFACE;
 typedef CK_INTERFACE *CK_INTERFACE_PTR;
 typedef CK_INTERFACE_PTR *CK_INTERFACE_PTR_PTR;
+
+/* PKCS#11 3.2 additions. */
+typedef CK_FLAGS *CK_FLAGS_PTR;
+typedef CK_ULONG CK_SESSION_VALIDATION_FLAGS_TYPE;
+typedef CK_ULONG CK_HEDGE_TYPE;
+
+typedef struct CK_ASYNC_DATA {
+    CK_ULONG ulVersion;
+    CK_BYTE_PTR pValue;
+    CK_ULONG ulValue;
+    CK_OBJECT_HANDLE hObject;
+    CK_OBJECT_HANDLE hAdditionalObject;
+} CK_ASYNC_DATA;
+typedef CK_ASYNC_DATA *CK_ASYNC_DATA_PTR;
+
+typedef struct CK_SIGN_ADDITIONAL_CONTEXT {
+    CK_HEDGE_TYPE hedgeVariant;
+    CK_BYTE_PTR pContext;
+    CK_ULONG ulContextLen;
+} CK_SIGN_ADDITIONAL_CONTEXT;
+
+typedef struct CK_HASH_SIGN_ADDITIONAL_CONTEXT {
+    CK_HEDGE_TYPE hedgeVariant;
+    CK_BYTE_PTR pContext;
+    CK_ULONG ulContextLen;
+    CK_MECHANISM_TYPE hash;
+} CK_HASH_SIGN_ADDITIONAL_CONTEXT;

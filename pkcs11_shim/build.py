@@ -2,9 +2,9 @@
 
     python -m pkcs11_shim.build [--out DIR]
 
-The C side is generated from `native/functions.txt`: the CK_FUNCTION_LIST (2.40) and
-CK_FUNCTION_LIST_3_0 tables, one exported C_* per function that first checks that Python started
-and then calls its `extern "Python"` handler, and the cffi declarations of those handlers. Only
+The C side is generated from `native/functions.txt`: the CK_FUNCTION_LIST (2.40),
+CK_FUNCTION_LIST_3_0 and CK_FUNCTION_LIST_3_2 tables, one exported C_* per function that first
+checks that Python started and then calls its `extern "Python"` handler, and the cffi declarations of those handlers. Only
 argument passing lives in C; every semantic lives in `pkcs11_shim`.
 
 The interpreter that a C host starts inside the library does not see this virtual environment, so
@@ -72,6 +72,8 @@ def cdef_source(functions: list[CFunction]) -> str:
             # Returns 1 once the embedded init code has run; cffi zero-fills the result when the
             # interpreter failed to start, which is how the C side tells the two apart.
             'extern "Python" int py_softshield_started(void);',
+            # The version of the function table the host obtained last (native/interfaces.c).
+            "unsigned int softshield_interface_version(void);",
             *handlers,
         ]
     )

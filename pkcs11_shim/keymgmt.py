@@ -13,6 +13,7 @@ from .constants import Attribute, CKR, KeyType, MechanismFlag, ObjectClass
 from .errors import PKCS11Error
 from .management import add_object, with_material_attributes
 from .mechanisms.registry import REGISTRY, MechanismSpec
+from .nfkm_naming import take_naming
 from .operations import check_key_for
 from .sessions import Session
 
@@ -41,13 +42,14 @@ def generate_key(session: Session, mechanism: int, param: Any, raw: list) -> int
     spec = _spec_for(mechanism, MechanismFlag.GENERATE, "generate")
     spec.validate(param)
     template = codecs.decode_template(raw)
+    naming = take_naming(template)
     key_type = _key_type(template, spec)
     attrs = templates.new_object(template, Origin.GENERATE, object_class=ObjectClass.SECRET_KEY,
                                  key_type=key_type, mechanism=mechanism, is_so=session.is_so)
     session.require_rw_for(attrs)
     material = spec.generate(param, key_type, attrs.get(Attribute.VALUE_LEN))
     keyparts.check_material_attributes(attrs, material)
-    return add_object(session, with_material_attributes(attrs, material), material).handle
+    return add_object(session, with_material_attributes(attrs, material), material, naming=naming).handle
 
 
 def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: list,
@@ -56,6 +58,8 @@ def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: 
     spec.validate(param)
     pub_template = codecs.decode_template(raw_public)
     priv_template = codecs.decode_template(raw_private)
+    naming = take_naming(priv_template)
+    take_naming(pub_template)  # the public half of a named pair stays a pkcs11 object
     key_type = _key_type(pub_template, spec)
     pub_attrs = templates.new_object(pub_template, Origin.GENERATE_PAIR, object_class=ObjectClass.PUBLIC_KEY,
                                      key_type=key_type, mechanism=mechanism, is_so=session.is_so)
@@ -67,7 +71,7 @@ def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: 
     public = private.public()
     pub_obj = add_object(session, with_material_attributes(pub_attrs, public), public)
     try:
-        priv_obj = add_object(session, with_material_attributes(priv_attrs, private), private)
+        priv_obj = add_object(session, with_material_attributes(priv_attrs, private), private, naming=naming)
     except BaseException:
         session.token.objects.delete(pub_obj)
         raise

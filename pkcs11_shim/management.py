@@ -25,8 +25,10 @@ def protection_for(session: Session, attrs: dict[int, Any]) -> tuple[str, str | 
     return "module", token_hash
 
 
-def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any = None) -> P11Object:
-    """Make the emulator key for a new object, persist it when it is a token object."""
+def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any = None,
+               naming: tuple[str, str] | None = None) -> P11Object:
+    """Make the emulator key for a new object, persist it when it is a token object; `naming`
+    (app, ident) from CKA_NFKM_APPNAME/CKA_NFKM_ID names its file key_<app>_<ident>."""
     session.require_rw_for(attrs)
     protection, owner = protection_for(session, attrs)
     module = session.token.objects.module
@@ -35,6 +37,10 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
     store = session.token.objects
     if attrs.get(Attribute.TOKEN):
         key.ident = module.new_ident(owner)
+        if naming is not None:
+            if module.key_exists(*naming):
+                raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"key_{naming[0]}_{naming[1]} already exists")
+            key.app, key.ident = naming
         obj = store.add(attrs, key, None)
         try:
             store.persist(obj, session.token.auth)

@@ -48,6 +48,8 @@ class UnsupportedCurve(InvalidKeyMaterial):
 #: Names a curveName PrintableString may carry (X9.62, SEC 2, NIST, RFC 8032/7748), lower-cased,
 #: mapped to the names `emulator.crypto.ec` uses: Weierstrass curve names and Edwards/Montgomery kinds.
 CURVE_ALIASES: dict[str, str] = {
+    "secp192r1": "secp192r1", "prime192v1": "secp192r1", "p-192": "secp192r1", "nistp192": "secp192r1",
+    "secp224r1": "secp224r1", "p-224": "secp224r1", "nistp224": "secp224r1",
     "secp256r1": "secp256r1", "prime256v1": "secp256r1", "p-256": "secp256r1", "nistp256": "secp256r1",
     "secp384r1": "secp384r1", "p-384": "secp384r1", "nistp384": "secp384r1",
     "secp521r1": "secp521r1", "p-521": "secp521r1", "nistp521": "secp521r1",

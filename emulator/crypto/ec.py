@@ -19,6 +19,9 @@ from .material import PrivateMaterial, PublicMaterial
 
 #: Curve name -> (cryptography curve class, OID). Names are `cryptography`'s.
 WEIERSTRASS_CURVES: dict[str, tuple[type[ec.EllipticCurve], str]] = {
+    # P-192 and P-224 are legacy, but SoftHSM2 suites (python-pkcs11's) still use prime192v1.
+    "secp192r1": (ec.SECP192R1, "1.2.840.10045.3.1.1"),
+    "secp224r1": (ec.SECP224R1, "1.3.132.0.33"),
     "secp256r1": (ec.SECP256R1, "1.2.840.10045.3.1.7"),
     "secp384r1": (ec.SECP384R1, "1.3.132.0.34"),
     "secp521r1": (ec.SECP521R1, "1.3.132.0.35"),

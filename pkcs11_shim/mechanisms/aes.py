@@ -112,12 +112,20 @@ def validate_cbc_encrypt_data(param: Any) -> None:
     _whole_blocks(param.data)
 
 
+def _data_long_enough(data: bytes, value_len: int | None) -> None:
+    """*_ENCRYPT_DATA keys are the encrypted data itself: data shorter than the key is a bad parameter."""
+    if value_len is not None and len(data) < value_len:
+        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"{len(data)} bytes of data cannot make a {value_len}-byte key")
+
+
 def _derive_ecb(base: Any, param: bytes, key_type: int, value_len: int | None) -> SecretMaterial:
+    _data_long_enough(param, value_len)
     return keybytes.derived(key_type, kdf.aes_ecb_encrypt_data(AES.key(base), param), value_len)
 
 
 def _derive_cbc(base: Any, param: params.AesCbcEncryptDataParams, key_type: int,
                 value_len: int | None) -> SecretMaterial:
+    _data_long_enough(param.data, value_len)
     return keybytes.derived(key_type, kdf.aes_cbc_encrypt_data(AES.key(base), param.iv, param.data), value_len)
 
 

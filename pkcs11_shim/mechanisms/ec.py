@@ -25,7 +25,7 @@ from .registry import MechanismSpec, Registry
 
 F = MechanismFlag
 EC_FLAGS = F.EC_F_P | F.EC_NAMEDCURVE | F.EC_UNCOMPRESS
-MIN_BITS, MAX_BITS = 256, 521
+MIN_BITS, MAX_BITS = 192, 521
 KEY_TYPES = frozenset({KeyType.EC})
 
 

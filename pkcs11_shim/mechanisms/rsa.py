@@ -34,7 +34,9 @@ from .registry import MechanismSpec, Registry
 F = MechanismFlag
 KEYGEN_MIN, KEYGEN_MAX = 1024, 4096
 #: Keys the operations accept (imported keys may be larger than the ones we generate).
-OP_MIN, OP_MAX = 1024, 8192
+#: Operations take keys from 512 bits (SoftHSM2's minimum: old certificates still need verifying);
+#: generation starts at 1024 bits, as nShield's does.
+OP_MIN, OP_MAX = 512, 8192
 KEY_TYPES = frozenset({KeyType.RSA})
 PKCS1_OVERHEAD = 11  # RFC 8017 §7.2.1: mLen <= k - 11
 DEFAULT_EXPONENT = 65537

@@ -260,7 +260,7 @@ def test_ec_params_by_curve_name(ec_keys: dict, name: str, curve: str) -> None:
 
 @pytest.mark.parametrize("params,expected", [
     (bytes.fromhex("06092b2403030208010107"), CKR.CURVE_NOT_SUPPORTED),   # brainpoolP256r1 OID
-    (bytes.fromhex("06082a8648ce3d030101"), CKR.CURVE_NOT_SUPPORTED),     # prime192v1
+    (bytes.fromhex("06052b81040001"), CKR.CURVE_NOT_SUPPORTED),           # sect163k1 (binary field)
     (printable("brainpoolP256r1"), CKR.CURVE_NOT_SUPPORTED),
     (b"\x05\x00", CKR.DOMAIN_PARAMS_INVALID),                             # implicitlyCA (NULL)
     (b"\x30\x03\x02\x01\x01", CKR.DOMAIN_PARAMS_INVALID),                  # explicit ecParameters

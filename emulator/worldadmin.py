@@ -1,0 +1,233 @@
+"""Security World administration: new-world (initialise, program, recover), the ACS, racs.
+
+A world made here is the real thing: its administrative secrets are KM (the world key that seals
+every module-protected blob) and KNSO's private key, both sealed under the ACS's logical token,
+which exists only as K-of-N Shamir shares on the ACS cards (cards.py). Each enrolled module also
+holds KM sealed under its own module key, so everyday use needs no cards, as on nShield where KM is
+loaded into the module; adding a module (`--program`), re-initialising one (`--recover`) and
+replacing the ACS (`racs`) need the ACS quorum. The default world `Module.open` makes on first use
+has no ACS (nfkminfo says so).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from . import paths, shamir
+from .blobs import canonical_json
+from .cards import CardSetRef, Reader, new_set_hash, reader_dir
+from .crypto import blobcrypt, suites
+from .errors import WorldStateError
+from .kmdata import KmStore, ensure_dir
+from .world import _KM_LABEL, ModuleFile, World, WorldFile, new_esn, open_world_key, utc_now
+
+Say = Callable[[str], None]
+Presented = Iterable[tuple[Path, bytes]]
+ACS_NAME = "acs"
+
+
+def _quiet(line: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class Place:
+    """The kmdata directory and its reader."""
+
+    kmdata: Path
+    store: KmStore
+    reader: Reader
+
+    @classmethod
+    def of(cls, kmdata: str | Path | None = None) -> "Place":
+        root = paths.resolve_kmdata(kmdata)
+        ensure_dir(root)
+        store = KmStore(paths.local_dir(root))
+        ensure_dir(store.local)
+        return cls(root, store, Reader(reader_dir(root)))
+
+    def world_file(self) -> WorldFile | None:
+        if not self.store.exists(paths.WORLD_FILE):
+            return None
+        return WorldFile.from_bytes(self.store.read(paths.WORLD_FILE))
+
+
+def module_files(store: KmStore) -> list[ModuleFile]:
+    """Module files in module-number order (#1 first: by creation time, then ESN)."""
+    found = []
+    for name in store.names(paths.MODULE_PREFIX):
+        if paths.ESN_RE.match(name[len(paths.MODULE_PREFIX):]):
+            found.append(ModuleFile.from_bytes(store.read(name), name))
+    return sorted(found, key=lambda m: (m.created, m.esn))
+
+
+def _module_share(module: ModuleFile, world: World, km: bytes) -> bytes:
+    from .world import _aad
+
+    key = blobcrypt.derive_subkey(module.module_key, _KM_LABEL, module.esn.encode())
+    return blobcrypt.seal(key, km, _aad(world, module.esn))
+
+
+def _acs_public(acs: dict[str, Any]) -> dict[str, Any]:
+    return {k: acs[k] for k in ("name", "hash", "k", "n", "lt_check", "hkm", "created")}
+
+
+def _acs_aad(world: World, acs: dict[str, Any], what: str) -> bytes:
+    return canonical_json(world.facts()) + b"\x00acs\x00" + what.encode() + b"\x00" + canonical_json(_acs_public(acs))
+
+
+def acs_ref(world_file: WorldFile) -> CardSetRef:
+    acs = world_file.acs
+    if acs is None:
+        raise WorldStateError("this world has no Administrator Card Set (it is the default world made on "
+                              "first use): make a real one with `softshield new-world --initialize`")
+    return CardSetRef("ACS", acs["name"], acs["hash"], int(acs["k"]), int(acs["n"]), world_file.world.hknso,
+                      acs["lt_check"])
+
+
+def parse_quorum(text: str) -> tuple[int, int]:
+    try:
+        k_text, n_text = text.split("/")
+        k, n = int(k_text), int(n_text)
+    except ValueError:
+        raise WorldStateError(f"quorum {text!r} is not K/N (for example 2/3)") from None
+    if not 1 <= k <= n <= shamir.MAX_SHARES:
+        raise WorldStateError(f"quorum {text}: K must be 1..N and N at most {shamir.MAX_SHARES}")
+    return k, n
+
+
+def _new_acs(world: World, km: bytes, knso_der: bytes, k: int, n: int, name: str) -> tuple[dict, bytes]:
+    lt = shamir.new_secret()
+    acs = {"name": name, "hash": new_set_hash(), "k": k, "n": n, "lt_check": blobcrypt.fingerprint(lt),
+           "hkm": hashlib.sha1(b"softshield hkm\x00" + km).hexdigest(), "created": utc_now()}
+    acs["km"] = base64.b64encode(blobcrypt.seal(blobcrypt.derive_subkey(lt, b"softshield acs km"), km,
+                                                _acs_aad(world, acs, "km"))).decode()
+    acs["knso"] = base64.b64encode(blobcrypt.seal(blobcrypt.derive_subkey(lt, b"softshield acs knso"), knso_der,
+                                                  _acs_aad(world, acs, "knso"))).decode()
+    return acs, lt
+
+
+def open_acs(place: Place, presented: Presented, say: Say = _quiet) -> tuple[WorldFile, bytes, bytes]:
+    """(world file, KM, KNSO PKCS#8) after reading the ACS quorum."""
+    world_file = place.world_file()
+    if world_file is None:
+        raise WorldStateError(f"new-world: no existing world to load (no world file in {place.store.local})")
+    ref = acs_ref(world_file)
+    lt = place.reader.read_quorum(ref, presented, say)
+    acs = world_file.acs
+    assert acs is not None
+    km = blobcrypt.unseal(blobcrypt.derive_subkey(lt, b"softshield acs km"), base64.b64decode(acs["km"]),
+                          _acs_aad(world_file.world, acs, "km"), what="world file")
+    knso = blobcrypt.unseal(blobcrypt.derive_subkey(lt, b"softshield acs knso"), base64.b64decode(acs["knso"]),
+                            _acs_aad(world_file.world, acs, "knso"), what="world file")
+    return world_file, km, knso
+
+
+def initialize(place: Place, *, cipher_suite: str, k: int, n: int, pins: list[bytes], module_number: int = 1,
+               force: bool = False, acs_name: str = ACS_NAME, say: Say = _quiet) -> tuple[WorldFile, ModuleFile]:
+    """new-world --initialize: erase module #N into a new world whose secrets the new ACS protects."""
+    try:
+        suites.suite(cipher_suite)
+    except ValueError as exc:
+        raise WorldStateError(str(exc)) from None
+    if len(pins) != n:
+        raise WorldStateError(f"an ACS of {n} cards needs {n} PINs, got {len(pins)}")
+    with place.store.writer_lock():
+        existing = place.world_file()
+        if existing is not None and not force and (existing.acs is not None or place.store.names(paths.KEY_PREFIX)):
+            raise WorldStateError(f"a Security World already exists in {place.store.local} "
+                                  f"(hknso = {existing.world.hknso}): use --force to replace it")
+        modules = module_files(place.store)
+        if module_number < 1 or module_number > len(modules) + 1:
+            raise WorldStateError(f"no module #{module_number} (this host has {len(modules)} module(s))")
+        # new-world erases the module: a new module key, the same ESN (as the HSM keeps its serial).
+        old = modules[module_number - 1] if module_number <= len(modules) else None
+        module = ModuleFile(old.esn if old else new_esn(), old.created if old else utc_now(), blobcrypt.random_key())
+        say("Create Security World:")
+        knso_der, spki = suites.generate_knso(cipher_suite)
+        world = World(hashlib.sha1(spki).hexdigest(), cipher_suite, utc_now(), spki)
+        km = blobcrypt.random_key()
+        acs, lt = _new_acs(world, km, knso_der, k, n, acs_name)
+        ref = CardSetRef("ACS", acs_name, acs["hash"], k, n, world.hknso, acs["lt_check"])
+        place.reader.write_set(ref, lt, pins, overwrite=force, say=say)
+        say("Card writing complete.")
+        world_file = WorldFile(world, {module.esn: _module_share(module, world, km)}, b"", acs)
+        place.store.write(paths.module_file(module.esn), module.to_bytes())
+        # The world file last: its presence is what says "created".
+        place.store.write(paths.WORLD_FILE, world_file.to_bytes())
+        place.store.bump()
+    say("")
+    say(f"security world generated on module #{module_number}; hknso = {world.hknso}")
+    return world_file, module
+
+
+def program(place: Place, presented: Presented, say: Say = _quiet) -> tuple[int, ModuleFile]:
+    """new-world --program: a new module joins the world (needs the ACS quorum)."""
+    world_file, km, _knso = open_acs(place, presented, say)
+    with place.store.writer_lock():
+        current = place.world_file()
+        assert current is not None
+        module = ModuleFile(new_esn(), utc_now(), blobcrypt.random_key())
+        shares = dict(current.module_shares)
+        shares[module.esn] = _module_share(module, current.world, km)
+        place.store.write(paths.module_file(module.esn), module.to_bytes())
+        place.store.write(paths.WORLD_FILE, replace(current, module_shares=shares).to_bytes())
+        place.store.bump()
+    number = [m.esn for m in module_files(place.store)].index(module.esn) + 1
+    say(f"security world loaded on module #{number}; hknso = {world_file.world.hknso}")
+    return number, module
+
+
+def recover(place: Place, presented: Presented, module_number: int = 1, say: Say = _quiet) -> ModuleFile:
+    """new-world --recover: re-initialise module #N (new module key) and load the world into it."""
+    world_file, km, _knso = open_acs(place, presented, say)
+    with place.store.writer_lock():
+        current = place.world_file()
+        assert current is not None
+        modules = module_files(place.store)
+        if not 1 <= module_number <= len(modules):
+            raise WorldStateError(f"no module #{module_number} (this host has {len(modules)} module(s))")
+        old = modules[module_number - 1]
+        module = ModuleFile(old.esn, old.created, blobcrypt.random_key())
+        shares = dict(current.module_shares)
+        shares[module.esn] = _module_share(module, current.world, km)
+        place.store.write(paths.module_file(module.esn), module.to_bytes())
+        place.store.write(paths.WORLD_FILE, replace(current, module_shares=shares).to_bytes())
+        place.store.bump()
+    say(f"security world loaded on module #{module_number}; hknso = {world_file.world.hknso}")
+    return module
+
+
+def replace_acs(place: Place, presented: Presented, *, k: int, n: int, pins: list[bytes], name: str | None = None,
+                say: Say = _quiet) -> dict:
+    """racs: the old quorum opens KM and KNSO, a new ACS (new logical token, new cards) seals them."""
+    world_file, km, knso = open_acs(place, presented, say)
+    assert world_file.acs is not None
+    name = name or world_file.acs["name"]
+    with place.store.writer_lock():
+        current = place.world_file()
+        assert current is not None
+        acs, lt = _new_acs(current.world, km, knso, k, n, name)
+        ref = CardSetRef("ACS", name, acs["hash"], k, n, current.world.hknso, acs["lt_check"])
+        # The old cards' files are overwritten when the new set has the same name: they are worthless now.
+        place.reader.write_set(ref, lt, pins, overwrite=True, say=say)
+        say("Card writing complete.")
+        place.store.write(paths.WORLD_FILE, replace(current, acs=acs).to_bytes())
+        place.store.bump()
+    say(f"Administrator Card Set replaced; new ACS {k}/{n}, hash {acs['hash']}")
+    return acs
+
+
+def module_can_open(place: Place, module: ModuleFile) -> bool:
+    world_file = place.world_file()
+    if world_file is None:
+        return False
+    try:
+        open_world_key(world_file, module)
+    except Exception:  # noqa: BLE001 - any failure means "not usable"
+        return False
+    return True
