@@ -16,7 +16,8 @@ test: $(SO)
 	$(PY) -m pytest -q
 
 bench: $(SO)
-	$(PY) -m pytest bench --benchmark-enable -q
+	$(PY) -m pytest bench --benchmark-enable --benchmark-max-time=0.5 -q -p no:cacheprovider
+	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/results.json docs/bench/
 
 demo: $(SO)
 	$(PY) -m softshield_cli.demo

@@ -7,6 +7,8 @@ Ratios are "ours is this many times better": ours/theirs for rates, theirs/ours 
 from __future__ import annotations
 
 import json
+import math
+import sys
 import os
 import platform
 import subprocess
@@ -40,8 +42,13 @@ def record(op: str, impl: str, value: float, *, unit: str = "ops/s", higher_bett
         row.notes[impl] = note
 
 
+def _value(row: Row, impl: str) -> float | None:
+    value = row.values.get(impl)
+    return None if value is None or math.isnan(value) else value
+
+
 def ratio(row: Row, other: str) -> float | None:
-    ours, theirs = row.values.get("ours"), row.values.get(other)
+    ours, theirs = _value(row, "ours"), _value(row, other)
     if not ours or not theirs:
         return None
     return ours / theirs if row.higher_better else theirs / ours
@@ -83,12 +90,12 @@ def table() -> str:
     head = ("operation", "unit", "ours", "SoftHSM2", "cryptography", "ours/SoftHSM2", "ours/cryptography")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ROWS.values():
-        soft = _fmt(row.values.get("softhsm"))
+        soft = _fmt(_value(row, "softhsm"))
         if "softhsm" in row.notes:
             soft += f" ({row.notes['softhsm']})"
         r1, r2 = ratio(row, "softhsm"), ratio(row, "cryptography")
         lines.append("| " + " | ".join((
-            row.op, row.unit, _fmt(row.values.get("ours")), soft, _fmt(row.values.get("cryptography")),
+            row.op, row.unit, _fmt(_value(row, "ours")), soft, _fmt(_value(row, "cryptography")),
             f"{r1:.2f}x" if r1 else "-", f"{r2:.2f}x" if r2 else "-")) + " |")
     return "\n".join(lines)
 
@@ -133,9 +140,9 @@ def plots(out: Path) -> list[Path]:
     return made
 
 
-def write(out: Path = OUT) -> str:
+def write(out: Path = OUT, info: dict | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
-    info = machine()
+    info = info or machine()
     (out / "results.json").write_text(json.dumps(
         {"machine": info, "rows": [asdict(r) | {"ratio_softhsm": ratio(r, "softhsm"),
                                                  "ratio_cryptography": ratio(r, "cryptography")}
@@ -147,3 +154,13 @@ def write(out: Path = OUT) -> str:
                f"{info['softhsm2'] and 'SoftHSM2 ' + info['softhsm2']}, cryptography {info['cryptography']}\n"
                f"{text}\nwritten: {out / 'results.json'}, {', '.join(str(p) for p in made)}\n")
     return summary
+
+
+if __name__ == "__main__":
+    # Re-render table and plots from a results.json: python bench/report.py build/bench/results.json
+    data = json.loads(Path(sys.argv[1]).read_text())
+    for r in data["rows"]:
+        r.pop("ratio_softhsm", None)
+        r.pop("ratio_cryptography", None)
+        ROWS[r["op"]] = Row(**r)
+    print(write(Path(sys.argv[1]).parent, data["machine"]))

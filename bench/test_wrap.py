@@ -10,7 +10,6 @@ from conftest import measure
 from report import record
 
 IMPLS = ("ours", "softhsm", "cryptography")
-_KEYS: dict[str, wrapcases.Keys] = {}
 
 CASES = {
     "wrap RSA_AES_KEY_WRAP RSA-2048 OAEP-SHA1": lambda k: wrapcases.rsa_aes_wrap(k, 2048, "sha1"),
@@ -32,17 +31,13 @@ CASES = {
 }
 
 
-def keys_for(impl: str, sessions) -> wrapcases.Keys:
-    if impl not in _KEYS:
-        _KEYS[impl] = wrapcases.make_keys(impl, sessions.get(impl))
-    return _KEYS[impl]
 
 
 @pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("case", list(CASES))
 def test_wrap_path(benchmark, sessions, case: str, impl: str) -> None:
     benchmark.group = case
-    fn, note = CASES[case](keys_for(impl, sessions))
+    fn, note = CASES[case](wrapcases.keys_for(impl, sessions))
     fn()  # warm: key objects loaded, caches filled
     seconds = measure(benchmark, fn)
     record(case, impl, 1 / seconds, note=note, group="wrap")

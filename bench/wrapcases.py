@@ -52,6 +52,16 @@ def make_keys(impl: str, session) -> Keys:
     return keys
 
 
+_KEYS: dict[str, Keys] = {}
+
+
+def keys_for(impl: str, sessions: dict) -> Keys:
+    """One set of keys per implementation for the whole run (their labels must stay unique)."""
+    if impl not in _KEYS:
+        _KEYS[impl] = make_keys(impl, sessions.get(impl))
+    return _KEYS[impl]
+
+
 def _oaep(sha: str) -> padding.OAEP:
     h = hashes.SHA1() if sha == "sha1" else hashes.SHA256()
     return padding.OAEP(mgf=padding.MGF1(h), algorithm=h, label=None)

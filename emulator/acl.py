@@ -9,8 +9,9 @@ we have no ExpandACL). The module checks them; the PKCS#11 attributes above are 
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 from . import paths
 from .errors import AclInvalid
@@ -77,7 +78,7 @@ class Acl:
         object.__setattr__(self, "groups", tuple(self.groups))
 
     @classmethod
-    def allowing(cls, actions: Iterable[Action], *, wrap_key_hash: str | None = None) -> "Acl":
+    def allowing(cls, actions: Iterable[Action], *, wrap_key_hash: str | None = None) -> Acl:
         """One group with `actions`: what most keys need."""
         return cls((PermissionGroup(frozenset(actions), wrap_key_hash),))
 
@@ -88,7 +89,7 @@ class Acl:
         """Every action some group grants (ignoring wrap-key limits)."""
         return frozenset().union(*(group.actions for group in self.groups))
 
-    def reduce(self, keep: Iterable[Action]) -> "Acl":
+    def reduce(self, keep: Iterable[Action]) -> Acl:
         """Drop every action not in `keep`; groups left empty go. Never adds anything."""
         kept = frozenset(Action(a) for a in keep)
         groups = []
@@ -99,7 +100,7 @@ class Acl:
                 groups.append(PermissionGroup(actions, limit))
         return Acl(tuple(groups))
 
-    def is_subset_of(self, other: "Acl") -> bool:
+    def is_subset_of(self, other: Acl) -> bool:
         """True when `other` permits everything this ACL permits (wrap-key limits included)."""
         for group in self.groups:
             for action in group.actions:
@@ -121,7 +122,7 @@ class Acl:
         }
 
     @classmethod
-    def from_dict(cls, data: Any) -> "Acl":
+    def from_dict(cls, data: Any) -> Acl:
         if not isinstance(data, dict) or data.get("format") != ACL_FORMAT:
             raise AclInvalid("ACL is not a format-1 ACL object")
         raw_groups = data.get("groups")

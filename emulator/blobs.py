@@ -22,7 +22,14 @@ from typing import Any
 from . import paths
 from .acl import Acl
 from .crypto import blobcrypt
-from .crypto.material import ASYMMETRIC_KINDS, SECRET_KINDS, Material, PrivateMaterial, PublicMaterial, SecretMaterial
+from .crypto.material import (
+    ASYMMETRIC_KINDS,
+    SECRET_KINDS,
+    Material,
+    PrivateMaterial,
+    PublicMaterial,
+    SecretMaterial,
+)
 from .errors import AclInvalid, BlobInvalid, InvalidKeyMaterial
 from .keys import PROTECTIONS, Key
 

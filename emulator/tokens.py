@@ -16,13 +16,19 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from . import paths
 from .blobs import canonical_json
 from .crypto import blobcrypt, pinkdf
-from .errors import AuthenticationFailed, BlobInvalid, CardLocked, PinNotInitialized, TokenNotFound
+from .errors import (
+    AuthenticationFailed,
+    BlobInvalid,
+    CardLocked,
+    PinNotInitialized,
+    TokenNotFound,
+)
 from .kmdata import KmStore
 from .world import utc_now
 
@@ -69,7 +75,7 @@ class PinWrap:
         return {"salt": self.salt.hex(), "sealed": base64.b64encode(self.sealed).decode()}
 
     @classmethod
-    def from_json(cls, doc: dict) -> "PinWrap":
+    def from_json(cls, doc: dict) -> PinWrap:
         return cls(bytes.fromhex(doc["salt"]), base64.b64decode(doc["sealed"], validate=True))
 
 
@@ -92,7 +98,7 @@ class TokenRecord:
     def locked(self, user: str) -> bool:
         return self.failures(user) >= MAX_PIN_FAILURES
 
-    def with_failures(self, user: str, count: int) -> "TokenRecord":
+    def with_failures(self, user: str, count: int) -> TokenRecord:
         return replace(self, **{f"{user}_failures": count})
 
     def info(self) -> TokenInfo:
@@ -112,7 +118,7 @@ class TokenRecord:
         return canonical_json(doc)
 
     @classmethod
-    def from_bytes(cls, data: bytes, mac_key: bytes, token: str) -> "TokenRecord":
+    def from_bytes(cls, data: bytes, mac_key: bytes, token: str) -> TokenRecord:
         what = f"token file {paths.softcard_file(token)}"
         try:
             doc = json.loads(data)

@@ -80,19 +80,22 @@ def transfer_file_name(ident: str) -> str:
     return paths.key_file(TRANSFER_APP, ident)
 
 
-def make_transfer_copy(module: Any, source: Key, target: VerifiedTarget, acs_authority: bytes) -> Key:
-    """key_xferacld_<ident>: the reduced copy. `acs_authority` is present_acs_quorum's result."""
+def make_transfer_copy(module: Any, source: Key, target: VerifiedTarget, acs_authority: bytes,
+                       appdata: bytes = b"") -> Key:
+    """key_xferacld_<ident>: the reduced copy. `acs_authority` is present_acs_quorum's result;
+    `appdata` the copy's application view (the PKCS#11 attributes, which the caller computes)."""
     if not acs_authority:
         raise QuorumNotMet("the ACS quorum was not presented")
+    name = paths.key_file(source.app, source.ident)
+    if source.app == TRANSFER_APP:
+        raise TransferRefused(f"{name} is already a transfer copy")
     if source.protection != "module":
-        raise TransferRefused(f"{paths.key_file(source.app, source.ident)} is {source.protection}-protected: "
-                              "only module-protected keys can be transferred (as nShield's BYOK tool)")
+        raise TransferRefused(f"{name} is {source.protection}-protected: only module-protected keys can be "
+                              "transferred (as with nShield's BYOK tool)")
     if not isinstance(source.material, (PrivateMaterial, SecretMaterial)):
-        raise TransferRefused(f"{paths.key_file(source.app, source.ident)} holds no private or secret key")
-    meta = {"source": paths.key_file(source.app, source.ident), "kid": target.kid, "target_world": target.hknso,
-            "region": target.region}
+        raise TransferRefused(f"{name} holds no private or secret key")
     copy = Key(source.material, transfer_acl(target.kek_hash), app=TRANSFER_APP, ident=source.ident,
-               plainname=source.plainname, appdata=canonical_json(meta))
+               plainname=source.plainname, appdata=appdata)
     module.store_key(copy)
     return copy
 

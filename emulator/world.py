@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from . import paths
@@ -32,7 +32,7 @@ _KNSO_LABEL = b"softshield knso"
 
 
 def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def new_esn() -> str:
@@ -51,7 +51,7 @@ class ModuleFile:
                                "module_key": self.module_key.hex()})
 
     @classmethod
-    def from_bytes(cls, data: bytes, what: str) -> "ModuleFile":
+    def from_bytes(cls, data: bytes, what: str) -> ModuleFile:
         try:
             doc = json.loads(data)
             if doc["format"] != MODULE_FORMAT or not paths.ESN_RE.match(doc["esn"]):
@@ -96,7 +96,7 @@ class WorldFile:
         return canonical_json(doc)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "WorldFile":
+    def from_bytes(cls, data: bytes) -> WorldFile:
         try:
             doc = json.loads(data)
             if doc["format"] != WORLD_FORMAT or not paths.HASH_RE.match(doc["hknso"]):

@@ -6,7 +6,6 @@ static CK_CHAR softshield_interface_name[] = "PKCS 11";
 
 /* Newest first: hosts that take the first entry get the newest interface (PKCS#11 3.0 §5.4.2). */
 static CK_INTERFACE softshield_interfaces[] = {
-    {softshield_interface_name, &softshield_functions_3_2, 0},
     {softshield_interface_name, &softshield_functions_3_0, 0},
     {softshield_interface_name, &softshield_functions_2_40, 0},
 };

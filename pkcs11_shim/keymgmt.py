@@ -9,7 +9,8 @@ from emulator.acl import Action
 
 from .attributes import codecs, keyparts, templates
 from .attributes.templates import Origin
-from .constants import Attribute, CKR, KeyType, MechanismFlag, ObjectClass
+from .constants import CKM_HKDF_DATA, Attribute, CKR, KeyType, MechanismFlag, ObjectClass
+from . import mechanism_policy
 from .errors import PKCS11Error
 from .management import add_object, with_material_attributes
 from .mechanisms.registry import REGISTRY, MechanismSpec
@@ -17,8 +18,9 @@ from .nfkm_naming import take_naming
 from .operations import check_key_for
 from .sessions import Session
 
-def _spec_for(mechanism: int, flag: int, factory: str) -> MechanismSpec:
+def _spec_for(session: Session, mechanism: int, flag: int, factory: str) -> MechanismSpec:
     spec = REGISTRY.get(mechanism)
+    mechanism_policy.require_allowed(session.slot_id, mechanism)
     if not spec.flags & flag or getattr(spec, factory, None) is None:
         raise PKCS11Error(CKR.MECHANISM_INVALID)
     return spec
@@ -39,7 +41,7 @@ def _key_type(template: dict[int, Any], spec: MechanismSpec, fallback: int | Non
 
 
 def generate_key(session: Session, mechanism: int, param: Any, raw: list) -> int:
-    spec = _spec_for(mechanism, MechanismFlag.GENERATE, "generate")
+    spec = _spec_for(session, mechanism, MechanismFlag.GENERATE, "generate")
     spec.validate(param)
     template = codecs.decode_template(raw)
     naming = take_naming(template)
@@ -54,7 +56,7 @@ def generate_key(session: Session, mechanism: int, param: Any, raw: list) -> int
 
 def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: list,
                       raw_private: list) -> tuple[int, int]:
-    spec = _spec_for(mechanism, MechanismFlag.GENERATE_KEY_PAIR, "generate_pair")
+    spec = _spec_for(session, mechanism, MechanismFlag.GENERATE_KEY_PAIR, "generate_pair")
     spec.validate(param)
     pub_template = codecs.decode_template(raw_public)
     priv_template = codecs.decode_template(raw_private)
@@ -84,8 +86,8 @@ def _wrap_cache(session: Session) -> dict:
 
 def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int, key_handle: int,
              capacity: int | None) -> bytes:
-    spec = _spec_for(mechanism, MechanismFlag.WRAP, "wrap")
-    cache_key = (mechanism, repr(param), wrapping_handle, key_handle)
+    spec = _spec_for(session, mechanism, MechanismFlag.WRAP, "wrap")
+    cache_key = (mechanism, _hashable(param), wrapping_handle, key_handle)
     with session.lock:
         cached = session.ops.get("wrap-pending")
         if cached is not None and cached[0] == cache_key:
@@ -120,6 +122,46 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
         return out
 
 
+def _hashable(param: Any) -> Any:
+    """The wrap cache's view of a parameter: itself when hashable (frozen dataclasses, bytes)."""
+    try:
+        hash(param)
+    except TypeError:
+        return repr(param)
+    return param
+
+
+def _frozen_template(raw: list) -> tuple:
+    return tuple((int(t), _frozen_template(v) if isinstance(v, list) else bytes(v)) for t, v in raw)
+
+
+#: Unwrap templates already checked, as the attributes `templates.new_object` made of them: clients
+#: unwrap with the same template over and over, and building the attribute set costs more than the
+#: AES unwrap itself. Only successes are kept; each new object gets its own copy and CKA_UNIQUE_ID.
+_UNWRAP_ATTRS: dict[tuple, tuple[dict[int, Any], dict[int, Any]]] = {}
+_UNWRAP_ATTRS_MAX = 256
+
+
+def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
+                       is_so: bool) -> tuple[dict[int, Any], dict[int, Any]]:
+    """(the new object's attributes, the same without secret components) for this template."""
+    key = (mechanism, is_so, _frozen_template(raw), repr(sorted(forced.items())) if forced else None)
+    cached = _UNWRAP_ATTRS.get(key)
+    if cached is None:
+        template = _merge_unwrap_template(codecs.decode_template(raw), forced)
+        attrs = templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=is_so)
+        cached = (attrs, keyparts.strip_material(attrs))
+        if len(_UNWRAP_ATTRS) >= _UNWRAP_ATTRS_MAX:
+            _UNWRAP_ATTRS.clear()
+        _UNWRAP_ATTRS[key] = cached
+    attrs, stripped = ({attr: dict(value) if isinstance(value, dict) else value for attr, value in d.items()}
+                       for d in cached)
+    if Attribute.UNIQUE_ID in attrs:
+        attrs[Attribute.UNIQUE_ID] = stripped[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](
+            Origin.UNWRAP, attrs, mechanism, None)
+    return attrs, stripped
+
+
 def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | None) -> dict[int, Any]:
     if not forced:
         return template
@@ -133,7 +175,7 @@ def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | No
 
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
                raw: list) -> int:
-    spec = _spec_for(mechanism, MechanismFlag.UNWRAP, "unwrap")
+    spec = _spec_for(session, mechanism, MechanismFlag.UNWRAP, "unwrap")
     spec.validate(param)
     unwrapping = session.key(unwrapping_handle, code=CKR.UNWRAPPING_KEY_HANDLE_INVALID)
     try:
@@ -143,9 +185,8 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
         if exc.rv == CKR.KEY_TYPE_INCONSISTENT:
             raise PKCS11Error(CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT) from None
         raise
-    template = _merge_unwrap_template(codecs.decode_template(raw),
-                                      unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE))
-    attrs = templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=session.is_so)
+    attrs, stored = _unwrap_attributes(raw, unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE), mechanism,
+                                       session.is_so)
     session.require_rw_for(attrs)
     kind = keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
     module = session.token.objects.module
@@ -154,22 +195,50 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
     if not keyparts.fits(material, attrs[Attribute.KEY_TYPE]):
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "unwrapped key is not of the template's key type")
     keyparts.check_material_attributes(attrs, material)
-    return add_object(session, with_material_attributes(attrs, material), material).handle
+    for attr, value in keyparts.public_attributes(material).items():  # as with_material_attributes
+        stored.setdefault(attr, value)
+    return add_object(session, stored, material).handle
+
+
+#: Derivation mechanisms whose result is a data object (CKO_DATA), not a key.
+DATA_DERIVATIONS = frozenset({CKM_HKDF_DATA})
 
 
 def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, raw: list) -> int:
-    spec = _spec_for(mechanism, MechanismFlag.DERIVE, "derive")
+    spec = _spec_for(session, mechanism, MechanismFlag.DERIVE, "derive")
     spec.validate(param)
     base = session.key(base_handle)
     check_key_for(session, spec, base, Attribute.DERIVE, None)
     template = codecs.decode_template(raw)
+    module = session.token.objects.module
+
+    def resolve_key(handle: int) -> Any:
+        # A second key named by the parameter (CONCATENATE_BASE_AND_KEY, the HKDF salt key): the same
+        # checks as for the base key, then the module's own ACL check.
+        other = session.key(handle, code=CKR.KEY_HANDLE_INVALID)
+        if other.attrs.get(Attribute.CLASS) != ObjectClass.SECRET_KEY:
+            raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, "the second key must be a secret key")
+        if not other.attrs.get(Attribute.DERIVE, False):
+            raise PKCS11Error(CKR.KEY_FUNCTION_NOT_PERMITTED, "the second key does not allow CKA_DERIVE")
+        return module.use(other.key, Action.DERIVE)
+
+    if template.get(Attribute.CLASS) == ObjectClass.DATA:
+        # CKM_HKDF_DATA (PKCS#11 3.0 §2.43.x) makes a data object holding the bytes in CKA_VALUE; its
+        # length comes from CKA_VALUE_LEN in the template, which a data object does not keep.
+        if mechanism not in DATA_DERIVATIONS:
+            raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "this mechanism derives keys, not data objects")
+        length = template.pop(Attribute.VALUE_LEN, None)
+        value = spec.derive(module.use(base.key, Action.DERIVE), param, KeyType.GENERIC_SECRET, length,
+                            resolve_key).value
+        attrs = templates.new_object({**template, Attribute.VALUE: value}, Origin.CREATE, is_so=session.is_so)
+        return add_object(session, attrs, None).handle
     template.setdefault(Attribute.CLASS, ObjectClass.SECRET_KEY)
     template.setdefault(Attribute.KEY_TYPE, KeyType.GENERIC_SECRET)
     attrs = templates.new_object(template, Origin.DERIVE, mechanism=mechanism, is_so=session.is_so,
                                  base=base.attrs)
     session.require_rw_for(attrs)
-    material = session.token.objects.module.use(base.key, Action.DERIVE)
-    derived = spec.derive(material, param, attrs[Attribute.KEY_TYPE], attrs.get(Attribute.VALUE_LEN))
+    material = module.use(base.key, Action.DERIVE)
+    derived = spec.derive(material, param, attrs[Attribute.KEY_TYPE], attrs.get(Attribute.VALUE_LEN), resolve_key)
     keyparts.check_material_attributes(attrs, derived)
     return add_object(session, with_material_attributes(attrs, derived), derived).handle
 

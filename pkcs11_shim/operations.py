@@ -14,6 +14,7 @@ from typing import Any
 from emulator.acl import Action
 
 from .constants import Attribute, CKR, MechanismFlag, ObjectClass
+from . import mechanism_policy
 from .errors import PKCS11Error
 from .mechanisms.registry import REGISTRY, MechanismSpec
 from .objects import P11Object
@@ -90,6 +91,7 @@ def begin(session: Session, kind_name: str, mechanism: int, param: Any, key_hand
         if kind_name in session.ops:
             raise PKCS11Error(CKR.OPERATION_ACTIVE)
         spec = REGISTRY.get(mechanism)
+        mechanism_policy.require_allowed(session.slot_id, mechanism)
         factory = getattr(spec, kind.factory, None)
         if factory is None or not spec.flags & kind.flag:
             raise PKCS11Error(CKR.MECHANISM_INVALID)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from emulator import errors as emu
 
-from .constants import CKR, CKU_CONTEXT_SPECIFIC, SessionFlag, SessionState, UserType
+from .constants import CKR, CKU_CONTEXT_SPECIFIC, Attribute, ObjectClass, SessionFlag, SessionState, UserType
 from .errors import PKCS11Error
 from .objects import P11Object, require_object
 from .slots import MAX_PIN_LEN, MIN_PIN_LEN, Token
@@ -75,8 +75,6 @@ class Session:
         return obj
 
     def key(self, handle: int, *, code: int = CKR.KEY_HANDLE_INVALID) -> P11Object:
-        from .constants import ObjectClass, Attribute
-
         obj = self.object(handle, code=code)
         if obj.attrs.get(Attribute.CLASS) not in (
             ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY
@@ -86,8 +84,6 @@ class Session:
 
     def require_rw_for(self, attrs: dict[int, Any]) -> None:
         """Token objects need a R/W session; private objects need the user logged in (§4.4)."""
-        from .constants import Attribute
-
         if attrs.get(Attribute.TOKEN) and not self.rw:
             raise PKCS11Error(CKR.SESSION_READ_ONLY)
         if attrs.get(Attribute.PRIVATE) and not self.user_logged_in:
@@ -174,6 +170,12 @@ class SessionTable:
                     token.login = "user"
                     return
                 raise PKCS11Error(CKR.USER_PIN_NOT_INITIALIZED if wanted == "user" else CKR.PIN_INCORRECT)
+            preloaded = self.library.slots.preloaded.get(token.token_hash)
+            if preloaded is not None and wanted == "user":
+                # nShield preload: the token is already loaded, the PIN given is not checked.
+                token.login, token.auth = "user", preloaded
+                token.objects.sync(preloaded, force=True)
+                return
             if pin is None:
                 raise PKCS11Error(CKR.ARGUMENTS_BAD, "no protected authentication path")
             if not 1 <= len(pin) <= MAX_PIN_LEN:

@@ -89,6 +89,9 @@ class SlotTable:
         self._by_hash: dict[str, Token] = {}
         self._spare: Token | None = None
         self._lock = library.lock  # the application's mutexes when it gave us some (§5.4.1)
+        from . import preload_state
+
+        self.preloaded = preload_state.read(self.module, library.config)  # softshield preload
         self.refresh()
 
     def refresh(self) -> None:

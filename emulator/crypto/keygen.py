@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, ed448, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 
 from ..errors import InvalidKeyMaterial
 from .material import PrivateMaterial, SecretMaterial

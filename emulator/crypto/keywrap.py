@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 
-from cryptography.hazmat.primitives import keywrap
+from cryptography.hazmat.primitives import keywrap, padding
 
 from ..errors import CryptoFailure
 from . import aes, rsa
@@ -48,6 +48,22 @@ def kwp_unwrap(kek: bytes, wrapped: bytes) -> bytes:
         return keywrap.aes_key_unwrap_with_padding(kek, wrapped)
     except keywrap.InvalidUnwrap:
         raise CryptoFailure("AES key unwrap (with padding) integrity check failed") from None
+
+
+def kw_pkcs7_wrap(kek: bytes, data: bytes) -> bytes:
+    """CKM_AES_KEY_WRAP_PKCS7 (PKCS#11 3.0 §2.14.x): PKCS#7 padding (RFC 5652 §6.3) to the KW
+    semiblock (8 bytes, as opencryptoki pads), then RFC 3394 KW. `data` must be >= 8 bytes."""
+    padder = padding.PKCS7(SEMIBLOCK * 8).padder()
+    return kw_wrap(kek, padder.update(data) + padder.finalize())
+
+
+def kw_pkcs7_unwrap(kek: bytes, wrapped: bytes) -> bytes:
+    padded = kw_unwrap(kek, wrapped)
+    unpadder = padding.PKCS7(SEMIBLOCK * 8).unpadder()
+    try:
+        return unpadder.update(padded) + unpadder.finalize()
+    except ValueError:
+        raise CryptoFailure("bad PKCS#7 padding inside the wrapped key") from None
 
 
 def kwp_wrapped_len(data_len: int) -> int:

@@ -16,7 +16,7 @@ from . import digest
 class HmacContext:
     """HMAC with one of the hashes named in `digest`."""
 
-    __slots__ = ("hash_name", "_ctx")
+    __slots__ = ("_ctx", "hash_name")
 
     def __init__(self, hash_name: str, key: bytes, _ctx: hmac.HMAC | None = None) -> None:
         self.hash_name = hash_name
@@ -32,7 +32,7 @@ class HmacContext:
     def finalize(self) -> bytes:
         return self._ctx.finalize()
 
-    def copy(self) -> "HmacContext":
+    def copy(self) -> HmacContext:
         return HmacContext(self.hash_name, b"", self._ctx.copy())
 
 
@@ -46,7 +46,7 @@ _CMAC_CIPHERS = {
 class CmacContext:
     """CMAC over AES (or 3DES)."""
 
-    __slots__ = ("cipher", "_ctx")
+    __slots__ = ("_ctx", "cipher")
 
     def __init__(self, cipher: str, key: bytes, _ctx: cmac.CMAC | None = None) -> None:
         self.cipher = cipher
@@ -67,7 +67,7 @@ class CmacContext:
     def finalize(self) -> bytes:
         return self._ctx.finalize()
 
-    def copy(self) -> "CmacContext":
+    def copy(self) -> CmacContext:
         return CmacContext(self.cipher, b"", self._ctx.copy())
 
 
@@ -79,3 +79,26 @@ def equal(a: bytes, b: bytes) -> bool:
 def generate_secret(length: int) -> bytes:
     """Random bytes for a generic secret or HMAC key (the kernel's CSPRNG, as `cryptography` uses)."""
     return secrets.token_bytes(length)
+
+
+class CbcMacContext:
+    """AES CBC-MAC (CKM_AES_MAC): buffered, computed by `aesmodes.cbc_mac` at the end."""
+
+    __slots__ = ("_data", "_key")
+
+    def __init__(self, key: bytes) -> None:
+        from .aes import check_key
+
+        check_key(key)
+        self._key = key
+        self._data = bytearray()
+
+    size = 16
+
+    def update(self, data: bytes) -> None:
+        self._data += data
+
+    def finalize(self) -> bytes:
+        from .aesmodes import cbc_mac
+
+        return cbc_mac(self._key, bytes(self._data))

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa, x448, x25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, mlkem, rsa, x448, x25519
 
 from ..errors import InvalidKeyMaterial
 
@@ -30,6 +30,11 @@ def _kind_of_private(key: Any) -> str:
         (ed448.Ed448PrivateKey, "Ed448"),
         (x25519.X25519PrivateKey, "X25519"),
         (x448.X448PrivateKey, "X448"),
+        (mldsa.MLDSA44PrivateKey, "ML-DSA"),
+        (mldsa.MLDSA65PrivateKey, "ML-DSA"),
+        (mldsa.MLDSA87PrivateKey, "ML-DSA"),
+        (mlkem.MLKEM768PrivateKey, "ML-KEM"),
+        (mlkem.MLKEM1024PrivateKey, "ML-KEM"),
     ):
         if isinstance(key, cls):
             return kind
@@ -44,6 +49,11 @@ def _kind_of_public(key: Any) -> str:
         (ed448.Ed448PublicKey, "Ed448"),
         (x25519.X25519PublicKey, "X25519"),
         (x448.X448PublicKey, "X448"),
+        (mldsa.MLDSA44PublicKey, "ML-DSA"),
+        (mldsa.MLDSA65PublicKey, "ML-DSA"),
+        (mldsa.MLDSA87PublicKey, "ML-DSA"),
+        (mlkem.MLKEM768PublicKey, "ML-KEM"),
+        (mlkem.MLKEM1024PublicKey, "ML-KEM"),
     ):
         if isinstance(key, cls):
             return kind
@@ -84,7 +94,8 @@ class PrivateMaterial:
         return PublicMaterial(self.key.public_key(), self.kind)
 
     def to_bytes(self) -> bytes:
-        """PKCS#8 DER: the form the module keeps inside its blobs and wraps keys in."""
+        """PKCS#8 DER: the form the module keeps inside its blobs and wraps keys in (ML-DSA and
+        ML-KEM keys in their seed form, RFC 9881 / draft-ietf-lamps-kyber-certificates)."""
         return self.key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,

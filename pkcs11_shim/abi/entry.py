@@ -93,6 +93,7 @@ def bind(ffi: Any, lib: Any) -> None:
     marshal.set_ffi(ffi)
     debuglog.configure()
     from . import crypto_ops, general, keys, messages, objects, sessions, slots  # noqa: F401
+    from . import vendor  # noqa: F401  - nShield's C_LoginBegin/Next/End
 
     @ffi.def_extern(name="py_softshield_started", error=0)
     def _started() -> int:

@@ -9,7 +9,8 @@ CKR_ARGUMENTS_BAD here is a known deviation).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..constants import CKR
 from ..errors import PKCS11Error
@@ -47,7 +48,6 @@ def _none(ffi: Any, ptr: Any, length: int) -> None:
     # A mechanism without a parameter: pParameter is ignored when ulParameterLen is 0.
     if length != 0:
         raise _invalid("this mechanism takes no parameter")
-    return None
 
 
 def _bytes(ffi: Any, ptr: Any, length: int) -> bytes | None:
@@ -124,6 +124,97 @@ def _aes_cbc_encrypt_data(ffi: Any, ptr: Any, length: int) -> params.AesCbcEncry
                                           data=_octets(ffi, s.pData, s.length, "derivation data"))
 
 
+def _ccm(ffi: Any, ptr: Any, length: int) -> params.CcmParams:
+    s = _struct(ffi, "CK_CCM_PARAMS", ptr, length)
+    return params.CcmParams(data_len=int(s.ulDataLen), nonce=_octets(ffi, s.pNonce, s.ulNonceLen, "CCM nonce"),
+                            aad=_octets(ffi, s.pAAD, s.ulAADLen, "CCM AAD"), mac_len=int(s.ulMACLen))
+
+
+def _hkdf(ffi: Any, ptr: Any, length: int) -> params.HkdfParams:
+    s = _struct(ffi, "CK_HKDF_PARAMS", ptr, length)
+    return params.HkdfParams(
+        extract=bool(s.bExtract), expand=bool(s.bExpand), prf_hash=int(s.prfHashMechanism),
+        salt_type=int(s.ulSaltType), salt=_octets(ffi, s.pSalt, s.ulSaltLen, "HKDF salt"),
+        salt_key=int(s.hSaltKey), info=_octets(ffi, s.pInfo, s.ulInfoLen, "HKDF info"))
+
+
+def _pbkd2(ffi: Any, ptr: Any, length: int) -> params.Pbkd2Params:
+    s = _struct(ffi, "CK_PKCS5_PBKD2_PARAMS2", ptr, length)
+    return params.Pbkd2Params(
+        salt_source=int(s.saltSource), salt=_octets(ffi, s.pSaltSourceData, s.ulSaltSourceDataLen, "PBKD2 salt"),
+        iterations=int(s.iterations), prf=int(s.prf), prf_data=_octets(ffi, s.pPrfData, s.ulPrfDataLen, "PRF data"),
+        password=_octets(ffi, s.pPassword, s.ulPasswordLen, "password"))
+
+
+#: SP 800-108 data parameter types (CK_PRF_DATA_TYPE) -> the structure its pValue points to.
+_PRF_DATA_STRUCTS = {0x1: "CK_SP800_108_COUNTER_FORMAT", 0x2: "CK_SP800_108_COUNTER_FORMAT",
+                     0x3: "CK_SP800_108_DKM_LENGTH_FORMAT"}
+MAX_DATA_PARAMS = 64
+
+
+def _prf_data_param(ffi: Any, p: Any) -> params.PrfDataParam:
+    kind = int(p.type)
+    ctype = _PRF_DATA_STRUCTS.get(kind)
+    if kind == 0x4:  # CK_SP800_108_BYTE_ARRAY
+        return params.PrfDataParam(type=kind, value=_octets(ffi, p.pValue, p.ulValueLen, "byte array"))
+    if ctype is None:
+        raise _invalid(f"SP 800-108 data parameter type 0x{kind:x}")
+    if kind == 0x2 and p.pValue == ffi.NULL and int(p.ulValueLen) == 0:
+        return params.PrfDataParam(type=kind)
+    f = _struct(ffi, ctype, p.pValue, int(p.ulValueLen))
+    if kind == 0x3:
+        return params.PrfDataParam(type=kind, method=int(f.dkmLengthMethod), little_endian=bool(f.bLittleEndian),
+                                   width_bits=int(f.ulWidthInBits))
+    return params.PrfDataParam(type=kind, little_endian=bool(f.bLittleEndian), width_bits=int(f.ulWidthInBits))
+
+
+def _sp800_108(ffi: Any, ptr: Any, length: int) -> params.Sp800108Params:
+    s = _struct(ffi, "CK_SP800_108_KDF_PARAMS", ptr, length)
+    count = int(s.ulNumberOfDataParams)
+    if count > MAX_DATA_PARAMS or (count and s.pDataParams == ffi.NULL):
+        raise _invalid(f"{count} SP 800-108 data parameters")
+    items = tuple(_prf_data_param(ffi, s.pDataParams[i]) for i in range(count))
+    return params.Sp800108Params(prf=int(s.prfType), data_params=items,
+                                 additional_keys=int(s.ulAdditionalDerivedKeys))
+
+
+def _ulong_or_none(ffi: Any, ptr: Any, length: int) -> int | None:
+    """An optional CK_ULONG (CK_MAC_GENERAL_PARAMS-like); absent is None."""
+    if length == 0:
+        return None
+    return _ulong(ffi, ptr, length)
+
+
+def read_message_param(ffi: Any, kind: str, ptr: Any, length: int) -> params.MessageParams:
+    """CK_GCM_MESSAGE_PARAMS (kind "gcm") or CK_CCM_MESSAGE_PARAMS ("ccm") of one message; the
+    IV/nonce and tag/MAC buffers stay the caller's (they are written back)."""
+    if kind == "gcm":
+        s = _struct(ffi, "CK_GCM_MESSAGE_PARAMS", ptr, length)
+        iv_ptr, iv_len, tag_ptr, tag_len = s.pIv, int(s.ulIvLen), s.pTag, int(s.ulTagBits)
+        if tag_len % 8:
+            raise _invalid("GCM tag length must be whole bytes")
+        tag_len //= 8
+        fixed, generator, data_len = int(s.ulIvFixedBits), int(s.ivGenerator), 0
+    else:
+        s = _struct(ffi, "CK_CCM_MESSAGE_PARAMS", ptr, length)
+        iv_ptr, iv_len, tag_ptr, tag_len = s.pNonce, int(s.ulNonceLen), s.pMAC, int(s.ulMACLen)
+        fixed, generator, data_len = int(s.ulNonceFixedBits), int(s.nonceGenerator), int(s.ulDataLen)
+    if iv_len == 0 or iv_ptr == ffi.NULL or tag_ptr == ffi.NULL or tag_len == 0:
+        raise _invalid("message parameter needs an IV buffer and a tag buffer")
+    return params.MessageParams(iv=_octets(ffi, iv_ptr, iv_len, "IV"), fixed_bits=fixed, generator=generator,
+                                tag_len=tag_len, data_len=data_len, struct=s)
+
+
+def write_message_param(ffi: Any, param: params.MessageParams, iv: bytes | None, tag: bytes | None) -> None:
+    """Write a generated IV and/or the tag back into the caller's message parameter structure."""
+    s = param.struct
+    iv_ptr, tag_ptr = (s.pIv, s.pTag) if hasattr(s, "pIv") else (s.pNonce, s.pMAC)
+    if iv is not None:
+        ffi.memmove(iv_ptr, iv, len(iv))
+    if tag is not None:
+        ffi.memmove(tag_ptr, tag, len(tag))
+
+
 #: param_kind -> reader. A registry row's `param_kind` must be one of these names.
 READERS: dict[str, Callable[[Any, Any, int], object]] = {
     "none": _none,
@@ -138,6 +229,11 @@ READERS: dict[str, Callable[[Any, Any, int], object]] = {
     "eddsa": _eddsa,
     "key_derivation_string": _key_derivation_string,
     "aes_cbc_encrypt_data": _aes_cbc_encrypt_data,
+    "ccm": _ccm,
+    "hkdf": _hkdf,
+    "pbkd2": _pbkd2,
+    "sp800_108": _sp800_108,
+    "ulong_or_none": _ulong_or_none,
 }
 
 

@@ -13,14 +13,19 @@ from typing import Any
 from emulator.acl import Action
 
 from .. import library
-from ..constants import CKR
+from ..constants import (
+    CKF_MESSAGE_DECRYPT,
+    CKF_MESSAGE_ENCRYPT,
+    CKF_MESSAGE_SIGN,
+    CKF_MESSAGE_VERIFY,
+    CKR,
+)
+from .. import mechanism_policy
 from ..errors import PKCS11Error
 from ..mechanisms.registry import REGISTRY
 from ..operations import check_key_for
 from . import marshal
 from .entry import handler
-
-CKF_MESSAGE_ENCRYPT, CKF_MESSAGE_DECRYPT, CKF_MESSAGE_SIGN, CKF_MESSAGE_VERIFY = 0x2, 0x4, 0x8, 0x10
 
 #: kind -> (mechanism flag, key usage attribute, module action)
 MESSAGE_KINDS = {
@@ -40,11 +45,17 @@ def _message_init(kind: str) -> Any:
 
     def init(h_session: int, p_mechanism: Any, h_key: int) -> None:
         session = _session(h_session)
-        mechanism, param = marshal.read_mechanism(p_mechanism)
+        # The AEAD rows take no parameter at C_Message*Init (each message brings its own), while
+        # their C_EncryptInit parameter reader would refuse NULL: read it only when one is given.
+        if p_mechanism != marshal.ffi.NULL and int(p_mechanism.ulParameterLen) == 0:
+            mechanism, param = int(p_mechanism.mechanism), None
+        else:
+            mechanism, param = marshal.read_mechanism(p_mechanism)
         with session.lock:
             if kind in session.ops:
                 raise PKCS11Error(CKR.OPERATION_ACTIVE)
             spec = REGISTRY.get(mechanism)
+            mechanism_policy.require_allowed(session.slot_id, mechanism)
             factory = getattr(spec, kind, None)
             if factory is None or not spec.flags & flag:
                 raise PKCS11Error(CKR.MECHANISM_INVALID)

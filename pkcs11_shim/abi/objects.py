@@ -74,6 +74,27 @@ def _write_array(attr: Any, encoded: list[tuple[int, bytes]]) -> int:
     return rv
 
 
+#: Encoded forms of the values clients read most (CKA_CLASS, CKA_KEY_TYPE, booleans, labels):
+#: python-pkcs11 reads several attributes after every object it makes.
+_ENCODED: dict[tuple[int, type, Any], Any] = {}
+
+
+def _encode(atype: int, value: Any) -> Any:
+    if isinstance(value, (bytes, str)) and len(value) > 256:
+        return codecs.encode(atype, value)
+    try:
+        key = (atype, type(value), value)
+        cached = _ENCODED.get(key)
+    except TypeError:  # unhashable (attribute arrays): encode every time
+        return codecs.encode(atype, value)
+    if cached is None:
+        cached = codecs.encode(atype, value)
+        if len(_ENCODED) >= 4096:
+            _ENCODED.clear()
+        _ENCODED[key] = cached
+    return cached
+
+
 @handler("C_GetAttributeValue")
 def c_get_attribute_value(h_session: int, h_object: int, p_template: Any, ul_count: int) -> int:
     session = library.state().sessions.get(h_session)
@@ -91,7 +112,7 @@ def c_get_attribute_value(h_session: int, h_object: int, p_template: Any, ul_cou
             attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
             failures.add(exc.rv)
             continue
-        encoded = codecs.encode(int(attr.type), value)
+        encoded = _encode(int(attr.type), value)
         rv = _write_array(attr, encoded) if isinstance(encoded, list) else _write_value(attr, encoded)
         if rv != CKR.OK:
             failures.add(rv)

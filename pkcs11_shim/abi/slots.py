@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .. import library
-from ..constants import CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION
+from .. import library, mechanism_policy
+from ..constants import CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, CKR
+from ..errors import PKCS11Error
 from ..mechanisms.registry import REGISTRY
 from ..slots import MANUFACTURER, MAX_PIN_LEN, MIN_PIN_LEN, MODEL
 from ..version import LIBRARY_VERSION
@@ -66,7 +67,9 @@ def c_get_token_info(slot_id: int, p_info: Any) -> None:
 def c_get_mechanism_list(slot_id: int, p_list: Any, pul_count: Any) -> int:
     lib = library.state()
     lib.slots.get(slot_id)
-    return marshal.deliver_ulongs(p_list, pul_count, [spec.mechanism for spec in REGISTRY.all()])
+    every = [spec.mechanism for spec in REGISTRY.all()]
+    offered = mechanism_policy.offered(lib.config.mechanism_rules, slot_id, set(every))
+    return marshal.deliver_ulongs(p_list, pul_count, [m for m in every if m in offered])
 
 
 @handler("C_GetMechanismInfo")
@@ -74,6 +77,7 @@ def c_get_mechanism_info(slot_id: int, mechanism: int, p_info: Any) -> None:
     lib = library.state()
     lib.slots.get(slot_id)
     spec = REGISTRY.get(mechanism)
+    mechanism_policy.require_allowed(slot_id, mechanism)
     marshal.require(p_info)
     p_info.ulMinKeySize, p_info.ulMaxKeySize, p_info.flags = spec.info()
 
@@ -83,11 +87,9 @@ def c_init_token(slot_id: int, p_pin: Any, ul_pin_len: int, p_label: Any) -> Non
     lib = library.state()
     lib.slots.get(slot_id)
     marshal.require(p_label)
-    pin = marshal.read_bytes(p_pin, ul_pin_len)
     if p_pin == marshal.ffi.NULL:
-        from ...errors import PKCS11Error
-        from ...constants import CKR
         raise PKCS11Error(CKR.ARGUMENTS_BAD, "no protected authentication path")
+    pin = marshal.read_bytes(p_pin, ul_pin_len)
     label = marshal.read_bytes(p_label, 32).decode("utf-8", errors="replace").rstrip(" \x00")
     lib.slots.init_token(slot_id, pin, label)
 

@@ -37,7 +37,9 @@ from types import MappingProxyType
 from typing import Any
 
 from ..constants import (
+    CKK_AES_XTS,
     CKK_EC_MONTGOMERY,
+    CKK_HKDF,
     Attribute,
     CertificateType,
     KeyType,
@@ -362,6 +364,7 @@ CLASSES: Mapping[int, ClassSpec] = MappingProxyType({
     ObjectClass.SECRET_KEY: ClassSpec("secret key", Attribute.KEY_TYPE, {
         KeyType.AES: SECRET_VALUE, KeyType.DES3: DES3_SECRET, KeyType.GENERIC_SECRET: SECRET_VALUE,
         **{key_type: SECRET_VALUE for key_type in HMAC_KEY_TYPES},
+        CKK_AES_XTS: SECRET_VALUE, CKK_HKDF: SECRET_VALUE,  # PKCS#11 3.0 §2.14.x, §2.43
     }),
 })
 KEY_CLASSES = frozenset({ObjectClass.PUBLIC_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY})

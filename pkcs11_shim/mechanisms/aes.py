@@ -15,7 +15,7 @@ from emulator.errors import CryptoFailure
 
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import keybytes, params
+from . import aead, keybytes, numbers, params
 from .blockcipher import BlockCipher, iv_validator, mode
 from .ops import BufferedDecryptOp, StreamCipherOp
 from .registry import MechanismSpec, Registry
@@ -118,13 +118,14 @@ def _data_long_enough(data: bytes, value_len: int | None) -> None:
         raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"{len(data)} bytes of data cannot make a {value_len}-byte key")
 
 
-def _derive_ecb(base: Any, param: bytes, key_type: int, value_len: int | None) -> SecretMaterial:
+def _derive_ecb(base: Any, param: bytes, key_type: int, value_len: int | None,
+                resolve_key: Any = None) -> SecretMaterial:
     _data_long_enough(param, value_len)
     return keybytes.derived(key_type, kdf.aes_ecb_encrypt_data(AES.key(base), param), value_len)
 
 
 def _derive_cbc(base: Any, param: params.AesCbcEncryptDataParams, key_type: int,
-                value_len: int | None) -> SecretMaterial:
+                value_len: int | None, resolve_key: Any = None) -> SecretMaterial:
     _data_long_enough(param.data, value_len)
     return keybytes.derived(key_type, kdf.aes_cbc_encrypt_data(AES.key(base), param.iv, param.data), value_len)
 
@@ -145,9 +146,11 @@ def register(registry: Registry) -> None:
         mechanism=Mechanism.AES_CTR, flags=CIPHER_FLAGS, min_key=MIN_KEY, max_key=MAX_KEY,
         key_types=KEY_TYPES, param_kind="aes_ctr", validate=validate_ctr, encrypt=_ctr, decrypt=_ctr))
     registry.add(MechanismSpec(
-        mechanism=Mechanism.AES_GCM, flags=CIPHER_FLAGS | WRAP_FLAGS, min_key=MIN_KEY, max_key=MAX_KEY,
-        key_types=KEY_TYPES, param_kind="gcm", validate=validate_gcm,
-        encrypt=_gcm_encrypt, decrypt=_gcm_decrypt, wrap=_gcm_wrap, unwrap=_gcm_unwrap))
+        mechanism=Mechanism.AES_GCM,
+        flags=CIPHER_FLAGS | WRAP_FLAGS | numbers.CKF_MESSAGE_ENCRYPT | numbers.CKF_MESSAGE_DECRYPT,
+        min_key=MIN_KEY, max_key=MAX_KEY, key_types=KEY_TYPES, param_kind="gcm", validate=validate_gcm,
+        encrypt=_gcm_encrypt, decrypt=_gcm_decrypt, wrap=_gcm_wrap, unwrap=_gcm_unwrap,
+        message_encrypt=aead.factory("gcm", True, AES.key), message_decrypt=aead.factory("gcm", False, AES.key)))
     registry.add(MechanismSpec(
         mechanism=Mechanism.AES_ECB_ENCRYPT_DATA, flags=MechanismFlag.DERIVE, min_key=MIN_KEY, max_key=MAX_KEY,
         key_types=KEY_TYPES, param_kind="key_derivation_string", validate=validate_ecb_encrypt_data,

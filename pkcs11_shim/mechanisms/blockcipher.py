@@ -8,8 +8,9 @@ keys (PKCS#8) can be wrapped too. CBC takes the IV (one block) as its parameter.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from emulator.crypto.material import SecretMaterial
 from emulator.errors import CryptoFailure

@@ -123,7 +123,8 @@ def _shared_secret(base: Any, public_data: bytes) -> bytes:
     raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, f"ECDH with a {base.kind} key")
 
 
-def derive_ecdh1(base: Any, param: params.Ecdh1DeriveParams, key_type: int, value_len: int | None) -> SecretMaterial:
+def derive_ecdh1(base: Any, param: params.Ecdh1DeriveParams, key_type: int, value_len: int | None,
+                 resolve_key: Any = None) -> SecretMaterial:
     secret = _shared_secret(base, param.public_data)
     if param.kdf == KDF.NULL:
         return keybytes.derived(key_type, secret, value_len, keep="trailing")
@@ -145,6 +146,10 @@ HASHED_ROWS = (
     (Mechanism.ECDSA_SHA256, "SHA256"),
     (Mechanism.ECDSA_SHA384, "SHA384"),
     (Mechanism.ECDSA_SHA512, "SHA512"),
+    (numbers.CKM_ECDSA_SHA3_224, "SHA3_224"),
+    (numbers.CKM_ECDSA_SHA3_256, "SHA3_256"),
+    (numbers.CKM_ECDSA_SHA3_384, "SHA3_384"),
+    (numbers.CKM_ECDSA_SHA3_512, "SHA3_512"),
 )
 
 
@@ -165,3 +170,9 @@ def register(registry: Registry) -> None:
         mechanism=Mechanism.ECDH1_DERIVE, flags=F.DERIVE | EC_FLAGS, min_key=255, max_key=MAX_BITS,
         key_types=frozenset({KeyType.EC, numbers.CKK_EC_MONTGOMERY}), param_kind="ecdh1",
         validate=validate_ecdh1, derive=derive_ecdh1))
+    # PKCS#11 3.0 §2.3.16: cofactor ECDH multiplies by the curve's cofactor h. Every prime curve we
+    # offer (P-256/384/521, secp256k1, and the legacy P-192/224) has h = 1, so the shared value is
+    # the plain ECDH one; Montgomery keys are not accepted here (X25519/X448 clamp instead).
+    registry.add(MechanismSpec(
+        mechanism=Mechanism.ECDH1_COFACTOR_DERIVE, flags=F.DERIVE | EC_FLAGS, min_key=MIN_BITS, max_key=MAX_BITS,
+        key_types=KEY_TYPES, param_kind="ecdh1", validate=validate_ecdh1, derive=derive_ecdh1))

@@ -12,10 +12,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from emulator.crypto.material import ASYMMETRIC_KINDS, SECRET_KINDS, PrivateMaterial, SecretMaterial
+from emulator.crypto.material import (
+    ASYMMETRIC_KINDS,
+    SECRET_KINDS,
+    PrivateMaterial,
+    SecretMaterial,
+)
 from emulator.errors import InvalidKeyMaterial
 
-from ..constants import CKR, KeyType
+from ..constants import CKK_AES_XTS, CKK_HKDF, CKR, KeyType
 from ..errors import PKCS11Error
 
 #: CKK -> secret material kind.
@@ -32,6 +37,10 @@ SECRET_KINDS_BY_KEY_TYPE: dict[int, str] = {
     KeyType.SHA3_256_HMAC: "HMAC",
     KeyType.SHA3_384_HMAC: "HMAC",
     KeyType.SHA3_512_HMAC: "HMAC",
+    # AES-XTS keys (two AES keys side by side) and HKDF keys are plain secret values (3.0 §2.14.x,
+    # §2.43): generic material whose key type says what it is for.
+    CKK_AES_XTS: "GENERIC",
+    CKK_HKDF: "GENERIC",
 }
 HMAC_KEY_TYPES = frozenset(k for k, kind in SECRET_KINDS_BY_KEY_TYPE.items() if kind == "HMAC")
 #: Lengths a kind's value may have (None: any non-empty length).

@@ -3,18 +3,21 @@
 - CKM_AES_KEY_WRAP (0x2109): RFC 3394 / SP 800-38F KW. Secret keys only, zero-padded to a multiple
   of 8 bytes (unwrap takes CKA_VALUE_LEN or the key type's length back).
 - CKM_AES_KEY_WRAP_KWP (0x210B): RFC 5649 / SP 800-38F KWP; secret keys and PKCS#8 private keys.
+- CKM_AES_KEY_WRAP_PKCS7 (0x210C): PKCS#7 padding to the 8-byte semiblock, then KW; secret keys and
+  PKCS#8 private keys (8 bytes and up).
 - CKM_AES_KEY_WRAP_PAD (0x210A, deprecated): the same RFC 5649 here. nShield (and SoftHSM2) give
   _PAD the RFC 5649 meaning, not the 2.x prose "pad, then KW"; we mirror nShield.
 
-All three are single-part and serve encrypt/decrypt as well as wrap/unwrap. The optional parameter
+All four are single-part and serve encrypt/decrypt as well as wrap/unwrap. The optional parameter
 is the initial value (8 bytes for KW, 4 for KWP); `cryptography` implements only the default ones
 (A6A6A6A6A6A6A6A6, A65959A6), so any other value is CKR_MECHANISM_PARAM_INVALID.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from emulator.crypto import keywrap as kw_crypto
 from emulator.errors import CryptoFailure
@@ -42,6 +45,9 @@ class Variant:
 KW = Variant(kw_crypto.KW_DEFAULT_IV, kw_crypto.kw_wrap, kw_crypto.kw_unwrap,
              plaintext_ok=lambda n: n >= 16 and n % 8 == 0,
              wrapped_ok=lambda n: n >= 24 and n % 8 == 0, pads_secrets=True)
+PKCS7 = Variant(kw_crypto.KW_DEFAULT_IV, kw_crypto.kw_pkcs7_wrap, kw_crypto.kw_pkcs7_unwrap,
+                plaintext_ok=lambda n: n >= 8,
+                wrapped_ok=lambda n: n >= 24 and n % 8 == 0, pads_secrets=False)
 KWP = Variant(kw_crypto.KWP_DEFAULT_IV, kw_crypto.kwp_wrap, kw_crypto.kwp_unwrap,
               plaintext_ok=lambda n: n >= 1,
               wrapped_ok=lambda n: n >= 16 and n % 8 == 0, pads_secrets=False)
@@ -90,7 +96,7 @@ def _impls(variant: Variant) -> dict[str, Any]:
 
 def register(registry: Registry) -> None:
     for mechanism, variant in ((Mechanism.AES_KEY_WRAP, KW), (Mechanism.AES_KEY_WRAP_PAD, KWP),
-                               (Mechanism.AES_KEY_WRAP_KWP, KWP)):
+                               (Mechanism.AES_KEY_WRAP_KWP, KWP), (Mechanism.AES_KEY_WRAP_PKCS7, PKCS7)):
         registry.add(MechanismSpec(
             mechanism=mechanism, flags=FLAGS, min_key=MIN_KEY, max_key=MAX_KEY,
             key_types=frozenset({KeyType.AES}), param_kind="bytes", validate=_validator(variant),

@@ -1,4 +1,4 @@
-"""MAC mechanisms: HMAC over SHA-1/SHA-2/SHA-3 (PKCS#11 3.0 §2.20+) and AES-CMAC (§2.14.9),
+"""MAC mechanisms: HMAC over SHA-1/SHA-2/SHA-3 (PKCS#11 3.0 §2.20+), AES-CMAC (§2.14.9) and DES3-CMAC,
 each with its *_GENERAL variant, whose CK_MAC_GENERAL_PARAMS gives the output length."""
 
 from __future__ import annotations
@@ -66,21 +66,21 @@ def _hmac_ops(hash_name: str, general: bool) -> tuple[Any, Any]:
     return sign, verify
 
 
-def _cmac_ops(general: bool) -> tuple[Any, Any]:
+def _cmac_ops(general: bool, cipher: str = "AES", block: int = CMAC_BLOCK) -> tuple[Any, Any]:
     def context(material: Any) -> mac_crypto.CmacContext:
         if not isinstance(material, SecretMaterial):
-            raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, "CMAC needs an AES key")
-        check_secret_length("AES", len(material.value))
+            raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, f"CMAC needs an {cipher} key")
+        check_secret_length(cipher, len(material.value))
         try:
-            return mac_crypto.CmacContext("AES", material.value)
+            return mac_crypto.CmacContext(cipher, material.value)
         except InvalidKeyMaterial as exc:
             raise key_size_error(exc) from None
 
     def sign(material: Any, param: Any) -> MacSignOp:
-        return MacSignOp(context(material), param if general else CMAC_BLOCK)
+        return MacSignOp(context(material), param if general else block)
 
     def verify(material: Any, param: Any) -> MacVerifyOp:
-        return MacVerifyOp(context(material), param if general else CMAC_BLOCK)
+        return MacVerifyOp(context(material), param if general else block)
 
     return sign, verify
 
@@ -104,3 +104,11 @@ def register(registry: Registry) -> None:
             validate=general_length(CMAC_BLOCK) if is_general
             else no_parameter,
             sign=sign, verify=verify))
+    # CKM_DES3_CMAC(_GENERAL) (PKCS#11 3.0 §2.x): SP 800-38B over three-key TDEA, 8-byte blocks; DES3
+    # key sizes are fixed, so CK_MECHANISM_INFO carries 0/0 like the other DES3 rows.
+    for mechanism, is_general in ((Mechanism.DES3_CMAC, False), (Mechanism.DES3_CMAC_GENERAL, True)):
+        sign, verify = _cmac_ops(is_general, "DES3", 8)
+        registry.add(MechanismSpec(
+            mechanism=mechanism, flags=SIGN_VERIFY, key_types=frozenset({KeyType.DES3}),
+            param_kind="ulong" if is_general else "none",
+            validate=general_length(8) if is_general else no_parameter, sign=sign, verify=verify))

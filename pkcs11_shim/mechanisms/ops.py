@@ -17,7 +17,8 @@ VerifyOp `update(data)`, `final(signature)`, `oneshot(data, signature)`; Recover
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from emulator.crypto import digest as digest_crypto
 from emulator.crypto import mac as mac_crypto
@@ -87,9 +88,11 @@ class BufferedDecryptOp:
 
     `update` returns no bytes (PKCS#11 3.0 §2.14.x, GCM: plaintext only after the tag verified)."""
 
-    def __init__(self, decrypt: Callable[[bytes], bytes], min_total: int) -> None:
+    def __init__(self, decrypt: Callable[[bytes], bytes], min_total: int,
+                 length_error: int = CKR.ENCRYPTED_DATA_LEN_RANGE) -> None:
         self._decrypt = decrypt
         self._min = min_total
+        self._length_error = length_error
         self._buffer = bytearray()
 
     def update(self, data: bytes) -> bytes:
@@ -98,7 +101,7 @@ class BufferedDecryptOp:
 
     def final(self) -> bytes:
         if len(self._buffer) < self._min:
-            raise PKCS11Error(CKR.ENCRYPTED_DATA_LEN_RANGE, "input shorter than the tag")
+            raise PKCS11Error(self._length_error, "input too short")
         try:
             return self._decrypt(bytes(self._buffer))
         except CryptoFailure as exc:
@@ -358,7 +361,7 @@ class DigestOp:
         self._hash.update(data)
         return self._hash.finalize()
 
-    def copy(self) -> "DigestOp":
+    def copy(self) -> DigestOp:
         other = DigestOp.__new__(DigestOp)
         other.hash_name = self.hash_name
         other._hash = self._hash.copy()

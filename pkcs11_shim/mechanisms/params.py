@@ -80,3 +80,76 @@ class AesCbcEncryptDataParams:
 
     iv: bytes
     data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CcmParams:
+    """CK_CCM_PARAMS (§2.14.x): the total data length is fixed up front (CCM needs it)."""
+
+    data_len: int
+    nonce: bytes
+    aad: bytes
+    mac_len: int
+
+
+@dataclass(frozen=True)
+class HkdfParams:
+    """CK_HKDF_PARAMS (§2.43.1). `salt_key` is the handle of the salt key (CKF_HKDF_SALT_KEY)."""
+
+    extract: bool
+    expand: bool
+    prf_hash: int
+    salt_type: int
+    salt: bytes
+    salt_key: int
+    info: bytes
+
+
+@dataclass(frozen=True)
+class Pbkd2Params:
+    """CK_PKCS5_PBKD2_PARAMS2 (§2.36.x)."""
+
+    salt_source: int
+    salt: bytes
+    iterations: int
+    prf: int
+    prf_data: bytes
+    password: bytes = field(repr=False)
+
+
+@dataclass(frozen=True)
+class PrfDataParam:
+    """One CK_PRF_DATA_PARAM of CK_SP800_108_KDF_PARAMS, decoded by type: the counter format
+    (little_endian, width_bits), the DKM length format (method, little_endian, width_bits), or the
+    byte array (value)."""
+
+    type: int
+    little_endian: bool = False
+    width_bits: int = 0
+    method: int = 0
+    value: bytes = b""
+
+
+@dataclass(frozen=True)
+class Sp800108Params:
+    """CK_SP800_108_KDF_PARAMS (§2.42.1); additional derived keys are not supported (count only)."""
+
+    prf: int
+    data_params: tuple[PrfDataParam, ...]
+    additional_keys: int
+
+
+@dataclass(frozen=True)
+class MessageParams:
+    """A per-message AEAD parameter (CK_GCM_MESSAGE_PARAMS / CK_CCM_MESSAGE_PARAMS) as read from C.
+
+    `iv` is the nonce as the caller passed it; `fixed_bits`/`generator` say which part the token
+    generates; `tag_len` the tag (MAC) length in bytes; `data_len` the CCM total length (0 for GCM).
+    `struct` is the C structure itself, so generated IVs and the tag are written back into it."""
+
+    iv: bytes
+    fixed_bits: int
+    generator: int
+    tag_len: int
+    data_len: int = 0
+    struct: object = field(default=None, repr=False, compare=False)

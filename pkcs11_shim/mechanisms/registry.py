@@ -16,15 +16,17 @@ Implementation signatures (material classes from `emulator.crypto.material`; op 
     unwrap(unwrapping_material, param, wrapped, target_kind, value_len) -> Material
     generate(param, key_type, value_len) -> SecretMaterial
     generate_pair(param, public_attrs, private_attrs) -> PrivateMaterial
-    derive(base_material, param, key_type, value_len) -> SecretMaterial
+    derive(base_material, param, key_type, value_len, resolve_key) -> SecretMaterial
+        (resolve_key(handle) -> material of another key the parameter names, checked for CKA_DERIVE)
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..constants import CKR, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
@@ -93,7 +95,7 @@ class MechanismSpec:
     derive: Impl = None
     #: Key types a generate/generate_pair row makes; the first is the default (keymgmt reads it).
     generated_key_types: tuple[int, ...] = ()
-    #: 3.0 message-based factories (C_MessageEncryptInit ...); none are offered yet.
+    #: 3.0 message-based factories (C_MessageEncryptInit ...); the row's flags carry CKF_MESSAGE_*.
     message_encrypt: Impl = None
     message_decrypt: Impl = None
     message_sign: Impl = None
@@ -159,6 +161,6 @@ class Registry:
         return [self._rows[m] for m in sorted(self._rows)]
 
 
-FAMILIES = ("digest", "mac", "generic", "aes", "des3", "keywrap", "rsa", "ec", "edwards")
+FAMILIES = ("digest", "mac", "generic", "aes", "aesmodes", "des3", "keywrap", "rsa", "ec", "edwards", "derive")
 
 REGISTRY = Registry(FAMILIES)

@@ -40,6 +40,7 @@ def keys() -> dict[str, Any]:
         "ed448": _pair(Mechanism.EC_EDWARDS_KEY_PAIR_GEN, EC_PARAMS=b"\x13\x0aedwards448"),
         "x25519": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("X25519")),
         "x448": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=b"\x13\x08curve448"),
+        "xts64": REGISTRY.get(numbers.CKM_AES_XTS_KEY_GEN).generate(None, numbers.CKK_AES_XTS, 64),
     }
 
 

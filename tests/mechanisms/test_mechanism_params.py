@@ -186,3 +186,76 @@ def test_read_then_validate_then_run() -> None:
     key = SecretMaterial("AES", bytes(16))
     sealed = spec.encrypt(key, param).oneshot(b"hello")
     assert spec.decrypt(key, param).oneshot(sealed) == b"hello"
+
+
+# --- issue-4 readers -----------------------------------------------------------------------------
+
+def test_ccm() -> None:
+    s, n = make("CK_CCM_PARAMS", ulDataLen=5, pNonce=buf(bytes(12)), ulNonceLen=12, pAAD=buf(b"aad"), ulAADLen=3,
+                ulMACLen=16)
+    assert read_param(ffi, "ccm", s, n) == params.CcmParams(5, bytes(12), b"aad", 16)
+    invalid("ccm", s, n - 1)
+    s, n = make("CK_CCM_PARAMS", ulDataLen=5, pNonce=ffi.NULL, ulNonceLen=12, ulMACLen=16)
+    invalid("ccm", s, n)
+
+
+def test_hkdf() -> None:
+    s, n = make("CK_HKDF_PARAMS", bExtract=1, bExpand=1, prfHashMechanism=Mechanism.SHA256, ulSaltType=4,
+                hSaltKey=42, pInfo=buf(b"info"), ulInfoLen=4)
+    assert read_param(ffi, "hkdf", s, n) == params.HkdfParams(True, True, Mechanism.SHA256, 4, b"", 42, b"info")
+    s, n = make("CK_HKDF_PARAMS", bExtract=1, pSalt=ffi.NULL, ulSaltLen=8)
+    invalid("hkdf", s, n)
+    invalid("hkdf", ffi.NULL, n)
+
+
+def test_pbkd2() -> None:
+    s, n = make("CK_PKCS5_PBKD2_PARAMS2", saltSource=1, pSaltSourceData=buf(b"salt"), ulSaltSourceDataLen=4,
+                iterations=1000, prf=4, pPassword=buf(b"pw"), ulPasswordLen=2)
+    assert read_param(ffi, "pbkd2", s, n) == params.Pbkd2Params(1, b"salt", 1000, 4, b"", b"pw")
+    s, n = make("CK_PKCS5_PBKD2_PARAMS2", saltSource=1, iterations=1, prf=4, pPassword=ffi.NULL, ulPasswordLen=9)
+    invalid("pbkd2", s, n)
+
+
+def test_sp800_108() -> None:
+    counter = ffi.new("CK_SP800_108_COUNTER_FORMAT *", {"bLittleEndian": 0, "ulWidthInBits": 32})
+    dkm = ffi.new("CK_SP800_108_DKM_LENGTH_FORMAT *", {"dkmLengthMethod": 1, "bLittleEndian": 1, "ulWidthInBits": 16})
+    label = buf(b"label")
+    items = ffi.new("CK_PRF_DATA_PARAM[3]", [
+        {"type": 1, "pValue": counter, "ulValueLen": ffi.sizeof("CK_SP800_108_COUNTER_FORMAT")},
+        {"type": 4, "pValue": label, "ulValueLen": 5},
+        {"type": 3, "pValue": dkm, "ulValueLen": ffi.sizeof("CK_SP800_108_DKM_LENGTH_FORMAT")}])
+    _KEEP.extend([counter, dkm, items])
+    s, n = make("CK_SP800_108_KDF_PARAMS", prfType=Mechanism.SHA256_HMAC, ulNumberOfDataParams=3, pDataParams=items)
+    got = read_param(ffi, "sp800_108", s, n)
+    assert got.prf == Mechanism.SHA256_HMAC and got.additional_keys == 0
+    assert got.data_params == (params.PrfDataParam(1, width_bits=32), params.PrfDataParam(4, value=b"label"),
+                               params.PrfDataParam(3, little_endian=True, width_bits=16, method=1))
+    s, n = make("CK_SP800_108_KDF_PARAMS", prfType=Mechanism.SHA256_HMAC, ulNumberOfDataParams=2, pDataParams=ffi.NULL)
+    invalid("sp800_108", s, n)
+    bad = ffi.new("CK_PRF_DATA_PARAM[1]", [{"type": 1, "pValue": counter, "ulValueLen": 3}])  # wrong struct size
+    _KEEP.append(bad)
+    s, n = make("CK_SP800_108_KDF_PARAMS", prfType=Mechanism.SHA256_HMAC, ulNumberOfDataParams=1, pDataParams=bad)
+    invalid("sp800_108", s, n)
+    odd = ffi.new("CK_PRF_DATA_PARAM[1]", [{"type": 9, "pValue": ffi.NULL, "ulValueLen": 0}])
+    _KEEP.append(odd)
+    s, n = make("CK_SP800_108_KDF_PARAMS", prfType=Mechanism.SHA256_HMAC, ulNumberOfDataParams=1, pDataParams=odd)
+    invalid("sp800_108", s, n)
+
+
+def test_message_params() -> None:
+    from pkcs11_shim.abi.mechanism_params import read_message_param, write_message_param
+
+    iv, tag = ffi.new("CK_BYTE[12]"), ffi.new("CK_BYTE[16]")
+    s, n = make("CK_GCM_MESSAGE_PARAMS", pIv=iv, ulIvLen=12, ulIvFixedBits=32, ivGenerator=2, pTag=tag, ulTagBits=128)
+    p = read_message_param(ffi, "gcm", s, n)
+    assert (p.iv, p.fixed_bits, p.generator, p.tag_len) == (bytes(12), 32, 2, 16)
+    write_message_param(ffi, p, b"\x01" * 12, b"\x02" * 16)
+    assert bytes(ffi.buffer(iv)) == b"\x01" * 12 and bytes(ffi.buffer(tag)) == b"\x02" * 16
+    s, n = make("CK_GCM_MESSAGE_PARAMS", pIv=iv, ulIvLen=12, pTag=tag, ulTagBits=100)
+    with pytest.raises(PKCS11Error) as err:
+        read_message_param(ffi, "gcm", s, n)
+    assert err.value.rv == CKR.MECHANISM_PARAM_INVALID
+    s, n = make("CK_CCM_MESSAGE_PARAMS", ulDataLen=3, pNonce=iv, ulNonceLen=12, pMAC=ffi.NULL, ulMACLen=8)
+    with pytest.raises(PKCS11Error) as err:
+        read_message_param(ffi, "ccm", s, n)
+    assert err.value.rv == CKR.MECHANISM_PARAM_INVALID

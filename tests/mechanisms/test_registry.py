@@ -31,7 +31,7 @@ EXPECTED_INFO = {
     Mechanism.AES_ECB: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.AES_CBC_PAD: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.AES_CTR: (16, 32, F.ENCRYPT | F.DECRYPT),
-    Mechanism.AES_GCM: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
+    Mechanism.AES_GCM: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP | 0x2 | 0x4),  # + CKF_MESSAGE_*
     Mechanism.AES_CMAC: (16, 32, F.SIGN | F.VERIFY),
     Mechanism.AES_KEY_WRAP: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.AES_KEY_WRAP_PAD: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
@@ -104,3 +104,15 @@ def test_duplicate_rows_refused() -> None:
     with pytest.raises(ValueError, match="twice"):
         registry.add(MechanismSpec(mechanism=0x80000001, flags=0))
     assert [spec.name for spec in registry.all()] == ["CKM_0x80000001"]
+
+
+def test_readme_mechanism_table_is_current() -> None:
+    """README's "Mechanisms" table is scripts/mechanism_table.py's output."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location("mechanism_table", root / "scripts" / "mechanism_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.table() in (root / "README.md").read_text()

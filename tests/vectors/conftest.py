@@ -1,4 +1,5 @@
-"""Known-answer tests from the `cryptography-vectors` package, driven through the mechanism registry.
+"""Known-answer tests from the `cryptography-vectors` package, driven through the mechanism registry
+and (test_through_so) through the built library.
 
 The session summary prints how many vectors ran per family (the test module's name).
 """
@@ -17,6 +18,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         module = item.module.__name__ if item.module else ""
         if module.startswith("test_") and module.endswith("_vectors") and "vectors" in str(item.path.parent):
             _COUNTS[module[len("test_"):-len("_vectors")] + ":" + item.originalname] += 1
+        elif module == "test_through_so":
+            # Through the .so: the family is the first word of the test name (test_aes_ccm -> so-aes).
+            _COUNTS["so-" + item.originalname[len("test_"):].split("_")[0] + ":" + item.originalname] += 1
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001

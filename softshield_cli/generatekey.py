@@ -1,0 +1,279 @@
+"""`softshield generatekey`: nShield's key generator, generating THROUGH our PKCS#11 library.
+
+    softshield generatekey --generate simple type=RSA size=2048 protect=module ident=contosokey \
+        plainname=contosokey nvram=no pubexp=
+
+Module keys are made in the accelerator slot; softcard keys in the softcard's slot after C_Login
+with its passphrase; card-set (token) keys in the card set's slot after the quorum was read and
+preloaded (preload.py), as nShield's tools read cards through the module. The private key's
+template carries CKA_NFKM_APPNAME / CKA_NFKM_ID, so the library stores it as key_<app>_<ident>.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .main import CommandError, command
+from .pins import PinSource, add_pin_file_option
+
+APPS = {
+    "simple": "Simple application: key named by ident (key_simple_<ident>)",
+    "pkcs11": "PKCS#11 application: ident assigned by the library (key_pkcs11_ua.../uc...-...)",
+}
+TYPES = ("RSA", "EC", "ECDSA", "ECDH", "AES", "DES3", "HMAC", "HMACSHA1", "HMACSHA256", "HMACSHA384",
+         "HMACSHA512", "Ed25519")
+CURVES = {"NISTP256": "secp256r1", "P-256": "secp256r1", "NISTP384": "secp384r1", "P-384": "secp384r1",
+          "NISTP521": "secp521r1", "P-521": "secp521r1"}
+SIZES = {"RSA": (1024, 8192), "AES": (128, 256), "DES3": (168, 168), "HMAC": (64, 2048)}
+PROTECTIONS = ("module", "token", "softcard")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    text: str
+    default: str | None = None
+
+
+#: The parameter echo, in nShield's order (nshield-workflow.md §1.7).
+ECHO = (
+    Param("operation", "Operation to perform"),
+    Param("application", "Application"),
+    Param("protect", "Protected by", "module"),
+    Param("softcard", "Soft card to protect key"),
+    Param("cardset", "Card set to protect key"),
+    Param("recovery", "Key recovery", "yes"),
+    Param("verify", "Verify security of key", "yes"),
+    Param("type", "Key type", "RSA"),
+    Param("size", "Key size"),
+    Param("curve", "Elliptic curve"),
+    Param("pubexp", "Public exponent for RSA key (hex)", ""),
+    Param("ident", "Key identifier"),
+    Param("plainname", "Key name", ""),
+    Param("nvram", "Blob in NVRAM (needs ACS)", "no"),
+)
+KNOWN = {p.name for p in ECHO} - {"operation", "application"}
+
+
+def _fail(text: str) -> CommandError:
+    return CommandError(text)
+
+
+def normalise(app: str, given: dict[str, str], *, batch: bool) -> dict[str, str]:
+    """Fill defaults, prompt for what is missing (unless --batch), reject what nShield rejects."""
+    params = dict(given)
+    unknown = sorted(set(params) - KNOWN)
+    if unknown:
+        raise _fail(f"unknown parameter {unknown[0]!r}")
+    if app not in APPS:
+        raise _fail(f"unknown application {app!r} (see --list-apps)")
+
+    def ask(name: str, question: str, default: str) -> str:
+        if name in params:
+            return params[name]
+        if batch or not sys.stdin.isatty():
+            if default == "" and name in ("ident",):
+                raise _fail(f"parameter {name} is required")
+            return default
+        answer = input(f"{name}: {question} [{default}] > ").strip()
+        return answer or default
+
+    params["protect"] = ask("protect", "Protected by? (token, softcard, module)", "module")
+    if params["protect"] not in PROTECTIONS:
+        raise _fail(f"protect: invalid option {params['protect']!r} (token, softcard, module)")
+    if params["protect"] == "softcard":
+        params["softcard"] = ask("softcard", "Soft card to protect key?", "")
+        if not params["softcard"]:
+            raise _fail("softcard: protect=softcard needs softcard=NAME")
+    if params["protect"] == "token":
+        params["cardset"] = ask("cardset", "Card set to protect key?", "")
+        if not params["cardset"]:
+            raise _fail("cardset: protect=token needs cardset=NAME")
+    params["type"] = ask("type", f"Key type? ({', '.join(TYPES)})", "RSA")
+    key_type = params["type"].upper() if params["type"].lower() != "ed25519" else "Ed25519"
+    if key_type not in TYPES:
+        raise _fail(f"type: unknown key type {params['type']!r} ({', '.join(TYPES)})")
+    params["type"] = key_type
+    family = "HMAC" if key_type.startswith("HMAC") else ("EC" if key_type in ("EC", "ECDSA", "ECDH") else key_type)
+    if family == "EC":
+        params["curve"] = ask("curve", f"Elliptic curve? ({', '.join(CURVES)})", "NISTP256")
+        if params["curve"].upper() not in CURVES:
+            raise _fail(f"curve: unknown curve {params['curve']!r} ({', '.join(CURVES)})")
+    elif family in SIZES:
+        low, high = SIZES[family]
+        default = {"RSA": "2048", "AES": "256", "DES3": "168", "HMAC": "256"}[family]
+        size_text = ask("size", f"Key size? (bits, {low}-{high})", default) or default
+        try:
+            size = int(size_text)
+        except ValueError:
+            raise _fail(f"size: {size_text!r} is not a number of bits") from None
+        if not low <= size <= high or (family == "AES" and size not in (128, 192, 256)) or size % 8:
+            raise _fail(f"size: {size} bits is out of range for {key_type} ({low}-{high})")
+        params["size"] = str(size)
+    if family == "RSA":
+        pubexp = params.get("pubexp", "") or ""
+        if pubexp:
+            try:
+                value = int(pubexp, 16)
+            except ValueError:
+                raise _fail(f"pubexp: {pubexp!r} is not hexadecimal") from None
+            if value < 3 or value % 2 == 0:
+                raise _fail(f"pubexp: {pubexp} is not an odd exponent of at least 3")
+        params["pubexp"] = pubexp
+    if app == "simple":
+        params["ident"] = ask("ident", "Key identifier?", "")
+        from emulator import paths
+
+        if not paths.IDENT_RE.match(params["ident"]) or len(params["ident"]) > 80:
+            raise _fail(f"ident: {params['ident']!r} must be lower-case letters, digits and dashes")
+    elif "ident" in params:
+        raise _fail("ident: the pkcs11 application assigns its own idents")
+    params["plainname"] = ask("plainname", "Key name?", params.get("ident", ""))
+    params["nvram"] = ask("nvram", "Blob in NVRAM (needs ACS)? (yes/no)", "no")
+    if params["nvram"] not in ("yes", "no"):
+        raise _fail("nvram: invalid option (yes/no)")
+    if params["nvram"] == "yes":
+        raise _fail("nvram: NVRAM storage is not emulated: use nvram=no")
+    params.setdefault("recovery", "yes")
+    params.setdefault("verify", "yes")
+    if params["recovery"] not in ("yes", "no"):
+        raise _fail("recovery: invalid option (yes/no)")
+    params["family"] = family
+    return params
+
+
+def echo(app: str, params: dict[str, str]) -> None:
+    print("key generation parameters:")
+    values = dict(params, operation="generate", application=app)
+    for p in ECHO:
+        if p.name in values and not (p.name in ("softcard", "cardset", "curve") and not values[p.name]):
+            print(f" {p.name:<12} {p.text:<34} {values[p.name]}".rstrip())
+
+
+def _login(args, params, lib):
+    """(token, user PIN) for the protection; card sets are read here and preloaded."""
+    from . import p11client, preload
+
+    protect = params["protect"]
+    if protect == "module":
+        return p11client.token(lib, p11client.ACCELERATOR_LABEL), None
+    pins = PinSource(args.pin_file)
+    if protect == "softcard":
+        name = params["softcard"]
+        item = pins.next(f"Loading softcard `{name}':", f"Enter passphrase for softcard `{name}': ", default_name=name)
+        if item is None:
+            raise CommandError(f"PIN file has no passphrase line for softcard `{name}'")
+        return p11client.token(lib, name), item[1]
+    return p11client.token(lib, params["cardset"]), preload.PRELOADED_PIN
+
+
+def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tuple[str, str]:
+    """Generate through PKCS#11; returns (app, ident) of the key file."""
+    import pkcs11
+    from pkcs11 import Attribute, KeyType, Mechanism
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    from . import p11client, preload
+
+    if params["protect"] == "token":
+        preload.preload_cardset(args, params["cardset"])  # sets NFAST_NFKM_TOKENSFILE for the library
+    lib = p11client.load()
+    token, pin = _login(args, params, lib)
+    private = params["protect"] != "module"
+    naming = {p11client.CKA_NFKM_APPNAME: app, p11client.CKA_NFKM_ID: params["ident"].encode()} if app == "simple" else {}
+    label = params.get("plainname") or params.get("ident") or ""
+    common = {Attribute.TOKEN: True, Attribute.LABEL: label}
+    family, key_type = params["family"], params["type"]
+    try:
+        with token.open(rw=True, user_pin=pin, attribute_mapper=p11client.mapper()) as session:
+            if family in ("RSA", "EC", "Ed25519"):
+                pub = dict(common)
+                priv = dict(common, **{Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
+                                       Attribute.EXTRACTABLE: False})
+                priv.update(naming)
+                if family == "RSA":
+                    pub[Attribute.MODULUS_BITS] = int(params["size"])
+                    pub[Attribute.PUBLIC_EXPONENT] = int(params["pubexp"] or "10001", 16).to_bytes(4, "big").lstrip(b"\0")
+                    mech = Mechanism.RSA_PKCS_KEY_PAIR_GEN
+                    pub[Attribute.KEY_TYPE] = KeyType.RSA
+                elif family == "EC":
+                    pub[Attribute.EC_PARAMS] = encode_named_curve_parameters(CURVES[params["curve"].upper()])
+                    mech, pub[Attribute.KEY_TYPE] = Mechanism.EC_KEY_PAIR_GEN, KeyType.EC
+                    if key_type == "ECDH":
+                        priv[Attribute.DERIVE] = True
+                else:
+                    pub[Attribute.EC_PARAMS] = encode_named_curve_parameters("1.3.101.112")
+                    mech, pub[Attribute.KEY_TYPE] = Mechanism.EC_EDWARDS_KEY_PAIR_GEN, KeyType.EC_EDWARDS
+                _pub, key = session.generate_keypair(pub[Attribute.KEY_TYPE], public_template=pub,
+                                                     private_template=priv, mechanism=mech, store=True)
+            else:
+                tmpl = dict(common, **{Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
+                                       Attribute.EXTRACTABLE: False}, **naming)
+                size = int(params["size"])
+                if family == "AES":
+                    kt, mech = KeyType.AES, Mechanism.AES_KEY_GEN
+                elif family == "DES3":
+                    kt, mech = KeyType.DES3, Mechanism.DES3_KEY_GEN
+                else:
+                    kt, mech = KeyType.GENERIC_SECRET, Mechanism.GENERIC_SECRET_KEY_GEN
+                    tmpl[Attribute.SIGN], tmpl[Attribute.VERIFY] = True, True
+                if family != "DES3":
+                    tmpl[Attribute.VALUE_LEN] = size // 8
+                key = session.generate_key(kt, size if family != "DES3" else 192, template=tmpl,
+                                           mechanism=mech, store=True)
+            ident = bytes(key[p11client.CKA_NFKM_ID]).decode()
+            key_app = key[p11client.CKA_NFKM_APPNAME]
+    except pkcs11.exceptions.PKCS11Error as exc:
+        raise CommandError(f"key generation failed: {type(exc).__name__} {exc}".rstrip()) from None
+    return key_app, ident
+
+
+def list_apps() -> None:
+    print("Applications:")
+    for name, text in APPS.items():
+        print(f"  {name:<10} {text}")
+
+
+@command("generatekey", "keys", "generate a key (through the PKCS#11 library), as nShield's generatekey")
+class GenerateKey:
+    @staticmethod
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-g", "--generate", action="store_true", help="generate a key (the default operation)")
+        p.add_argument("-b", "--batch", action="store_true", help="never prompt: missing parameters take defaults")
+        p.add_argument("-m", "--module", type=int, default=1)
+        p.add_argument("--check", action="store_true", help="check the parameters only, generate nothing")
+        p.add_argument("--list-apps", action="store_true", help="list the applications")
+        p.add_argument("--no-verify", action="store_true", help="accepted for compatibility")
+        add_pin_file_option(p)
+        p.add_argument("app", nargs="?", help="application: simple or pkcs11")
+        p.add_argument("params", nargs="*", metavar="NAME=VALUE")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        if args.list_apps:
+            list_apps()
+            return 0
+        if not args.app:
+            raise CommandError("no application given (see --list-apps)")
+        given = {}
+        for item in args.params:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise CommandError(f"parameter {item!r} is not NAME=VALUE")
+            given[name] = value
+        params = normalise(args.app, given, batch=args.batch)
+        echo(args.app, params)
+        if args.check:
+            print("Parameters are valid.")
+            return 0
+        app, ident = generate(args, args.app, params)
+        from emulator import paths
+
+        kmdata = paths.resolve_kmdata(os.environ.get("NFAST_KMDATA"))
+        print("Key successfully generated.")
+        print(f"Path to key: {Path(paths.local_dir(kmdata)) / paths.key_file(app, ident)}")
+        return 0

@@ -1,0 +1,272 @@
+"""Inspection tools: nfkminfo, kmfile-dump, aclprint, rocs. None of them prints secret material."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+from pathlib import Path
+
+from .main import CommandError, command
+
+
+def _module():
+    from emulator.module import Module
+
+    return Module.open(os.environ.get("NFAST_KMDATA"))
+
+
+def _protection(module, header_protection: str, token: str | None) -> str:
+    if header_protection == "module":
+        return "module"
+    return "cardset" if module.cardsets.exists(token) else "softcard"
+
+
+def _key_rows(module):
+    """(file name, app, ident, plainname, protection, owner) of every key file, from headers only."""
+    from emulator import blobs, paths
+
+    rows = []
+    for name in module._store.names(paths.KEY_PREFIX):
+        try:
+            header = blobs.parse(module._store.read(name), name).header
+        except Exception as exc:  # noqa: BLE001
+            rows.append((name, "?", "?", f"(unusable: {exc})", "?", None))
+            continue
+        rows.append((name, header.app, header.ident, header.plainname,
+                     _protection(module, header.protection, header.token), header.token))
+    return rows
+
+
+def world_lines(module) -> list[str]:
+    from emulator import worldadmin
+    from emulator.worldadmin import Place, module_files
+
+    place = Place.of(module.kmdata)
+    world_file = place.world_file()
+    assert world_file is not None
+    acs = world_file.acs
+    flags = ["Initialised", "Usable", "Recovery" if acs else "!Recovery", "!PINRecovery", "!ExistingClient",
+             "!NVRAM", "FTO" if acs else "!FTO", "SEEDebug" if False else "!SEEDebug"]
+    state = 0x3737000C if acs else 0x37270008
+    lines = ["World",
+             f" generation  2",
+             f" state       0x{state:08x} {' '.join(flags)}",
+             f" n_modules   {len(world_file.module_shares)}",
+             f" hknso       {world_file.world.hknso}",
+             f" hkm         {acs['hkm'] if acs else '(default world: no ACS)'}",
+             f" k-out-of-n  {str(acs['k']) + '/' + str(acs['n']) if acs else '0/0 (default world made on first use: no ACS)'}",
+             f" acs hash    {acs['hash'] if acs else '-'}",
+             f" createtime  {world_file.world.created}",
+             f" ciphersuite {world_file.world.cipher_suite}",
+             " mode        none (EMULATED)", ""]
+    for number, module_file in enumerate(module_files(place.store), 1):
+        usable = module_file.esn in world_file.module_shares and worldadmin.module_can_open(place, module_file)
+        lines += [f"Module #{number}", " generation 2",
+                  f" state      {'0x2 Usable' if usable else '0x5 Uninitialized (not in this world)'}",
+                  f" flags      0x10000 ShareTarget", " n_slots    1",
+                  f" esn        {module_file.esn}", ""]
+    return lines
+
+
+def cardset_lines(module) -> list[str]:
+    lines = ["Cardsets:"]
+    sets = module.cardsets.list()
+    if not sets:
+        lines.append(" No cardsets")
+    for c in sets:
+        flags = "persistent" if c.persistent else "NotPersistent"
+        lines += [f" Operator logical token hash {c.hash}", f"  name   `{c.name}'",
+                  f"  k-out-of-n {c.k}/{c.n}", f"  flags  {flags}",
+                  f"  timeout {c.timeout or 'none'}", f"  created {c.created}"]
+    return lines
+
+
+def softcard_lines(module) -> list[str]:
+    from emulator import softcards
+
+    lines = ["SoftCards:"]
+    cards = softcards.list_softcards(module)
+    if not cards:
+        lines.append(" No softcards")
+    for s in cards:
+        lines += [f" Operator logical token hash {s.hash}", f"  name   `{s.label}'",
+                  f"  flags  {'PINLocked' if s.user_locked else 'NotPersistent'}", f"  created {s.created}"]
+    return lines
+
+
+def key_lines(module, app: str | None = None, ident: str | None = None) -> list[str]:
+    rows = [r for r in _key_rows(module) if (app is None or r[1] == app) and (ident is None or r[2] == ident)]
+    if not rows:
+        return ["Key list: no keys"]
+    lines = [f"Key list - {len(rows)} keys"]
+    for name, key_app, key_ident, plainname, protection, owner in rows:
+        owner_text = f" {owner}" if owner else ""
+        lines.append(f" AppName {key_app:<10} Ident {key_ident}")
+        lines.append(f"   name `{plainname}' protection {protection}{owner_text}")
+    return lines
+
+
+def name_lines(module) -> list[str]:
+    rows = _key_rows(module)
+    lines = []
+    for title, protection in (("Keys with module protection:", "module"),
+                              ("Keys protected by cardsets:", "cardset"),
+                              ("Keys protected by softcards:", "softcard")):
+        lines.append(title)
+        chosen = [r for r in rows if r[4] == protection]
+        lines += [f" {r[0]} `{r[3]}'" for r in chosen] or [" (none)"]
+    return lines
+
+
+@command("nfkminfo", "world", "show the Security World, its modules, card sets, softcards and keys")
+class NfkmInfo:
+    @staticmethod
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-w", "--world-info", action="store_true")
+        p.add_argument("-k", "--key-list", nargs="*", metavar="APP [IDENT]", default=None)
+        p.add_argument("-l", "--name-list", action="store_true")
+        p.add_argument("-c", "--cardset-list", action="store_true")
+        p.add_argument("-s", "--softcard-list", action="store_true")
+        p.add_argument("-m", "--module", type=int, default=1)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        module = _module()
+        lines: list[str] = []
+        chosen = args.key_list is not None or args.name_list or args.cardset_list or args.softcard_list
+        if args.world_info or not chosen:
+            lines += world_lines(module)
+        if args.key_list is not None:
+            lines += key_lines(module, *(args.key_list + [None, None])[:2])
+        if args.name_list:
+            lines += name_lines(module)
+        if args.cardset_list:
+            lines += cardset_lines(module)
+        if args.softcard_list:
+            lines += softcard_lines(module)
+        print("\n".join(lines))
+        return 0
+
+
+def _resolve_key(module, spec: str) -> Path:
+    path = Path(spec)
+    if path.exists():
+        return path
+    candidate = module.local / spec
+    if candidate.exists():
+        return candidate
+    raise CommandError(f"no kmdata file {spec}")
+
+
+@command("kmfile-dump", "world", "dump a kmdata file readably (no secret material)")
+class KmFileDump:
+    @staticmethod
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("file")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from emulator import blobs
+        from emulator.acl import Acl
+        from emulator.errors import BlobInvalid
+
+        module = _module()
+        path = _resolve_key(module, args.file)
+        data = path.read_bytes()
+        print(f"{path.name}: {len(data)} bytes")
+        if data[:4] == blobs.MAGIC:
+            raw = blobs.parse(data, path.name)
+            h = raw.header
+            print(" type        key blob (softshield SSKB format 1, EMULATED)")
+            for label, value in (("world", h.world), ("app", h.app), ("ident", h.ident), ("plainname", h.plainname),
+                                 ("protection", _protection(module, h.protection, h.token)),
+                                 ("token", h.token or "-"), ("kind", h.kind)):
+                print(f" {label:<11} {value}")
+            print(f" appdata     {len(base64.b64decode(h.appdata))} bytes (PKCS#11 attributes)")
+            print(" acl:")
+            for line in Acl.from_dict(h.acl).describe():
+                print("   " + line)
+            print(f" sealed      {len(raw.sealed)} bytes AES-256-GCM (nonce 12, tag 16): not shown")
+            return 0
+        try:
+            doc = json.loads(data)
+        except ValueError:
+            raise CommandError(f"{path.name}: not a kmdata file softshield knows") from None
+        if not isinstance(doc, dict):
+            raise CommandError(f"{path.name}: not a kmdata file softshield knows")
+        secret = {"module_key", "sealed", "knso_private", "km", "knso", "modules", "so", "user", "salt", "mac"}
+
+        def show(value, indent):
+            for key, item in sorted(value.items()):
+                if key in secret:
+                    print(f"{indent}{key:<12} (sealed / secret: not shown)")
+                elif isinstance(item, dict):
+                    print(f"{indent}{key}:")
+                    show(item, indent + "  ")
+                else:
+                    text = str(item)
+                    print(f"{indent}{key:<12} {text if len(text) < 100 else text[:60] + '... (' + str(len(text)) + ' chars)'}")
+
+        show(doc, " ")
+        return 0
+
+
+@command("aclprint", "keys", "print a key's ACL")
+class AclPrint:
+    @staticmethod
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-A", "--appname", default=os.environ.get("SOFTSHIELD_PRELOAD_KEY", ":").split(":")[0] or None)
+        p.add_argument("-K", "--ident", default=os.environ.get("SOFTSHIELD_PRELOAD_KEY", ":").split(":")[1] or None)
+        p.add_argument("file", nargs="?", help="or a key file")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from emulator import blobs, paths
+        from emulator.acl import Acl
+
+        module = _module()
+        if args.file:
+            path = _resolve_key(module, args.file)
+        elif args.appname and args.ident:
+            path = module.local / paths.key_file(args.appname, args.ident)
+        else:
+            raise CommandError("name the key: -A APP -K IDENT, or a key file")
+        if not path.exists():
+            raise CommandError(f"no key {path.name}")
+        raw = blobs.parse(path.read_bytes(), path.name)
+        if raw.header.protection == "module":
+            acl = module.load_key_file(path).acl  # authenticated: a tampered ACL is refused here
+        else:
+            acl = Acl.from_dict(raw.header.acl)
+            print("(token-protected: ACL shown from the header, not verified without the token)")
+        print(f"ACL of {path.name}:")
+        for line in acl.describe():
+            print(" " + line)
+        return 0
+
+
+@command("rocs", "cards", "list the card sets and softcards of the world (rocs-style)")
+class Rocs:
+    @staticmethod
+    def configure(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-m", "--module", type=int, default=1)
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        from emulator import softcards
+
+        module = _module()
+        print("No. Name                     Keys (recov) Sharing")
+        rows = _key_rows(module)
+        number = 0
+        for c in module.cardsets.list():
+            number += 1
+            keys = sum(1 for r in rows if r[5] == c.hash)
+            print(f"{number:>3} {c.name:<24} {keys:>4} ({keys:>4})  {c.k} of {c.n}{' persist' if c.persistent else ''}")
+        for s in softcards.list_softcards(module):
+            number += 1
+            keys = sum(1 for r in rows if r[5] == s.hash)
+            print(f"{number:>3} {s.label:<24} {keys:>4} ({keys:>4})  (softcard)")
+        return 0

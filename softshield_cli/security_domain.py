@@ -1,0 +1,71 @@
+"""`softshield security-domain export | restore`: world backup with a quorum (emulator/backup.py).
+
+    export --certificates c0.cer c1.cer c2.cer --quorum 2 --out sd.json
+    restore --in sd.json --keys k0.pem k2.pem          (into an empty NFAST_KMDATA)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from emulator import backup, paths
+from emulator.errors import AuthenticationFailed, EmulatorError
+from emulator.module import Module
+
+from .main import CommandError, command
+
+
+def _read(name: str) -> tuple[str, bytes]:
+    try:
+        return name, Path(name).read_bytes()
+    except OSError as exc:
+        raise CommandError(f"{name}: {exc.strerror}") from None
+
+
+@command("security-domain", "byok", "back up the world to a quorum of RSA keys (export) and restore it")
+class SecurityDomain:
+    @staticmethod
+    def configure(p: argparse.ArgumentParser) -> None:
+        sub = p.add_subparsers(dest="sd_command", required=True, metavar="ACTION")
+        e = sub.add_parser("export", help="encrypt the world's secrets to 3..10 certificates, quorum 2..N")
+        e.add_argument("--certificates", nargs="+", required=True, help="RSA certificates (PEM or DER)")
+        e.add_argument("--quorum", type=int, required=True)
+        e.add_argument("--out", required=True, help="security domain file (JSON)")
+        r = sub.add_parser("restore", help="restore the world into an empty kmdata with a quorum of private keys")
+        r.add_argument("--in", dest="infile", required=True)
+        r.add_argument("--keys", nargs="+", required=True, help="PEM private keys matching the certificates")
+
+    @staticmethod
+    def run(args: argparse.Namespace) -> int:
+        kmdata = paths.resolve_kmdata()
+        try:
+            if args.sd_command == "export":
+                sd = backup.export_security_domain(kmdata, [_read(c) for c in args.certificates], args.quorum)
+                Path(args.out).write_text(json.dumps(sd, indent=1) + "\n")
+                print(f"Security domain of world {sd['world']['hknso']}: {len(sd['EncData']['data'])} items, "
+                      f"{len(args.certificates)} shares, quorum {args.quorum}: {args.out}")
+                print("Result: SUCCESS")
+                return 0
+            try:
+                sd = json.loads(Path(args.infile).read_bytes())
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"--in {args.infile}: not a security domain file ({exc})") from None
+            names = backup.restore_security_domain(kmdata, sd, [_read(k) for k in args.keys])
+            module = Module.open(kmdata)
+            loaded, skipped = 0, 0
+            for name in names:
+                if not name.startswith(paths.KEY_PREFIX):
+                    continue
+                try:
+                    module.load_key_file(module.local / name)
+                    loaded += 1
+                except AuthenticationFailed:
+                    skipped += 1  # token-protected: loads once its token is logged in
+            print(f"World {module.world.hknso} restored into {kmdata} on module {module.esn}: "
+                  f"{loaded} module-protected keys load" + (f", {skipped} token-protected" if skipped else ""))
+            print("Result: SUCCESS")
+            return 0
+        except EmulatorError as exc:
+            raise CommandError(str(exc)) from None

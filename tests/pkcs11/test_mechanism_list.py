@@ -1,0 +1,113 @@
+"""`pkcs11-tool --list-mechanisms` lists every registry row, with the functions its flags promise.
+
+pkcs11-tool prints its own name for the numbers it knows and `mechtype-0x<HEX>` for the others, so
+each row is looked up by either; the issue-4 additions are named explicitly."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pkcs11
+from p11env import pkcs11_tool
+
+from pkcs11_shim.constants import MechanismFlag as F
+from pkcs11_shim.mechanisms.registry import REGISTRY
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
+
+#: pkcs11-tool names that differ from the CKM_ name (with '_' -> '-').
+ALIASES = {"EC-KEY-PAIR-GEN": "ECDSA-KEY-PAIR-GEN"}
+#: What pkcs11-tool prints for each CK_MECHANISM_INFO flag it spells out.
+FUNCTIONS = ((F.ENCRYPT, "encrypt"), (F.DECRYPT, "decrypt"), (F.DIGEST, "digest"), (F.SIGN, "sign"),
+             (F.VERIFY, "verify"), (F.WRAP, "wrap"), (F.UNWRAP, "unwrap"), (F.DERIVE, "derive"),
+             (F.GENERATE, "generate"), (F.GENERATE_KEY_PAIR, "generate_key_pair"))
+#: The mechanisms issue 4 added, as pkcs11-tool (OpenSC 0.2x) prints them.
+ADDED = ["ECDSA-SHA3-224", "ECDSA-SHA3-256", "ECDSA-SHA3-384", "ECDSA-SHA3-512", "ECDH1-COFACTOR-DERIVE",
+         "mechtype-0x1088", "mechtype-0x1089", "mechtype-0x2104", "mechtype-0x2106", "mechtype-0x2107",
+         "AES-MAC", "AES-MAC-GENERAL", "mechtype-0x1071", "mechtype-0x1072", "DES3-CMAC", "mechtype-0x137",
+         "mechtype-0x402A", "mechtype-0x402B", "mechtype-0x402C", "mechtype-0x3AC", "PKCS5-PBKD2",
+         "CONCATENATE-BASE-AND-KEY", "CONCATENATE-BASE-AND-DATA", "CONCATENATE-DATA-AND-BASE",
+         "XOR-BASE-AND-DATA", "EXTRACT-KEY-FROM-KEY", "mechtype-0x210C"]
+
+
+def _listed() -> dict[str, str]:
+    out = pkcs11_tool("--list-mechanisms").stdout
+    rows = {}
+    for line in out.splitlines():
+        m = re.match(r"^\s+([A-Za-z0-9-]+(?:-0x[0-9A-F]+)?)(?:,\s*(.*))?$", line)
+        if m and not line.startswith("Supported"):
+            rows[m.group(1)] = m.group(2) or ""
+    return rows
+
+
+def test_every_row_is_listed_with_its_functions() -> None:
+    listed = _listed()
+    assert len(listed) == len(REGISTRY.all())
+    for spec in REGISTRY.all():
+        name = spec.name.removeprefix("CKM_").replace("_", "-")
+        name = ALIASES.get(name, name)
+        key = name if name in listed else f"mechtype-0x{spec.mechanism:X}"
+        assert key in listed, f"{spec.name} missing from pkcs11-tool's list"
+        printed = {part.strip() for part in listed[key].split(",")}
+        for flag, word in FUNCTIONS:
+            assert (word in printed) == bool(spec.flags & flag), f"{spec.name}: {word}"
+
+
+def test_issue4_mechanisms_are_listed() -> None:
+    listed = _listed()
+    assert [name for name in ADDED if name not in listed] == []
+    # AES-GCM and AES-CCM carry CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT (pkcs11-tool: other flags=0x6).
+    assert "other flags=0x6" in listed["AES-GCM"] and "other flags=0x6" in listed["mechtype-0x1088"]
+
+
+def test_ec_params_by_oid_and_by_curve_name(session) -> None:
+    """CKA_EC_PARAMS as a namedCurve OID or (Edwards/Montgomery, PKCS#11 3.0 §2.3.6) a PrintableString
+    curve name, end to end: key pair generation, EdDSA, ECDH1 with X25519/X448."""
+    import p11raw
+    from pkcs11 import Attribute, KeyType, Mechanism
+
+    ckm_montgomery = p11raw.mechanism(0x1056, "EC_MONTGOMERY_KEY_PAIR_GEN")
+    ckk_montgomery = p11raw.key_type(0x41, "EC_MONTGOMERY")
+    for params in (bytes.fromhex("06032b6571"), b"\x13\x0aedwards448", b"\x13\x0cedwards25519"):
+        public, private = session.generate_keypair(KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
+                                                   public_template={Attribute.EC_PARAMS: params})
+        signature = private.sign(b"message", mechanism=Mechanism.EDDSA)
+        assert len(signature) == (114 if b"448" in params or params.endswith(b"\x71") else 64)
+        assert public.verify(b"message", signature, mechanism=Mechanism.EDDSA)
+    for params in (bytes.fromhex("06032b656e"), b"\x13\x08curve448"):
+        pairs = [session.generate_keypair(ckk_montgomery, mechanism=ckm_montgomery,
+                                          public_template={Attribute.EC_PARAMS: params},
+                                          private_template={Attribute.DERIVE: True},
+                                          capabilities=pkcs11.MechanismFlag.DERIVE) for _ in range(2)]
+        (pub_a, priv_a), (pub_b, priv_b) = pairs
+        secrets = []
+        for private, public in ((priv_a, pub_b), (priv_b, pub_a)):
+            point = public[Attribute.EC_POINT]
+            key = private.derive_key(KeyType.GENERIC_SECRET, 256, mechanism=Mechanism.ECDH1_DERIVE,
+                                     mechanism_param=(pkcs11.KDF.NULL, None, point),
+                                     template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True})
+            secrets.append(key[Attribute.VALUE])
+        assert secrets[0] == secrets[1]
+
+
+def test_new_key_generation_rows(session) -> None:
+    """CKM_AES_XTS_KEY_GEN and CKM_HKDF_KEY_GEN through C_GenerateKey, each key then used."""
+    import p11raw
+    from pkcs11 import Attribute, Mechanism
+
+    xts_gen, xts = p11raw.mechanism(0x1072, "AES_XTS_KEY_GEN"), p11raw.mechanism(0x1071, "AES_XTS")
+    hkdf_gen, hkdf = p11raw.mechanism(0x402C, "HKDF_KEY_GEN"), p11raw.mechanism(0x402A, "HKDF_DERIVE")
+    ckk_xts, ckk_hkdf = p11raw.key_type(0x35, "AES_XTS"), p11raw.key_type(0x42, "HKDF")
+    key = session.generate_key(ckk_xts, 512, mechanism=xts_gen, template={Attribute.TOKEN: False},
+                               capabilities=pkcs11.MechanismFlag.ENCRYPT | pkcs11.MechanismFlag.DECRYPT)
+    tweak, data = bytes(16), b"a sector of data, more than one block"
+    assert key.decrypt(key.encrypt(data, mechanism=xts, mechanism_param=tweak), mechanism=xts,
+                       mechanism_param=tweak) == data
+    base = session.generate_key(ckk_hkdf, 256, mechanism=hkdf_gen, template={Attribute.TOKEN: False},
+                                capabilities=pkcs11.MechanismFlag.DERIVE)
+    derived = base.derive_key(pkcs11.KeyType.AES, 128, mechanism=hkdf,
+                              mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, 0x1, info=b"ctx"),
+                              template={Attribute.TOKEN: False})
+    assert derived[Attribute.VALUE_LEN] == 16

@@ -1,0 +1,89 @@
+"""The process the crash test kills: a zygote that loads the .so once, then forks children that
+each C_Initialize and write to kmdata in a loop until the zygote SIGKILLs them at a random moment.
+
+    python crash_worker.py MODE LOG ITERATIONS SEED MAX_DELAY [TOKEN_LABEL]
+
+MODE is `keygen` (C_GenerateKey of token keys), `acl` (generate, then C_SetAttributeValue
+CKA_SIGN=FALSE) or `inittoken` (C_InitToken on the spare slot). A child appends one line to LOG
+(O_APPEND, one write(2) per line, so the line is on disk before the next call starts) after each call
+returns CKR_OK: `gen <label> <handle>`, `reduced <label>`, `token <label>`. The zygote prints one
+summary line when done.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import ck  # noqa: E402
+
+SO_PIN, USER_PIN = b"12345678", b"1234"
+
+
+def _note(fd: int, line: str) -> None:
+    os.write(fd, (line + "\n").encode())
+
+
+def _child(mode: str, fd: int, label: str | None) -> None:
+    client = ck.Client(ck.load())
+    client.initialize()
+    pid = os.getpid()
+    n = 0
+    if mode == "inittoken":
+        while True:
+            name = f"c{pid}-{n}"
+            client.init_token(client.spare_slot(), SO_PIN, name)
+            _note(fd, f"token {name}")
+            n += 1
+    assert label is not None
+    session = client.open(client.slot_by_label(label))
+    client.login(session, ck.CKU_USER, USER_PIN)
+    while True:
+        name = f"k{pid}-{n}"
+        handle = client.generate_key(session, ck.CKM_GENERIC_SECRET_KEY_GEN, [
+            (ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, True), (ck.CKA_VALUE_LEN, 32),
+            (ck.CKA_KEY_TYPE, ck.CKK_GENERIC_SECRET), (ck.CKA_SIGN, True), (ck.CKA_LABEL, name)])
+        _note(fd, f"gen {name} {handle}")
+        if mode == "acl":
+            client.set_attributes(session, handle, [(ck.CKA_SIGN, False)])
+            _note(fd, f"reduced {name}")
+        n += 1
+
+
+def main() -> int:
+    mode, log_path, iterations, seed, max_delay = sys.argv[1:6]
+    label = sys.argv[6] if len(sys.argv) > 6 else None
+    rng = random.Random(int(seed))
+    lib = ck.load()
+    # Start the embedded interpreter side (imports, handler binding) once, before forking.
+    ck.raw(lib, "C_GetInfo", None)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    killed = finished = 0
+    for _ in range(int(iterations)):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _child(mode, fd, label)
+            except BaseException as exc:  # noqa: BLE001 - report and leave without cleanup
+                _note(fd, f"error {type(exc).__name__}: {exc}")
+                code = 3
+            os._exit(code)
+        time.sleep(rng.uniform(0.0, float(max_delay)))
+        os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(status):
+            killed += 1
+        else:
+            finished += 1
+    os.close(fd)
+    print(f"killed={killed} finished={finished}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
