@@ -162,10 +162,8 @@ def verify_warrant(warrant: Any, pinned: str) -> tuple[str, bytes]:
 
 def module_signing_key(module_key: bytes, esn: str) -> ec.EllipticCurvePrivateKey:
     """The module's KLF2: derived from its module key, so it lives exactly as long as the module."""
-    order = int("01FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF"
-                "FA51868783BF2F966B7FCC0148F709A5D03BB5C9B8899C47AEBB6FB71E91386409", 16)
     seed = HKDF(hashes.SHA512(), 80, b"softshield KLF2", esn.encode()).derive(module_key)
-    scalar = int.from_bytes(seed, "big") % (order - 1) + 1
+    scalar = int.from_bytes(seed, "big") % (1 << 520) + 1  # below the P-521 group order (~2^521)
     return ec.derive_private_key(scalar, _CURVE)
 
 

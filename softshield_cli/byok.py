@@ -162,8 +162,6 @@ def _export_kek(args: argparse.Namespace) -> int:
     kek_path.write_bytes(vendor_root.dumps(kek_doc))
     world_path.write_bytes(vendor_root.dumps(world_doc))
     root_hash = vendor_root.key_hash(base64.b64decode(signer.warrant["root_public"]))
-    size = len(base64.b64decode(kek_doc["kek"]["public_key"])) * 8 // 8  # noqa: the SPKI, not the modulus
-    del size
     print(f"Key Exchange Key: RSA-{kek.material.key.key_size}, {paths.key_file(kek.app, kek.ident)}, hash {kek_hash}")
     print(f"  permits: {', '.join(sorted(a.value for a in kek.acl.actions()))} (no export)")
     print(f"  kid: {kek_doc['kek']['kid']}")

@@ -32,7 +32,7 @@ def run(*argv: str) -> str:
 def create_world() -> None:
     """Through `softshield new-world` when the Security World tools are installed."""
     pin_file = DEMO_KMDATA.parent / "demo-pins.txt"
-    pin_file.write_text("demo-acs-1 1111\ndemo-acs-2 2222\ndemo-acs-3 3333\n")
+    pin_file.write_text("acs-1.card 1111\nacs-2.card 2222\nacs-3.card 3333\n")
     cli = [sys.executable, "-m", "softshield_cli.main"]
     from softshield_cli.main import COMMANDS, build_parser
 
