@@ -210,6 +210,11 @@ _override = os.environ.get("SOFTSHIELD_PYTHONPATH")
 for _p in reversed(_override.split(os.pathsep) if _override else _recorded):
     if _p and _p not in sys.path:
         sys.path.insert(0, _p)
+if _override:
+    # An override is authoritative: the project must come from there, not from an installed copy.
+    import importlib.machinery
+    if importlib.machinery.PathFinder.find_spec("pkcs11_shim", _override.split(os.pathsep)) is None:
+        raise ImportError("pkcs11_shim is not in SOFTSHIELD_PYTHONPATH=" + _override)
 from {MODULE_NAME} import ffi, lib
 from pkcs11_shim.abi import entry
 entry.bind(ffi, lib)

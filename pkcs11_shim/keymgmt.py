@@ -96,13 +96,9 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
             spec.validate(param)
             wrapping = session.key(wrapping_handle, code=CKR.WRAPPING_KEY_HANDLE_INVALID)
             target = session.key(key_handle, code=CKR.KEY_HANDLE_INVALID)
-            try:
-                check_key_for(session, spec, wrapping, Attribute.WRAP,
-                              (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY))
-            except PKCS11Error as exc:
-                if exc.rv == CKR.KEY_TYPE_INCONSISTENT:
-                    raise PKCS11Error(CKR.WRAPPING_KEY_TYPE_INCONSISTENT) from None
-                raise
+            check_key_for(session, spec, wrapping, Attribute.WRAP,
+                          (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY),
+                          type_code=CKR.WRAPPING_KEY_TYPE_INCONSISTENT)
             if not target.attrs.get(Attribute.EXTRACTABLE, False):
                 raise PKCS11Error(CKR.KEY_UNEXTRACTABLE)
             if target.attrs.get(Attribute.WRAP_WITH_TRUSTED) and not wrapping.attrs.get(Attribute.TRUSTED):
@@ -178,13 +174,9 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
     spec = _spec_for(session, mechanism, MechanismFlag.UNWRAP, "unwrap")
     spec.validate(param)
     unwrapping = session.key(unwrapping_handle, code=CKR.UNWRAPPING_KEY_HANDLE_INVALID)
-    try:
-        check_key_for(session, spec, unwrapping, Attribute.UNWRAP,
-                      (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY))
-    except PKCS11Error as exc:
-        if exc.rv == CKR.KEY_TYPE_INCONSISTENT:
-            raise PKCS11Error(CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT) from None
-        raise
+    check_key_for(session, spec, unwrapping, Attribute.UNWRAP,
+                  (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY),
+                  type_code=CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT)
     attrs, stored = _unwrap_attributes(raw, unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE), mechanism,
                                        session.is_so)
     session.require_rw_for(attrs)

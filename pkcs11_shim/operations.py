@@ -71,13 +71,13 @@ class ActiveOperation:
 
 
 def check_key_for(session: Session, spec: MechanismSpec, key: P11Object, usage: int | None,
-                  classes: tuple[int, ...] | None) -> None:
+                  classes: tuple[int, ...] | None, *, type_code: int = CKR.KEY_TYPE_INCONSISTENT) -> None:
     """The PKCS#11-level checks that come before the module's own ACL check."""
     attrs = key.attrs
     if classes is not None and attrs.get(Attribute.CLASS) not in classes:
-        raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT)
+        raise PKCS11Error(type_code)
     if spec.key_types and attrs.get(Attribute.KEY_TYPE) not in spec.key_types:
-        raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT)
+        raise PKCS11Error(type_code)
     if usage is not None and not attrs.get(usage, False):
         raise PKCS11Error(CKR.KEY_FUNCTION_NOT_PERMITTED)
     allowed = attrs.get(Attribute.ALLOWED_MECHANISMS)
