@@ -16,9 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import site
 import sys
 import sysconfig
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -252,8 +254,15 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     builder = make_builder()
     target = f"{LIBRARY_NAME}.*"
-    path = builder.compile(tmpdir=str(out), target=target, verbose=False)
-    print(path)
+    # Compile in a private folder and rename into place: a process that has the old library mapped
+    # (a test run, a hardserver) keeps it, and nobody ever loads a half-written file.
+    with tempfile.TemporaryDirectory(dir=out, prefix=".build-") as tmp:
+        built = Path(builder.compile(tmpdir=tmp, target=target, verbose=False))
+        for generated in Path(tmp).glob(f"{MODULE_NAME}.*"):
+            shutil.copyfile(generated, out / generated.name)  # kept for reading and debugging
+        final = out / built.name
+        os.replace(built, final)
+    print(final)
     return 0
 
 
