@@ -24,6 +24,7 @@ COMMAND_MODULES += ("softshield_cli.byok",)
 COMMAND_MODULES += ("softshield_cli.verifykeypackage",)
 COMMAND_MODULES += ("softshield_cli.keytransfer",)
 COMMAND_MODULES += ("softshield_cli.security_domain",)
+COMMAND_MODULES += ("softshield_cli.filltoken",)
 COMMAND_MODULES += ("softshield_cli.listing", "softshield_cli.sign", "softshield_cli.doctor",
                     "softshield_cli.config_cmd", "softshield_cli.completion")
 
@@ -93,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def user_error(exc: Exception) -> str | None:
+    """The one line for a failure that is the user's to act on; None for a bug (kept as a traceback)."""
+    from emulator.errors import EmulatorError
+
+    if isinstance(exc, EmulatorError):
+        return str(exc)
+    if type(exc).__module__.startswith("pkcs11"):
+        # python-pkcs11 raises one class per CKR (UserNotLoggedIn, KeyHandleInvalid, ...).
+        detail = f": {exc}" if str(exc) else ""
+        return f"the PKCS#11 library refused the call ({type(exc).__name__}{detail})"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -105,11 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"softshield {args.command}: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        from emulator.errors import EmulatorError
-
-        if not isinstance(exc, EmulatorError):
+        message = user_error(exc)
+        if message is None:
             raise
-        print(f"softshield {args.command}: {exc}", file=sys.stderr)
+        print(f"softshield {args.command}: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
