@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .main import CommandError, command
 from .pins import PinSource, add_pin_file_option
+from .progress import Progress
 
 APPS = {
     "simple": "Simple application: key named by ident (key_simple_<ident>)",
@@ -189,11 +190,12 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
     common = {Attribute.TOKEN: True, Attribute.LABEL: label}
     family, key_type = params["family"], params["type"]
     try:
-        with token.open(rw=True, user_pin=pin, attribute_mapper=p11client.mapper()) as session:
+        with token.open(rw=True, user_pin=pin, attribute_mapper=p11client.mapper()) as session, \
+                Progress(f"generating {key_type} key" + (f" ({params['size']} bits)" if params.get("size") else "")):
             if family in ("RSA", "EC", "Ed25519"):
                 pub = dict(common)
-                priv = dict(common, **{Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
-                                       Attribute.EXTRACTABLE: False})
+                priv = common | {Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
+                                 Attribute.EXTRACTABLE: False}
                 priv.update(naming)
                 if family == "RSA":
                     pub[Attribute.MODULUS_BITS] = int(params["size"])
@@ -208,11 +210,12 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
                 else:
                     pub[Attribute.EC_PARAMS] = encode_named_curve_parameters("1.3.101.112")
                     mech, pub[Attribute.KEY_TYPE] = Mechanism.EC_EDWARDS_KEY_PAIR_GEN, KeyType.EC_EDWARDS
-                _pub, key = session.generate_keypair(pub[Attribute.KEY_TYPE], public_template=pub,
+                length = int(params["size"]) if family == "RSA" else None  # python-pkcs11 wants it for RSA
+                _pub, key = session.generate_keypair(pub[Attribute.KEY_TYPE], length, public_template=pub,
                                                      private_template=priv, mechanism=mech, store=True)
             else:
-                tmpl = dict(common, **{Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
-                                       Attribute.EXTRACTABLE: False}, **naming)
+                tmpl = common | {Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
+                                 Attribute.EXTRACTABLE: False} | naming
                 size = int(params["size"])
                 if family == "AES":
                     kt, mech = KeyType.AES, Mechanism.AES_KEY_GEN
