@@ -168,7 +168,7 @@ def _login(args, params, lib):
         item = pins.next(f"Loading softcard `{name}':", f"Enter passphrase for softcard `{name}': ", default_name=name)
         if item is None:
             raise CommandError(f"PIN file has no passphrase line for softcard `{name}'")
-        return p11client.token(lib, name), item[1]
+        return p11client.token(lib, name), item[1].decode()  # python-pkcs11 takes a str PIN
     return p11client.token(lib, params["cardset"]), preload.PRELOADED_PIN
 
 
