@@ -1,16 +1,17 @@
-"""Key transfer (BYOK): the reduced-ACL copy, the transfer package, and the import on the target.
+"""Key transfer (BYOK): the ACS login, the transfer copy's ACL, the package formats, the checks.
 
-Source module (KeyTransferRemote, nshield-workflow.md §4):
-  * `make_transfer_copy`: with the ACS quorum's authority (KNSO's "trump" permission, which is what
-    lets the vendor tool rewrite an ACL the key itself would not let its user widen), write
-    `key_xferacld_<ident>`: the same material, an ACL of ONE group {ExportAsBlob} limited to the KEK's
-    hash. The copy can do nothing but be wrapped by that KEK.
-  * `wrap_for_transfer`: the module wraps the copy with CKM_RSA_AES_KEY_WRAP under the KEK; the ACL
-    check (module.use with wrap_key_hash) is the one that counts.
-Target module: `unwrap_import` opens the package under the KEK (module.use(kek, UnwrapKey)).
+Source module (KeyTransferRemote, nshield-workflow.md §4), all through the PKCS#11 library:
+  * `AcsLogin`: the accelerator slot's SO login (C_LoginBegin/Next/End, CKU_SO) is the world's ACS
+    quorum, KNSO's authority, which is what lets the vendor tool rewrite an ACL the key itself would
+    not let its user widen.
+  * C_CopyObject by that SO (pkcs11_shim.management) writes `key_xferacld_<ident>`: the same
+    material, an ACL of ONE group {ExportAsBlob} limited to the KEK's hash (`transfer_acl`).
+  * C_WrapKey with CKM_RSA_AES_KEY_WRAP under the trusted KEK; the module's ACL check (wrap key
+    hash) is the one that counts.
+Target module: `parse_package` checks a package; C_UnwrapKey under the KEK imports it.
 
-Package formats (README "BYOK"): the vendor-neutral `.byok` JSON (schema_version 1.0.0, S4) and a
-legacy-style package of our own.
+Package formats (README "Bring your own key"): the vendor-neutral `.byok` JSON (schema_version
+1.0.0, S4) and a legacy-style package of our own.
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ from typing import Any, Callable, Iterable
 from . import paths
 from .acl import Acl, Action
 from .attestation import VerifiedTarget
-from .blobs import canonical_json
-from .crypto import keywrap
-from .crypto.material import PrivateMaterial, PublicMaterial, SecretMaterial
-from .errors import (AclDenied, BlobInvalid, CryptoFailure, InvalidKeyMaterial, KeyNotFound, QuorumNotMet,
-                     WorldStateError)
+from .crypto.material import PrivateMaterial
+from .errors import BlobInvalid, KeyNotFound, QuorumNotMet, WorldStateError
 from .keys import Key
 from .vendor_root import EMULATED
 
@@ -67,6 +65,72 @@ def present_acs_quorum(kmdata: Path, presented: Iterable[tuple[Path, bytes]],
     return knso
 
 
+#: The cards in the emulated module's slot, in the order the operator inserts them (card file names
+#: or paths, separated by os.pathsep); unset, C_LoginNext reads the set's cards in card-number order.
+SLOT_ENV = "SOFTSHIELD_CARD_SLOT"
+
+
+@dataclass
+class AcsLogin:
+    """The accelerator slot's SO login (C_LoginBegin/Next/End with CKU_SO): the ACS quorum, one card
+    per C_LoginNext. nShield's KeyTransferRemote asks for the ACS the same way, card by card; the
+    authority it ends with (KNSO) is what lets an SO rewrite a key's ACL for a transfer."""
+
+    kmdata: Path
+    k: int
+    n: int
+    presented: list[tuple[Path, bytes]]
+    used: set[int]
+
+    @classmethod
+    def begin(cls, kmdata: Path) -> "AcsLogin":
+        from . import worldadmin
+
+        world_file = worldadmin.Place.of(kmdata).world_file()
+        if world_file is None or world_file.acs is None:
+            raise QuorumNotMet("this Security World has no Administrator Card Set (make one with "
+                               "`softshield new-world --acs-quorum=K/N`): there is no SO to log in")
+        ref = worldadmin.acs_ref(world_file)
+        return cls(kmdata, ref.k, ref.n, [], set())
+
+    @property
+    def left(self) -> int:
+        return self.k - len(self.presented)
+
+    def _slot(self, reader: Any, ref: Any) -> list[Path]:
+        import os
+
+        listed = os.environ.get(SLOT_ENV)
+        if listed:
+            return [reader.resolve(name) for name in listed.split(os.pathsep) if name]
+        return [path for path, _card in reader.cards_of(ref.hash)]
+
+    def next(self, pin: bytes) -> int:
+        """Read the next card in the slot with `pin` (a wrong PIN counts on that card)."""
+        from . import worldadmin
+
+        if self.left <= 0:
+            raise QuorumNotMet("the ACS quorum is already complete")
+        place = worldadmin.Place.of(self.kmdata)
+        ref = worldadmin.acs_ref(place.world_file())
+        for path in self._slot(place.reader, ref):
+            if path in {p for p, _pin in self.presented}:
+                continue
+            card, _share = place.reader.open_card(path, pin, ref)
+            if card.number in self.used:
+                raise QuorumNotMet(f"{path.name}: card {card.number} of ACS `{ref.name}' was already presented")
+            self.used.add(card.number)
+            self.presented.append((path, pin))
+            return self.left
+        raise QuorumNotMet(f"ACS `{ref.name}': no further card in the slot ({self.k - self.left} of {self.k} read)")
+
+    def end(self) -> bytes:
+        """KNSO's private key (PKCS#8): the quorum's authority."""
+        if self.left > 0:
+            raise QuorumNotMet(f"ACS needs {self.k} of its {self.n} cards; only {self.k - self.left} presented")
+        return present_acs_quorum(self.kmdata, self.presented)
+
+
 # --- source side ---------------------------------------------------------------------------------
 def transfer_acl(kek_hash: str) -> Acl:
     return Acl.allowing({Action.EXPORT_AS_BLOB}, wrap_key_hash=kek_hash)
@@ -80,49 +144,12 @@ def transfer_file_name(ident: str) -> str:
     return paths.key_file(TRANSFER_APP, ident)
 
 
-def make_transfer_copy(module: Any, source: Key, target: VerifiedTarget, acs_authority: bytes,
-                       appdata: bytes = b"") -> Key:
-    """key_xferacld_<ident>: the reduced copy. `acs_authority` is present_acs_quorum's result;
-    `appdata` the copy's application view (the PKCS#11 attributes, which the caller computes)."""
-    if not acs_authority:
-        raise QuorumNotMet("the ACS quorum was not presented")
-    name = paths.key_file(source.app, source.ident)
-    if source.app == TRANSFER_APP:
-        raise TransferRefused(f"{name} is already a transfer copy")
-    if source.protection != "module":
-        raise TransferRefused(f"{name} is {source.protection}-protected: only module-protected keys can be "
-                              "transferred (as with nShield's BYOK tool)")
-    if not isinstance(source.material, (PrivateMaterial, SecretMaterial)):
-        raise TransferRefused(f"{name} holds no private or secret key")
-    copy = Key(source.material, transfer_acl(target.kek_hash), app=TRANSFER_APP, ident=source.ident,
-               plainname=source.plainname, appdata=appdata)
-    module.store_key(copy)
-    return copy
-
-
-def _wrappable(material: Any) -> bytes:
-    if isinstance(material, SecretMaterial):
-        return material.value
-    if isinstance(material, PrivateMaterial):
-        return material.to_bytes()  # PKCS#8 DER: what S4 names for RSA and EC targets
-    raise InvalidKeyMaterial("only private and secret keys can be transferred")
-
-
-def wrap_for_transfer(module: Any, copy: Key, target: VerifiedTarget, oaep_hash: str = "SHA-1") -> bytes:
-    """CKM_RSA_AES_KEY_WRAP of the reduced copy under the KEK, inside the module."""
+def check_transfer_copy(copy: Key, target: VerifiedTarget) -> None:
+    """-Package's check before C_WrapKey: the copy is key_xferacld_<ident> reduced for this KEK."""
     name = paths.key_file(copy.app, copy.ident)
     if copy.app != TRANSFER_APP or not is_transfer_acl(copy.acl, target.kek_hash):
         raise TransferRefused(f"{name} is not a copy reduced for this KEK ({target.kek_hash}): "
                               "run `softshield keytransfer -ModifyAcls` with these packages first")
-    if oaep_hash not in OAEP_HASHES:
-        raise TransferRefused(f"OAEP hash {oaep_hash} is not one of {', '.join(OAEP_HASHES)}")
-    kek = PublicMaterial.from_spki(target.kek_public_spki)
-    try:
-        material = module.use(copy, Action.EXPORT_AS_BLOB, wrap_key_hash=target.kek_hash)
-    except AclDenied as exc:
-        raise TransferRefused(str(exc)) from None
-    h = OAEP_HASHES[oaep_hash]
-    return keywrap.rsa_aes_wrap(kek, AES_BITS, h, h, b"", _wrappable(material))
 
 
 def _b64url(data: bytes) -> str:
@@ -165,6 +192,7 @@ class ImportRequest:
     oaep_hash: str
     ciphertext: bytes
     kind: str  # "legacy" or "neutral"
+    key_kind: str | None = None  # "RSA" / "EC" when the package records it (legacy only)
 
 
 def parse_package(data: bytes, what: str) -> ImportRequest:
@@ -187,7 +215,8 @@ def parse_package(data: bytes, what: str) -> ImportRequest:
                 raise BlobInvalid(f"{what}: the source key was not reduced for this KEK (no -ModifyAcls)")
             if doc["mechanism"] != ENC:
                 raise BlobInvalid(f"{what}: mechanism {doc['mechanism']} is not {ENC}")
-            return ImportRequest(target["hknso"], target["kek_hash"], doc["oaep_hash"], ct, "legacy")
+            kind = str(doc["source"]["kind"]).partition(":")[2] or None
+            return ImportRequest(target["hknso"], target["kek_hash"], doc["oaep_hash"], ct, "legacy", kind)
         if doc.get("schema_version") != SCHEMA_VERSION:
             raise BlobInvalid(f"{what}: schema_version {doc.get('schema_version')!r} is not {SCHEMA_VERSION}")
         header = doc["header"]
@@ -200,27 +229,6 @@ def parse_package(data: bytes, what: str) -> ImportRequest:
                              "neutral")
     except (KeyError, TypeError, ValueError) as exc:
         raise BlobInvalid(f"{what}: malformed BYOK package ({type(exc).__name__}: {exc})") from None
-
-
-def unwrap_import(module: Any, kek: Key, request: ImportRequest) -> PrivateMaterial:
-    """The target key's material, unwrapped inside the module under the KEK."""
-    if request.hknso != module.world.hknso:
-        raise TransferRefused(f"package is for Security World {request.hknso}, this world is {module.world.hknso}")
-    if kek.key_hash != request.kek_hash:
-        raise TransferRefused(f"package is for KEK {request.kek_hash}, not KEK {kek.key_hash}")
-    if request.oaep_hash not in OAEP_HASHES:
-        raise TransferRefused(f"OAEP hash {request.oaep_hash} is not one of {', '.join(OAEP_HASHES)}")
-    material = module.use(kek, Action.UNWRAP)
-    h = OAEP_HASHES[request.oaep_hash]
-    try:
-        plain = keywrap.rsa_aes_unwrap(material, h, h, b"", request.ciphertext)
-    except (CryptoFailure, ValueError) as exc:
-        raise TransferRefused(f"unwrap under KEK {kek.key_hash} failed ({exc or 'integrity check'}): the package "
-                              "was not made for this KEK, or it was damaged") from None
-    try:
-        return PrivateMaterial.from_pkcs8(plain)
-    except (InvalidKeyMaterial, ValueError) as exc:
-        raise TransferRefused(f"the unwrapped key is not a PKCS#8 private key ({exc})") from None
 
 
 def find_kek(module: Any, kek_hash: str) -> Key:

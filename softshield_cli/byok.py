@@ -3,30 +3,109 @@
 export-kek: a Key Exchange Key generated through PKCS#11 in the accelerator slot (RSA, token,
 non-extractable, sensitive, not copyable or modifiable, CKA_UNWRAP only), then the KEK package and
 the Security World package, signed by this module (warrant from the emulated vendor root).
-import: checks a .byok package, unwraps it under the KEK inside the module, and stores the key on
-the accelerator slot with the attributes C_UnwrapKey would give it (sign/decrypt, non-extractable).
+import: checks a .byok package, then C_UnwrapKey with CKM_RSA_AES_KEY_WRAP under the KEK: the key
+lands on the accelerator slot as a token key that signs/decrypts and is never extractable.
+
+The few PKCS#11 calls python-pkcs11 0.10.1 cannot make itself live here too (keytransfer uses them):
+CKM_RSA_AES_KEY_WRAP (no enum member; its CK_RSA_AES_KEY_WRAP_PARAMS packed by ctypes and passed as
+the raw pParameter bytes) and nShield's C_LoginBegin/Next/End (exported symbols of our .so).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import ctypes
 import hashlib
-import os
 import re
 from pathlib import Path
+from typing import Any
 
 from emulator import attestation, paths, transfer, vendor_root
 from emulator.errors import EmulatorError
-from emulator.keys import Key
 from emulator.module import Module
 
+from . import p11client
 from .main import CommandError, command
 
-ROOT = Path(__file__).resolve().parent.parent
-SO = Path(os.environ.get("SOFTSHIELD_PKCS11_SO", ROOT / "build" / "libsoftshield-pkcs11.so"))
 REGION_RE = re.compile(r"^[A-Z0-9]{1,16}$")
 KEK_SIZES = (2048, 3072, 4096)
+CKM_RSA_AES_KEY_WRAP = 0x00001054
+CKU_SO = 0
+#: CKM_SHAx / CKG_MGF1_SHAx of the OAEP part, by transfer.OAEP_HASHES name.
+OAEP_MECHANISMS = {"SHA-1": (0x220, 0x1), "SHA-256": (0x250, 0x2)}
+#: CK_ATTRIBUTE_TYPE of our vendor attribute (pkcs11_shim.constants.CKA_SOFTSHIELD_WRAP_KEY_HASH).
+CKA_SOFTSHIELD_WRAP_KEY_HASH = 0x80000000 | 0x536F0001
+_KEEP: list[Any] = []  # ctypes buffers a packed parameter points into, alive for the process
+
+
+# --- PKCS#11 calls python-pkcs11 lacks ------------------------------------------------------------
+class _OaepParams(ctypes.Structure):
+    _fields_ = [("hashAlg", ctypes.c_ulong), ("mgf", ctypes.c_ulong), ("source", ctypes.c_ulong),
+                ("pSourceData", ctypes.c_void_p), ("ulSourceDataLen", ctypes.c_ulong)]
+
+
+class _RsaAesKeyWrapParams(ctypes.Structure):
+    _fields_ = [("ulAESKeyBits", ctypes.c_ulong), ("pOAEPParams", ctypes.POINTER(_OaepParams))]
+
+
+def rsa_aes_mechanism() -> Any:
+    """python-pkcs11's Mechanism member for CKM_RSA_AES_KEY_WRAP (it accepts only members)."""
+    from pkcs11 import Mechanism
+
+    if CKM_RSA_AES_KEY_WRAP not in Mechanism._value2member_map_:
+        member = int.__new__(Mechanism, CKM_RSA_AES_KEY_WRAP)
+        member._name_, member._value_ = "RSA_AES_KEY_WRAP", CKM_RSA_AES_KEY_WRAP
+        Mechanism._value2member_map_[CKM_RSA_AES_KEY_WRAP] = member
+        Mechanism._member_map_["RSA_AES_KEY_WRAP"] = member
+    return Mechanism(CKM_RSA_AES_KEY_WRAP)
+
+
+def rsa_aes_param(oaep_hash: str) -> bytes:
+    """CK_RSA_AES_KEY_WRAP_PARAMS{256, &CK_RSA_PKCS_OAEP_PARAMS{hash, MGF1(hash), CKZ_DATA_SPECIFIED, empty}}."""
+    if oaep_hash not in OAEP_MECHANISMS:
+        raise CommandError(f"OAEP hash {oaep_hash}: one of {', '.join(OAEP_MECHANISMS)}")
+    hash_mech, mgf = OAEP_MECHANISMS[oaep_hash]
+    oaep = _OaepParams(hash_mech, mgf, 1, None, 0)
+    param = _RsaAesKeyWrapParams(transfer.AES_BITS, ctypes.pointer(oaep))
+    _KEEP.extend((oaep, param))
+    return bytes(param)
+
+
+def so_login(session: Any, pins: list[bytes]) -> int:
+    """The accelerator slot's SO login with the ACS quorum, one PIN per card in the slot
+    (C_LoginBegin/Next/End, CKU_SO); returns K. Raises CommandError with the library's reason."""
+    import pkcs11
+
+    so = ctypes.CDLL(p11client.library_path())  # the library python-pkcs11 already loaded: same state
+    ulong = ctypes.c_ulong
+    for name, args in (("C_LoginBegin", [ulong, ulong, ctypes.POINTER(ulong), ctypes.POINTER(ulong)]),
+                       ("C_LoginNext", [ulong, ulong, ctypes.c_char_p, ulong, ctypes.POINTER(ulong)]),
+                       ("C_LoginEnd", [ulong, ulong])):
+        getattr(so, name).argtypes, getattr(so, name).restype = args, ulong
+
+    def check(rv: int, what: str) -> None:
+        if rv:
+            name = pkcs11.exceptions.__dict__.get("_EXCEPTIONS", {}).get(rv)
+            raise CommandError(f"{what}: CKR 0x{rv:08X}{f' ({name.__name__})' if name else ''}")
+
+    k, n, left = ulong(), ulong(), ulong()
+    check(so.C_LoginBegin(session.handle, CKU_SO, ctypes.byref(k), ctypes.byref(n)), "ACS login (C_LoginBegin)")
+    for index, pin in enumerate(pins[:k.value], 1):
+        check(so.C_LoginNext(session.handle, CKU_SO, pin, len(pin), ctypes.byref(left)),
+              f"ACS card {index} of {k.value} (C_LoginNext)")
+    if len(pins) < k.value:
+        raise CommandError(f"the ACS quorum is {k.value} of {n.value} cards; only {len(pins)} presented (--pin-file)")
+    check(so.C_LoginEnd(session.handle, CKU_SO), "ACS login (C_LoginEnd)")
+    return k.value
+
+
+def accelerator(lib: Any) -> Any:
+    return p11client.token(lib, p11client.ACCELERATOR_LABEL)
+
+
+def _int_bytes(value: int) -> bytes:
+    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
 
 
 def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
@@ -37,29 +116,33 @@ def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
     return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
+# --- the KEK ------------------------------------------------------------------------------------
+#: The KEK's private half: unwrap only (S4: `import` "mutually exclusive with all other key operations").
+KEK_PRIVATE = {"PRIVATE": False, "SENSITIVE": True, "EXTRACTABLE": False, "UNWRAP": True, "SIGN": False,
+               "SIGN_RECOVER": False, "DECRYPT": False, "DERIVE": False, "COPYABLE": False, "MODIFIABLE": False}
+KEK_PUBLIC = {"PRIVATE": False, "WRAP": True, "ENCRYPT": False, "VERIFY": False, "VERIFY_RECOVER": False}
+
+
+def _attrs(names: dict[str, Any]) -> dict[Any, Any]:
+    from pkcs11 import Attribute
+
+    return {Attribute[name]: value for name, value in names.items()}
+
+
 def generate_kek(label: str, size: int) -> bytes:
     """The KEK pair through the PKCS#11 library, as a customer's program makes it; returns its SPKI."""
-    import pkcs11
     from pkcs11 import Attribute as A, KeyType
 
-    if not SO.exists():
-        raise CommandError(f"no PKCS#11 library at {SO}: build it with make")
-    token = pkcs11.lib(str(SO)).get_token(token_label="loadshared accelerator")
-    with token.open(rw=True) as session:
-        public, _private = session.generate_keypair(
-            KeyType.RSA, size, store=True, label=label,
-            public_template={A.PRIVATE: False, A.WRAP: True, A.ENCRYPT: False, A.VERIFY: False,
-                             A.VERIFY_RECOVER: False},
-            private_template={A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.UNWRAP: True,
-                              A.SIGN: False, A.SIGN_RECOVER: False, A.DECRYPT: False, A.DERIVE: False,
-                              A.COPYABLE: False, A.MODIFIABLE: False})
+    with accelerator(p11client.load()).open(rw=True) as session:
+        public, _private = session.generate_keypair(KeyType.RSA, size, store=True, label=label,
+                                                    public_template=_attrs(KEK_PUBLIC),
+                                                    private_template=_attrs(KEK_PRIVATE))
         return _rsa_spki(public[A.MODULUS], public[A.PUBLIC_EXPONENT])
 
 
 def import_kek(label: str, pem: bytes) -> bytes:
-    """An existing RSA key pair made the KEK (C_CreateObject with the same attributes generate_kek
+    """An existing RSA key pair made the KEK (C_CreateObject with the attributes generate_kek
     gives): for tests and for an operator whose KEK comes from elsewhere. Returns its SPKI."""
-    import pkcs11
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from pkcs11 import Attribute as A, KeyType, ObjectClass
@@ -68,48 +151,45 @@ def import_kek(label: str, pem: bytes) -> bytes:
     if not isinstance(private, rsa.RSAPrivateKey) or private.key_size not in KEK_SIZES:
         raise CommandError(f"--import-key: an RSA {'/'.join(map(str, KEK_SIZES))} private key (PEM) is needed")
     n = private.private_numbers()
-
-    def b(value: int) -> bytes:
-        return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
-
-    token = pkcs11.lib(str(SO)).get_token(token_label="loadshared accelerator")
-    with token.open(rw=True) as session:
-        common = {A.TOKEN: True, A.PRIVATE: False, A.KEY_TYPE: KeyType.RSA, A.LABEL: label,
-                  A.MODULUS: b(n.public_numbers.n), A.PUBLIC_EXPONENT: b(n.public_numbers.e)}
-        session.create_object({**common, A.CLASS: ObjectClass.PUBLIC_KEY, A.WRAP: True, A.ENCRYPT: False,
-                               A.VERIFY: False})
-        session.create_object({**common, A.CLASS: ObjectClass.PRIVATE_KEY, A.PRIVATE_EXPONENT: b(n.d),
-                               A.PRIME_1: b(n.p), A.PRIME_2: b(n.q), A.EXPONENT_1: b(n.dmp1),
-                               A.EXPONENT_2: b(n.dmq1), A.COEFFICIENT: b(n.iqmp), A.SENSITIVE: True,
-                               A.EXTRACTABLE: False, A.UNWRAP: True, A.SIGN: False, A.SIGN_RECOVER: False,
-                               A.DECRYPT: False, A.DERIVE: False, A.COPYABLE: False, A.MODIFIABLE: False})
-    return private.public_key().public_bytes(serialization.Encoding.DER,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    with accelerator(p11client.load()).open(rw=True) as session:
+        common = {A.TOKEN: True, A.KEY_TYPE: KeyType.RSA, A.LABEL: label,
+                  A.MODULUS: _int_bytes(n.public_numbers.n), A.PUBLIC_EXPONENT: _int_bytes(n.public_numbers.e)}
+        session.create_object({**common, A.CLASS: ObjectClass.PUBLIC_KEY, **_attrs(KEK_PUBLIC)})
+        session.create_object({**common, A.CLASS: ObjectClass.PRIVATE_KEY, A.PRIVATE_EXPONENT: _int_bytes(n.d),
+                               A.PRIME_1: _int_bytes(n.p), A.PRIME_2: _int_bytes(n.q),
+                               A.EXPONENT_1: _int_bytes(n.dmp1), A.EXPONENT_2: _int_bytes(n.dmq1),
+                               A.COEFFICIENT: _int_bytes(n.iqmp), **_attrs(KEK_PRIVATE)})
+    return _rsa_spki(_int_bytes(n.public_numbers.n), _int_bytes(n.public_numbers.e))
 
 
-def store_imported(module: Module, material, name: str) -> Key:
-    """The imported key on the accelerator slot, with the attributes C_UnwrapKey gives such a key."""
-    from pkcs11_shim.attributes import codecs, templates
-    from pkcs11_shim.constants import Attribute as A, KeyType, ObjectClass
-    from pkcs11_shim.management import with_material_attributes
-    from pkcs11_shim.mechanisms import numbers
-    from pkcs11_shim import policy
+# --- the import ---------------------------------------------------------------------------------
+#: The imported key's usage by key type (C_UnwrapKey template): what a vault's imported key does.
+IMPORT_USAGE = {"RSA": {"SIGN": True, "DECRYPT": True}, "EC": {"SIGN": True, "DERIVE": True}}
 
-    if material.kind == "RSA":
-        key_type, usage = KeyType.RSA, {A.SIGN: True, A.DECRYPT: True}
-    elif material.kind == "EC":
-        key_type, usage = KeyType.EC, {A.SIGN: True, A.DERIVE: True}
-    else:
-        raise CommandError(f"imported key of kind {material.kind} is not supported (RSA or EC)")
-    template = {A.CLASS: ObjectClass.PRIVATE_KEY, A.KEY_TYPE: key_type, A.TOKEN: True, A.PRIVATE: False,
-                A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name, A.ID: name.encode(), **usage}
-    attrs = templates.new_object(template, templates.Origin.UNWRAP, mechanism=numbers.CKM_RSA_AES_KEY_WRAP,
-                                 is_so=False)
-    stored = with_material_attributes(attrs, material)
-    key = Key(material, policy.acl_for(stored), app="pkcs11", ident=module.new_ident(None),
-              plainname=name, appdata=codecs.serialize(stored))
-    module.store_key(key)
-    return key
+
+def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple[str, str]:
+    """C_UnwrapKey under the KEK whose hash the package names; (the new key's ident, its key hash)."""
+    import pkcs11
+    from pkcs11 import Attribute as A, KeyType, ObjectClass
+
+    if request.oaep_hash not in OAEP_MECHANISMS:
+        raise CommandError(f"the package's OAEP hash {request.oaep_hash} is not one of {', '.join(OAEP_MECHANISMS)}")
+    with accelerator(p11client.load()).open(rw=True, attribute_mapper=p11client.mapper()) as session:
+        keks = [k for k in session.get_objects({A.CLASS: ObjectClass.PRIVATE_KEY, A.UNWRAP: True})
+                if bytes(k[p11client.CKA_NFKM_HASH]).hex() == request.kek_hash]
+        if not keks:
+            raise CommandError(f"no Key Exchange Key with hash {request.kek_hash} in this world: the package was "
+                               "made for another KEK or another world")
+        template = {A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
+                    A.ID: name.encode(), **_attrs(IMPORT_USAGE[kty])}
+        try:
+            key = keks[0].unwrap_key(ObjectClass.PRIVATE_KEY, KeyType[kty], request.ciphertext,
+                                     mechanism=rsa_aes_mechanism(), mechanism_param=rsa_aes_param(request.oaep_hash),
+                                     store=True, template=template)
+        except pkcs11.exceptions.PKCS11Error as exc:
+            raise CommandError(f"C_UnwrapKey under KEK {request.kek_hash} failed ({type(exc).__name__}): the package "
+                               f"was not made for this KEK, was damaged, or does not hold an {kty} key") from None
+        return bytes(key[p11client.CKA_NFKM_ID]).decode(), bytes(key[p11client.CKA_NFKM_HASH]).hex()
 
 
 @command("byok", "byok", "target side of BYOK: export-kek (KEK + world packages), import (a .byok file)")
@@ -126,6 +206,8 @@ class Byok:
         i = sub.add_parser("import", help="import a .byok transfer package under this world's KEK")
         i.add_argument("--file", required=True, help="TransferPackage-NAME.byok (or KeyTransferPackage-NAME.byok)")
         i.add_argument("--name", required=True, help="label of the imported key")
+        i.add_argument("--kty", choices=sorted(IMPORT_USAGE), help="key type inside the package (the legacy "
+                       "package records it; default RSA, as `az keyvault key import --kty`)")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -184,11 +266,11 @@ def _import(args: argparse.Namespace) -> int:
     if request.hknso != module.world.hknso:
         raise CommandError(f"{path.name} is for Security World {request.hknso}; this world is "
                            f"{module.world.hknso}: import it where its KEK lives")
-    kek = transfer.find_kek(module, request.kek_hash)
-    material = transfer.unwrap_import(module, kek, request)
-    key = store_imported(module, material, args.name)
-    print(f"Imported {material.kind} key `{args.name}' ({request.kind} package) under KEK {kek.key_hash}")
-    print(f"Key file: {key.file_path} (non-exportable, bound to world {module.world.hknso})")
-    print(f"Key hash: {key.key_hash}")
+    kty = args.kty or request.key_kind or "RSA"
+    ident, key_hash = unwrap_import(request, args.name, kty)
+    print(f"Imported {kty} key `{args.name}' ({request.kind} package) under KEK {request.kek_hash}")
+    print(f"Key file: {module.local / paths.key_file('pkcs11', ident)} (non-exportable, bound to world "
+          f"{module.world.hknso})")
+    print(f"Key hash: {key_hash}")
     print("Result: SUCCESS")
     return 0

@@ -1,24 +1,32 @@
 """`softshield keytransfer -ModifyAcls | -Package ...` (KeyTransferRemote.exe, nshield-workflow.md §4).
 
--ModifyAcls: with the ACS quorum (cards in the reader, PINs from --pin-file) write
-`key_xferacld_<ident>`, a copy of `key_<app>_<ident>` that permits nothing but being wrapped by the
-packaged KEK. -Package: wrap that copy with CKM_RSA_AES_KEY_WRAP under the KEK into
-`TransferPackage-<name>.byok` (vendor-neutral JSON) and `KeyTransferPackage-<name>.byok` (our
-legacy-style package) in the current folder.
+Both go through the PKCS#11 library, as the vendor's tool goes through the module:
+-ModifyAcls: the SO logs in to the accelerator slot with the ACS quorum (C_LoginBegin/Next/End,
+CKU_SO; cards and PINs from --pin-file), imports the KEK's public key as a trusted wrapping key
+(CKA_TRUSTED) and C_CopyObject's the key to `key_xferacld_<ident>`: no usage, CKA_WRAP_WITH_TRUSTED,
+its ACL one group {ExportAsBlob} limited to the KEK's hash. -Package: C_WrapKey of that copy with
+CKM_RSA_AES_KEY_WRAP under the trusted KEK, written as `TransferPackage-<name>.byok` (vendor-neutral
+JSON) and `KeyTransferPackage-<name>.byok` (our legacy-style package) in the current folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
+from typing import Any
 
 from emulator import paths, transfer
 from emulator.errors import EmulatorError
 from emulator.module import Module
 
+from . import byok, p11client
 from .main import CommandError, command
 from .pins import PinSource, add_pin_file_option
 from .verifykeypackage import verify
+
+#: Usage attributes the transfer copy turns off (each only where the source has it set).
+USAGE = ("ENCRYPT", "DECRYPT", "SIGN", "SIGN_RECOVER", "VERIFY", "VERIFY_RECOVER", "WRAP", "UNWRAP", "DERIVE")
 
 
 def present_cards(kmdata: Path, pin_file: str | None) -> list[tuple[Path, bytes]]:
@@ -28,7 +36,8 @@ def present_cards(kmdata: Path, pin_file: str | None) -> list[tuple[Path, bytes]
     place = worldadmin.Place.of(kmdata)
     world_file = place.world_file()
     if world_file is None or world_file.acs is None:
-        return []  # present_acs_quorum says why no quorum can be had
+        raise CommandError("this Security World has no Administrator Card Set (make one with "
+                           "`softshield new-world --initialize --acs-quorum=K/N`): no quorum can authorise the transfer")
     return PinSource(pin_file).cards(place.reader, worldadmin.acs_ref(world_file).k)
 
 
@@ -65,46 +74,123 @@ class KeyTransfer:
             raise CommandError(str(exc)) from None
 
 
-def transfer_attributes(source) -> bytes:
-    """The copy's PKCS#11 view of its reduced ACL: no usage, wrappable only by a trusted key
-    (CKA_WRAP_WITH_TRUSTED), neither copyable nor modifiable. Empty for keys made without PKCS#11."""
-    from pkcs11_shim.attributes import codecs
-    from pkcs11_shim.constants import Attribute as A
+def _named_key(session: Any, app: str, ident: str) -> Any:
+    """The private or secret key object stored as key_<app>_<ident>, or None."""
+    from pkcs11 import Attribute as A, ObjectClass
 
-    if not source.appdata:
-        return b""
-    attrs = codecs.deserialize(source.appdata)
-    for attr in (A.ENCRYPT, A.DECRYPT, A.SIGN, A.SIGN_RECOVER, A.VERIFY, A.VERIFY_RECOVER, A.WRAP, A.UNWRAP,
-                 A.DERIVE, A.COPYABLE, A.MODIFIABLE):
-        if attr in attrs:
-            attrs[attr] = False
-    attrs.update({A.EXTRACTABLE: True, A.WRAP_WITH_TRUSTED: True, A.SENSITIVE: True})
-    attrs[A.LABEL] = f"{attrs.get(A.LABEL, source.ident)} (transfer copy)"
-    return codecs.serialize(attrs)
+    for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY):
+        for key in session.get_objects({A.CLASS: cls}):
+            if key[p11client.CKA_NFKM_APPNAME] == app and bytes(key[p11client.CKA_NFKM_ID]).decode() == ident:
+                return key
+    return None
 
 
-def _modify_acls(module: Module, args: argparse.Namespace, target) -> int:
-    source = transfer.read_key_file(module, args.KeyAppName, args.KeyIdentifier)
+def _trusted_kek(session: Any, target: Any) -> Any:
+    """The trusted public-key object holding the KEK, or None."""
+    from cryptography.hazmat.primitives import serialization
+    from pkcs11 import Attribute as A, ObjectClass
+
+    modulus = serialization.load_der_public_key(target.kek_public_spki).public_numbers().n
+    for key in session.get_objects({A.CLASS: ObjectClass.PUBLIC_KEY, A.TRUSTED: True, A.WRAP: True}):
+        if int.from_bytes(key[A.MODULUS], "big") == modulus:
+            return key
+    return None
+
+
+def _import_trusted_kek(session: Any, target: Any) -> Any:
+    """C_CreateObject of the KEK's public key with CKA_TRUSTED (only the SO may set it)."""
+    from cryptography.hazmat.primitives import serialization
+    from pkcs11 import Attribute as A, KeyType, ObjectClass
+
+    numbers = serialization.load_der_public_key(target.kek_public_spki).public_numbers()
+    return session.create_object({
+        A.CLASS: ObjectClass.PUBLIC_KEY, A.KEY_TYPE: KeyType.RSA, A.TOKEN: True, A.PRIVATE: False,
+        A.LABEL: f"BYOK-KEK-{target.region} {target.kek_hash} (trusted)", A.TRUSTED: True, A.WRAP: True,
+        A.ENCRYPT: False, A.VERIFY: False, A.MODIFIABLE: False,
+        A.MODULUS: byok._int_bytes(numbers.n), A.PUBLIC_EXPONENT: byok._int_bytes(numbers.e)})
+
+
+def copy_template(source: Any, ident: str, kek_hash: str) -> dict[Any, Any]:
+    """The C_CopyObject template of the transfer copy: no usage, wrappable only by the trusted KEK
+    named by its hash, neither copyable, modifiable nor destroyable, stored as key_xferacld_<ident>."""
+    import pkcs11
+    from pkcs11 import Attribute as A
+
+    template: dict[Any, Any] = {A.TOKEN: True, A.LABEL: f"{source[A.LABEL]} (transfer copy)",
+                                A.WRAP_WITH_TRUSTED: True, A.COPYABLE: False, A.MODIFIABLE: False,
+                                A.DESTROYABLE: False, p11client.CKA_NFKM_APPNAME: transfer.TRANSFER_APP,
+                                p11client.CKA_NFKM_ID: ident.encode(),
+                                byok.CKA_SOFTSHIELD_WRAP_KEY_HASH: bytes.fromhex(kek_hash)}
+    for name in USAGE:
+        try:
+            if source[A[name]]:
+                template[A[name]] = False
+        except pkcs11.exceptions.AttributeTypeInvalid:
+            pass  # not an attribute of this key's class
+    return template
+
+
+def _mapper() -> Any:
+    from pkcs11.attributes import handle_bytes
+
+    m = p11client.mapper()
+    m.register_handler(byok.CKA_SOFTSHIELD_WRAP_KEY_HASH, *handle_bytes)
+    return m
+
+
+def _modify_acls(module: Module, args: argparse.Namespace, target: Any) -> int:
+    import pkcs11
+
+    app, ident = args.KeyAppName, args.KeyIdentifier
+    if (module.local / transfer.transfer_file_name(ident)).exists():
+        raise CommandError(f"{transfer.transfer_file_name(ident)} already exists: key {ident} was prepared before")
     presented = present_cards(module.kmdata, args.pin_file)
-    authority = transfer.present_acs_quorum(module.kmdata, presented, print)
-    copy = transfer.make_transfer_copy(module, source, target, authority, transfer_attributes(source))
-    print(f"Reduced copy of {paths.key_file(source.app, source.ident)} written: {copy.file_path}")
+    # The cards the operator inserts, in order: what C_LoginNext reads (emulator.transfer.SLOT_ENV).
+    os.environ[transfer.SLOT_ENV] = os.pathsep.join(str(path) for path, _pin in presented)
+    lib = p11client.load()
+    try:
+        with byok.accelerator(lib).open(rw=True, attribute_mapper=_mapper()) as session:
+            source = _named_key(session, app, ident)
+            if source is None:
+                raise CommandError(f"no {paths.key_file(app, ident)} in this world (make it with generatekey)")
+            k = byok.so_login(session, [pin for _path, pin in presented])
+            print(f"ACS quorum: {k} cards read; logged in as the accelerator's SO")
+            kek = _trusted_kek(session, target) or _import_trusted_kek(session, target)
+            print(f"Key Exchange Key {target.kek_hash} is a trusted wrapping key (CKA_TRUSTED)")
+            source.copy(copy_template(source, ident, target.kek_hash))
+            del kek
+    except pkcs11.exceptions.PKCS11Error as exc:
+        raise CommandError(f"-ModifyAcls failed: {type(exc).__name__} {exc}".rstrip()) from None
+    copy = transfer.read_key_file(module, transfer.TRANSFER_APP, ident)
+    print(f"Reduced copy of {paths.key_file(app, ident)} written: {copy.file_path}")
     for line in copy.acl.describe():
         print(line)
     print("Result: SUCCESS")
     return 0
 
 
-def _package(module: Module, args: argparse.Namespace, target) -> int:
+def _package(module: Module, args: argparse.Namespace, target: Any) -> int:
+    import pkcs11
+
     if not args.SubscriptionId or not args.KeyFriendlyName:
         raise CommandError("-Package needs -SubscriptionId and -KeyFriendlyName")
     ident = args.KeyIdentifier
     name = transfer.transfer_file_name(ident)
     if not (module.local / name).exists():
         raise CommandError(f"no {name}: key {ident} has not been prepared with -ModifyAcls "
-                           "(a key straight from generatekey is never packaged)")
+                           "(a key that was never ACL-reduced is never packaged)")
     copy = transfer.read_key_file(module, transfer.TRANSFER_APP, ident)
-    ciphertext = transfer.wrap_for_transfer(module, copy, target, args.OaepHash)
+    transfer.check_transfer_copy(copy, target)
+    try:
+        with byok.accelerator(p11client.load()).open(rw=False, attribute_mapper=_mapper()) as session:
+            key = _named_key(session, transfer.TRANSFER_APP, ident)
+            kek = _trusted_kek(session, target)
+            if key is None or kek is None:
+                raise CommandError(f"{name} or its trusted KEK is not on the accelerator slot: run -ModifyAcls again")
+            ciphertext = kek.wrap_key(key, mechanism=byok.rsa_aes_mechanism(),
+                                      mechanism_param=byok.rsa_aes_param(args.OaepHash))
+    except pkcs11.exceptions.PKCS11Error as exc:
+        raise CommandError(f"C_WrapKey failed: {type(exc).__name__} {exc}".rstrip()) from None
     neutral = Path(f"TransferPackage-{args.KeyFriendlyName}.byok")
     legacy = Path(f"KeyTransferPackage-{args.KeyFriendlyName}.byok")
     transfer.write_json(neutral, transfer.neutral_package(target, ciphertext, module.esn, args.OaepHash))

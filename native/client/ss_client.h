@@ -1,0 +1,136 @@
+/* softshield client library: the C-only PKCS#11 module that forwards every call to a hardserver.
+ *
+ * The entry points are generated from native/functions.txt by pkcs11_shim/client_build.py; each one
+ * serializes its arguments with the ss_put_* helpers, sends one frame (ss_call_*), and writes the
+ * reply's outputs back with the ss_get_* helpers. No Python runs in the host process.
+ *
+ * Wire protocol (version SS_PROTO_VERSION, little-endian, CK_ULONG and lengths as u64):
+ *   header  magic "SSHS" | u16 version | u16 frame type | u32 function id | u32 payload length
+ *   HELLO   u32 sizeof(CK_ULONG) | u32 sizeof(void *) | u64 pid | 16-byte client token
+ *   CALL    the arguments of one function, in declaration order (see the ss_put_* helpers)
+ *   REPLY   u64 rv | the outputs, in declaration order
+ *   ERROR   u64 rv | UTF-8 message; the server closes the connection after it
+ * A payload is at most SS_MAX_PAYLOAD bytes in either direction.
+ */
+#ifndef SS_CLIENT_H
+#define SS_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "pkcs11_types.h"
+
+#define SS_PROTO_VERSION 1
+#define SS_MAX_PAYLOAD (16u * 1024u * 1024u)
+#define SS_FRAME_HELLO 1
+#define SS_FRAME_CALL 2
+#define SS_FRAME_REPLY 3
+#define SS_FRAME_ERROR 4
+
+#define CKR_OK 0UL
+#define CKR_HOST_MEMORY 0x2UL
+#define CKR_GENERAL_ERROR 0x5UL
+#define CKR_ARGUMENTS_BAD 0x7UL
+#define CKR_CANT_LOCK 0xAUL
+#define CKR_DEVICE_ERROR 0x30UL
+#define CKR_DEVICE_MEMORY 0x31UL
+#define CKR_DEVICE_REMOVED 0x32UL
+#define CKR_FUNCTION_NOT_SUPPORTED 0x54UL
+#define CKR_BUFFER_TOO_SMALL 0x150UL
+#define CKR_CRYPTOKI_NOT_INITIALIZED 0x190UL
+#define CKR_CRYPTOKI_ALREADY_INITIALIZED 0x191UL
+#define CKF_OS_LOCKING_OK 0x2UL
+#define CKF_ARRAY_ATTRIBUTE 0x40000000UL
+#define CK_UNAVAILABLE_INFORMATION (~0UL)
+
+/* The message-based operation families (PKCS#11 3.0 §5.11+): their per-message parameter layout
+ * depends on the mechanism given to C_Message*Init, which the client remembers per session. */
+enum ss_msg_family { SS_MSG_ENCRYPT, SS_MSG_DECRYPT, SS_MSG_SIGN, SS_MSG_VERIFY, SS_MSG_FAMILIES };
+
+/* One call in flight: the request being built, then the reply being read. */
+typedef struct ss_call {
+    unsigned char *buf;
+    size_t len, cap;
+    size_t pos;          /* read position in the reply */
+    int failed;          /* a put/get failed: rv holds why */
+    CK_RV rv;
+    struct ss_conn *conn;
+    uint32_t fid;
+    /* Writeback nodes of the mechanism/message parameter, in the order the server returns them. */
+    void *writeback[16];
+    size_t writeback_len[16];
+    int writebacks;
+} ss_call;
+
+/* Mechanism-parameter layouts: where a parameter struct holds pointers, and how long each pointed-to
+ * buffer is. The per-mechanism table (generated from the mechanism registry) names a layout. */
+/* SS_LEN_DROP: a pointer the server never receives (it sees NULL). */
+enum ss_len_kind { SS_LEN_BYTES, SS_LEN_BITS, SS_LEN_FIXED, SS_LEN_ARRAY, SS_LEN_DROP };
+typedef struct ss_layout ss_layout;
+typedef struct ss_field {
+    size_t ptr_off;
+    size_t len_off;        /* CK_ULONG holding the length (bytes, bits or element count) */
+    enum ss_len_kind len_kind;
+    size_t unit;           /* SS_LEN_FIXED: size; SS_LEN_ARRAY: element size */
+    const ss_layout *sub;  /* layout of the pointed-to struct (FIXED) or of each element (ARRAY) */
+    int writeback;         /* the module writes into this buffer (message IV/tag) */
+} ss_field;
+struct ss_layout {
+    const char *kind;      /* the registry's param_kind */
+    size_t size;
+    size_t nfields;
+    const ss_field *fields;
+};
+typedef struct ss_mech_kind {
+    CK_MECHANISM_TYPE mechanism;
+    const char *kind;
+} ss_mech_kind;
+
+/* Generated tables (client_gen.c). */
+extern const ss_mech_kind ss_mech_kinds[];
+extern const size_t ss_mech_kind_count;
+const ss_layout *ss_layout_for_kind(const char *kind);
+const ss_layout *ss_message_layout_for_kind(const char *kind);
+
+/* Library state (client.c). */
+CK_RV ss_initialize(CK_VOID_PTR pInitArgs);
+CK_RV ss_finalize(CK_VOID_PTR pReserved);
+int ss_initialized(void);
+
+/* One call. */
+CK_RV ss_call_begin(ss_call *c, uint32_t function_id);
+CK_RV ss_call_exchange(ss_call *c);   /* send, wait for the reply, read rv */
+CK_RV ss_call_end(ss_call *c);        /* return the connection, free buffers; returns c->rv */
+
+/* Request encoders. */
+void ss_put_ulong(ss_call *c, CK_ULONG v);
+void ss_put_in_bytes(ss_call *c, const void *p, CK_ULONG len);
+void ss_put_in_fixed(ss_call *c, const void *p, size_t len);
+void ss_put_out_bytes(ss_call *c, const void *p, const CK_ULONG *plen);
+void ss_put_out_fixed(ss_call *c, const void *p, CK_ULONG len);
+void ss_put_out_ulongs(ss_call *c, const void *p, const CK_ULONG *pcount);
+void ss_put_out_handles(ss_call *c, const void *p, CK_ULONG max);
+void ss_put_out_ulong(ss_call *c, const CK_ULONG *p);
+void ss_put_out_struct(ss_call *c, const void *p, size_t size);
+void ss_put_template(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG count);
+void ss_put_template_io(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG count);
+void ss_put_mechanism(ss_call *c, const CK_MECHANISM *m);
+void ss_put_msg_param(ss_call *c, CK_SESSION_HANDLE h, enum ss_msg_family f, void *p, CK_ULONG len);
+
+/* Reply decoders (in the same order as the request's outputs). */
+void ss_get_out_bytes(ss_call *c, void *p, CK_ULONG *plen);
+void ss_get_out_fixed(ss_call *c, void *p, CK_ULONG len);
+void ss_get_out_ulongs(ss_call *c, void *p, CK_ULONG *pcount);
+void ss_get_out_handles(ss_call *c, void *p, CK_ULONG max);
+void ss_get_out_ulong(ss_call *c, CK_ULONG *p);
+void ss_get_out_struct(ss_call *c, void *p, size_t size);
+void ss_get_template_io(ss_call *c, CK_ATTRIBUTE *t, CK_ULONG count);
+void ss_get_writebacks(ss_call *c);
+
+/* Message-parameter bookkeeping. */
+void ss_msg_remember(CK_SESSION_HANDLE h, enum ss_msg_family f, const CK_MECHANISM *m);
+
+/* C_GetInfo reports the version of the table the host obtained (PKCS#11 3.2 §5.4.2). */
+void ss_record_version(const CK_VERSION *v);
+void ss_patch_info(CK_INFO *info);
+
+#endif

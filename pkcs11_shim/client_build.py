@@ -1,0 +1,322 @@
+"""Build libsoftshield-client.so: the C-only PKCS#11 library that forwards every call to a hardserver.
+
+    python -m pkcs11_shim.client_build [--out DIR]
+
+Every entry point is generated from `native/functions.txt` (the same file the in-process library is
+generated from), so a function added there is forwarded without touching C: each parameter is
+classified by its C type and name (`classify`) into one wire operation (`OPS`), and the server
+(`hardserver.protocol`) decodes a call with the same plan. The hand-written runtime lives in
+`native/client/` (connections, framing, encoders, mechanism-parameter layouts); the mechanism ->
+parameter-kind table comes from the mechanism registry. No Python runs in the host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from pkcs11_shim.build import NATIVE, ROOT, TABLES, CFunction, read_functions, table_members
+
+CLIENT_DIR = NATIVE / "client"
+LIBRARY = "libsoftshield-client.so"
+
+#: Answered in the client itself: the server is initialized once, by the server.
+LOCAL = {"C_Initialize": "ss_initialize", "C_Finalize": "ss_finalize"}
+
+#: Functions whose arguments the protocol does not carry (PKCS#11 3.2 asynchronous family: the
+#: function names and CK_ASYNC_DATA results refer to the caller's memory across calls). They answer
+#: CKR_FUNCTION_NOT_SUPPORTED in client mode; anything else unclassifiable fails the check test.
+UNSUPPORTED_ALLOWED = frozenset({"C_AsyncComplete", "C_AsyncGetID", "C_AsyncJoin"})
+
+SCALARS = frozenset({"CK_ULONG", "CK_SLOT_ID", "CK_SESSION_HANDLE", "CK_OBJECT_HANDLE", "CK_USER_TYPE",
+                     "CK_FLAGS", "CK_MECHANISM_TYPE", "CK_BBOOL", "CK_SESSION_VALIDATION_FLAGS_TYPE",
+                     "CK_STATE", "CK_ATTRIBUTE_TYPE", "CK_PROFILE_ID"})
+BYTE_POINTERS = frozenset({"CK_BYTE_PTR", "CK_UTF8CHAR_PTR", "CK_VOID_PTR", "CK_CHAR_PTR"})
+ULONG_OUT = frozenset({"CK_OBJECT_HANDLE_PTR", "CK_SESSION_HANDLE_PTR", "CK_ULONG_PTR", "CK_SLOT_ID_PTR",
+                       "CK_FLAGS_PTR"})
+ULONG_LISTS = frozenset({"CK_SLOT_ID_PTR", "CK_MECHANISM_TYPE_PTR"})
+STRUCT_OUT = {"CK_INFO_PTR": "CK_INFO", "CK_SLOT_INFO_PTR": "CK_SLOT_INFO", "CK_TOKEN_INFO_PTR": "CK_TOKEN_INFO",
+              "CK_SESSION_INFO_PTR": "CK_SESSION_INFO", "CK_MECHANISM_INFO_PTR": "CK_MECHANISM_INFO"}
+#: Arguments that never cross: callbacks and reserved pointers (the server passes NULL).
+NEVER_SENT = frozenset({"pApplication", "Notify", "pReserved"})
+#: (function, parameter) -> the operation, where the type alone says too little.
+OVERRIDES = {("C_GenerateRandom", "RandomData"): ("out_fixed", 2),  # caller-sized output, no length query
+             ("C_InitToken", "pLabel"): ("in_fixed32", 1)}  # 32 blank-padded bytes (§5.6)
+
+MESSAGE_INIT = re.compile(r"^C_Message(Encrypt|Decrypt|Sign|Verify)Init$")
+MESSAGE_CALL = re.compile(r"^C_(Encrypt|Decrypt|Sign|Verify)Message(Begin|Next)?$")
+FAMILY = {"Encrypt": "SS_MSG_ENCRYPT", "Decrypt": "SS_MSG_DECRYPT", "Sign": "SS_MSG_SIGN", "Verify": "SS_MSG_VERIFY"}
+
+#: Wire operations: kind -> (C encoder call, C decoder call or None). `{0}`, `{1}`... are the
+#: argument names the operation consumes; the reply carries outputs in parameter order.
+OPS: dict[str, tuple[str, str | None]] = {
+    "ulong": ("ss_put_ulong(&c, (CK_ULONG){0});", None),
+    "in_bytes": ("ss_put_in_bytes(&c, {0}, {1});", None),
+    "in_fixed32": ("ss_put_in_fixed(&c, {0}, 32);", None),
+    "out_bytes": ("ss_put_out_bytes(&c, {0}, {1});", "ss_get_out_bytes(&c, {0}, {1});"),
+    "out_fixed": ("ss_put_out_fixed(&c, {0}, {1});", "ss_get_out_fixed(&c, {0}, {1});"),
+    "out_ulongs": ("ss_put_out_ulongs(&c, {0}, {1});", "ss_get_out_ulongs(&c, {0}, {1});"),
+    "out_handles": ("ss_put_out_handles(&c, {0}, {1}); ss_put_out_ulong(&c, {2});",
+                    "ss_get_out_handles(&c, {0}, {1}); ss_get_out_ulong(&c, {2});"),
+    "out_ulong": ("ss_put_out_ulong(&c, {0});", "ss_get_out_ulong(&c, {0});"),
+    "out_struct": ("ss_put_out_struct(&c, {0}, sizeof({ctype}));", "ss_get_out_struct(&c, {0}, sizeof({ctype}));"),
+    "template": ("ss_put_template(&c, {0}, {1});", None),
+    "template_io": ("ss_put_template_io(&c, {0}, {1});", "ss_get_template_io(&c, {0}, {1});"),
+    "mechanism": ("ss_put_mechanism(&c, {0});", None),
+    "msg_param": ("ss_put_msg_param(&c, hSession, {family}, {0}, {1});", None),
+    "never": ("(void){0};", None),
+}
+
+
+@dataclass(frozen=True)
+class Op:
+    kind: str
+    args: tuple[str, ...]
+    ctype: str = ""  # out_struct: the struct
+
+
+@dataclass(frozen=True)
+class Plan:
+    function: CFunction
+    fid: int
+    ops: tuple[Op, ...] | None  # None: not carried by the protocol
+    family: str = ""  # message family of a message call or init
+
+    @property
+    def name(self) -> str:
+        return self.function.name
+
+
+def function_id(f: CFunction) -> int:
+    """A call's id: the CRC of its full signature, so a client and server built from different
+    function lists refuse each other's calls instead of misreading the arguments."""
+    return zlib.crc32(f"{f.name}({' '.join(f.params.split())})".encode())
+
+
+def _params(f: CFunction) -> list[tuple[str, str]]:
+    if f.params.strip() in ("", "void"):
+        return []
+    out = []
+    for p in f.params.split(","):
+        words = p.split()
+        out.append((" ".join(words[:-1]), words[-1]))
+    return out
+
+
+def classify(f: CFunction) -> tuple[Op, ...] | None:
+    """The wire operations of one function's parameters, or None when one cannot be carried."""
+    params = _params(f)
+    ops: list[Op] = []
+    i = 0
+    while i < len(params):
+        ctype, name = params[i]
+        nxt = params[i + 1][0] if i + 1 < len(params) else ""
+        nxt2 = params[i + 2][0] if i + 2 < len(params) else ""
+        override = OVERRIDES.get((f.name, name))
+        if override:
+            kind, used = override
+        elif name in NEVER_SENT or ctype == "CK_NOTIFY":
+            kind, used = "never", 1
+        elif ctype == "CK_MECHANISM_PTR":
+            kind, used = "mechanism", 1
+        elif ctype == "CK_ATTRIBUTE_PTR" and nxt == "CK_ULONG":
+            kind, used = ("template_io" if f.name == "C_GetAttributeValue" else "template"), 2
+        elif ctype == "CK_OBJECT_HANDLE_PTR" and nxt == "CK_ULONG" and nxt2 == "CK_ULONG_PTR":
+            kind, used = "out_handles", 3
+        elif ctype in ULONG_LISTS and nxt == "CK_ULONG_PTR":
+            kind, used = "out_ulongs", 2
+        elif ctype in BYTE_POINTERS and nxt == "CK_ULONG_PTR":
+            kind, used = "out_bytes", 2
+        elif ctype in BYTE_POINTERS and nxt == "CK_ULONG":
+            kind = "msg_param" if name == "pParameter" and MESSAGE_CALL.match(f.name) else "in_bytes"
+            used = 2
+        elif ctype in ULONG_OUT:
+            kind, used = "out_ulong", 1
+        elif ctype in STRUCT_OUT:
+            ops.append(Op("out_struct", (name,), STRUCT_OUT[ctype]))
+            i += 1
+            continue
+        elif ctype in SCALARS:
+            kind, used = "ulong", 1
+        else:
+            return None
+        ops.append(Op(kind, tuple(n for _t, n in params[i:i + used])))
+        i += used
+    return tuple(ops)
+
+
+def plans(functions: list[CFunction] | None = None) -> list[Plan]:
+    """One plan per forwarded function (not the local and table-handing ones)."""
+    result = []
+    for f in functions if functions is not None else read_functions():
+        if f.in_c or f.name in LOCAL:
+            continue
+        m = MESSAGE_INIT.match(f.name) or MESSAGE_CALL.match(f.name)
+        result.append(Plan(f, function_id(f), classify(f), FAMILY[m.group(1)] if m else ""))
+    return result
+
+
+def mechanism_kinds() -> list[tuple[int, str]]:
+    """(mechanism, param_kind) of every registry row whose parameter is not opaque bytes."""
+    from pkcs11_shim.mechanisms.registry import REGISTRY
+
+    return [(row.mechanism, row.param_kind) for row in REGISTRY.all()
+            if row.param_kind not in ("none", "bytes", "ulong", "ulong_or_none")]
+
+
+def _entry_point(plan: Plan) -> list[str]:
+    f = plan.function
+    out = [f"CK_RV {f.name}({f.params})", "{"]
+    if plan.ops is None:
+        out += [f"    (void){a};" for a in f.arg_names]
+        out += ["    return CKR_FUNCTION_NOT_SUPPORTED; /* not carried by the protocol */", "}", ""]
+        return out
+    out.append("    ss_call c;")
+    out.append(f"    if (ss_call_begin(&c, 0x{plan.fid:08x}u) != CKR_OK)")
+    out.append("        return ss_call_end(&c);")
+    for op in plan.ops:
+        put, _get = OPS[op.kind]
+        out.append("    " + put.format(*op.args, ctype=op.ctype, family=plan.family))
+    out.append("    ss_call_exchange(&c);")
+    gets = [OPS[op.kind][1].format(*op.args, ctype=op.ctype) for op in plan.ops if OPS[op.kind][1]]
+    if any(op.kind == "msg_param" for op in plan.ops):
+        gets.append("ss_get_writebacks(&c);")
+    if gets:
+        out.append("    if (!c.failed) {")
+        out += [f"        {g}" for g in gets]
+        out.append("    }")
+    if MESSAGE_INIT.match(f.name):
+        out.append(f"    if (!c.failed && c.rv == CKR_OK) ss_msg_remember(hSession, {plan.family}, pMechanism);")
+    if f.name == "C_GetInfo":
+        out.append("    if (!c.failed && c.rv == CKR_OK) ss_patch_info(pInfo);")
+    out += ["    return ss_call_end(&c);", "}", ""]
+    return out
+
+
+def c_source(functions: list[CFunction]) -> str:
+    tables = table_members(functions)
+    out = ['#include <string.h>', '#include "ss_client.h"',
+           '#define SS_EXPORT __attribute__((visibility("default")))', "",
+           "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
+           "typedef CK_FUNCTION_LIST *CK_FUNCTION_LIST_PTR;",
+           "typedef CK_FUNCTION_LIST_PTR *CK_FUNCTION_LIST_PTR_PTR;", ""]
+    out += [f"SS_EXPORT CK_RV {f.name}({f.params});" for f in functions]
+    out.append("")
+    for struct, _var, _literal, members in tables:
+        out.append(f"struct {struct} {{\n    CK_VERSION version;")
+        out += [f"    CK_RV (*{f.name})({f.params});" for f in members]
+        out += ["};", ""]
+    rows = mechanism_kinds()
+    out.append("const ss_mech_kind ss_mech_kinds[] = {")
+    out += [f'    {{0x{m:x}UL, "{k}"}},' for m, k in rows]
+    out += ["    {0, NULL}", "};", f"const size_t ss_mech_kind_count = {len(rows)};", ""]
+    for name, impl in LOCAL.items():
+        f = next(f for f in functions if f.name == name)
+        out += [f"CK_RV {name}({f.params})", "{", f"    return {impl}({f.arg_names[0]});", "}", ""]
+    for plan in plans(functions):
+        out += _entry_point(plan)
+    for struct, var, literal, members in tables:
+        out.append(f"static struct {struct} {var} = {{\n    {literal},")
+        out += [f"    {f.name}," for f in members]
+        out += ["};", ""]
+    out.append('static CK_CHAR ss_interface_name[] = "PKCS 11";')
+    out.append("/* Newest first: hosts that take the first entry get the newest interface (PKCS#11 3.0 §5.4.2). */")
+    out.append("static CK_INTERFACE ss_interfaces[] = {")
+    out += [f"    {{ss_interface_name, &{var}, 0}}," for _s, var, _l, _m in reversed(tables)]
+    out += ["};", "#define SS_INTERFACE_COUNT (sizeof(ss_interfaces) / sizeof(ss_interfaces[0]))", ""]
+    out.append(INTERFACE_FUNCTIONS.replace("@OLDEST@", tables[0][1]))
+    return "\n".join(out)
+
+
+INTERFACE_FUNCTIONS = r"""
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+{
+    if (ppFunctionList == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *ppFunctionList = &@OLDEST@;
+    ss_record_version(&@OLDEST@.version);
+    return CKR_OK;
+}
+
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
+{
+    if (pulCount == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (pInterfacesList == NULL) {
+        *pulCount = SS_INTERFACE_COUNT;
+        return CKR_OK;
+    }
+    if (*pulCount < SS_INTERFACE_COUNT) {
+        *pulCount = SS_INTERFACE_COUNT;
+        return CKR_BUFFER_TOO_SMALL;
+    }
+    for (CK_ULONG i = 0; i < SS_INTERFACE_COUNT; i++)
+        pInterfacesList[i] = ss_interfaces[i];
+    *pulCount = SS_INTERFACE_COUNT;
+    return CKR_OK;
+}
+
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+{
+    if (ppInterface == NULL)
+        return CKR_ARGUMENTS_BAD;
+    for (CK_ULONG i = 0; i < SS_INTERFACE_COUNT; i++) {
+        CK_INTERFACE *candidate = &ss_interfaces[i];
+        CK_VERSION *offered = (CK_VERSION *)candidate->pFunctionList;
+        if (pInterfaceName != NULL &&
+            strcmp((const char *)pInterfaceName, (const char *)candidate->pInterfaceName) != 0)
+            continue;
+        if (pVersion != NULL && (pVersion->major != offered->major || pVersion->minor != offered->minor))
+            continue;
+        if ((candidate->flags & flags) != flags)
+            continue;
+        *ppInterface = candidate;
+        ss_record_version(offered);
+        return CKR_OK;
+    }
+    *ppInterface = NULL;
+    return CKR_ARGUMENTS_BAD;
+}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "build"), help="output folder")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    functions = read_functions()
+    unsupported = [p.name for p in plans(functions) if p.ops is None]
+    for name in unsupported:
+        note = "" if name in UNSUPPORTED_ALLOWED else " (unexpected: extend client_build.classify)"
+        print(f"client_build: {name} answers CKR_FUNCTION_NOT_SUPPORTED in client mode{note}", file=sys.stderr)
+    cc = os.environ.get("CC", "cc")
+    # Compile in a private folder and rename into place, as pkcs11_shim.build does: a running host
+    # keeps the library it mapped, and nobody loads a half-written file.
+    with tempfile.TemporaryDirectory(dir=out, prefix=".client-") as tmp:
+        generated = Path(tmp) / "client_gen.c"
+        generated.write_text(c_source(functions))
+        built = Path(tmp) / LIBRARY
+        sources = sorted(str(p) for p in CLIENT_DIR.glob("*.c")) + [str(generated)]
+        cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
+               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{CLIENT_DIR}", "-o", str(built), *sources]
+        subprocess.run(cmd, check=True)
+        shutil.copyfile(generated, out / "client_gen.c")  # kept for reading and debugging
+        final = out / LIBRARY
+        os.replace(built, final)
+    print(final)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
