@@ -190,6 +190,11 @@ class NCipherAttribute(IntEnum):
     NFKM_HASH = CKA_NCIPHER + 0x18
     NFKM_ID = CKA_NCIPHER + 0x102
 
+#: Ours, not nShield's (none is public): in a C_CopyObject template with CKA_WRAP_WITH_TRUSTED made
+#: by the accelerator's SO, the key hash (20 bytes) of the one trusted wrapping key the copy may be
+#: exported under (management.copy_object; KeyTransferRemote -ModifyAcls).
+CKA_SOFTSHIELD_WRAP_KEY_HASH = CKA_VENDOR_DEFINED | 0x536F0001
+
 # Numbers python-pkcs11 0.10.1's enums lack (PKCS#11 3.0 pkcs11t.h values).
 CKM_SHA512_224 = 0x00000048
 CKM_SHA512_256 = 0x0000004C

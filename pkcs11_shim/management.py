@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from emulator.acl import Action
+from emulator.acl import Acl, Action
 from emulator.keys import Key
 
 from . import policy
 from .attributes import codecs, keyparts, templates
 from .attributes.templates import Origin
-from .constants import Attribute, CKR
+from .constants import CKA_SOFTSHIELD_WRAP_KEY_HASH, CKR, Attribute, ObjectClass
 from .errors import PKCS11Error
+from .nfkm_naming import take_naming
 from .objects import _VENDOR, P11Object
 from .sessions import Session
 
@@ -72,7 +73,11 @@ def copy_object(session: Session, handle: int, raw: list) -> int:
     obj = session.object(handle)
     if not obj.attrs.get(Attribute.COPYABLE, True):
         raise PKCS11Error(CKR.ACTION_PROHIBITED)
-    changes = codecs.decode_template(raw)
+    limit = [bytes(value) for attr, value in raw if attr == CKA_SOFTSHIELD_WRAP_KEY_HASH]
+    changes = codecs.decode_template([(attr, value) for attr, value in raw if attr != CKA_SOFTSHIELD_WRAP_KEY_HASH])
+    naming = take_naming(changes)
+    if limit:
+        return _transfer_copy(session, obj, changes, limit[0], naming)
     new_attrs = templates.check_modify(obj.attrs, changes, is_so=session.is_so, copying=True)
     session.require_rw_for(new_attrs)
     module = session.token.objects.module
@@ -80,7 +85,34 @@ def copy_object(session: Session, handle: int, raw: list) -> int:
         module.use(obj.key, Action.DUPLICATE)
     acl = policy.reduce_for(obj.key.acl, new_attrs) or obj.key.acl
     stored = {k: v for k, v in new_attrs.items() if k not in _VENDOR}
-    return add_object(session, stored, obj.material, acl).handle
+    return add_object(session, stored, obj.material, acl, naming=naming).handle
+
+
+def _transfer_copy(session: Session, obj: P11Object, changes: dict[int, Any], limit: bytes,
+                   naming: tuple[str, str] | None) -> int:
+    """nShield's ACS-authorised ACL rewrite (KeyTransferRemote -ModifyAcls) as PKCS#11: the SO
+    (logged in with the ACS quorum) copies a key so that the copy can do nothing but be wrapped
+    (CKA_WRAP_WITH_TRUSTED) by the one trusted wrapping key whose hash the template names. The ACS
+    is what lets the copy become extractable under that key, which no user's attribute change may."""
+    if not session.is_so:
+        raise PKCS11Error(CKR.USER_NOT_LOGGED_IN, "a transfer copy needs the SO login (the ACS quorum)")
+    if obj.material is None or obj.attrs.get(Attribute.CLASS) not in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY):
+        raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, "only secret and private keys are transferred")
+    if changes.get(Attribute.WRAP_WITH_TRUSTED) is not True:
+        raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "a transfer copy needs CKA_WRAP_WITH_TRUSTED true")
+    wanted = limit.hex()
+    if not any(o.attrs.get(Attribute.TRUSTED) and o.attrs.get(Attribute.WRAP) and o.key.key_hash == wanted
+               for o in session.token.objects.all()):
+        raise PKCS11Error(CKR.WRAPPING_KEY_HANDLE_INVALID, f"no trusted wrapping key with hash {wanted} on this token")
+    changes.pop(Attribute.EXTRACTABLE, None)
+    new_attrs = templates.check_modify(obj.attrs, changes, is_so=True, copying=True)
+    new_attrs[Attribute.EXTRACTABLE] = True
+    new_attrs[Attribute.NEVER_EXTRACTABLE] = False
+    session.require_rw_for(new_attrs)
+    session.token.objects.module.use(obj.key, Action.DUPLICATE)
+    acl = Acl.allowing({Action.EXPORT_AS_BLOB}, wrap_key_hash=wanted)
+    stored = {k: v for k, v in new_attrs.items() if k not in _VENDOR}
+    return add_object(session, stored, obj.material, acl, naming=naming).handle
 
 
 def destroy_object(session: Session, handle: int) -> None:

@@ -180,8 +180,12 @@ def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple
         if not keks:
             raise CommandError(f"no Key Exchange Key with hash {request.kek_hash} in this world: the package was "
                                "made for another KEK or another world")
-        template = {A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
-                    A.ID: name.encode(), **_attrs(IMPORT_USAGE[kty])}
+        # python-pkcs11 fills every capability in; a private key has no CKA_ENCRYPT/VERIFY/WRAP, so
+        # those go back to DEFAULT (dropped from the template) and only the key's own usage is sent.
+        template = {**{attr: pkcs11.DEFAULT for attr in (A.ENCRYPT, A.VERIFY, A.WRAP)},
+                    A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
+                    A.ID: name.encode(), A.UNWRAP: False, A.DECRYPT: False, A.DERIVE: False,
+                    **_attrs(IMPORT_USAGE[kty])}
         try:
             key = keks[0].unwrap_key(ObjectClass.PRIVATE_KEY, KeyType[kty], request.ciphertext,
                                      mechanism=rsa_aes_mechanism(), mechanism_param=rsa_aes_param(request.oaep_hash),

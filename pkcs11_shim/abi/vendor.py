@@ -6,6 +6,8 @@
 
 Cards are read in the order they sit in the virtual reader (lowest card number first, skipping the
 ones already read); a softcard answers K = N = 1 and its passphrase is the one "card".
+On the accelerator slot CKU_SO logs in with the world's ACS quorum (emulator.transfer.AcsLogin),
+the authority KeyTransferRemote -ModifyAcls needs to rewrite a key's ACL (management.copy_object).
 """
 
 from __future__ import annotations
@@ -49,9 +51,11 @@ class _PassphraseLogin:
 def _token_for(h_session: int, user_type: int) -> tuple[Any, Any, Any]:
     lib = library.state()
     session = lib.sessions.get(h_session)
-    if user_type != UserType.USER:
-        raise PKCS11Error(CKR.USER_TYPE_INVALID, "card-set logins are for CKU_USER")
     token = session.token
+    if user_type == UserType.SO and token.is_accelerator:
+        return lib, session, token
+    if user_type != UserType.USER:
+        raise PKCS11Error(CKR.USER_TYPE_INVALID, "card-set logins are for CKU_USER (CKU_SO: the accelerator's ACS)")
     if token.is_accelerator or not token.initialized:
         raise PKCS11Error(CKR.USER_TYPE_INVALID, "this slot has no card set to log in to")
     return lib, session, token
@@ -68,7 +72,14 @@ def c_login_begin(h_session: int, user_type: int, pul_k: Any, pul_n: Any) -> Non
         if token.login is not None:
             raise PKCS11Error(CKR.USER_ANOTHER_ALREADY_LOGGED_IN)
         module = lib.module
-        if module.cardsets.exists(token.token_hash):
+        if user_type == UserType.SO:
+            if any(not s.rw for s in lib.sessions.for_token(token)):
+                raise PKCS11Error(CKR.SESSION_READ_ONLY_EXISTS)
+            from emulator.transfer import AcsLogin
+
+            pending = AcsLogin.begin(module.kmdata)
+            k, n = pending.k, pending.n
+        elif module.cardsets.exists(token.token_hash):
             pending: Any = module.cardsets.begin(token.token_hash)
             k, n = pending.cardset.k, pending.cardset.n
         else:
@@ -106,5 +117,8 @@ def c_login_end(h_session: int, user_type: int) -> None:
             auth = pending.end()
         finally:
             lib.slots.refresh_info(token)
+        if user_type == UserType.SO:
+            token.login = "so"  # the ACS authority is the login; accelerator objects need no token key
+            return
         token.login, token.auth = "user", auth
         token.objects.sync(auth, force=True)
