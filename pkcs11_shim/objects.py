@@ -9,6 +9,7 @@ gave out. Lookups are by index (class, label, id), not by scanning every object.
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import threading
 from dataclasses import dataclass
@@ -163,7 +164,12 @@ class ObjectStore:
         with self._lock:
             if not force and counter == self._seen_counter and want_private == self._loaded_private:
                 return
-            keys, _problems = self.module.load_keys(self.token_hash, auth)
+            keys, problems = self.module.load_keys(self.token_hash, auth)
+            for problem in problems:
+                # A blob that fails to verify is left out, never fatal; say why, once per process.
+                if problem not in _REPORTED:
+                    _REPORTED.add(problem)
+                    logging.getLogger("softshield").warning("key not loaded: %s", problem)
             present: set[str] = set()
             for key in keys:
                 present.add(key.ident)
@@ -195,6 +201,7 @@ class ObjectStore:
         """Write a token object's blob (attributes into appdata) and note our own change."""
         stored = {k: v for k, v in obj.attrs.items() if k not in _VENDOR}
         obj.key.appdata = codecs.serialize(stored)
+        obj.key.plainname = str(obj.attrs.get(Attribute.LABEL) or "")  # nShield: the label is the plainname
         self.module.store_key(obj.key, auth if obj.key.protection == "token" else None)
         with self._lock:
             self._by_ident[obj.key.ident] = obj.handle
@@ -208,6 +215,7 @@ class ObjectStore:
 
 
 _VENDOR = frozenset(NCipherAttribute)
+_REPORTED: set[str] = set()
 
 
 def require_object(store: ObjectStore, handle: int, *, code: int = CKR.OBJECT_HANDLE_INVALID) -> P11Object:
