@@ -5,13 +5,16 @@ N cards is written as `NAME-1.card` ... `NAME-N.card`. Each card holds one Shami
 logical token (shamir.py), sealed with AES-256-GCM under a key derived from the card's PIN with
 scrypt (crypto/pinkdf) and bound to the world (hknso), set and card number. A wrong PIN is counted
 in the card file itself (written atomically under the reader's lock, as a smart card keeps its own
-counter) and the card locks after MAX_CARD_FAILURES. K distinct cards of the same set and world with
+counter) and the card locks after MAX_CARD_FAILURES. Card files are not MACed (a card is its own
+authority), so the module's version ledger (kmdata.VersionLedger) records each card's current
+content: an edited or older copy of a card (a counter reset) is refused. K distinct cards of the same set and world with
 their right PINs give back the logical token, checked against the set's public check value.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import binascii
 import json
 import os
@@ -23,7 +26,7 @@ from . import paths, shamir
 from .blobs import canonical_json
 from .crypto import blobcrypt, pinkdf
 from .errors import AuthenticationFailed, BlobInvalid, CardLocked, QuorumNotMet, WorldStateError
-from .kmdata import KmStore, ensure_dir
+from .kmdata import KmStore, VersionLedger, ensure_dir, read_with_stamp
 from .world import utc_now
 
 CARD_FORMAT = 1
@@ -117,9 +120,21 @@ def check_pin(pin: bytes) -> None:
 class Reader:
     """The virtual card reader: a folder of card files."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, ledger: VersionLedger | None = None) -> None:
         self.folder = folder
         self.store = KmStore(folder)
+        # The world's ledger (None for tools that run without the world key: then unchecked).
+        self.ledger = ledger
+
+    @staticmethod
+    def _entry(set_hash: str, number: int) -> str:
+        # By set and number, not by file: a card may be presented from any path.
+        return f"card:{set_hash}:{number}"
+
+    def _ledger_step(self, entry: str, data: bytes | None, path: Path) -> contextlib.AbstractContextManager:
+        if self.ledger is None:
+            return contextlib.nullcontext()
+        return self.ledger.replacing([(entry, data, path)])
 
     def path(self, name: str) -> Path:
         return self.folder / name
@@ -175,7 +190,9 @@ class Reader:
                                         _aad(ref.world, ref.hash, number, x))
                 card = Card(ref.role, ref.name, ref.hash, ref.world, number, ref.k, ref.n, x, salt, sealed,
                             0, utc_now())
-                self.store.write(target.name, card.to_bytes())
+                data = card.to_bytes()
+                with self._ledger_step(self._entry(ref.hash, number), data, target):
+                    self.store.write(target.name, data)
                 written.append(target)
         return written
 
@@ -188,19 +205,31 @@ class Reader:
         return card
 
     def _rewrite(self, path: Path, card: Card) -> None:
-        if path.parent.resolve() == self.folder.resolve():
-            self.store.write(path.name, card.to_bytes())
-        else:
-            KmStore(path.parent).write(path.name, card.to_bytes())
+        data = card.to_bytes()
+        with self._ledger_step(self._entry(card.set_hash, card.number), data, path):
+            if path.parent.resolve() == self.folder.resolve():
+                self.store.write(path.name, data)
+            else:
+                KmStore(path.parent).write(path.name, data)
 
     def open_card(self, path: Path, pin: bytes, ref: CardSetRef) -> tuple[Card, tuple[int, bytes]]:
         """One card's share, after the checks every presented card gets."""
-        card = self.read(path)
+        try:
+            data, stamp = read_with_stamp(path)
+        except FileNotFoundError:
+            raise BlobInvalid(f"{path.name}: no card in the reader ({path})") from None
+        card = Card.from_bytes(data, path.name)
         if card.world != ref.world:
             raise AuthenticationFailed(f"{path.name}: {card.label()} belongs to another Security World "
                                        f"(hknso {card.world}, this world is {ref.world})")
         if card.set_hash != ref.hash:
             raise AuthenticationFailed(f"{path.name}: {card.label()} is not a card of {ref.role} `{ref.name}'")
+        if self.ledger is not None:
+            data, _stamp, stale = self.ledger.verdict(self._entry(card.set_hash, card.number), data,
+                                                      lambda: read_with_stamp(path), stamp)
+            if stale:
+                raise BlobInvalid(f"{path.name}: {card.label()} {stale}")
+            card = Card.from_bytes(data, path.name)
         if card.locked:
             raise CardLocked(f"{path.name}: {card.label()} is locked after {MAX_CARD_FAILURES} wrong PINs")
         y = blobcrypt.try_unseal(_pin_key(pin, card.salt, card.world, card.set_hash, card.number),
@@ -249,10 +278,13 @@ class Reader:
         except BlobInvalid:
             card = None
         with self.store.writer_lock():
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                raise BlobInvalid(f"{path.name}: no card in the reader") from None
+            step = (self._ledger_step(self._entry(card.set_hash, card.number), None, path)
+                    if card is not None else contextlib.nullcontext())
+            with step:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    raise BlobInvalid(f"{path.name}: no card in the reader") from None
         return card
 
 

@@ -4,20 +4,31 @@ Writes are crash-safe: a new temp file in the same directory, fsync, os.replace,
 directory, so a reader sees the old file or the new one and never a torn one (files are never
 truncated in place). Writers from every process serialise on an exclusive flock; readers take no
 lock. Files are 0600 and directories 0700, because they hold ciphertext and the module key.
+
+Anti-rollback: a `VersionLedger` (attached by the Module, MACed under a world key) records a
+monotonic version and the digest of the current content of every key blob and token file (and,
+through cards.Reader, every card), so restoring an older copy of one file (a blob before its ACL was
+reduced, a token file before its PIN counter rose, a deleted key) is refused. A real HSM keeps this
+in NVRAM; here the ledger itself is a file, so it detects single-file rollback, not a restore of the
+whole directory (see docs/THREAT_MODEL.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import json
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths
+from .crypto import blobcrypt
+from .errors import BlobInvalid
 
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -66,6 +77,189 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+LEDGER_FILE = ".softshield-versions"
+LEDGER_LOCK = ".softshield-versions-lock"
+LEDGER_FORMAT = 1
+#: The kmdata files whose every version the ledger records (world and module files are written
+#: once per world; card set files hold no counter and no ACL).
+TRACKED_PREFIXES = (paths.KEY_PREFIX, paths.SOFTCARD_PREFIX)
+
+#: One change for the ledger: (entry name, new content or None for a deletion, file path).
+Change = tuple[str, "bytes | None", Path]
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(b"softshield version\x00" + data).hexdigest()[:32]
+
+
+def _write_atomic(folder: Path, name: str, data: bytes) -> FileStamp:
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        os.fchmod(fd, FILE_MODE)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+            stamp = FileStamp.of(os.fstat(handle.fileno()))
+        os.replace(tmp, folder / name)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+    return stamp
+
+
+class VersionLedger:
+    """The per-file version index of one world, in `<local>/.softshield-versions`.
+
+    Entry: name -> {"v": version, "cur": digest of the current content (None: deleted),
+    "alt": digest of the content being written}. A write is two ledger steps around the file's
+    own atomic replace: `alt` = new (before), then `cur` = new (after); a reader accepts `cur` or
+    `alt`, so a crash at any point leaves a file the ledger accepts, and a reader that raced a writer
+    re-checks under the ledger lock before refusing. Files the ledger never saw are accepted (key
+    files copied in from another host of the same world, kmdata older than the ledger)."""
+
+    def __init__(self, local: Path, mac_key: bytes, world: str) -> None:
+        self.local = local
+        self._mac_key = mac_key
+        self._world = world
+        self._lock = threading.Lock()
+        self._cached: tuple[FileStamp, dict] | None = None
+        # Highest sequence number this process has seen: the ledger may only move forward.
+        self._highest = 0
+
+    # --- the file ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        # Innermost lock of the emulator (nothing is acquired while it is held), so it can be
+        # taken under the kmdata writer lock or a card reader's lock without an ordering problem.
+        ensure_dir(self.local)
+        fd = os.open(self.local / LEDGER_LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def _empty(self) -> dict:
+        return {"format": LEDGER_FORMAT, "world": self._world, "seq": 0, "entries": {}}
+
+    def _parse(self, data: bytes) -> dict:
+        what = f"version ledger {self.local / LEDGER_FILE}"
+        try:
+            doc = json.loads(data)
+            tag = bytes.fromhex(doc.pop("mac"))
+            world, seq, entries = doc["world"], int(doc["seq"]), doc["entries"]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise BlobInvalid(f"{what}: unreadable (edited or truncated)") from None
+        if world != self._world:
+            return self._empty()  # left by a world this kmdata held before new-world --force
+        if not blobcrypt.mac_matches(self._mac_key, self._canonical(doc), tag) or not isinstance(entries, dict):
+            raise BlobInvalid(f"{what}: authentication failed (edited)")
+        if seq < self._highest:
+            raise BlobInvalid(f"{what}: went back from version {self._highest} to {seq} "
+                              "(an older copy was restored): rollback refused")
+        return doc
+
+    @staticmethod
+    def _canonical(doc: dict) -> bytes:
+        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+    def _current(self) -> dict:
+        """The ledger as on disk (parsed once per file version)."""
+        stamp = stamp_of(self.local / LEDGER_FILE)
+        with self._lock:
+            if stamp is None:
+                if self._highest:
+                    raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: deleted after version "
+                                      f"{self._highest}: rollback refused")
+                return self._empty()
+            if self._cached is not None and self._cached[0] == stamp:
+                return self._cached[1]
+        try:
+            data, stamp = read_with_stamp(self.local / LEDGER_FILE)
+        except FileNotFoundError:
+            return self._current()
+        with self._lock:
+            doc = self._parse(data)
+            self._highest = max(self._highest, doc["seq"])
+            self._cached = (stamp, doc)
+            return doc
+
+    def _store(self, doc: dict) -> None:
+        doc = {**doc, "seq": doc["seq"] + 1, "world": self._world, "format": LEDGER_FORMAT}
+        body = dict(doc)
+        body["mac"] = blobcrypt.mac(self._mac_key, self._canonical(doc)).hex()
+        stamp = _write_atomic(self.local, LEDGER_FILE, self._canonical(body))
+        with self._lock:
+            self._highest = max(self._highest, doc["seq"])
+            self._cached = (stamp, doc)
+
+    # --- reading -------------------------------------------------------------------------------
+    @staticmethod
+    def _accepts(doc: dict, name: str, data: bytes) -> bool:
+        entry = doc["entries"].get(name)
+        if entry is None:
+            return True
+        digest = content_digest(data)
+        return digest == entry.get("cur") or digest == entry.get("alt")
+
+    def verdict(self, name: str, data: bytes, reread: Callable[[], tuple[bytes, FileStamp]],
+                stamp: FileStamp) -> tuple[bytes, FileStamp, str | None]:
+        """(content, stamp, None) when `data` is the current version of `name`; else the reason.
+        A mismatch is re-checked under the ledger lock with a fresh read: the file may have been
+        replaced between our read of it and our read of the ledger."""
+        if self._accepts(self._current(), name, data):
+            return data, stamp, None
+        with self._locked():
+            data, stamp = reread()
+            doc = self._current()
+            if self._accepts(doc, name, data):
+                return data, stamp, None
+        entry = doc["entries"][name]
+        if entry.get("cur") is None:
+            return data, stamp, (f"was deleted (ledger version {entry['v']}); this is a restored copy: "
+                                 "rollback refused")
+        return data, stamp, (f"is not the current version (ledger version {entry['v']}): an older copy "
+                             "was restored or the file was replaced: rollback refused")
+
+    # --- writing -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def replacing(self, changes: list[Change]) -> Iterator[None]:
+        """Wrap the atomic replace (or deletion) of the files in `changes`."""
+        writes = [(name, content_digest(data), path) for name, data, path in changes if data is not None]
+        if writes:
+            with self._locked():
+                doc = self._current()
+                entries = dict(doc["entries"])
+                for name, digest, path in writes:
+                    entries[name] = self._settled(entries.get(name), path) | {"alt": digest}
+                self._store({**doc, "entries": entries})
+        yield
+        with self._locked():
+            doc = self._current()
+            entries = dict(doc["entries"])
+            version = doc["seq"] + 1
+            for name, data, _path in changes:
+                entries[name] = {"v": version, "cur": None if data is None else content_digest(data)}
+            self._store({**doc, "entries": entries})
+
+    @staticmethod
+    def _settled(entry: dict | None, path: Path) -> dict:
+        """An entry left mid-write by a crash: `cur` becomes whichever version is on disk."""
+        if entry is None:
+            return {"v": 0, "cur": None}
+        if entry.get("alt") is None:
+            return dict(entry)
+        try:
+            on_disk = content_digest(path.read_bytes())
+        except FileNotFoundError:
+            on_disk = None
+        cur = on_disk if on_disk in (entry.get("cur"), entry.get("alt")) else entry.get("cur")
+        return {"v": entry["v"], "cur": cur}
+
+
 class KmStore:
     """One `local` directory: atomic writes, the writers' lock, the change counter."""
 
@@ -76,6 +270,31 @@ class KmStore:
         self._thread_lock = threading.RLock()
         self._depth = 0
         self._lock_fd: int | None = None
+        self.ledger: VersionLedger | None = None
+
+    def attach_ledger(self, ledger: VersionLedger) -> None:
+        """From now on, writes of tracked files are recorded and `read_current` checks them."""
+        self.ledger = ledger
+
+    def _tracked(self, name: str) -> bool:
+        return self.ledger is not None and name.startswith(TRACKED_PREFIXES)
+
+    def _ledger_step(self, names: list[tuple[str, bytes | None]]) -> contextlib.AbstractContextManager:
+        changes = [(n, d, self.path(n)) for n, d in names if self._tracked(n)]
+        if not changes:
+            return contextlib.nullcontext()
+        assert self.ledger is not None
+        return self.ledger.replacing(changes)
+
+    def read_current(self, name: str) -> tuple[bytes, FileStamp, str | None]:
+        """Content and stamp of `name`, and why it is not the version the ledger recorded (None when
+        it is). The reason is returned, not raised, so the caller can first report the more specific
+        failures (tampered, renamed, foreign) that older copies share with forgeries."""
+        data, stamp = self.read_with_stamp(name)
+        if not self._tracked(name):
+            return data, stamp, None
+        assert self.ledger is not None
+        return self.ledger.verdict(name, data, lambda: self.read_with_stamp(name), stamp)
 
     def path(self, name: str) -> Path:
         return self.local / name
@@ -106,25 +325,19 @@ class KmStore:
 
     def write(self, name: str, data: bytes) -> FileStamp:
         """Replace `name` atomically with `data`; returns the new file's stamp."""
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.local)
-        try:
-            os.fchmod(fd, FILE_MODE)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-                stamp = FileStamp.of(os.fstat(handle.fileno()))
-            os.replace(tmp, self.path(name))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        _fsync_dir(self.local)
-        return stamp
+        with self._ledger_step([(name, data)]):
+            return self._write(name, data)
+
+    def _write(self, name: str, data: bytes) -> FileStamp:
+        return _write_atomic(self.local, name, data)
 
     def write_many(self, items: list[tuple[str, bytes]]) -> list[FileStamp]:
         """`write` for many files: each replaced atomically, all durable on return through one
         sync of the file system instead of an fsync per file and per rename."""
+        with self._ledger_step(list(items)):
+            return self._write_many(items)
+
+    def _write_many(self, items: list[tuple[str, bytes]]) -> list[FileStamp]:
         stamps = []
         for name, data in items:
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.local)
@@ -153,6 +366,10 @@ class KmStore:
 
     def delete(self, name: str) -> bool:
         """Remove `name`; False when it was already gone."""
+        with self._ledger_step([(name, None)]):
+            return self._delete(name)
+
+    def _delete(self, name: str) -> bool:
         try:
             os.unlink(self.path(name))
         except FileNotFoundError:

@@ -31,7 +31,7 @@ from .errors import (
     WorldStateError,
 )
 from .keys import Key
-from .kmdata import FileStamp, KmStore, ensure_dir, read_with_stamp, stamp_of
+from .kmdata import FileStamp, KmStore, VersionLedger, ensure_dir, read_with_stamp, stamp_of
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -66,10 +66,12 @@ class Module:
         self.world: World = world_file.world
         self._store = store
         world_key = open_world_key(world_file, module_file)
+        store.attach_ledger(VersionLedger(store.local, blobcrypt.derive_subkey(world_key, b"softshield version ledger"),
+                                          self.world.hknso))
         self._module_blob_key = blobcrypt.derive_subkey(world_key, b"softshield module blob")
         self._hash_key = blobcrypt.derive_subkey(world_key, b"softshield secret key hash")
         self._tokens = TokenStore(store, world_key, self._destroy_token_objects)
-        self.reader = Reader(reader_dir(kmdata_dir))
+        self.reader = Reader(reader_dir(kmdata_dir), ledger=store.ledger)
         self._preload_key = blobcrypt.derive_subkey(world_key, b"softshield preload")
         self.cardsets = CardSetStore(store, world_key, self.world.hknso, self.reader)
         self._cache: dict[str, _Cached] = {}
@@ -330,7 +332,10 @@ class Module:
                 return cached.key
             if auth is not None and auth.token == cached.key.token and auth.check_value == cached.login_check:
                 return cached.key
-        data, stamp = read_with_stamp(path)
+        if in_store:
+            data, stamp, stale = self._store.read_current(path.name)
+        else:
+            (data, stamp), stale = read_with_stamp(path), None
         raw = blobs.parse(data, what)
         blobs.check_binding(raw, world=self.world.hknso, app=parsed[0], ident=parsed[1], what=what)
         login_check = None
@@ -348,6 +353,8 @@ class Module:
         else:
             seal_key = self._module_blob_key
         key = blobs.decode(raw, seal_key, what)
+        if stale:
+            raise BlobInvalid(f"{what}: {stale}")
         key.file_path = path
         self._bind(key)
         if not in_store:

@@ -156,10 +156,14 @@ class TokenStore:
         if not isinstance(token, str) or not paths.HASH_RE.match(token):
             raise TokenNotFound(f"no token {token!r}: a token hash is 40 lowercase hex digits")
         try:
-            data = self._store.read(paths.softcard_file(token))
+            data, _stamp, stale = self._store.read_current(paths.softcard_file(token))
         except FileNotFoundError:
             raise TokenNotFound(f"no token {token} in kmdata") from None
-        return TokenRecord.from_bytes(data, self._mac_key(token), token)
+        record = TokenRecord.from_bytes(data, self._mac_key(token), token)
+        if stale:
+            # An authentic but older file: restoring it would reset the PIN failure counters.
+            raise BlobInvalid(f"token file {paths.softcard_file(token)} {stale}")
+        return record
 
     def _write(self, record: TokenRecord) -> None:
         self._store.write(paths.softcard_file(record.hash), record.to_bytes(self._mac_key(record.hash)))
