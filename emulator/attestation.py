@@ -17,10 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-
 from . import paths, vendor_root
 from .acl import Acl, Action
+from .crypto import attest
 from .errors import BlobInvalid
 from .keys import Key
 from .vendor_root import EMULATED, AttestationFailed
@@ -68,7 +67,7 @@ class ModuleSigner:
                                             paths.module_file(esn))
         self.esn = esn
         self._klf2 = vendor_root.module_signing_key(module_file.module_key, esn)
-        klf2_der = vendor_root.spki(self._klf2.public_key())
+        klf2_der = self._klf2.public_der
         warrant_path = kmdata / "warrants" / f"{esn}.json"
         warrant = None
         if warrant_path.exists():
@@ -119,8 +118,7 @@ class VerifiedTarget:
     root_hash: str
 
     def kek_public_pem(self) -> bytes:
-        return serialization.load_der_public_key(self.kek_public_spki).public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return attest.public_pem(self.kek_public_spki)
 
 
 def load_package(path: Path, what: str) -> dict[str, Any]:

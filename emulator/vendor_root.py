@@ -21,14 +21,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-# The emulator's own primitives live in emulator/crypto; signatures over packages are this file's
-# and attestation.py's only need, kept next to the formats they define.
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-
 from .blobs import canonical_json
+from .crypto import attest
+from .crypto.attest import SigningKey
 from .errors import BlobInvalid
 from .world import utc_now
 
@@ -36,8 +31,6 @@ ROOT_NAME = "KWARN-EMU-1"
 EMULATED = "EMULATED by softshield: not an Entrust/nCipher artefact"
 WARRANT_FORMAT = "softshield-module-warrant"
 _ROOT_KEY_FILE = "root_key.pem"
-_CURVE = ec.SECP521R1()
-_SIG_HASH = hashes.SHA512()
 
 
 class AttestationFailed(BlobInvalid):
@@ -49,10 +42,6 @@ def root_store_dir() -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".local" / "share" / "softshield" / "vendor-root"
-
-
-def spki(public: ec.EllipticCurvePublicKey) -> bytes:
-    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def key_hash(spki_der: bytes) -> str:
@@ -69,27 +58,26 @@ def normalise_hash(text: str) -> str:
     return "".join(text.split()).lower()
 
 
-def sign(private: ec.EllipticCurvePrivateKey, body: dict[str, Any]) -> str:
-    return base64.b64encode(private.sign(canonical_json(body), ec.ECDSA(_SIG_HASH))).decode()
+def sign(private: SigningKey, body: dict[str, Any]) -> str:
+    return base64.b64encode(private.sign(canonical_json(body))).decode()
 
 
 def verify(public_der: bytes, body: dict[str, Any], signature_b64: str, what: str) -> None:
     try:
-        public = serialization.load_der_public_key(public_der)
-        if not isinstance(public, ec.EllipticCurvePublicKey):
-            raise ValueError("not an EC key")
-        public.verify(base64.b64decode(signature_b64, validate=True), canonical_json(body), ec.ECDSA(_SIG_HASH))
-    except (InvalidSignature, ValueError, TypeError) as exc:
-        raise AttestationFailed(f"{what}: signature does not verify ({type(exc).__name__}): edited or forged") from None
+        signature = base64.b64decode(signature_b64, validate=True)
+    except ValueError:
+        signature = b""
+    if not attest.verify(public_der, canonical_json(body), signature):
+        raise AttestationFailed(f"{what}: signature does not verify: edited or forged")
 
 
 class VendorRoot:
     """The emulated factory: its private key stays in the root store."""
 
-    def __init__(self, private: ec.EllipticCurvePrivateKey, store: Path) -> None:
+    def __init__(self, private: SigningKey, store: Path) -> None:
         self._private = private
         self.store = store
-        self.public_der = spki(private.public_key())
+        self.public_der = private.public_der
         self.hash = key_hash(self.public_der)
 
     @classmethod
@@ -99,9 +87,8 @@ class VendorRoot:
         path = store / _ROOT_KEY_FILE
         if not path.exists():
             store.mkdir(parents=True, exist_ok=True, mode=0o700)
-            private = ec.generate_private_key(_CURVE)
-            pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                        serialization.NoEncryption())
+            private = attest.generate_signing_key()
+            pem = private.to_pem()
             tmp = store / f".{_ROOT_KEY_FILE}.{os.getpid()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
@@ -113,12 +100,10 @@ class VendorRoot:
             except FileExistsError:
                 pass
             os.unlink(tmp)
-            (store / "root_public.pem").write_bytes(private.public_key().public_bytes(
-                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-            (store / "root_hash").write_text(format_hash(key_hash(spki(private.public_key()))) + "\n")
-        private = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(private, ec.EllipticCurvePrivateKey):
-            raise BlobInvalid(f"{path}: not an EC private key")
+        private = attest.load_signing_key(path.read_bytes(), str(path))
+        if not (store / "root_hash").exists():
+            (store / "root_public.pem").write_bytes(attest.public_pem(private.public_der))
+            (store / "root_hash").write_text(format_hash(key_hash(private.public_der)) + "\n")
         return cls(private, store)
 
     def issue_warrant(self, esn: str, klf2_public_der: bytes) -> dict[str, Any]:
@@ -160,11 +145,9 @@ def verify_warrant(warrant: Any, pinned: str) -> tuple[str, bytes]:
     return esn, klf2
 
 
-def module_signing_key(module_key: bytes, esn: str) -> ec.EllipticCurvePrivateKey:
+def module_signing_key(module_key: bytes, esn: str) -> SigningKey:
     """The module's KLF2: derived from its module key, so it lives exactly as long as the module."""
-    seed = HKDF(hashes.SHA512(), 80, b"softshield KLF2", esn.encode()).derive(module_key)
-    scalar = int.from_bytes(seed, "big") % (1 << 520) + 1  # below the P-521 group order (~2^521)
-    return ec.derive_private_key(scalar, _CURVE)
+    return attest.derive_signing_key(module_key, b"softshield KLF2", esn.encode())
 
 
 def dumps(doc: dict[str, Any]) -> bytes:

@@ -15,6 +15,7 @@ from emulator.errors import AuthenticationFailed, EmulatorError
 from emulator.module import Module
 
 from .main import CommandError, command
+from .progress import Progress
 
 
 def _read(name: str) -> tuple[str, bytes]:
@@ -42,7 +43,10 @@ class SecurityDomain:
         kmdata = paths.resolve_kmdata()
         try:
             if args.sd_command == "export":
-                sd = backup.export_security_domain(kmdata, [_read(c) for c in args.certificates], args.quorum)
+                certificates = [_read(c) for c in args.certificates]
+                steps = len(certificates) + len(backup.export_names(kmdata))
+                with Progress("security-domain export", total=steps, unit="items") as progress:
+                    sd = backup.export_security_domain(kmdata, certificates, args.quorum, progress.advance)
                 Path(args.out).write_text(json.dumps(sd, indent=1) + "\n")
                 print(f"Security domain of world {sd['world']['hknso']}: {len(sd['EncData']['data'])} items, "
                       f"{len(args.certificates)} shares, quorum {args.quorum}: {args.out}")
