@@ -88,12 +88,44 @@ TRACKED_PREFIXES = (paths.KEY_PREFIX, paths.SOFTCARD_PREFIX)
 Change = tuple[str, "bytes | None", Path]
 
 
+TEMP_PREFIX = ".tmp-"
+
+
+def _temp_prefix() -> str:
+    # The writer's pid in the name: a temp file whose writer died (SIGKILL between mkstemp and
+    # rename) can be told from one a live writer is about to rename.
+    return f"{TEMP_PREFIX}{os.getpid()}-"
+
+
+def sweep_dead_temps(folder: Path) -> list[str]:
+    """Remove temp files left by writers that no longer run; returns their names."""
+    removed = []
+    try:
+        entries = [e.name for e in os.scandir(folder) if e.name.startswith(TEMP_PREFIX)]
+    except FileNotFoundError:
+        return removed
+    for name in entries:
+        pid_text = name[len(TEMP_PREFIX):].partition("-")[0]
+        if pid_text.isdigit():
+            try:
+                os.kill(int(pid_text), 0)
+                continue  # alive (or not ours to signal): its writer may still rename it
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(folder / name)
+            removed.append(name)
+    return removed
+
+
 def content_digest(data: bytes) -> str:
     return hashlib.sha256(b"softshield version\x00" + data).hexdigest()[:32]
 
 
 def _write_atomic(folder: Path, name: str, data: bytes) -> FileStamp:
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), dir=folder)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
@@ -271,6 +303,9 @@ class KmStore:
         self._depth = 0
         self._lock_fd: int | None = None
         self.ledger: VersionLedger | None = None
+        # Opening a store is the recovery point after a crash: no torn file exists (writes are
+        # renames), only temp files of killed writers.
+        sweep_dead_temps(local)
 
     def attach_ledger(self, ledger: VersionLedger) -> None:
         """From now on, writes of tracked files are recorded and `read_current` checks them."""
@@ -340,7 +375,7 @@ class KmStore:
     def _write_many(self, items: list[tuple[str, bytes]]) -> list[FileStamp]:
         stamps = []
         for name, data in items:
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=self.local)
+            fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), dir=self.local)
             try:
                 os.fchmod(fd, FILE_MODE)
                 os.write(fd, data)

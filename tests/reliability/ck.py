@@ -226,6 +226,12 @@ class Client:
             call(self.lib, "C_FindObjectsFinal", CK_ULONG(session))
         return found
 
+    def copy_object(self, session: int, handle: int, items: list[tuple[int, object]]) -> int:
+        t = Template(items)
+        new = CK_ULONG(0)
+        call(self.lib, "C_CopyObject", CK_ULONG(session), CK_ULONG(handle), t.array, CK_ULONG(t.count), byref(new))
+        return new.value
+
     def destroy(self, session: int, handle: int) -> None:
         call(self.lib, "C_DestroyObject", CK_ULONG(session), CK_ULONG(handle))
 

@@ -4,10 +4,11 @@ each C_Initialize and write to kmdata in a loop until the zygote SIGKILLs them a
     python crash_worker.py MODE LOG ITERATIONS SEED MAX_DELAY [TOKEN_LABEL]
 
 MODE is `keygen` (C_GenerateKey of token keys), `acl` (generate, then C_SetAttributeValue
-CKA_SIGN=FALSE) or `inittoken` (C_InitToken on the spare slot). A child appends one line to LOG
-(O_APPEND, one write(2) per line, so the line is on disk before the next call starts) after each call
-returns CKR_OK: `gen <label> <handle>`, `reduced <label>`, `token <label>`. The zygote prints one
-summary line when done.
+CKA_SIGN=FALSE), `copy` (generate, then C_CopyObject to a new label), `inittoken` (C_InitToken on
+the spare slot) or `cardset` (a 1-of-2 card set through the emulator's API, as `createocs` does). A
+child appends one line to LOG (O_APPEND, one write(2) per line, so the line is on disk before the
+next call starts) after each call returns CKR_OK: `gen <label> <handle>`, `reduced <label>`,
+`copy <label>`, `token <label>`, `cardset <name>`. The zygote prints one summary line when done.
 """
 
 from __future__ import annotations
@@ -22,13 +23,28 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ck  # noqa: E402
 
 SO_PIN, USER_PIN = b"12345678", b"1234"
+CARD_PIN = b"card-1234"
 
 
 def _note(fd: int, line: str) -> None:
     os.write(fd, (line + "\n").encode())
 
 
+def _cardsets(fd: int) -> None:
+    from emulator.module import Module
+
+    module = Module.open()
+    pid, n = os.getpid(), 0
+    while True:
+        name = f"s{pid}-{n}"
+        module.cardsets.create(name, 1, 2, [CARD_PIN, CARD_PIN])
+        _note(fd, f"cardset {name}")
+        n += 1
+
+
 def _child(mode: str, fd: int, label: str | None) -> None:
+    if mode == "cardset":
+        _cardsets(fd)
     client = ck.Client(ck.load())
     client.initialize()
     pid = os.getpid()
@@ -51,6 +67,9 @@ def _child(mode: str, fd: int, label: str | None) -> None:
         if mode == "acl":
             client.set_attributes(session, handle, [(ck.CKA_SIGN, False)])
             _note(fd, f"reduced {name}")
+        elif mode == "copy":
+            client.copy_object(session, handle, [(ck.CKA_LABEL, "c" + name)])
+            _note(fd, f"copy c{name}")
         n += 1
 
 
@@ -58,9 +77,13 @@ def main() -> int:
     mode, log_path, iterations, seed, max_delay = sys.argv[1:6]
     label = sys.argv[6] if len(sys.argv) > 6 else None
     rng = random.Random(int(seed))
-    lib = ck.load()
-    # Start the embedded interpreter side (imports, handler binding) once, before forking.
-    ck.raw(lib, "C_GetInfo", None)
+    if mode == "cardset":
+        sys.path.insert(0, str(ck.ROOT))
+        import emulator.module  # noqa: F401 - imported once, before forking
+    else:
+        lib = ck.load()
+        # Start the embedded interpreter side (imports, handler binding) once, before forking.
+        ck.raw(lib, "C_GetInfo", None)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     killed = finished = 0
     for _ in range(int(iterations)):
