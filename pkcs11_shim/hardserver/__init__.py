@@ -1,0 +1,13 @@
+"""The hardserver: one process owns the module and serves it to many client processes.
+
+As on an nShield host, where the hardserver daemon owns the module and every application's PKCS#11
+library talks to it, `softshield hardserver` loads our own in-process library
+(build/libsoftshield-pkcs11.so) through cffi's ABI mode and answers the C-only client library
+(build/libsoftshield-client.so, built by pkcs11_shim.client_build) on a Unix domain socket.
+
+- `protocol`: frames (versioned, bounded) and the payload reader/writer.
+- `codec`: one call's arguments decoded into C memory and its outputs encoded, driven by the same
+  per-function plan the client library was generated from.
+- `clients`: what each client process owns (sessions, logins), released when it goes away.
+- `server`: the socket, one thread per connection, start-up and clean shutdown.
+"""

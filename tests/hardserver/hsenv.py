@@ -1,0 +1,187 @@
+"""Shared set-up of the hardserver tests: a server subprocess on a throw-away socket and kmdata, the
+client library, pkcs11-tool and python-pkcs11 (under Python 3.12 and 3.13, from scripts/setup.sh's
+.venv312 / .venv313) driving it, and a ctypes view of the client library for exact return codes."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_SO = ROOT / "build" / "libsoftshield-client.so"
+SERVER_SO = ROOT / "build" / "libsoftshield-pkcs11.so"
+SO_PIN, USER_PIN = "12345678", "1234"
+IV = bytes(range(16))
+CLIENT_SCRIPT = Path(__file__).with_name("client_worker.py")
+VENVS = {"3.12": ROOT / ".venv312" / "bin" / "python", "3.13": ROOT / ".venv313" / "bin" / "python"}
+
+CKR_OK = 0x0
+CKR_DEVICE_ERROR = 0x30
+CKR_DEVICE_REMOVED = 0x32
+CKR_SESSION_HANDLE_INVALID = 0xB3
+CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
+
+
+def venv_python(version: str) -> Path:
+    python = VENVS[version]
+    if not python.is_file():
+        pytest.skip(f"no Python {version} venv with python-pkcs11 at {python.parent.parent}; "
+                    "scripts/setup.sh creates it when python{version} is installed")
+    return python
+
+
+class Server:
+    """A `softshield hardserver` subprocess; restartable on the same socket and kmdata."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.kmdata = work / "kmdata"
+        self.kmdata.mkdir(exist_ok=True)
+        self.socket = work / "run" / "hardserver.sock"
+        self.log = work / "hardserver.log"
+        self.proc: subprocess.Popen | None = None
+        self.env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(self.socket), "NFAST_KMDATA": str(self.kmdata)}
+
+    def start(self) -> None:
+        log = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(self.socket),
+             "--kmdata", str(self.kmdata), "--library", str(SERVER_SO), "--log-level", "debug"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"hardserver exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            if "listening on" in self.log.read_text():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"hardserver did not start:\n{self.log.read_text()}")
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+    def log_text(self) -> str:
+        return self.log.read_text()
+
+
+def pkcs11_tool(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    tool = shutil.which("pkcs11-tool")
+    if tool is None:
+        pytest.fail("pkcs11-tool (Debian package opensc) is not installed; scripts/setup.sh installs it")
+    result = subprocess.run([tool, "--module", str(CLIENT_SO), *args], capture_output=True, text=True,
+                            env=server.env, timeout=120)
+    if check and result.returncode != 0:
+        raise AssertionError(f"pkcs11-tool {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def init_token(server: Server) -> str:
+    """A fresh token made through the client library, the SoftHSM2 way; returns its label."""
+    label = f"hs-{uuid.uuid4().hex[:8]}"
+    slots = pkcs11_tool(server, "--list-slots").stdout
+    slot = current = None
+    for line in slots.splitlines():
+        if line.startswith("Slot "):
+            current = int(line.split("(")[1].split(")")[0], 16)
+        if "uninitialized" in line and slot is None:
+            slot = current
+    assert slot is not None, slots
+    pkcs11_tool(server, "--init-token", "--slot", str(slot), "--label", label, "--so-pin", SO_PIN)
+    pkcs11_tool(server, "--init-pin", "--token-label", label, "--login", "--login-type", "so",
+                "--so-pin", SO_PIN, "--pin", USER_PIN)
+    return label
+
+
+def worker(server: Server, version: str, *args: str, **popen) -> subprocess.Popen:
+    """tests/hardserver/client_worker.py under python-pkcs11 of the given Python version."""
+    env = {**server.env, "PYTHONPATH": str(ROOT / "tests" / "vectors")}
+    return subprocess.Popen([str(venv_python(version)), str(CLIENT_SCRIPT), str(CLIENT_SO), *args],
+                            env=env, text=True, **popen)
+
+
+def run_worker(server: Server, version: str, *args: str, timeout: float = 120) -> str:
+    proc = worker(server, version, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, f"worker {args} under {version} failed:\n{out}\n{err}"
+    return out
+
+
+class CK_TOKEN_INFO(ctypes.Structure):
+    _fields_ = [("label", ctypes.c_char * 32), ("manufacturerID", ctypes.c_char * 32), ("model", ctypes.c_char * 16),
+                ("serialNumber", ctypes.c_char * 16), ("flags", ctypes.c_ulong),
+                ("ulMaxSessionCount", ctypes.c_ulong), ("ulSessionCount", ctypes.c_ulong),
+                ("ulMaxRwSessionCount", ctypes.c_ulong), ("ulRwSessionCount", ctypes.c_ulong),
+                ("rest", ctypes.c_ulong * 6), ("versions", ctypes.c_ubyte * 4), ("utcTime", ctypes.c_char * 16)]
+
+
+class RawClient:
+    """The client library through ctypes (C only, safe in this process): exact CK_RVs."""
+
+    def __init__(self) -> None:
+        self.lib = ctypes.CDLL(str(CLIENT_SO))
+        for name in ("C_Initialize", "C_Finalize", "C_OpenSession", "C_CloseSession", "C_GetTokenInfo",
+                     "C_GenerateRandom", "C_GetSlotList", "C_GetSessionInfo"):
+            getattr(self.lib, name).restype = ctypes.c_ulong
+
+    def initialize(self, server: Server) -> int:
+        os.environ["SOFTSHIELD_HARDSERVER"] = str(server.socket)
+        os.environ["SOFTSHIELD_HARDSERVER_TIMEOUT"] = "20"
+        return self.lib.C_Initialize(None)
+
+    def finalize(self) -> int:
+        return self.lib.C_Finalize(None)
+
+    def open_session(self, slot: int) -> tuple[int, int]:
+        handle = ctypes.c_ulong(0)
+        rv = self.lib.C_OpenSession(ctypes.c_ulong(slot), ctypes.c_ulong(0x6), None, None, ctypes.byref(handle))
+        return rv, handle.value
+
+    def random(self, session: int, n: int = 16) -> tuple[int, bytes]:
+        buf = ctypes.create_string_buffer(n)
+        rv = self.lib.C_GenerateRandom(ctypes.c_ulong(session), buf, ctypes.c_ulong(n))
+        return rv, buf.raw
+
+    def session_count(self, slot: int) -> int:
+        info = CK_TOKEN_INFO()
+        rv = self.lib.C_GetTokenInfo(ctypes.c_ulong(slot), ctypes.byref(info))
+        assert rv == CKR_OK, hex(rv)
+        return info.ulSessionCount
+
+    def slot_of(self, label: str) -> int:
+        count = ctypes.c_ulong(0)
+        assert self.lib.C_GetSlotList(1, None, ctypes.byref(count)) == CKR_OK
+        slots = (ctypes.c_ulong * count.value)()
+        assert self.lib.C_GetSlotList(1, slots, ctypes.byref(count)) == CKR_OK
+        for slot in slots[: count.value]:
+            info = CK_TOKEN_INFO()
+            if self.lib.C_GetTokenInfo(ctypes.c_ulong(slot), ctypes.byref(info)) == CKR_OK:
+                if info.label.decode().rstrip() == label:
+                    return slot
+        raise AssertionError(f"no token {label}")
+
+
+def new_server() -> Server:
+    work = Path(tempfile.mkdtemp(prefix="softshield-hs-"))
+    server = Server(work)
+    server.start()
+    return server

@@ -1,0 +1,67 @@
+"""Client mode end to end: python-pkcs11 under Python 3.12 and 3.13 and pkcs11-tool share one
+module through the hardserver; many clients at once; a client killed mid-operation."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+
+import pytest
+
+from hsenv import IV, RawClient, pkcs11_tool, run_worker, worker  # noqa: F401
+
+
+@pytest.mark.parametrize("version", ["3.12", "3.13"])
+def test_python_pkcs11_mechanism_tour(server, token, version) -> None:
+    out = run_worker(server, version, "tour", token)
+    assert f"tour ok {version}" in out
+
+
+def test_key_made_by_python_312_is_used_by_pkcs11_tool_and_313(server, token, tmp_path) -> None:
+    ciphertext = run_worker(server, "3.12", "genkey", token, "shared-aes").strip()
+    assert len(ciphertext) == 32
+    listing = pkcs11_tool(server, "--token-label", token, "--login", "--pin", "1234", "--list-objects",
+                          "--type", "secrkey").stdout
+    assert "shared-aes" in listing
+    # pkcs11-tool encrypts the same block with the same key and IV: the same ciphertext.
+    (tmp_path / "zero").write_bytes(bytes(16))
+    pkcs11_tool(server, "--token-label", token, "--login", "--pin", "1234", "--encrypt", "-m", "AES-CBC",
+                "--iv", IV.hex(), "--label", "shared-aes", "-i", str(tmp_path / "zero"), "-o", str(tmp_path / "ct"))
+    assert (tmp_path / "ct").read_bytes().hex() == ciphertext
+    assert "stress ok" in run_worker(server, "3.13", "stress", token, "shared-aes", "2")
+
+
+def test_eight_clients_at_once(server, token) -> None:
+    run_worker(server, "3.12", "genkey", token, "stress-aes")
+    procs = [worker(server, ("3.12", "3.13")[i % 2], "stress", token, "stress-aes", "15",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(8)]
+    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
+    for out, err, rc in results:
+        assert rc == 0, f"{out}\n{err}"
+        assert "stress ok" in out
+    assert server.alive()
+
+
+def test_client_killed_mid_operation_leaves_no_sessions(server, token) -> None:
+    raw = RawClient()
+    assert raw.initialize(server) == 0
+    try:
+        slot = raw.slot_of(token)
+        before = raw.session_count(slot)
+        proc = worker(server, "3.12", "hold", token, "3", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.stdout.readline().strip() == "ready"
+        assert raw.session_count(slot) == before + 3
+        time.sleep(0.3)  # inside its encrypt loop
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        deadline = time.monotonic() + 20
+        while raw.session_count(slot) != before and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert raw.session_count(slot) == before
+        assert server.alive()
+        assert "3 session(s) closed" in server.log_text()
+        # The token is usable (and logged out: the killed client held the only login).
+        assert "tour ok" in run_worker(server, "3.13", "tour", token)
+    finally:
+        raw.finalize()
