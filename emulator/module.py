@@ -64,6 +64,9 @@ class Module:
         self.local = store.local
         self.esn = module_file.esn
         self.world: World = world_file.world
+        # A world made by new-world (with an ACS) is an administered estate: cknfast's security
+        # assurances apply there (pkcs11_shim/assurance.py); the first-use default world is a dev token.
+        self.administered = world_file.acs is not None
         self._store = store
         world_key = open_world_key(world_file, module_file)
         store.attach_ledger(VersionLedger(store.local, blobcrypt.derive_subkey(world_key, b"softshield version ledger"),
@@ -275,6 +278,8 @@ class Module:
         for name in names:
             try:
                 key = self._load(self._store.path(name), auth, listing=True)
+            except (KeyNotFound, FileNotFoundError):
+                continue  # deleted by another process between the listing and the read
             except (BlobInvalid, KeyNameInvalid) as exc:
                 problems.append(str(exc))
                 continue

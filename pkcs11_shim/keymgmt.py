@@ -51,7 +51,8 @@ def generate_key(session: Session, mechanism: int, param: Any, raw: list) -> int
     session.require_rw_for(attrs)
     material = spec.generate(param, key_type, attrs.get(Attribute.VALUE_LEN))
     keyparts.check_material_attributes(attrs, material)
-    return add_object(session, with_material_attributes(attrs, material), material, naming=naming).handle
+    return add_object(session, with_material_attributes(attrs, material), material, naming=naming,
+                      origin=Origin.GENERATE, mechanism=mechanism).handle
 
 
 def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: list,
@@ -73,7 +74,8 @@ def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: 
     public = private.public()
     pub_obj = add_object(session, with_material_attributes(pub_attrs, public), public)
     try:
-        priv_obj = add_object(session, with_material_attributes(priv_attrs, private), private, naming=naming)
+        priv_obj = add_object(session, with_material_attributes(priv_attrs, private), private, naming=naming,
+                              origin=Origin.GENERATE_PAIR, mechanism=mechanism)
     except BaseException:
         session.token.objects.delete(pub_obj)
         raise
@@ -189,7 +191,7 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
     keyparts.check_material_attributes(attrs, material)
     for attr, value in keyparts.public_attributes(material).items():  # as with_material_attributes
         stored.setdefault(attr, value)
-    return add_object(session, stored, material).handle
+    return add_object(session, stored, material, origin=Origin.UNWRAP, mechanism=mechanism).handle
 
 
 #: Derivation mechanisms whose result is a data object (CKO_DATA), not a key.
@@ -232,7 +234,8 @@ def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, r
     material = module.use(base.key, Action.DERIVE)
     derived = spec.derive(material, param, attrs[Attribute.KEY_TYPE], attrs.get(Attribute.VALUE_LEN), resolve_key)
     keyparts.check_material_attributes(attrs, derived)
-    return add_object(session, with_material_attributes(attrs, derived), derived).handle
+    return add_object(session, with_material_attributes(attrs, derived), derived, origin=Origin.DERIVE,
+                      mechanism=mechanism).handle
 
 
 def generate_random(length: int) -> bytes:

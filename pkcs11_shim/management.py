@@ -8,7 +8,7 @@ from typing import Any
 from emulator.acl import Acl, Action
 from emulator.keys import Key
 
-from . import policy
+from . import assurance, policy
 from .attributes import codecs, keyparts, templates
 from .attributes.templates import Origin
 from .constants import CKA_SOFTSHIELD_WRAP_KEY_HASH, CKR, Attribute, ObjectClass
@@ -27,10 +27,13 @@ def protection_for(session: Session, attrs: dict[int, Any]) -> tuple[str, str | 
 
 
 def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any = None,
-               naming: tuple[str, str] | None = None) -> P11Object:
+               naming: tuple[str, str] | None = None, origin: Origin | None = None,
+               mechanism: int | None = None) -> P11Object:
     """Make the emulator key for a new object, persist it when it is a token object; `naming`
-    (app, ident) from CKA_NFKM_APPNAME/CKA_NFKM_ID names its file key_<app>_<ident>."""
+    (app, ident) from CKA_NFKM_APPNAME/CKA_NFKM_ID names its file key_<app>_<ident>; `origin`
+    (and the mechanism) let the security assurance checks judge a new key (copies pass None)."""
     session.require_rw_for(attrs)
+    assurance.check_new(session, attrs, material, origin, mechanism)
     protection, owner = protection_for(session, attrs)
     module = session.token.objects.module
     key = Key(material, acl if acl is not None else policy.acl_for(attrs), app="pkcs11",
@@ -66,7 +69,7 @@ def create_object(session: Session, raw: list) -> int:
     attrs = templates.new_object(template, Origin.CREATE, is_so=session.is_so)
     session.require_rw_for(attrs)
     material = keyparts.material_from_attributes(attrs)
-    return add_object(session, with_material_attributes(attrs, material), material).handle
+    return add_object(session, with_material_attributes(attrs, material), material, origin=Origin.CREATE).handle
 
 
 def copy_object(session: Session, handle: int, raw: list) -> int:

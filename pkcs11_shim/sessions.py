@@ -60,7 +60,7 @@ class Session:
 
     # --- objects as this session sees them -------------------------------------------------------
     def sync_objects(self) -> None:
-        self.token.objects.sync(self.token.auth if self.user_logged_in else None)
+        self.token.sync(self.token.auth if self.user_logged_in else None)
 
     def visible(self, obj: P11Object) -> bool:
         return not obj.is_private or self.user_logged_in

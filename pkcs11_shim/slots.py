@@ -41,6 +41,19 @@ class Token:
     auth: Any = None  # the emulator's TokenAuth while logged in
     info: Any = None  # the emulator's TokenInfo, refreshed on demand
     lock: threading.RLock = field(default_factory=threading.RLock)
+    removable: bool = False  # a card-reader slot (CKNFAST_LOADSHARING=0): CKF_REMOVABLE_DEVICE
+    #: CKNFAST_ASSUME_SINGLE_PROCESS=1: token objects are read once (public, then private at login)
+    #: and other processes' later writes are not looked for, as cknfast does by default.
+    single_process: bool = False
+    _synced: set = field(default_factory=set)
+
+    def sync(self, auth: Any) -> None:
+        """Bring this slot's objects up to date with kmdata (see `single_process`)."""
+        with_private = auth is not None
+        if self.single_process and with_private in self._synced:
+            return
+        self.objects.sync(auth)
+        self._synced.add(with_private)
 
     @property
     def is_accelerator(self) -> bool:
@@ -94,14 +107,35 @@ class SlotTable:
         self.preloaded = preload_state.read(self.module, library.config)  # softshield preload
         self.refresh()
 
+    def _visible(self, infos: list) -> list:
+        """The tokens this process shows as slots (nShield N5, and CKNFAST_CARDSET_HASH).
+
+        CKNFAST_LOADSHARING (our default 1, as under preload): every card set and softcard is a
+        virtual slot. CKNFAST_LOADSHARING=0: the module's card reader only, i.e. card sets whose
+        cards sit in the virtual reader, as removable slots; softcards and C_InitToken tokens
+        need load sharing and are not shown."""
+        config = self.library.config
+        wanted = (config.get("CKNFAST_CARDSET_HASH") or "").strip().lower()
+        if wanted:
+            infos = [i for i in infos if i.hash == wanted]
+        if self.load_sharing:
+            return infos
+        return [i for i in infos if self.module.cardsets.exists(i.hash)
+                and self.module.cardsets.reader.cards_of(i.hash)]
+
+    @property
+    def load_sharing(self) -> bool:
+        value = self.library.config.get("CKNFAST_LOADSHARING")
+        return value is None or value.strip() == "" or self.library.config.flag("CKNFAST_LOADSHARING")
+
     def refresh(self) -> None:
         """Re-read the module's token list: tokens made by other processes appear here."""
         with self._lock:
-            infos = sorted(self.module.list_tokens(), key=lambda t: (t.created, t.hash))
+            infos = self._visible(sorted(self.module.list_tokens(), key=lambda t: (t.created, t.hash)))
             if not self.library.config.no_accelerator_slots and ACCELERATOR_SLOT not in self._tokens:
                 self._tokens[ACCELERATOR_SLOT] = Token(
                     ACCELERATOR_SLOT, None, ACCELERATOR_LABEL, self.module.esn.replace("-", ""),
-                    ObjectStore(self.module, None),
+                    ObjectStore(self.module, None), single_process=self.library.config.assume_single_process,
                 )
             next_slot = ACCELERATOR_SLOT + 1
             for info in infos:
@@ -110,12 +144,17 @@ class SlotTable:
                     if self._spare is not None and self._spare.slot_id == next_slot:
                         self._spare = None  # another process initialised a token into our spare's number
                     token = Token(next_slot, info.hash, info.label, info.serial,
-                                  ObjectStore(self.module, info.hash))
+                                  ObjectStore(self.module, info.hash), removable=not self.load_sharing,
+                                  single_process=self.library.config.assume_single_process)
                     self._by_hash[info.hash] = token
                     self._tokens[next_slot] = token
                 token.info = info
                 token.label = info.label
                 next_slot = max(next_slot, token.slot_id + 1)
+            if not self.load_sharing or self.library.config.get("CKNFAST_CARDSET_HASH"):
+                # C_InitToken makes softcard-like tokens: a load-sharing feature (N5); and a
+                # CKNFAST_CARDSET_HASH process sees that one set only.
+                return
             if self._spare is None or self._spare.slot_id < next_slot:
                 if self._spare is not None:
                     self._tokens.pop(self._spare.slot_id, None)
@@ -136,6 +175,8 @@ class SlotTable:
         flags = SlotFlag.TOKEN_PRESENT
         if token.is_accelerator:
             flags |= SlotFlag.HW_SLOT
+        if token.removable:
+            flags |= SlotFlag.REMOVABLE_DEVICE | SlotFlag.HW_SLOT
         return flags
 
     def init_token(self, slot_id: int, so_pin: bytes, label: str) -> None:
