@@ -32,7 +32,7 @@ class ProtocolError(Exception):
 
 
 class ConnectionGone(Exception):
-    """The peer closed the connection (between frames: normal; inside one: truncated)."""
+    """The peer closed the connection between frames (a frame cut short is a ProtocolError)."""
 
 
 def _recv_exact(sock: socket.socket, n: int, what: str, *, at_boundary: bool = False) -> bytes:
@@ -42,7 +42,7 @@ def _recv_exact(sock: socket.socket, n: int, what: str, *, at_boundary: bool = F
         if not chunk:
             if at_boundary and got == 0:
                 raise ConnectionGone("closed")
-            raise ConnectionGone(f"truncated {what}: got {got} of {n} bytes")
+            raise ProtocolError(f"truncated {what}: got {got} of {n} bytes")
         chunks.append(chunk)
         got += len(chunk)
     return b"".join(chunks)

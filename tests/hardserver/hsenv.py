@@ -50,10 +50,12 @@ class Server:
         self.socket = work / "run" / "hardserver.sock"
         self.log = work / "hardserver.log"
         self.proc: subprocess.Popen | None = None
-        self.env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(self.socket), "NFAST_KMDATA": str(self.kmdata)}
+        self.env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(self.socket), "NFAST_KMDATA": str(self.kmdata),
+                    "SOFTSHIELD_HARDSERVER_TIMEOUT": "120"}
 
     def start(self) -> None:
         log = open(self.log, "a")
+        seen = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(self.socket),
              "--kmdata", str(self.kmdata), "--library", str(SERVER_SO), "--log-level", "debug"],
@@ -62,7 +64,7 @@ class Server:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"hardserver exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            if "listening on" in self.log.read_text():
+            if "listening on" in self.log.read_text()[seen:]:
                 return
             time.sleep(0.1)
         raise AssertionError(f"hardserver did not start:\n{self.log.read_text()}")
@@ -143,9 +145,9 @@ class RawClient:
                      "C_GenerateRandom", "C_GetSlotList", "C_GetSessionInfo"):
             getattr(self.lib, name).restype = ctypes.c_ulong
 
-    def initialize(self, server: Server) -> int:
-        os.environ["SOFTSHIELD_HARDSERVER"] = str(server.socket)
-        os.environ["SOFTSHIELD_HARDSERVER_TIMEOUT"] = "20"
+    def initialize(self, server: Server, timeout: int = 20) -> int:
+        os.environ["SOFTSHIELD_HARDSERVER"] = str(server.socket)  # read at C_Initialize
+        os.environ["SOFTSHIELD_HARDSERVER_TIMEOUT"] = str(timeout)
         return self.lib.C_Initialize(None)
 
     def finalize(self) -> int:
