@@ -47,6 +47,9 @@ STRUCT_OUT = {"CK_INFO_PTR": "CK_INFO", "CK_SLOT_INFO_PTR": "CK_SLOT_INFO", "CK_
               "CK_SESSION_INFO_PTR": "CK_SESSION_INFO", "CK_MECHANISM_INFO_PTR": "CK_MECHANISM_INFO"}
 #: Arguments that never cross: callbacks and reserved pointers (the server passes NULL).
 NEVER_SENT = frozenset({"pApplication", "Notify", "pReserved"})
+#: Parameters the protocol does not carry: the 3.2 asynchronous family names an earlier call by a
+#: NUL-terminated function name and returns results into the caller's memory across calls.
+NOT_CARRIED = frozenset({"pFunctionName", "pResult"})
 #: (function, parameter) -> the operation, where the type alone says too little.
 OVERRIDES = {("C_GenerateRandom", "RandomData"): ("out_fixed", 2),  # caller-sized output, no length query
              ("C_InitToken", "pLabel"): ("in_fixed32", 1)}  # 32 blank-padded bytes (§5.6)
@@ -121,6 +124,8 @@ def classify(f: CFunction) -> tuple[Op, ...] | None:
         nxt = params[i + 1][0] if i + 1 < len(params) else ""
         nxt2 = params[i + 2][0] if i + 2 < len(params) else ""
         override = OVERRIDES.get((f.name, name))
+        if name in NOT_CARRIED:
+            return None
         if override:
             kind, used = override
         elif name in NEVER_SENT or ctype == "CK_NOTIFY":

@@ -57,9 +57,16 @@ static const ss_field sp800_108_fields[] = {
     {offsetof(CK_SP800_108_KDF_PARAMS, pAdditionalDerivedKeys), 0, SS_LEN_DROP, 0, NULL, 0}};
 LAYOUT(sp800_108, "sp800_108", CK_SP800_108_KDF_PARAMS, sp800_108_fields);
 
+/* PKCS#11 3.2 signature contexts (ML-DSA, SLH-DSA). */
+static const ss_field sign_context_fields[] = {BYTES(CK_SIGN_ADDITIONAL_CONTEXT, pContext, ulContextLen)};
+LAYOUT(sign_additional_context, "sign_additional_context", CK_SIGN_ADDITIONAL_CONTEXT, sign_context_fields);
+static const ss_field hash_sign_context_fields[] = {BYTES(CK_HASH_SIGN_ADDITIONAL_CONTEXT, pContext, ulContextLen)};
+LAYOUT(hash_sign_additional_context, "hash_sign_additional_context", CK_HASH_SIGN_ADDITIONAL_CONTEXT,
+       hash_sign_context_fields);
+
 static const ss_layout *const ss_layouts[] = {
     &oaep, &rsa_aes_key_wrap, &ecdh1, &gcm, &ccm, &eddsa, &key_derivation_string,
-    &aes_cbc_encrypt_data, &hkdf, &pbkd2, &sp800_108,
+    &aes_cbc_encrypt_data, &hkdf, &pbkd2, &sp800_108, &sign_additional_context, &hash_sign_additional_context,
 };
 
 /* Per-message parameters of the message-based functions (PKCS#11 3.0 §5.11): the IV/nonce and

@@ -1,0 +1,96 @@
+"""The client library is generated from native/functions.txt: every function is forwarded (or is
+local / hands out tables), 3.2 lines need no hand work, and the library carries no Python."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from pkcs11_shim.build import CFunction, read_functions
+from pkcs11_shim.client_build import (CLIENT_DIR, LOCAL, UNSUPPORTED_ALLOWED, classify, mechanism_kinds, plans)
+from hsenv import CLIENT_SO
+
+#: The PKCS#11 3.2 additions as the spec declares them (functions.txt gains these lines).
+PKCS11_3_2 = {
+    "C_EncapsulateKey": ("CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hPublicKey, "
+                         "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_BYTE_PTR pCiphertext, "
+                         "CK_ULONG_PTR pulCiphertextLen, CK_OBJECT_HANDLE_PTR phKey",
+                         ["ulong", "mechanism", "ulong", "template", "out_bytes", "out_ulong"]),
+    "C_DecapsulateKey": ("CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hPrivateKey, "
+                         "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_BYTE_PTR pCiphertext, "
+                         "CK_ULONG ulCiphertextLen, CK_OBJECT_HANDLE_PTR phKey",
+                         ["ulong", "mechanism", "ulong", "template", "in_bytes", "out_ulong"]),
+    "C_VerifySignatureInit": ("CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hKey, "
+                              "CK_BYTE_PTR pSignature, CK_ULONG ulSignatureLen",
+                              ["ulong", "mechanism", "ulong", "in_bytes"]),
+    "C_VerifySignature": ("CK_SESSION_HANDLE hSession, CK_BYTE_PTR pData, CK_ULONG ulDataLen", ["ulong", "in_bytes"]),
+    "C_VerifySignatureUpdate": ("CK_SESSION_HANDLE hSession, CK_BYTE_PTR pPart, CK_ULONG ulPartLen",
+                                ["ulong", "in_bytes"]),
+    "C_VerifySignatureFinal": ("CK_SESSION_HANDLE hSession", ["ulong"]),
+    "C_GetSessionValidationFlags": ("CK_SESSION_HANDLE hSession, CK_SESSION_VALIDATION_FLAGS_TYPE type, "
+                                    "CK_FLAGS_PTR pFlags", ["ulong", "ulong", "out_ulong"]),
+    "C_WrapKeyAuthenticated": ("CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, CK_OBJECT_HANDLE hWrappingKey, "
+                               "CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pAssociatedData, CK_ULONG ulAssociatedDataLen, "
+                               "CK_BYTE_PTR pWrappedKey, CK_ULONG_PTR pulWrappedKeyLen",
+                               ["ulong", "mechanism", "ulong", "ulong", "in_bytes", "out_bytes"]),
+    "C_UnwrapKeyAuthenticated": ("CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism, "
+                                 "CK_OBJECT_HANDLE hUnwrappingKey, CK_BYTE_PTR pWrappedKey, CK_ULONG ulWrappedKeyLen, "
+                                 "CK_ATTRIBUTE_PTR pTemplate, CK_ULONG ulAttributeCount, CK_BYTE_PTR pAssociatedData, "
+                                 "CK_ULONG ulAssociatedDataLen, CK_OBJECT_HANDLE_PTR phKey",
+                                 ["ulong", "mechanism", "ulong", "in_bytes", "template", "in_bytes", "out_ulong"]),
+    "C_AsyncComplete": ("CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pFunctionName, CK_ASYNC_DATA_PTR pResult", None),
+    "C_AsyncGetID": ("CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pFunctionName, CK_ULONG_PTR pulID", None),
+    "C_AsyncJoin": ("CK_SESSION_HANDLE hSession, CK_UTF8CHAR_PTR pFunctionName, CK_ULONG ulID, CK_BYTE_PTR pData, "
+                    "CK_ULONG ulData", None),
+}
+
+
+def test_every_function_is_carried() -> None:
+    functions = read_functions()
+    forwarded = {p.name for p in plans(functions) if p.ops is not None}
+    unsupported = {p.name for p in plans(functions) if p.ops is None}
+    assert unsupported <= UNSUPPORTED_ALLOWED
+    for f in functions:
+        assert f.in_c or f.name in LOCAL or f.name in forwarded or f.name in unsupported, f.name
+
+
+@pytest.mark.parametrize("name", list(PKCS11_3_2))
+def test_pkcs11_3_2_lines_classify_without_hand_work(name) -> None:
+    params, kinds = PKCS11_3_2[name]
+    ops = classify(CFunction("3.2", False, name, params))
+    assert (None if ops is None else [op.kind for op in ops]) == kinds
+    if ops is None:
+        assert name in UNSUPPORTED_ALLOWED
+
+
+def test_known_classifications() -> None:
+    by_name = {p.name: [op.kind for op in p.ops] for p in plans() if p.ops is not None}
+    assert by_name["C_GetAttributeValue"] == ["ulong", "ulong", "template_io"]
+    assert by_name["C_FindObjects"] == ["ulong", "out_handles"]
+    assert by_name["C_GenerateRandom"] == ["ulong", "out_fixed"]
+    assert by_name["C_OpenSession"] == ["ulong", "ulong", "never", "never", "out_ulong"]
+    assert by_name["C_EncryptMessage"] == ["ulong", "msg_param", "in_bytes", "in_bytes", "out_bytes"]
+    assert by_name["C_GetMechanismList"] == ["ulong", "out_ulongs"]
+
+
+def test_pointer_parameters_have_layouts() -> None:
+    kinds = dict(mechanism_kinds())
+    assert kinds[0x9] == "oaep"                 # CKM_RSA_PKCS_OAEP
+    assert kinds[0x1087] == "gcm"               # CKM_AES_GCM
+    assert kinds[0x1054] == "rsa_aes_key_wrap"  # CKM_RSA_AES_KEY_WRAP
+    assert kinds[0x1050] == "ecdh1"             # CKM_ECDH1_DERIVE
+    layouts = set(re.findall(r'LAYOUT\(\w+, "(\w+)"', (CLIENT_DIR / "layouts.c").read_text()))
+    missing = {k for k in kinds.values() if k not in layouts and k not in ("pss", "aes_ctr")}
+    assert not missing, f"parameter kinds with pointers but no client layout: {missing}"
+
+
+def test_client_library_exports_the_api_and_carries_no_python() -> None:
+    symbols = subprocess.run(["nm", "-D", "--defined-only", str(CLIENT_SO)], capture_output=True, text=True,
+                             check=True).stdout
+    exported = set(re.findall(r" T (C_\w+)", symbols))
+    assert {f.name for f in read_functions()} <= exported
+    assert not re.search(r" T ss_", symbols)  # the runtime stays private
+    needed = subprocess.run(["readelf", "-d", str(CLIENT_SO)], capture_output=True, text=True, check=True).stdout
+    assert "libpython" not in needed and "NEEDED" in needed
