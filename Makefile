@@ -2,17 +2,25 @@
 PY      ?= .venv/bin/python
 SO      := build/libsoftshield-pkcs11.so
 SOURCES := $(wildcard native/*) pkcs11_shim/build.py
+# The C-only client library (client mode, talks to `softshield hardserver`): generated from the same
+# function list, with the mechanism -> parameter-layout table taken from the mechanism registry.
+CLIENT  := build/libsoftshield-client.so
+CLIENT_SOURCES := $(wildcard native/client/*) native/functions.txt native/pkcs11_types.h \
+                  pkcs11_shim/client_build.py $(wildcard pkcs11_shim/mechanisms/*.py)
 
 .PHONY: all build test bench demo fuzz clean
 
 all: build
 
-build: $(SO)
+build: $(SO) $(CLIENT)
 
 $(SO): $(SOURCES)
 	$(PY) -m pkcs11_shim.build --out build
 
-test: $(SO)
+$(CLIENT): $(CLIENT_SOURCES)
+	$(PY) -m pkcs11_shim.client_build --out build
+
+test: $(SO) $(CLIENT)
 	$(PY) -m pytest -q
 
 bench: $(SO)

@@ -25,6 +25,25 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 make --no-print-directory build
+# Client mode serves hosts whose Python is not ours: one python-pkcs11 venv per other Python version
+# the hardserver tests drive (.venv312, .venv313); a missing version is skipped here and by the tests.
+for version in 3.12 3.13; do
+    venv=".venv${version//./}"
+    py=""
+    if "python$version" -c "" 2>/dev/null; then
+        py="python$version"
+    else  # a pyenv shim answers only for the selected version: use the installed interpreter itself
+        for candidate in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$version"*/bin/"python$version"; do
+            [ -x "$candidate" ] && py="$candidate"
+        done
+    fi
+    if [ -z "$py" ]; then
+        echo "setup: python$version not found; skipping $venv (tests/hardserver skip that version)"
+        continue
+    fi
+    [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
+    "$venv/bin/python" -m pip install -q python-pkcs11 >/dev/null
+done
 bash scripts/fetch_upstream_tests.sh >/dev/null
 if [ "${1:-}" != "--no-demo" ]; then
     make --no-print-directory demo
