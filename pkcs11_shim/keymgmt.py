@@ -3,26 +3,44 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from emulator.acl import Action
+from emulator.crypto import keywrap as kw_crypto
+from emulator.crypto import rsa as rsa_crypto
+from emulator.crypto.material import SecretMaterial
 
 from .attributes import codecs, keyparts, templates
 from .attributes.templates import Origin
-from .constants import CKM_HKDF_DATA, Attribute, CKR, KeyType, MechanismFlag, ObjectClass
-from . import mechanism_policy
+from .constants import CKM_HKDF_DATA, Attribute, CKR, KeyType, Mechanism, MechanismFlag, ObjectClass
+from . import library, mechanism_policy
 from .errors import PKCS11Error
 from .management import add_object, with_material_attributes
+from .mechanisms.hashes import DIGEST_MECHANISMS
+from .mechanisms.numbers import CKM_RSA_AES_KEY_WRAP
 from .mechanisms.registry import REGISTRY, MechanismSpec
 from .nfkm_naming import take_naming
+from .objects import P11Object
 from .operations import check_key_for
 from .sessions import Session
 
+#: Rows that passed `_spec_for`, per (slot, mechanism, operation flag), with the configuration they
+#: were checked against (a new C_Initialize reads a new one). The checks (registry, the slot's
+#: mechanism profile, IntFlag arithmetic) cost ~5 us, every wrap and unwrap call makes them.
+_SPECS: dict[tuple[int, int, int], tuple[Any, MechanismSpec]] = {}
+
+
 def _spec_for(session: Session, mechanism: int, flag: int, factory: str) -> MechanismSpec:
+    config = library.state().config
+    hit = _SPECS.get((session.slot_id, mechanism, flag))
+    if hit is not None and hit[0] is config:
+        return hit[1]
     spec = REGISTRY.get(mechanism)
     mechanism_policy.require_allowed(session.slot_id, mechanism)
     if not spec.flags & flag or getattr(spec, factory, None) is None:
         raise PKCS11Error(CKR.MECHANISM_INVALID)
+    _SPECS[(session.slot_id, mechanism, flag)] = (config, spec)
     return spec
 
 
@@ -82,51 +100,128 @@ def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: 
     return pub_obj.handle, priv_obj.handle
 
 
-def _wrap_cache(session: Session) -> dict:
-    return session.ops.setdefault("wrap-cache", {})
+class _WrapChecks:
+    """The PKCS#11-level checks of one (mechanism, parameter, wrapping key, target key) that passed,
+    and what they were made against. They hold while both handles still name the same objects with
+    the same attribute dicts, keys and ACLs (C_SetAttributeValue, C_CopyObject and a re-load from
+    kmdata each replace one of these, never mutate it) and the login state is the same. `length`
+    is the answer to the length query, kept once the module's ACL check passed for it."""
+
+    __slots__ = ("param", "wrapping", "target", "w_attrs", "w_key", "w_acl", "t_attrs", "t_key", "t_acl",
+                 "login", "length")
+
+    def __init__(self, session: Session, param: Any, wrapping: P11Object, target: P11Object) -> None:
+        self.param, self.wrapping, self.target = param, wrapping, target
+        self.w_attrs, self.w_key, self.w_acl = wrapping.attrs, wrapping.key, wrapping.key.acl
+        self.t_attrs, self.t_key, self.t_acl = target.attrs, target.key, target.key.acl
+        self.login = session.token.login
+        self.length: int | None = None
+
+    def still_valid(self, session: Session, param: Any, wrapping_handle: int, key_handle: int) -> bool:
+        objects = session.token.objects
+        wrapping, target = self.wrapping, self.target
+        # `is` first: the parameter readers return one object per distinct value (mechanism_params).
+        return ((param is self.param or param == self.param) and objects.get(wrapping_handle) is wrapping and objects.get(key_handle) is target
+                and wrapping.attrs is self.w_attrs and wrapping.key is self.w_key and self.w_key.acl is self.w_acl
+                and target.attrs is self.t_attrs and target.key is self.t_key and self.t_key.acl is self.t_acl
+                and session.token.login == self.login)
+
+
+def _check_wrap(session: Session, spec: MechanismSpec, param: Any, wrapping_handle: int,
+                key_handle: int) -> _WrapChecks:
+    wrapping = session.key(wrapping_handle, code=CKR.WRAPPING_KEY_HANDLE_INVALID)
+    target = session.key(key_handle, code=CKR.KEY_HANDLE_INVALID)
+    check_key_for(session, spec, wrapping, Attribute.WRAP,
+                  (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY),
+                  type_code=CKR.WRAPPING_KEY_TYPE_INCONSISTENT)
+    if not target.attrs.get(Attribute.EXTRACTABLE, False):
+        raise PKCS11Error(CKR.KEY_UNEXTRACTABLE)
+    if target.attrs.get(Attribute.WRAP_WITH_TRUSTED) and not wrapping.attrs.get(Attribute.TRUSTED):
+        raise PKCS11Error(CKR.KEY_NOT_WRAPPABLE, "CKA_WRAP_WITH_TRUSTED needs a trusted wrapping key")
+    wrap_template = wrapping.attrs.get(Attribute.WRAP_TEMPLATE)
+    if wrap_template and not templates.matches(target.attrs, wrap_template):
+        # PKCS#11 3.0 §5.18.3 names CKR_KEY_HANDLE_INVALID for a CKA_WRAP_TEMPLATE mismatch.
+        raise PKCS11Error(CKR.KEY_HANDLE_INVALID, "key does not match CKA_WRAP_TEMPLATE")
+    return _WrapChecks(session, param, wrapping, target)
+
+
+def _rsa_wrapped_len(limit: Callable[[Any, Any], int]) -> Callable[[Any, Any, Any], int | None]:
+    """k for a padded RSA encryption of a secret key that fits the padding (RFC 8017 §7)."""
+
+    def length(wrapping: Any, param: Any, target: Any) -> int | None:
+        if not isinstance(target, SecretMaterial) or not 0 < len(target.value) <= limit(wrapping, param):
+            return None
+        return rsa_crypto.modulus_len(wrapping)
+
+    return length
+
+
+def _rsa_aes_wrapped_len(wrapping: Any, param: Any, target: Any) -> int | None:
+    """PKCS#11 3.0 §2.1.21: k bytes of OAEP, then KWP of the target (RFC 5649: padded to 8, plus 8)."""
+    if not isinstance(target, SecretMaterial) or not target.value:
+        return None  # a private key's PKCS#8 length is known only once it is encoded
+    if rsa_crypto.oaep_max_input(wrapping, DIGEST_MECHANISMS[param.oaep.hash_alg]) < param.aes_key_bits // 8:
+        return None  # the wrap itself names the error
+    return rsa_crypto.modulus_len(wrapping) + kw_crypto.kwp_wrapped_len(len(target.value))
+
+
+#: Wrap mechanisms whose output length follows from the keys and the parameter: the length query of
+#: the two-call convention (NULL buffer, PKCS#11 3.0 §5.2) is answered from it without any crypto.
+#: Each returns None when it cannot be sure (unusual keys); the query then wraps, and the result is
+#: kept for the data call that follows (`wrap_key`).
+WRAPPED_LENGTHS: dict[int, Callable[[Any, Any, Any], int | None]] = {
+    CKM_RSA_AES_KEY_WRAP: _rsa_aes_wrapped_len,
+    Mechanism.RSA_PKCS_OAEP: _rsa_wrapped_len(
+        lambda m, p: rsa_crypto.oaep_max_input(m, DIGEST_MECHANISMS[p.hash_alg])),
+    Mechanism.RSA_PKCS: _rsa_wrapped_len(lambda m, p: rsa_crypto.modulus_len(m) - 11),  # RFC 8017 §7.2.1
+}
 
 
 def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int, key_handle: int,
-             capacity: int | None) -> bytes:
+             capacity: int | None) -> bytes | int:
+    """The wrapped key, or (for a length query answered without wrapping) its length as an int.
+
+    A wrapped result the caller could not take (NULL or short buffer) is kept for the next call
+    with the same mechanism, parameter and handles, and only returned while the checks it passed
+    still hold (`_WrapChecks`): RSA-AES and OAEP wraps are randomised, and the length promised must
+    be the length delivered."""
     spec = _spec_for(session, mechanism, MechanismFlag.WRAP, "wrap")
-    cache_key = (mechanism, _hashable(param), wrapping_handle, key_handle)
+    cache_key = ("wrap", mechanism, wrapping_handle, key_handle)  # the parameter is checked in still_valid
     with session.lock:
-        cached = session.ops.get("wrap-pending")
-        if cached is not None and cached[0] == cache_key:
-            out = cached[1]
-        else:
+        checks = session.checked.get(cache_key)
+        if checks is None or not checks.still_valid(session, param, wrapping_handle, key_handle):
             spec.validate(param)
-            wrapping = session.key(wrapping_handle, code=CKR.WRAPPING_KEY_HANDLE_INVALID)
-            target = session.key(key_handle, code=CKR.KEY_HANDLE_INVALID)
-            check_key_for(session, spec, wrapping, Attribute.WRAP,
-                          (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY),
-                          type_code=CKR.WRAPPING_KEY_TYPE_INCONSISTENT)
-            if not target.attrs.get(Attribute.EXTRACTABLE, False):
-                raise PKCS11Error(CKR.KEY_UNEXTRACTABLE)
-            if target.attrs.get(Attribute.WRAP_WITH_TRUSTED) and not wrapping.attrs.get(Attribute.TRUSTED):
-                raise PKCS11Error(CKR.KEY_NOT_WRAPPABLE, "CKA_WRAP_WITH_TRUSTED needs a trusted wrapping key")
-            wrap_template = wrapping.attrs.get(Attribute.WRAP_TEMPLATE)
-            if wrap_template and not templates.matches(target.attrs, wrap_template):
-                # PKCS#11 3.0 §5.18.3 names CKR_KEY_HANDLE_INVALID for a CKA_WRAP_TEMPLATE mismatch.
-                raise PKCS11Error(CKR.KEY_HANDLE_INVALID, "key does not match CKA_WRAP_TEMPLATE")
+            checks = _check_wrap(session, spec, param, wrapping_handle, key_handle)
+            if len(session.checked) >= _CHECKED_MAX:
+                session.checked.clear()
+            session.checked[cache_key] = checks
+            session.ops.pop("wrap-pending", None)
+        elif capacity is None and checks.length is not None:
+            return checks.length  # asked before, nothing it depends on has changed
+        cached = session.ops.get("wrap-pending")
+        if cached is not None and cached[0] == cache_key and cached[1] is checks:
+            out = cached[2]
+        else:
             module = session.token.objects.module
+            wrapping, target = checks.wrapping, checks.target
             wrapping_material = module.use(wrapping.key, Action.WRAP)
             target_material = module.use(target.key, Action.EXPORT_AS_BLOB, wrap_key_hash=wrapping.key.key_hash)
+            if capacity is None:
+                length_of = WRAPPED_LENGTHS.get(mechanism)
+                if length_of is not None:
+                    checks.length = length_of(wrapping_material, param, target_material)
+                    if checks.length is not None:
+                        return checks.length
             out = spec.wrap(wrapping_material, param, target_material)
         if capacity is None or capacity < len(out):
-            session.ops["wrap-pending"] = (cache_key, out)
+            session.ops["wrap-pending"] = (cache_key, checks, out)
         else:
             session.ops.pop("wrap-pending", None)
         return out
 
 
-def _hashable(param: Any) -> Any:
-    """The wrap cache's view of a parameter: itself when hashable (frozen dataclasses, bytes)."""
-    try:
-        hash(param)
-    except TypeError:
-        return repr(param)
-    return param
+#: Bound on the per-session check cache (one entry per distinct mechanism/parameter/handle set).
+_CHECKED_MAX = 64
 
 
 def _frozen_template(raw: list) -> tuple:

@@ -32,6 +32,9 @@ class Session:
     rw: bool
     ops: dict[str, Any] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    #: Checks of repeated calls that passed (keymgmt: wrap and unwrap), each valid only while the
+    #: objects it was made against are unchanged; a cache, never a source of permission.
+    checked: dict[Any, Any] = field(default_factory=dict)
 
     @property
     def slot_id(self) -> int:
@@ -131,6 +134,7 @@ class SessionTable:
             if self._sessions.pop(session.handle, None) is None:
                 raise PKCS11Error(CKR.SESSION_HANDLE_INVALID)
             session.ops.clear()
+            session.checked.clear()
             session.token.objects.drop_session_objects(session.handle)
             # §5.6.3: closing the last session of a token logs the application out.
             if not any(s.token is session.token for s in self._sessions.values()):
@@ -222,6 +226,7 @@ class SessionTable:
             for session in self.for_token(token):
                 # Operations on private keys cannot continue without the login (§5.6.10).
                 session.ops.clear()
+                session.checked.clear()
 
     # --- PINs ------------------------------------------------------------------------------------
     def init_pin(self, session: Session, pin: bytes | None) -> None:

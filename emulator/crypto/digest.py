@@ -36,8 +36,13 @@ def algorithm(name: str) -> hashes.HashAlgorithm:
         raise ValueError(f"unknown hash {name!r}") from None
 
 
+#: name -> output size: a class attribute of every hash, read per RSA operation (OAEP/PSS limits).
+_DIGEST_SIZES: dict[str, int] = {name: cls.digest_size for name, cls in _ALGORITHMS.items()}
+
+
 def digest_size(name: str) -> int:
-    return algorithm(name).digest_size
+    size = _DIGEST_SIZES.get(name)
+    return size if size is not None else algorithm(name).digest_size
 
 
 def block_size(name: str) -> int:

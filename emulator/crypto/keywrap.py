@@ -78,8 +78,9 @@ def rsa_aes_wrap(rsa_public: PublicMaterial | PrivateMaterial, aes_key_bits: int
     promise to erase it, so the buffer is overwritten as soon as it is no longer needed."""
     temporary = bytearray(secrets.token_bytes(aes_key_bits // 8))
     try:
-        rsa_part = rsa.oaep_encrypt(rsa_public, bytes(temporary), hash_name, mgf_hash_name, label)
-        kwp_part = kwp_wrap(bytes(temporary), target)
+        key = bytes(temporary)
+        rsa_part = rsa.oaep_encrypt(rsa_public, key, hash_name, mgf_hash_name, label)
+        kwp_part = kwp_wrap(key, target)
     finally:
         temporary[:] = bytes(len(temporary))
     return rsa_part + kwp_part

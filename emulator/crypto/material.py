@@ -85,13 +85,23 @@ class PrivateMaterial:
 
     key: Any = field(repr=False)
     kind: str = ""
+    # The public half, made once: `key.public_key()` builds a new object per call, and public
+    # operations, sizes and SPKI encodings of a private key all start from it.
+    _public: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.kind:
             self.kind = _kind_of_private(self.key)
 
+    def public_key_object(self) -> Any:
+        """The `cryptography` public key of this private key (cached)."""
+        public = self._public
+        if public is None:
+            public = self._public = self.key.public_key()
+        return public
+
     def public(self) -> "PublicMaterial":
-        return PublicMaterial(self.key.public_key(), self.kind)
+        return PublicMaterial(self.public_key_object(), self.kind)
 
     def to_bytes(self) -> bytes:
         """PKCS#8 DER: the form the module keeps inside its blobs and wraps keys in (ML-DSA and

@@ -22,23 +22,53 @@ from . import digest
 from .material import PrivateMaterial, PublicMaterial
 
 
+#: Concrete classes seen to be RSA private / public keys: `isinstance` against `cryptography`'s
+#: ABCs costs ~0.5-1 us a time, and every operation asks it several times.
+_PRIVATE_CLASSES: set[type] = set()
+_PUBLIC_CLASSES: set[type] = set()
+
+
+def _is_private(key: Any) -> bool:
+    cls = type(key)
+    if cls in _PRIVATE_CLASSES:
+        return True
+    if cls in _PUBLIC_CLASSES or not isinstance(key, rsa.RSAPrivateKey):
+        return False
+    _PRIVATE_CLASSES.add(cls)
+    return True
+
+
+def _is_public(key: Any) -> bool:
+    cls = type(key)
+    if cls in _PUBLIC_CLASSES:
+        return True
+    if cls in _PRIVATE_CLASSES or not isinstance(key, rsa.RSAPublicKey):
+        return False
+    _PUBLIC_CLASSES.add(cls)
+    return True
+
+
 def public_key(material: PrivateMaterial | PublicMaterial) -> rsa.RSAPublicKey:
     key = material.key
-    if isinstance(key, rsa.RSAPrivateKey):
-        return key.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
+    if _is_public(key):
         return key
+    if _is_private(key):
+        # Cached on the material: `public_key()` builds a new object (and an EVP_PKEY) per call.
+        return material.public_key_object()
     raise InvalidKeyMaterial("not an RSA key")
 
 
 def private_key(material: PrivateMaterial | PublicMaterial) -> rsa.RSAPrivateKey:
-    if not isinstance(material.key, rsa.RSAPrivateKey):
+    if not _is_private(material.key):
         raise InvalidKeyMaterial("not an RSA private key")
     return material.key
 
 
 def modulus_bits(material: PrivateMaterial | PublicMaterial) -> int:
-    return public_key(material).key_size
+    key = material.key
+    if not (_is_public(key) or _is_private(key)):
+        raise InvalidKeyMaterial("not an RSA key")
+    return key.key_size  # both halves know it: no public key object is built for it
 
 
 def modulus_len(material: PrivateMaterial | PublicMaterial) -> int:
@@ -114,9 +144,22 @@ def _generate_with_exponent(bits: int, e: int) -> rsa.RSAPrivateKey:
 
 # --- PKCS#1 v1.5 and OAEP encryption ------------------------------------------------------------
 
+#: OAEP padding objects by (hash, MGF1 hash, label): immutable, and building one per call (two hash
+#: objects, an MGF1, the OAEP checks) costs as much as a fifth of an RSA-2048 public operation.
+_OAEP_CACHE: dict[tuple[str, str, bytes], padding.OAEP] = {}
+_OAEP_CACHE_MAX = 64  # labels are caller data: bound the cache
+
+
 def _oaep(hash_name: str, mgf_hash_name: str, label: bytes) -> padding.OAEP:
-    return padding.OAEP(mgf=padding.MGF1(digest.algorithm(mgf_hash_name)),
-                        algorithm=digest.algorithm(hash_name), label=label or None)
+    cache_key = (hash_name, mgf_hash_name, bytes(label or b""))
+    made = _OAEP_CACHE.get(cache_key)
+    if made is None:
+        made = padding.OAEP(mgf=padding.MGF1(digest.algorithm(mgf_hash_name)),
+                            algorithm=digest.algorithm(hash_name), label=label or None)
+        if len(_OAEP_CACHE) >= _OAEP_CACHE_MAX:
+            _OAEP_CACHE.clear()
+        _OAEP_CACHE[cache_key] = made
+    return made
 
 
 def pkcs1v15_encrypt(material: Any, data: bytes) -> bytes:

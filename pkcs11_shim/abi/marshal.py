@@ -107,6 +107,13 @@ def deliver(buf: Any, length_ptr: Any, data: bytes) -> int:
     return CKR.OK
 
 
+def deliver_length(length_ptr: Any, length: int) -> int:
+    """The answer to a length query (NULL buffer) when only the length was computed."""
+    require(length_ptr)
+    length_ptr[0] = length
+    return CKR.OK
+
+
 def deliver_ulongs(buf: Any, count_ptr: Any, values: list[int]) -> int:
     """The same convention for CK_ULONG arrays (slot lists, mechanism lists)."""
     require(count_ptr)
@@ -129,13 +136,24 @@ def fill_text(field: Any, text: str) -> None:
     ffi.memmove(field, raw, size)
 
 
+#: (mechanism number -> its row's param_kind), filled on first use of each number. The registry
+#: module imports the mechanism families, which import this package: it is bound at first call, not
+#: at import, and kept, because a function-level import costs ~1 us per C call on the hot path.
+_PARAM_KINDS: dict[int, str] = {}
+_read_param: Any = None
+
+
 def read_mechanism(ptr: Any) -> tuple[int, Any]:
     """A CK_MECHANISM as (mechanism, decoded parameter), the parameter read per the registry row."""
-    from ..mechanisms.registry import REGISTRY
-    from .mechanism_params import read_param
-
+    global _read_param
     if ptr == ffi.NULL:
         raise PKCS11Error(CKR.ARGUMENTS_BAD, "NULL mechanism")
     mechanism = int(ptr.mechanism)
-    spec = REGISTRY.get(mechanism)
-    return mechanism, read_param(ffi, spec.param_kind, ptr.pParameter, int(ptr.ulParameterLen))
+    kind = _PARAM_KINDS.get(mechanism)
+    if kind is None:
+        from ..mechanisms.registry import REGISTRY
+        from .mechanism_params import read_param
+
+        _read_param = read_param
+        kind = _PARAM_KINDS[mechanism] = REGISTRY.get(mechanism).param_kind
+    return mechanism, _read_param(ffi, kind, ptr.pParameter, int(ptr.ulParameterLen))

@@ -29,7 +29,16 @@ def _struct(ffi: Any, ctype: str, ptr: Any, length: int) -> Any:
         raise _invalid(f"NULL {ctype}")
     if length != ffi.sizeof(ctype):
         raise _invalid(f"{ctype} of {length} bytes, expected {ffi.sizeof(ctype)}")
-    return ffi.cast(f"{ctype} *", ptr)[0]
+    return ffi.cast(_POINTER_TYPES.get((ffi, ctype)) or _pointer_type(ffi, ctype), ptr)[0]
+
+
+#: (ffi, ctype name) -> the cffi pointer type: parsing "X *" per call is a third of a small struct read.
+_POINTER_TYPES: dict[tuple[Any, str], Any] = {}
+
+
+def _pointer_type(ffi: Any, ctype: str) -> Any:
+    made = _POINTER_TYPES[(ffi, ctype)] = ffi.typeof(f"{ctype} *")
+    return made
 
 
 def _octets(ffi: Any, ptr: Any, length: int, what: str) -> bytes:
@@ -62,10 +71,31 @@ def _ulong(ffi: Any, ptr: Any, length: int) -> int:
     return int(_struct(ffi, "CK_ULONG", ptr, length))
 
 
+#: Decoded parameters by their field values: clients pass the same OAEP / RSA-AES parameters on
+#: every call, and building the frozen dataclasses costs more than reading the C fields. Returning
+#: one object per distinct value also lets per-session caches key on it. Bounded (labels are data).
+_MEMO: dict[tuple, Any] = {}
+_MEMO_MAX = 256
+
+
+def _memo(key: tuple, make: Callable[[], Any]) -> Any:
+    value = _MEMO.get(key)
+    if value is None:
+        value = make()
+        if len(_MEMO) >= _MEMO_MAX:
+            _MEMO.clear()
+        _MEMO[key] = value
+    return value
+
+
+def _oaep_values(ffi: Any, s: Any) -> tuple[int, int, int, bytes]:
+    return (int(s.hashAlg), int(s.mgf), int(s.source),
+            _octets(ffi, s.pSourceData, s.ulSourceDataLen, "OAEP source data"))
+
+
 def _oaep_fields(ffi: Any, s: Any) -> params.OaepParams:
-    return params.OaepParams(
-        hash_alg=int(s.hashAlg), mgf=int(s.mgf), source=int(s.source),
-        source_data=_octets(ffi, s.pSourceData, s.ulSourceDataLen, "OAEP source data"))
+    values = _oaep_values(ffi, s)
+    return _memo(("oaep",) + values, lambda: params.OaepParams(*values))
 
 
 def _oaep(ffi: Any, ptr: Any, length: int) -> params.OaepParams:
@@ -81,7 +111,10 @@ def _rsa_aes_key_wrap(ffi: Any, ptr: Any, length: int) -> params.RsaAesKeyWrapPa
     s = _struct(ffi, "CK_RSA_AES_KEY_WRAP_PARAMS", ptr, length)
     if s.pOAEPParams == ffi.NULL:
         raise _invalid("CK_RSA_AES_KEY_WRAP_PARAMS.pOAEPParams is NULL")
-    return params.RsaAesKeyWrapParams(aes_key_bits=int(s.ulAESKeyBits), oaep=_oaep_fields(ffi, s.pOAEPParams[0]))
+    values = (int(s.ulAESKeyBits),) + _oaep_values(ffi, s.pOAEPParams[0])
+    # Keyed by the plain values: hashing the dataclasses themselves costs more than reading them.
+    return _memo(("rsa_aes",) + values, lambda: params.RsaAesKeyWrapParams(
+        aes_key_bits=values[0], oaep=params.OaepParams(*values[1:])))
 
 
 def _ecdh1(ffi: Any, ptr: Any, length: int) -> params.Ecdh1DeriveParams:
@@ -237,9 +270,42 @@ READERS: dict[str, Callable[[Any, Any, int], object]] = {
 }
 
 
+def _rsa_aes_key_wrap_image(ffi: Any, ptr: Any, length: int) -> bytes | None:
+    """The bytes a CK_RSA_AES_KEY_WRAP_PARAMS without an OAEP label is made of: the outer struct's
+    ulAESKeyBits and the whole CK_RSA_PKCS_OAEP_PARAMS it points to. None (read it field by field)
+    for anything else, so every refusal still comes from the reader."""
+    if ptr == ffi.NULL or length != ffi.sizeof("CK_RSA_AES_KEY_WRAP_PARAMS"):
+        return None
+    outer = ffi.cast(_POINTER_TYPES.get((ffi, "CK_RSA_AES_KEY_WRAP_PARAMS"))
+                     or _pointer_type(ffi, "CK_RSA_AES_KEY_WRAP_PARAMS"), ptr)
+    inner = outer.pOAEPParams
+    if inner == ffi.NULL or inner.ulSourceDataLen != 0:
+        return None
+    return ffi.buffer(ptr, ffi.sizeof("CK_ULONG"))[:] + ffi.buffer(inner, ffi.sizeof("CK_RSA_PKCS_OAEP_PARAMS"))[:]
+
+
+#: param_kind -> the raw image of a parameter that fully determines it (no pointer is followed
+#: later), or None. `read_param` answers a known image from `_MEMO` without decoding: clients repeat
+#: the same parameter on every call, and decoding it costs more than the image.
+IMAGES: dict[str, Callable[[Any, Any, int], bytes | None]] = {
+    "rsa_aes_key_wrap": _rsa_aes_key_wrap_image,
+}
+
+
+# PKCS#11 3.2 signature parameters (CK_SIGN_ADDITIONAL_CONTEXT ...), read with the helpers above.
+from .pqc_params import READERS as _PQC_READERS  # noqa: E402  (imports this module's helpers)
+
+READERS.update(_PQC_READERS)
+
+
 def read_param(ffi: Any, kind: str, ptr: Any, length: int) -> object:
     """Decode CK_MECHANISM.pParameter/ulParameterLen as the parameter kind `kind`."""
     length = int(length)
     if length < 0 or length > MAX_FIELD_LEN:
         raise _invalid(f"parameter length {length} refused")
+    image_of = IMAGES.get(kind)
+    if image_of is not None:
+        image = image_of(ffi, ptr, length)
+        if image is not None:
+            return _memo((kind, image), lambda: READERS[kind](ffi, ptr, length))
     return READERS[kind](ffi, ptr, length)
