@@ -85,6 +85,33 @@ def main() -> int:
                 own = session.generate_key(KeyType.AES, 128, store=False)
                 assert own.decrypt(own.encrypt(data, mechanism_param=IV), mechanism_param=IV) == data
             print("stress ok", os.getpid())
+    elif command == "threads":
+        # One process, many threads: the client library pools connections, and a session opened on
+        # one connection is used on whichever connection a thread picks up next.
+        import threading
+
+        first = token.open(user_pin=PIN, rw=True)
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                with token.open(rw=True) as session:
+                    shared = session.get_key(label=rest[0], key_type=KeyType.AES)
+                    for _ in range(int(rest[1])):
+                        data = os.urandom(256)
+                        assert shared.decrypt(shared.encrypt(data, mechanism_param=IV), mechanism_param=IV) == data
+            except BaseException as exc:  # reported by the main thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        first.close()
+        if errors:
+            raise errors[0]
+        print("threads ok")
     elif command == "hold":
         sessions = [token.open(user_pin=PIN if i == 0 else None, rw=True) for i in range(int(rest[0]))]
         key = sessions[0].generate_key(KeyType.AES, 256, store=False)

@@ -65,3 +65,39 @@ def test_client_killed_mid_operation_leaves_no_sessions(server, token) -> None:
         assert "tour ok" in run_worker(server, "3.13", "tour", token)
     finally:
         raw.finalize()
+
+
+def test_threads_of_one_process_share_its_sessions(server, token) -> None:
+    run_worker(server, "3.13", "genkey", token, "thread-aes")
+    assert "threads ok" in run_worker(server, "3.13", "threads", token, "thread-aes", "20")
+
+
+def test_login_is_joined_only_with_the_right_pin(server, token) -> None:
+    """While another client holds the token's login, a second client joins it with the same PIN,
+    is refused with a wrong one, and its C_Logout / C_CloseAllSessions leave the first client alone."""
+    import ctypes
+
+    raw = RawClient()
+    assert raw.initialize(server) == 0
+    so = raw.lib
+    so.C_Login.restype = so.C_Logout.restype = so.C_CloseAllSessions.restype = ctypes.c_ulong
+    proc = worker(server, "3.12", "hold", token, "2", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        slot = raw.slot_of(token)
+        rv, handle = raw.open_session(slot)
+        assert rv == 0
+        login = so.C_Login
+        assert login(ctypes.c_ulong(handle), ctypes.c_ulong(1), b"9999", ctypes.c_ulong(4)) == 0xA0  # PIN_INCORRECT
+        assert login(ctypes.c_ulong(handle), ctypes.c_ulong(1), b"1234", ctypes.c_ulong(4)) == 0
+        assert login(ctypes.c_ulong(handle), ctypes.c_ulong(1), b"1234", ctypes.c_ulong(4)) == 0x100  # ALREADY
+        assert so.C_Logout(ctypes.c_ulong(handle)) == 0
+        assert so.C_Logout(ctypes.c_ulong(handle)) == 0x101  # USER_NOT_LOGGED_IN: for this client
+        before = raw.session_count(slot)
+        assert so.C_CloseAllSessions(ctypes.c_ulong(slot)) == 0
+        assert raw.session_count(slot) == before - 1  # only ours; the worker's two remain
+        assert proc.poll() is None  # still encrypting
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+        raw.finalize()
