@@ -91,10 +91,17 @@ extern const size_t ss_mech_kind_count;
 const ss_layout *ss_layout_for_kind(const char *kind);
 const ss_layout *ss_message_layout_for_kind(const char *kind);
 
-/* Library state (client.c). */
+/* Library state (connection.c). */
 CK_RV ss_initialize(CK_VOID_PTR pInitArgs);
 CK_RV ss_finalize(CK_VOID_PTR pReserved);
 int ss_initialized(void);
+
+/* Shared by connection.c and marshal.c. */
+void ss_fail(ss_call *c, CK_RV rv);
+void ss_put_raw(ss_call *c, const void *p, size_t n);
+void ss_put_u8(ss_call *c, unsigned v);
+void ss_put_u64(ss_call *c, uint64_t v);
+uint64_t ss_rd64(const unsigned char *p);
 
 /* One call. */
 CK_RV ss_call_begin(ss_call *c, uint32_t function_id);

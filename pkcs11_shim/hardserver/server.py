@@ -34,7 +34,7 @@ CKF_OS_LOCKING_OK = 0x2
 
 
 def default_socket_path() -> Path:
-    """The path the client library uses when nothing is configured (native/client/client.c)."""
+    """The path the client library uses when nothing is configured (native/client/connection.c)."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     if runtime:
         return Path(runtime) / "softshield" / "hardserver.sock"

@@ -1,0 +1,525 @@
+/* softshield client library: finding the hardserver, connections, framing, library state, one call.
+ * The argument encoders and reply decoders are in marshal.c; ss_client.h has the wire protocol. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ss_client.h"
+
+/* ---- configuration: where the hardserver listens ------------------------------------------- */
+
+/* As nShield's clients find their hardserver: the environment first, then the cknfastrc-style file
+ * the in-process library reads (SOFTSHIELD_CKNFASTRC, $NFAST_HOME/cknfastrc,
+ * ~/.config/softshield/cknfastrc), then the per-user runtime default the server also uses. */
+static int ss_rc_lookup(const char *path, const char *key, char *out, size_t outlen)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    size_t klen = strlen(key);
+    int found = 0;
+    if (f == NULL)
+        return 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        char *s = line, *e;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (strncmp(s, key, klen) != 0)
+            continue;
+        s += klen;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        if (*s != '=')
+            continue;
+        s++;
+        while (*s == ' ' || *s == '\t')
+            s++;
+        e = s + strlen(s);
+        while (e > s && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ' || e[-1] == '\t'))
+            *--e = '\0';
+        snprintf(out, outlen, "%s", s);
+        found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+static void ss_socket_path(char *out, size_t outlen)
+{
+    const char *env = getenv("SOFTSHIELD_HARDSERVER");
+    const char *rc = getenv("SOFTSHIELD_CKNFASTRC");
+    const char *home = getenv("NFAST_HOME");
+    const char *user = getenv("HOME");
+    const char *runtime = getenv("XDG_RUNTIME_DIR");
+    char path[4096];
+    if (env != NULL && env[0] != '\0') {
+        snprintf(out, outlen, "%s", env);
+        return;
+    }
+    if (rc != NULL && rc[0] != '\0' && ss_rc_lookup(rc, "SOFTSHIELD_HARDSERVER", out, outlen))
+        return;
+    if (home != NULL && home[0] != '\0') {
+        snprintf(path, sizeof path, "%s/cknfastrc", home);
+        if (ss_rc_lookup(path, "SOFTSHIELD_HARDSERVER", out, outlen))
+            return;
+    }
+    if (user != NULL && user[0] != '\0') {
+        snprintf(path, sizeof path, "%s/.config/softshield/cknfastrc", user);
+        if (ss_rc_lookup(path, "SOFTSHIELD_HARDSERVER", out, outlen))
+            return;
+    }
+    if (runtime != NULL && runtime[0] != '\0')
+        snprintf(out, outlen, "%s/softshield/hardserver.sock", runtime);
+    else
+        snprintf(out, outlen, "/tmp/softshield-%u/hardserver.sock", (unsigned)getuid());
+}
+
+/* A call never waits longer than this for the server (seconds): a dead or wedged server makes the
+ * host fail with CKR_DEVICE_REMOVED instead of hanging. */
+static int ss_timeout_seconds(void)
+{
+    const char *env = getenv("SOFTSHIELD_HARDSERVER_TIMEOUT");
+    int v = env != NULL ? atoi(env) : 0;
+    return v > 0 ? v : 120;
+}
+
+/* ---- connections ----------------------------------------------------------------------------- */
+
+/* The server groups connections by the client token: sessions belong to the process, not to the
+ * connection a thread happened to use, so a multi-threaded host may use a session from any thread. */
+typedef struct ss_conn {
+    int fd;
+    unsigned generation;
+    struct ss_conn *next;
+} ss_conn;
+
+static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
+static ss_conn *ss_idle = NULL;
+static int ss_is_initialized = 0;
+static unsigned ss_generation = 0;   /* bumped by C_Finalize and fork: older connections are dropped */
+static unsigned char ss_token[16];
+static char ss_path[4096];
+
+static void ss_new_token(void)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    size_t got = 0;
+    if (fd >= 0) {
+        while (got < sizeof ss_token) {
+            ssize_t n = read(fd, ss_token + got, sizeof ss_token - got);
+            if (n <= 0)
+                break;
+            got += (size_t)n;
+        }
+        close(fd);
+    }
+    if (got < sizeof ss_token) { /* no urandom: pid and time still make tokens distinct per process */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        pid_t pid = getpid();
+        memcpy(ss_token, &pid, sizeof pid);
+        memcpy(ss_token + 4, &ts, sizeof ts < 12 ? sizeof ts : 12);
+    }
+}
+
+static void ss_drop_idle_locked(void)
+{
+    while (ss_idle != NULL) {
+        ss_conn *c = ss_idle;
+        ss_idle = c->next;
+        close(c->fd);
+        free(c);
+    }
+}
+
+/* The child of a fork shares the parent's sockets: it must not talk on them, and it is a new
+ * application to the server (PKCS#11 3.0 §5.1.2: the child calls C_Initialize again). */
+static void ss_atfork_child(void)
+{
+    pthread_mutex_init(&ss_lock, NULL);
+    ss_drop_idle_locked();
+    ss_is_initialized = 0;
+    ss_generation++;
+    ss_new_token();
+}
+
+static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
+static void ss_setup_once(void)
+{
+    pthread_atfork(NULL, NULL, ss_atfork_child);
+    ss_new_token();
+}
+
+static int ss_write_all(int fd, const unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static int ss_read_all(int fd, unsigned char *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        p += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static void ss_le32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+static void ss_le16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+static uint32_t ss_rd32(const unsigned char *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+uint64_t ss_rd64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned char *payload, size_t len)
+{
+    unsigned char h[16];
+    memcpy(h, "SSHS", 4);
+    ss_le16(h + 4, SS_PROTO_VERSION);
+    ss_le16(h + 6, type);
+    ss_le32(h + 8, fid);
+    ss_le32(h + 12, (uint32_t)len);
+    if (ss_write_all(fd, h, sizeof h) != 0)
+        return -1;
+    return len ? ss_write_all(fd, payload, len) : 0;
+}
+
+/* Reads one frame; the caller frees *payload. Returns the frame type, or -1 when the connection
+ * is gone or the frame is not ours. */
+static int ss_recv_frame(int fd, unsigned char **payload, size_t *len)
+{
+    unsigned char h[16];
+    uint32_t n;
+    *payload = NULL;
+    *len = 0;
+    if (ss_read_all(fd, h, sizeof h) != 0)
+        return -1;
+    n = ss_rd32(h + 12);
+    if (memcmp(h, "SSHS", 4) != 0 || (h[4] | h[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
+        return -1;
+    *payload = malloc(n ? n : 1);
+    if (*payload == NULL)
+        return -1;
+    if (n && ss_read_all(fd, *payload, n) != 0) {
+        free(*payload);
+        *payload = NULL;
+        return -1;
+    }
+    *len = n;
+    return h[6] | h[7] << 8;
+}
+
+static ss_conn *ss_connect(unsigned generation)
+{
+    struct sockaddr_un addr;
+    struct timeval tv;
+    unsigned char hello[32];
+    unsigned char *reply;
+    size_t rlen;
+    int fd, type = -1;
+    uint64_t pid = (uint64_t)getpid();
+    ss_conn *c;
+
+    memset(&addr, 0, sizeof addr);
+    addr.sun_family = AF_UNIX;
+    if (strlen(ss_path) >= sizeof addr.sun_path)
+        return NULL;
+    strcpy(addr.sun_path, ss_path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return NULL;
+    tv.tv_sec = ss_timeout_seconds();
+    tv.tv_usec = 0;
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+        close(fd);
+        return NULL;
+    }
+    ss_le32(hello, (uint32_t)sizeof(CK_ULONG));
+    ss_le32(hello + 4, (uint32_t)sizeof(void *));
+    for (int i = 0; i < 8; i++)
+        hello[8 + i] = (unsigned char)(pid >> (8 * i));
+    memcpy(hello + 16, ss_token, 16);
+    if (ss_send_frame(fd, SS_FRAME_HELLO, 0, hello, sizeof hello) != 0 ||
+        (type = ss_recv_frame(fd, &reply, &rlen)) != SS_FRAME_REPLY || rlen < 8 || ss_rd64(reply) != CKR_OK) {
+        if (type >= 0)
+            free(reply);
+        close(fd);
+        return NULL;
+    }
+    free(reply);
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    c->fd = fd;
+    c->generation = generation;
+    return c;
+}
+
+/* An idle connection of this generation, or a new one. */
+static ss_conn *ss_acquire(CK_RV *rv)
+{
+    ss_conn *c;
+    unsigned generation;
+    pthread_mutex_lock(&ss_lock);
+    if (!ss_is_initialized) {
+        pthread_mutex_unlock(&ss_lock);
+        *rv = CKR_CRYPTOKI_NOT_INITIALIZED;
+        return NULL;
+    }
+    c = ss_idle;
+    if (c != NULL)
+        ss_idle = c->next;
+    generation = ss_generation;
+    pthread_mutex_unlock(&ss_lock);
+    if (c != NULL)
+        return c;
+    c = ss_connect(generation);
+    if (c == NULL)
+        *rv = CKR_DEVICE_REMOVED;
+    return c;
+}
+
+static void ss_release(ss_conn *c, int broken)
+{
+    pthread_mutex_lock(&ss_lock);
+    if (!broken && ss_is_initialized && c->generation == ss_generation) {
+        c->next = ss_idle;
+        ss_idle = c;
+        c = NULL;
+    }
+    pthread_mutex_unlock(&ss_lock);
+    if (c != NULL) {
+        close(c->fd);
+        free(c);
+    }
+}
+
+/* ---- library state --------------------------------------------------------------------------- */
+
+CK_RV ss_initialize(CK_VOID_PTR pInitArgs)
+{
+    CK_RV rv = CKR_OK;
+    ss_conn *probe;
+    pthread_once(&ss_once, ss_setup_once);
+    if (pInitArgs != NULL) {
+        CK_C_INITIALIZE_ARGS *a = (CK_C_INITIALIZE_ARGS *)pInitArgs;
+        int given = (a->CreateMutex != NULL) + (a->DestroyMutex != NULL) + (a->LockMutex != NULL) +
+                    (a->UnlockMutex != NULL);
+        /* PKCS#11 3.0 §5.4: all four mutex functions or none; pReserved must be NULL. */
+        if (a->pReserved != NULL || (given != 0 && given != 4))
+            return CKR_ARGUMENTS_BAD;
+        /* We lock with pthreads; a host that offers only its own mutexes cannot be served. */
+        if (given == 4 && !(a->flags & CKF_OS_LOCKING_OK))
+            return CKR_CANT_LOCK;
+    }
+    pthread_mutex_lock(&ss_lock);
+    if (ss_is_initialized)
+        rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
+    else {
+        ss_socket_path(ss_path, sizeof ss_path);
+        ss_is_initialized = 1;
+        ss_generation++;
+    }
+    pthread_mutex_unlock(&ss_lock);
+    if (rv != CKR_OK)
+        return rv;
+    /* Fail here, not on the first real call, when no hardserver answers: as nShield's library does
+     * when its hardserver is not running. */
+    probe = ss_acquire(&rv);
+    if (probe == NULL) {
+        pthread_mutex_lock(&ss_lock);
+        ss_is_initialized = 0;
+        pthread_mutex_unlock(&ss_lock);
+        return CKR_DEVICE_ERROR;
+    }
+    ss_release(probe, 0);
+    return CKR_OK;
+}
+
+CK_RV ss_finalize(CK_VOID_PTR pReserved)
+{
+    if (pReserved != NULL)
+        return CKR_ARGUMENTS_BAD;
+    pthread_mutex_lock(&ss_lock);
+    if (!ss_is_initialized) {
+        pthread_mutex_unlock(&ss_lock);
+        return CKR_CRYPTOKI_NOT_INITIALIZED;
+    }
+    /* Closing our connections is the finalize: the server closes this client's sessions when its
+     * last connection goes. Connections still in use are dropped when their call returns. */
+    ss_is_initialized = 0;
+    ss_generation++;
+    ss_drop_idle_locked();
+    pthread_mutex_unlock(&ss_lock);
+    return CKR_OK;
+}
+
+int ss_initialized(void)
+{
+    int v;
+    pthread_mutex_lock(&ss_lock);
+    v = ss_is_initialized;
+    pthread_mutex_unlock(&ss_lock);
+    return v;
+}
+
+/* ---- one call -------------------------------------------------------------------------------- */
+
+void ss_fail(ss_call *c, CK_RV rv)
+{
+    if (!c->failed) {
+        c->failed = 1;
+        c->rv = rv;
+    }
+}
+
+static void ss_reserve(ss_call *c, size_t more)
+{
+    size_t want;
+    unsigned char *n;
+    if (c->failed)
+        return;
+    if (more > SS_MAX_PAYLOAD || c->len + more > SS_MAX_PAYLOAD) {
+        ss_fail(c, CKR_DEVICE_MEMORY); /* beyond the protocol's frame limit */
+        return;
+    }
+    if (c->len + more <= c->cap)
+        return;
+    want = c->cap ? c->cap : 256;
+    while (want < c->len + more)
+        want *= 2;
+    n = realloc(c->buf, want);
+    if (n == NULL) {
+        ss_fail(c, CKR_HOST_MEMORY);
+        return;
+    }
+    c->buf = n;
+    c->cap = want;
+}
+
+void ss_put_raw(ss_call *c, const void *p, size_t n)
+{
+    ss_reserve(c, n);
+    if (c->failed)
+        return;
+    if (n)
+        memcpy(c->buf + c->len, p, n);
+    c->len += n;
+}
+
+void ss_put_u8(ss_call *c, unsigned v)
+{
+    unsigned char b = (unsigned char)v;
+    ss_put_raw(c, &b, 1);
+}
+
+void ss_put_u64(ss_call *c, uint64_t v)
+{
+    unsigned char b[8];
+    for (int i = 0; i < 8; i++)
+        b[i] = (unsigned char)(v >> (8 * i));
+    ss_put_raw(c, b, 8);
+}
+
+CK_RV ss_call_begin(ss_call *c, uint32_t function_id)
+{
+    CK_RV rv = CKR_OK;
+    memset(c, 0, sizeof *c);
+    c->conn = ss_acquire(&rv);
+    if (c->conn == NULL) {
+        c->failed = 1;
+        c->rv = rv;
+        return rv;
+    }
+    c->fid = function_id;
+    return CKR_OK;
+}
+
+CK_RV ss_call_exchange(ss_call *c)
+{
+    unsigned char *reply;
+    size_t rlen;
+    int type;
+    if (c->failed)
+        return c->rv;
+    if (ss_send_frame(c->conn->fd, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
+        ss_fail(c, CKR_DEVICE_REMOVED);
+        return c->rv;
+    }
+    free(c->buf);
+    c->buf = NULL;
+    c->len = c->cap = 0;
+    type = ss_recv_frame(c->conn->fd, &reply, &rlen);
+    if (type < 0 || rlen < 8) {
+        if (type >= 0)
+            free(reply);
+        ss_fail(c, CKR_DEVICE_REMOVED); /* the server went away (or timed out) mid-call */
+        return c->rv;
+    }
+    c->buf = reply;
+    c->len = c->cap = rlen;
+    c->pos = 8;
+    c->rv = (CK_RV)ss_rd64(reply);
+    if (type != SS_FRAME_REPLY) {
+        /* An ERROR frame: the server refused our frame and closes the connection. */
+        c->failed = 1;
+        if (c->rv == CKR_OK)
+            c->rv = CKR_GENERAL_ERROR;
+    }
+    return c->rv;
+}
+
+CK_RV ss_call_end(ss_call *c)
+{
+    int broken = c->failed && (c->rv == CKR_DEVICE_REMOVED || c->rv == CKR_GENERAL_ERROR ||
+                               c->rv == CKR_DEVICE_MEMORY || c->rv == CKR_HOST_MEMORY);
+    if (c->conn != NULL)
+        ss_release(c->conn, broken || (c->failed && c->pos == 0));
+    free(c->buf);
+    c->buf = NULL;
+    c->conn = NULL;
+    return c->rv;
+}
