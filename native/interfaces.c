@@ -1,11 +1,12 @@
 /* The table-handing entry points. They need no Python: a host may call them before anything else,
  * and they must work even when the embedded interpreter cannot start. Appended to the generated
- * entry code by pkcs11_shim/build.py, after the two function tables. */
+ * entry code by pkcs11_shim/build.py, after the three function tables. */
 
 static CK_CHAR softshield_interface_name[] = "PKCS 11";
 
 /* Newest first: hosts that take the first entry get the newest interface (PKCS#11 3.0 §5.4.2). */
 static CK_INTERFACE softshield_interfaces[] = {
+    {softshield_interface_name, &softshield_functions_3_2, 0},
     {softshield_interface_name, &softshield_functions_3_0, 0},
     {softshield_interface_name, &softshield_functions_2_40, 0},
 };

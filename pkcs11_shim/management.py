@@ -168,6 +168,7 @@ def set_attributes(session: Session, handle: int, raw: list) -> None:
 SECRET_COMPONENTS = frozenset({
     Attribute.VALUE, Attribute.PRIVATE_EXPONENT, Attribute.PRIME_1, Attribute.PRIME_2,
     Attribute.EXPONENT_1, Attribute.EXPONENT_2, Attribute.COEFFICIENT,
+    Attribute.SEED,  # PKCS#11 3.2 ML-DSA / ML-KEM private keys
 })
 
 

@@ -40,6 +40,8 @@ KINDS: dict[str, OperationKind] = {
         OperationKind("verify", MechanismFlag.VERIFY, Attribute.VERIFY, Action.VERIFY, "verify"),
         OperationKind("sign_recover", MechanismFlag.SIGN_RECOVER, Attribute.SIGN_RECOVER, Action.SIGN, "sign_recover"),
         OperationKind("verify_recover", MechanismFlag.VERIFY_RECOVER, Attribute.VERIFY_RECOVER, Action.VERIFY, "verify_recover"),
+        # PKCS#11 3.2 C_VerifySignatureInit: a verification of its own (signature given at init).
+        OperationKind("verify_signature", MechanismFlag.VERIFY, Attribute.VERIFY, Action.VERIFY, "verify"),
     )
 }
 
@@ -56,6 +58,7 @@ ALLOWED_CLASSES: dict[str, tuple[int, ...]] = {
     "verify": (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY),
     "sign_recover": (ObjectClass.PRIVATE_KEY,),
     "verify_recover": (ObjectClass.PUBLIC_KEY,),
+    "verify_signature": (ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY),
 }
 
 

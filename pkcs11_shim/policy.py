@@ -25,6 +25,10 @@ USAGE_ACTIONS: tuple[tuple[int, Action], ...] = (
     (Attribute.WRAP, Action.WRAP),
     (Attribute.UNWRAP, Action.UNWRAP),
     (Attribute.DERIVE, Action.DERIVE),
+    # PKCS#11 3.2 KEMs: encapsulation is a public-key encryption of a fresh secret, decapsulation
+    # its decryption (the module has no separate permission for them).
+    (Attribute.ENCAPSULATE, Action.ENCRYPT),
+    (Attribute.DECAPSULATE, Action.DECRYPT),
 )
 
 #: Lifecycle attribute -> the action it grants while TRUE.

@@ -21,7 +21,8 @@ FUNCTIONS = ((F.ENCRYPT, "encrypt"), (F.DECRYPT, "decrypt"), (F.DIGEST, "digest"
              (F.SIGN_RECOVER, "sign-recover"), (F.VERIFY, "verify"), (F.VERIFY_RECOVER, "verify-recover"),
              (F.GENERATE, "generate"), (F.GENERATE_KEY_PAIR, "generate-pair"), (F.WRAP, "wrap"),
              (F.UNWRAP, "unwrap"), (F.DERIVE, "derive"), (CKF_MESSAGE_ENCRYPT, "message-encrypt"),
-             (CKF_MESSAGE_DECRYPT, "message-decrypt"))
+             (CKF_MESSAGE_DECRYPT, "message-decrypt"), (F.ENCAPSULATE, "encapsulate"),
+             (F.DECAPSULATE, "decapsulate"))
 
 
 def table() -> str:

@@ -94,6 +94,7 @@ def bind(ffi: Any, lib: Any) -> None:
     debuglog.configure()
     from . import crypto_ops, general, keys, messages, objects, sessions, slots  # noqa: F401
     from . import vendor  # noqa: F401  - nShield's C_LoginBegin/Next/End
+    from . import pqc  # noqa: F401  - the PKCS#11 3.2 functions
 
     @ffi.def_extern(name="py_softshield_started", error=0)
     def _started() -> int:

@@ -292,6 +292,12 @@ IMAGES: dict[str, Callable[[Any, Any, int], bytes | None]] = {
 }
 
 
+# PKCS#11 3.2 signature parameters (CK_SIGN_ADDITIONAL_CONTEXT ...), read with the helpers above.
+from .pqc_params import READERS as _PQC_READERS  # noqa: E402  (imports this module's helpers)
+
+READERS.update(_PQC_READERS)
+
+
 def read_param(ffi: Any, kind: str, ptr: Any, length: int) -> object:
     """Decode CK_MECHANISM.pParameter/ulParameterLen as the parameter kind `kind`."""
     length = int(length)

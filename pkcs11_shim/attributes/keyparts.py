@@ -29,7 +29,7 @@ from emulator.errors import InvalidKeyMaterial
 from ..constants import CKK_EC_MONTGOMERY, CKR, Attribute, KeyType, ObjectClass
 from ..errors import PKCS11Error
 from ..mechanisms.keybytes import SECRET_KINDS_BY_KEY_TYPE, check_secret_length
-from . import rules
+from . import pqc, rules
 from .codecs import CKA_PUBLIC_KEY_INFO
 from .rules import Flag
 
@@ -46,12 +46,12 @@ RSA_SECRET_PARTS = RSA_PARTS[2:]
 #: `mechanisms.keybytes.unwrapped` accepts).
 ASYMMETRIC_KINDS: dict[int, str] = {
     KeyType.RSA: "RSA", KeyType.EC: "EC", KeyType.EC_EDWARDS: "EC_EDWARDS",
-    CKK_EC_MONTGOMERY: "EC_MONTGOMERY",
+    CKK_EC_MONTGOMERY: "EC_MONTGOMERY", **pqc.ASYMMETRIC_KINDS,
 }
 #: Material kind -> key type (secret kinds from `keybytes`, first key type wins for HMAC).
 _KEY_TYPE_OF_KIND: dict[str, int] = {
     "RSA": KeyType.RSA, "EC": KeyType.EC, "Ed25519": KeyType.EC_EDWARDS, "Ed448": KeyType.EC_EDWARDS,
-    "X25519": CKK_EC_MONTGOMERY, "X448": CKK_EC_MONTGOMERY,
+    "X25519": CKK_EC_MONTGOMERY, "X448": CKK_EC_MONTGOMERY, **pqc.KEY_TYPE_OF_KIND,
 }
 for _key_type, _kind in SECRET_KINDS_BY_KEY_TYPE.items():
     _KEY_TYPE_OF_KIND.setdefault(_kind, _key_type)
@@ -193,6 +193,7 @@ _BUILDERS: dict[tuple[int, int], Callable[[dict, int], Material]] = {
     **{(ObjectClass.PRIVATE_KEY, kt): _ec_private for kt in _CURVE_FAMILY},
     **{(ObjectClass.PUBLIC_KEY, kt): _ec_public for kt in _CURVE_FAMILY},
     **{(ObjectClass.SECRET_KEY, kt): _secret for kt in SECRET_KINDS_BY_KEY_TYPE},
+    **pqc.BUILDERS,  # PKCS#11 3.2 ML-DSA / ML-KEM
 }
 
 
@@ -268,6 +269,7 @@ _PUBLIC_ATTRS: dict[str, Callable[[Any], dict[int, Any]]] = {
     "RSA": _rsa_public_attrs, "EC": _ec_public_attrs,
     "Ed25519": _raw_public_attrs, "Ed448": _raw_public_attrs,
     "X25519": _raw_public_attrs, "X448": _raw_public_attrs,
+    **pqc.PUBLIC_ATTRS,
 }
 
 
@@ -306,6 +308,7 @@ _SECRET_ATTRS: dict[str, Callable[[PrivateMaterial], dict[int, Any]]] = {
     "RSA": _rsa_secret_attrs, "EC": _ec_secret_attrs,
     "Ed25519": _raw_secret_attrs, "Ed448": _raw_secret_attrs,
     "X25519": _raw_secret_attrs, "X448": _raw_secret_attrs,
+    **pqc.SECRET_ATTRS,
 }
 
 

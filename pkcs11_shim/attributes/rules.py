@@ -333,6 +333,22 @@ DES3_SECRET = table(SECRET_KEY_COMMON, (
     R(A.VALUE, MATERIAL | SENSITIVE | SET_ON_CREATE_ONLY),
     R(A.VALUE_LEN, FORBIDDEN_ON_CREATE | SET_ON_CREATE_ONLY, valid=_positive),
 ))
+# PKCS#11 3.2 ML-DSA and ML-KEM keys (encodings in attributes/pqc.py): the parameter set is chosen
+# in the public template of C_GenerateKeyPair and comes from the key otherwise; a public key's
+# CKA_VALUE is the encoded public key, a private key's CKA_SEED its seed.
+_PARAMETER_SET_PUBLIC = R(A.PARAMETER_SET, REQUIRED_ON_CREATE | REQUIRED_ON_GENERATE | SET_ON_CREATE_ONLY,
+                          valid=_in_range(1, 3))
+_PQC_PUBLIC = (_PARAMETER_SET_PUBLIC, R(A.VALUE, REQUIRED_ON_CREATE | FORBIDDEN_ON_GENERATE | SET_ON_CREATE_ONLY))
+_PQC_PRIVATE = (
+    R(A.PARAMETER_SET, MATERIAL | SET_ON_CREATE_ONLY, valid=_in_range(1, 3)),
+    R(A.SEED, MATERIAL | SENSITIVE | SET_ON_CREATE_ONLY),
+)
+ML_DSA_PUBLIC = table(PUBLIC_KEY_COMMON, _PQC_PUBLIC)
+ML_DSA_PRIVATE = table(PRIVATE_KEY_COMMON, _PQC_PRIVATE)
+# 3.2 §4.8/4.9: CKA_ENCAPSULATE / CKA_DECAPSULATE are the KEM usage flags (TRUE by default, as the
+# other usages here).
+ML_KEM_PUBLIC = table(PUBLIC_KEY_COMMON, _PQC_PUBLIC, (R(A.ENCAPSULATE, SETTABLE | DEFAULTED, default=True),))
+ML_KEM_PRIVATE = table(PRIVATE_KEY_COMMON, _PQC_PRIVATE, (R(A.DECAPSULATE, SETTABLE | DEFAULTED, default=True),))
 del R, A
 
 
@@ -355,11 +371,11 @@ CLASSES: Mapping[int, ClassSpec] = MappingProxyType({
                                        {CertificateType.X_509: X509_CERTIFICATE}),
     ObjectClass.PUBLIC_KEY: ClassSpec("public key", Attribute.KEY_TYPE, {
         KeyType.RSA: RSA_PUBLIC, KeyType.EC: EC_PUBLIC, KeyType.EC_EDWARDS: EC_PUBLIC,
-        CKK_EC_MONTGOMERY: EC_PUBLIC,
+        CKK_EC_MONTGOMERY: EC_PUBLIC, KeyType.ML_DSA: ML_DSA_PUBLIC, KeyType.ML_KEM: ML_KEM_PUBLIC,
     }),
     ObjectClass.PRIVATE_KEY: ClassSpec("private key", Attribute.KEY_TYPE, {
         KeyType.RSA: RSA_PRIVATE, KeyType.EC: EC_PRIVATE, KeyType.EC_EDWARDS: EC_PRIVATE,
-        CKK_EC_MONTGOMERY: EC_PRIVATE,
+        CKK_EC_MONTGOMERY: EC_PRIVATE, KeyType.ML_DSA: ML_DSA_PRIVATE, KeyType.ML_KEM: ML_KEM_PRIVATE,
     }),
     ObjectClass.SECRET_KEY: ClassSpec("secret key", Attribute.KEY_TYPE, {
         KeyType.AES: SECRET_VALUE, KeyType.DES3: DES3_SECRET, KeyType.GENERIC_SECRET: SECRET_VALUE,

@@ -55,6 +55,8 @@ FLAG_FIELDS: tuple[tuple[int, str], ...] = (
     (MechanismFlag.WRAP, "wrap"),
     (MechanismFlag.UNWRAP, "unwrap"),
     (MechanismFlag.DERIVE, "derive"),
+    (MechanismFlag.ENCAPSULATE, "encapsulate"),  # PKCS#11 3.2 C_EncapsulateKey
+    (MechanismFlag.DECAPSULATE, "decapsulate"),
 )
 
 
@@ -100,6 +102,11 @@ class MechanismSpec:
     message_decrypt: Impl = None
     message_sign: Impl = None
     message_verify: Impl = None
+    #: 3.2 KEMs: encapsulate(public, param) -> (ciphertext, secret); decapsulate(private, param,
+    #: ciphertext) -> secret; encapsulated_len(public) -> ciphertext length (the length query).
+    encapsulate: Impl = None
+    decapsulate: Impl = None
+    encapsulated_len: Impl = None
     name: str = ""  # filled from the number when not given
 
     def __post_init__(self) -> None:
@@ -161,6 +168,7 @@ class Registry:
         return [self._rows[m] for m in sorted(self._rows)]
 
 
-FAMILIES = ("digest", "mac", "generic", "aes", "aesmodes", "des3", "keywrap", "rsa", "ec", "edwards", "derive")
+FAMILIES = ("digest", "mac", "generic", "aes", "aesmodes", "des3", "keywrap", "rsa", "ec", "edwards", "derive",
+            "mldsa", "mlkem")
 
 REGISTRY = Registry(FAMILIES)

@@ -41,6 +41,9 @@ def keys() -> dict[str, Any]:
         "x25519": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("X25519")),
         "x448": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=b"\x13\x08curve448"),
         "xts64": REGISTRY.get(numbers.CKM_AES_XTS_KEY_GEN).generate(None, numbers.CKK_AES_XTS, 64),
+        # PKCS#11 3.2: CKA_PARAMETER_SET 1 = ML-DSA-44, 2 = ML-KEM-768.
+        "mldsa44": _pair(Mechanism.ML_DSA_KEY_PAIR_GEN, PARAMETER_SET=1),
+        "mlkem768": _pair(Mechanism.ML_KEM_KEY_PAIR_GEN, PARAMETER_SET=2),
     }
 
 

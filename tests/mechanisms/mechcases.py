@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.crypto.material import SecretMaterial
-from pkcs11_shim.constants import KDF, MGF, Mechanism
+from pkcs11_shim.constants import CKH_HEDGE_REQUIRED, CKM_HASH_ML_DSA, KDF, MGF, Mechanism
 from pkcs11_shim.mechanisms import numbers, params
+from pkcs11_shim.mechanisms.mldsa import HASH_ML_DSA, SignAdditionalContext
 
 DATA = bytes(range(48))  # three AES blocks, six DES blocks
 
@@ -158,6 +159,15 @@ CASES: list[Case] = [
                                      Mechanism.CONCATENATE_BASE_AND_KEY, Mechanism.CONCATENATE_BASE_AND_DATA,
                                      Mechanism.CONCATENATE_DATA_AND_BASE, Mechanism.XOR_BASE_AND_DATA,
                                      Mechanism.EXTRACT_KEY_FROM_KEY)),
+    # PKCS#11 3.2 ML-DSA (always hedged: not deterministic) and ML-KEM (covered in tests/pqc).
+    Case(Mechanism.ML_DSA_KEY_PAIR_GEN),
+    Case(Mechanism.ML_DSA, "mldsa44", deterministic=False),
+    Case(Mechanism.ML_DSA, "mldsa44", SignAdditionalContext(CKH_HEDGE_REQUIRED, b"context"), deterministic=False),
+    Case(CKM_HASH_ML_DSA, "mldsa44", SignAdditionalContext(0, b"", Mechanism.SHA256), data=DATA[:32],
+         multipart=False, deterministic=False),
+    *(Case(m, "mldsa44", deterministic=False) for m in HASH_ML_DSA),
+    Case(Mechanism.ML_KEM_KEY_PAIR_GEN),
+    Case(Mechanism.ML_KEM, "mlkem768"),
 ]
 
 #: Rows whose derive/generate need parameters or a second key: test_kdf_rows covers them.

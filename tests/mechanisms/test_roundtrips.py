@@ -192,6 +192,8 @@ PAIRS = {
                                         ({Attribute.EC_PARAMS: ec_crypto.ec_params("Ed448")}, "Ed448")],
     numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN: [({Attribute.EC_PARAMS: ec_crypto.ec_params("X25519")}, "X25519"),
                                              ({Attribute.EC_PARAMS: ec_crypto.ec_params("X448")}, "X448")],
+    Mechanism.ML_DSA_KEY_PAIR_GEN: [({Attribute.PARAMETER_SET: code}, "ML-DSA") for code in (1, 2, 3)],
+    Mechanism.ML_KEM_KEY_PAIR_GEN: [({Attribute.PARAMETER_SET: code}, "ML-KEM") for code in (2, 3)],
 }
 
 

@@ -99,21 +99,22 @@ EXPECTED["tables"] = {
     "tables.table-2.40": E(OK, mismatched="0"),
     # §5.4.5: two-call count convention; OpenSC's p11test wants ARGUMENTS_BAD for a NULL count.
     "tables.interfacelist.null-count": E(ARGS),
-    "tables.interfacelist.count": E(OK, count="2"),
-    "tables.interfacelist.too-small": E(CKR.BUFFER_TOO_SMALL, count="2"),
-    "tables.interfacelist": E(OK, count="2"),
-    # 3.0 first, then 2.40 (the same table C_GetFunctionList hands out).
-    "tables.interface0": E(OK, name="PKCS 11", major="3", minor="0", flags="0", same_as_getfunctionlist="0"),
-    "tables.interface1": E(OK, name="PKCS 11", major="2", minor="40", flags="0", same_as_getfunctionlist="1"),
+    "tables.interfacelist.count": E(OK, count="3"),
+    "tables.interfacelist.too-small": E(CKR.BUFFER_TOO_SMALL, count="3"),
+    "tables.interfacelist": E(OK, count="3"),
+    # 3.2 first, then 3.0, then 2.40 (the same table C_GetFunctionList hands out).
+    "tables.interface0": E(OK, name="PKCS 11", major="3", minor="2", flags="0", same_as_getfunctionlist="0"),
+    "tables.interface1": E(OK, name="PKCS 11", major="3", minor="0", flags="0", same_as_getfunctionlist="0"),
+    "tables.interface2": E(OK, name="PKCS 11", major="2", minor="40", flags="0", same_as_getfunctionlist="1"),
     "done": E(OK),
 }
 
 EXPECTED["before-init"] = {
     # §5.4.4-5.4.6: the table functions are the ones allowed before C_Initialize.
     "getfunctionlist": E(OK, major="2", minor="40"),
-    "getinterfacelist.count": E(OK, count="2"),
-    "getinterface.default": E(OK, name="PKCS 11", major="3", minor="0"),
-    "getinterface.name-only": E(OK, name="PKCS 11", major="3", minor="0"),
+    "getinterfacelist.count": E(OK, count="3"),
+    "getinterface.default": E(OK, name="PKCS 11", major="3", minor="2"),
+    "getinterface.name-only": E(OK, name="PKCS 11", major="3", minor="2"),
     "getinterface.v2.40": E(OK, name="PKCS 11", major="2", minor="40"),
     "getinterface.v3.0": E(OK, name="PKCS 11", major="3", minor="0"),
     "getinterface.v3.0-no-name": E(OK, name="PKCS 11", major="3", minor="0"),
@@ -176,8 +177,8 @@ EXPECTED["init-args"] = {
 EXPECTED["python-failed"] = {
     # The table functions are answered in C and still work...
     "pyfail.getfunctionlist": E(OK, major="2", minor="40"),
-    "pyfail.getinterfacelist": E(OK, count="2"),
-    "pyfail.getinterface": E(OK, name="PKCS 11", major="3", minor="0"),
+    "pyfail.getinterfacelist": E(OK, count="3"),
+    "pyfail.getinterface": E(OK, name="PKCS 11", major="3", minor="2"),
     # ...every other entry point answers CKR_GENERAL_ERROR, never the 0 cffi would return.
     "pyfail.C_Initialize": E(CKR.GENERAL_ERROR),
     "pyfail.C_Initialize.again": E(CKR.GENERAL_ERROR),
