@@ -67,7 +67,8 @@ class ObjectStore:
         self.module = module
         self.token_hash = token_hash
         self._objects: dict[int, P11Object] = {}
-        self._by_ident: dict[str, int] = {}
+        # (app, ident): key_simple_X and its transfer copy key_xferacld_X share the ident X.
+        self._by_ident: dict[tuple[str, str], int] = {}
         self._index: dict[tuple[int, Any], set[int]] = {}
         self._seen_counter: int | None = None
         self._loaded_private = False
@@ -101,7 +102,7 @@ class ObjectStore:
             obj = P11Object(next(_handles), attrs, key, owner_session)
             self._objects[obj.handle] = obj
             if obj.is_token and key.ident:
-                self._by_ident[key.ident] = obj.handle
+                self._by_ident[(key.app, key.ident)] = obj.handle
             self._index_add(obj)
             return obj
 
@@ -109,7 +110,7 @@ class ObjectStore:
         with self._lock:
             self._objects.pop(obj.handle, None)
             if obj.is_token:
-                self._by_ident.pop(obj.key.ident, None)
+                self._by_ident.pop((obj.key.app, obj.key.ident), None)
             self._index_remove(obj)
 
     def get(self, handle: int) -> P11Object | None:
@@ -170,10 +171,10 @@ class ObjectStore:
                 if problem not in _REPORTED:
                     _REPORTED.add(problem)
                     logging.getLogger("softshield").warning("key not loaded: %s", problem)
-            present: set[str] = set()
+            present: set[tuple[str, str]] = set()
             for key in keys:
-                present.add(key.ident)
-                handle = self._by_ident.get(key.ident)
+                present.add((key.app, key.ident))
+                handle = self._by_ident.get((key.app, key.ident))
                 existing = self._objects.get(handle) if handle is not None else None
                 if existing is not None and existing.key is key:
                     continue
@@ -185,9 +186,9 @@ class ObjectStore:
                     self.reindex(existing, old)
                 else:
                     self.add(attrs, key, None)
-            for ident, handle in list(self._by_ident.items()):
+            for name, handle in list(self._by_ident.items()):
                 obj = self._objects.get(handle)
-                if ident in present or obj is None:
+                if name in present or obj is None:
                     continue
                 # Gone only if its file is gone: a key this process is writing right now may be
                 # missing from a listing taken a moment before its rename.
@@ -204,7 +205,7 @@ class ObjectStore:
         obj.key.plainname = str(obj.attrs.get(Attribute.LABEL) or "")  # nShield: the label is the plainname
         self.module.store_key(obj.key, auth if obj.key.protection == "token" else None)
         with self._lock:
-            self._by_ident[obj.key.ident] = obj.handle
+            self._by_ident[(obj.key.app, obj.key.ident)] = obj.handle
             obj.attrs.update(vendor_attributes(obj.key))
             self._seen_counter = None  # our own write: re-check on the next sync
 

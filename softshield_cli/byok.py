@@ -75,7 +75,7 @@ def rsa_aes_param(oaep_hash: str) -> bytes:
 def so_login(session: Any, pins: list[bytes]) -> int:
     """The accelerator slot's SO login with the ACS quorum, one PIN per card in the slot
     (C_LoginBegin/Next/End, CKU_SO); returns K. Raises CommandError with the library's reason."""
-    import pkcs11
+    from pkcs11_shim.constants import CKR  # the numbers only: an enum, no library state
 
     so = ctypes.CDLL(p11client.library_path())  # the library python-pkcs11 already loaded: same state
     ulong = ctypes.c_ulong
@@ -86,8 +86,8 @@ def so_login(session: Any, pins: list[bytes]) -> int:
 
     def check(rv: int, what: str) -> None:
         if rv:
-            name = pkcs11.exceptions.__dict__.get("_EXCEPTIONS", {}).get(rv)
-            raise CommandError(f"{what}: CKR 0x{rv:08X}{f' ({name.__name__})' if name else ''}")
+            name = CKR(rv).name if rv in CKR._value2member_map_ else "vendor-defined"
+            raise CommandError(f"{what}: CKR_{name} (0x{rv:08X})")
 
     k, n, left = ulong(), ulong(), ulong()
     check(so.C_LoginBegin(session.handle, CKU_SO, ctypes.byref(k), ctypes.byref(n)), "ACS login (C_LoginBegin)")
@@ -184,7 +184,7 @@ def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple
         # those go back to DEFAULT (dropped from the template) and only the key's own usage is sent.
         template = {**{attr: pkcs11.DEFAULT for attr in (A.ENCRYPT, A.VERIFY, A.WRAP)},
                     A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
-                    A.ID: name.encode(), A.UNWRAP: False, A.DECRYPT: False, A.DERIVE: False,
+                    A.ID: name.encode(), A.COPYABLE: False, A.UNWRAP: False, A.DECRYPT: False, A.DERIVE: False,
                     **_attrs(IMPORT_USAGE[kty])}
         try:
             key = keks[0].unwrap_key(ObjectClass.PRIVATE_KEY, KeyType[kty], request.ciphertext,
