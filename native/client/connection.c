@@ -486,6 +486,7 @@ CK_RV ss_call_exchange(ss_call *c)
     if (c->failed)
         return c->rv;
     if (ss_send_frame(c->conn->fd, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
+        c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
         return c->rv;
     }
@@ -496,6 +497,7 @@ CK_RV ss_call_exchange(ss_call *c)
     if (type < 0 || rlen < 8) {
         if (type >= 0)
             free(reply);
+        c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED); /* the server went away (or timed out) mid-call */
         return c->rv;
     }
@@ -504,8 +506,9 @@ CK_RV ss_call_exchange(ss_call *c)
     c->pos = 8;
     c->rv = (CK_RV)ss_rd64(reply);
     if (type != SS_FRAME_REPLY) {
-        /* An ERROR frame: the server refused our frame and closes the connection. */
+        /* An ERROR frame: the server refused the call; byte 8 says whether it closes the connection. */
         c->failed = 1;
+        c->drop = rlen < 9 || reply[8] != 0;
         if (c->rv == CKR_OK)
             c->rv = CKR_GENERAL_ERROR;
     }
@@ -514,10 +517,11 @@ CK_RV ss_call_exchange(ss_call *c)
 
 CK_RV ss_call_end(ss_call *c)
 {
-    int broken = c->failed && (c->rv == CKR_DEVICE_REMOVED || c->rv == CKR_GENERAL_ERROR ||
-                               c->rv == CKR_DEVICE_MEMORY || c->rv == CKR_HOST_MEMORY);
+    /* A call that failed before anything was sent leaves the connection as it was; a reply we
+     * could not read (DEVICE_ERROR from a decoder) leaves it out of step: drop it too. */
+    int broken = c->drop || (c->failed && c->rv == CKR_DEVICE_ERROR);
     if (c->conn != NULL)
-        ss_release(c->conn, broken || (c->failed && c->pos == 0));
+        ss_release(c->conn, broken);
     free(c->buf);
     c->buf = NULL;
     c->conn = NULL;

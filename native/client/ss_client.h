@@ -9,7 +9,7 @@
  *   HELLO   u32 sizeof(CK_ULONG) | u32 sizeof(void *) | u64 pid | 16-byte client token
  *   CALL    the arguments of one function, in declaration order (see the ss_put_* helpers)
  *   REPLY   u64 rv | the outputs, in declaration order
- *   ERROR   u64 rv | UTF-8 message; the server closes the connection after it
+ *   ERROR   u64 rv | u8 the server closes the connection | UTF-8 message
  * A payload is at most SS_MAX_PAYLOAD bytes in either direction.
  */
 #ifndef SS_CLIENT_H
@@ -52,6 +52,7 @@ typedef struct ss_call {
     size_t len, cap;
     size_t pos;          /* read position in the reply */
     int failed;          /* a put/get failed: rv holds why */
+    int drop;            /* the connection is unusable (lost, timed out, or closed by an ERROR frame) */
     CK_RV rv;
     struct ss_conn *conn;
     uint32_t fid;

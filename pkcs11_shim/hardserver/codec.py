@@ -20,6 +20,7 @@ from pkcs11_shim.client_build import Op, Plan, plans
 from pkcs11_shim.hardserver.protocol import MAX_PAYLOAD, ProtocolError, Reader, Writer
 
 CKR_OK = 0
+CKR_DEVICE_MEMORY = 0x31  # beyond the protocol's frame limit
 CKF_ARRAY_ATTRIBUTE = 0x40000000
 CK_UNAVAILABLE = (1 << 64) - 1
 MAX_TEMPLATE = 4096      # attributes in one template
@@ -204,7 +205,7 @@ def _out_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies
 def _out_fixed(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
     present, length = r.u8(), r.u64()
     if length > MAX_PAYLOAD - 64:
-        raise ProtocolError(f"output of {length} bytes exceeds what a reply can carry")
+        raise ProtocolError(f"output of {length} bytes exceeds what a reply can carry", CKR_DEVICE_MEMORY)
     buf = c._bytes(mem, b"", length) if present else c.ffi.NULL
     args += [buf, length]
 

@@ -2,6 +2,7 @@
 
 Header (16 bytes, little-endian): magic b"SSHS", u16 version, u16 frame type, u32 function id,
 u32 payload length. A payload is at most MAX_PAYLOAD bytes; CK_ULONG and lengths travel as u64.
+An ERROR payload is u64 rv, u8 "the connection closes", then a UTF-8 message.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ CKR_FUNCTION_NOT_SUPPORTED = 0x54
 
 
 class ProtocolError(Exception):
-    """A frame we refuse: answered with an ERROR frame, then the connection is closed."""
+    """A frame or call we refuse: answered with an ERROR frame. A framing fault closes the connection
+    (the stream is out of step); a refused call inside a whole frame does not."""
 
     def __init__(self, message: str, rv: int = CKR_DEVICE_ERROR) -> None:
         super().__init__(message)
@@ -76,8 +78,9 @@ def send_frame(sock: socket.socket, ftype: int, fid: int, payload: bytes) -> Non
     sock.sendall(HEADER.pack(MAGIC, VERSION, ftype, fid, len(payload)) + payload)
 
 
-def error_payload(rv: int, message: str) -> bytes:
-    return struct.pack("<Q", rv) + message.encode("utf-8", "replace")
+def error_payload(rv: int, message: str, closes: bool = True) -> bytes:
+    """u64 rv | u8 the server closes the connection after this frame | UTF-8 message."""
+    return struct.pack("<QB", rv, closes) + message.encode("utf-8", "replace")
 
 
 class Reader:

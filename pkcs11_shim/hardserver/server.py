@@ -138,6 +138,16 @@ class Hardserver:
         protocol.send_frame(conn, protocol.REPLY, 0, struct.pack("<Q", 0))
         return client
 
+    def _call(self, client: Client, fid: int, payload: bytes) -> bytes:
+        assert self.codec is not None and self.clients is not None
+        plan = self.codec.plans.get(fid)
+        if plan is None:
+            raise ProtocolError(f"unknown function id 0x{fid:08x} (client and server built from different "
+                                "native/functions.txt)", protocol.CKR_FUNCTION_NOT_SUPPORTED)
+        args, replies, _memory = self.codec.decode(plan, payload)
+        rv = self.clients.dispatch(client, plan, args)
+        return self.codec.encode(rv, replies)
+
     def _serve_connection(self, conn: socket.socket) -> None:
         assert self.codec is not None and self.clients is not None
         client: Client | None = None
@@ -147,13 +157,13 @@ class Hardserver:
                 ftype, fid, payload = protocol.read_frame(conn)
                 if ftype != protocol.CALL:
                     raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
-                plan = self.codec.plans.get(fid)
-                if plan is None:
-                    raise ProtocolError(f"unknown function id 0x{fid:08x} (client and server built from different "
-                                        "native/functions.txt)", protocol.CKR_FUNCTION_NOT_SUPPORTED)
-                args, replies, _memory = self.codec.decode(plan, payload)
-                rv = self.clients.dispatch(client, plan, args)
-                protocol.send_frame(conn, protocol.REPLY, fid, self.codec.encode(rv, replies))
+                try:
+                    protocol.send_frame(conn, protocol.REPLY, fid, self._call(client, fid, payload))
+                except ProtocolError as exc:
+                    # The frame was whole, so the stream is in step: refuse this call and keep the
+                    # connection (closing it would close the client's sessions).
+                    log.warning("refused a call from client pid %s: %s", client.pid, exc)
+                    protocol.send_frame(conn, protocol.ERROR, fid, protocol.error_payload(exc.rv, str(exc), False))
         except ConnectionGone as exc:
             if str(exc) != "closed":
                 log.warning("client %s: %s", client.pid if client else "?", exc)

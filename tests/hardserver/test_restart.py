@@ -93,3 +93,24 @@ def test_in_process_stays_the_default(own_server, tmp_path) -> None:
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "softshield" in out.stdout
+
+
+def test_frame_limit_is_a_clean_error(own_server) -> None:
+    """Beyond the 16 MiB frame limit a call fails with CKR_DEVICE_MEMORY, and the next one works."""
+    import ctypes
+
+    label = init_token(own_server)
+    raw = RawClient()
+    assert raw.initialize(own_server) == 0
+    try:
+        rv, handle = raw.open_session(raw.slot_of(label))
+        assert rv == 0
+        assert raw.random(handle, 20 << 20)[0] == 0x31  # the reply could not carry it
+        assert raw.random(handle, 32)[0] == 0
+        raw.lib.C_SeedRandom.restype = ctypes.c_ulong
+        big = ctypes.create_string_buffer(17 << 20)
+        assert raw.lib.C_SeedRandom(ctypes.c_ulong(handle), big, ctypes.c_ulong(17 << 20)) == 0x31  # never sent
+        assert raw.random(handle, 32)[0] == 0
+        assert own_server.alive()
+    finally:
+        raw.finalize()
