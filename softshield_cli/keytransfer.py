@@ -155,10 +155,10 @@ def _modify_acls(module: Module, args: argparse.Namespace, target: Any) -> int:
                 raise CommandError(f"no {paths.key_file(app, ident)} in this world (make it with generatekey)")
             k = byok.so_login(session, [pin for _path, pin in presented])
             print(f"ACS quorum: {k} cards read; logged in as the accelerator's SO")
-            kek = _trusted_kek(session, target) or _import_trusted_kek(session, target)
+            if _trusted_kek(session, target) is None:
+                _import_trusted_kek(session, target)
             print(f"Key Exchange Key {target.kek_hash} is a trusted wrapping key (CKA_TRUSTED)")
             source.copy(copy_template(source, ident, target.kek_hash))
-            del kek
     except pkcs11.exceptions.PKCS11Error as exc:
         raise CommandError(f"-ModifyAcls failed: {type(exc).__name__} {exc}".rstrip()) from None
     copy = transfer.read_key_file(module, transfer.TRANSFER_APP, ident)

@@ -370,3 +370,28 @@ def test_source_key_still_signs_beside_its_transfer_copy(flow):
                  "--in", "src-msg", "--out", "src-msg.sig", "--mechanism", "SHA256_RSA_PKCS")
     serialization.load_pem_public_key(flow.source_public).verify(
         (flow.env.work / "src-msg.sig").read_bytes(), b"still mine", padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_imported_key_decrypts_in_the_target_world(flow):
+    public = serialization.load_pem_public_key(flow.source_public)
+    ciphertext = public.encrypt(b"for the target only", padding.OAEP(mgf=padding.MGF1(hashes.SHA1()),
+                                                                     algorithm=hashes.SHA1(), label=None))
+    out = flow.env.python(flow.target, f"""
+        import pkcs11
+        from pkcs11 import Attribute as A, Mechanism, ObjectClass
+        token = pkcs11.lib({str(SO)!r}).get_token(token_label="loadshared accelerator")
+        with token.open() as s:
+            [key] = list(s.get_objects({{A.CLASS: ObjectClass.PRIVATE_KEY, A.LABEL: "contoso"}}))
+            print(key[A.EXTRACTABLE], key[A.SENSITIVE], key[A.COPYABLE])
+            print(key.decrypt({ciphertext!r}, mechanism=Mechanism.RSA_PKCS_OAEP).decode())
+    """)
+    assert out.splitlines() == ["False True False", "for the target only"]
+
+
+def test_modify_acls_in_a_world_without_acs_is_refused(flow):
+    r = flow.env.run(flow.target, "keytransfer", "-ModifyAcls", "-KeyIdentifier", "contosokey",
+                     *flow.transfer_args("EU"), "--pin-file", flow.env.pin_file("pins-x", [1]), check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip() == ("softshield keytransfer: this Security World has no Administrator Card Set (make one "
+                                "with `softshield new-world --initialize --acs-quorum=K/N`): no quorum can authorise "
+                                "the transfer")
