@@ -37,6 +37,30 @@ def load_module(path: Path) -> tuple[cffi.FFI, Any]:
     return ffi, ffi.dlopen(str(path))
 
 
+#: The C struct behind each registry parameter kind that holds pointers (pkcs11_shim/abi/
+#: mechanism_params.py reads the same structs). The server checks that every pointer field in such a
+#: parameter is one the client sent (or NULL), so a client whose mechanism table is older than the
+#: server's gets CKR_MECHANISM_PARAM_INVALID instead of the module following its addresses.
+PARAM_STRUCTS = {
+    "oaep": "CK_RSA_PKCS_OAEP_PARAMS", "rsa_aes_key_wrap": "CK_RSA_AES_KEY_WRAP_PARAMS",
+    "ecdh1": "CK_ECDH1_DERIVE_PARAMS", "gcm": "CK_GCM_PARAMS", "ccm": "CK_CCM_PARAMS", "eddsa": "CK_EDDSA_PARAMS",
+    "key_derivation_string": "CK_KEY_DERIVATION_STRING_DATA", "aes_cbc_encrypt_data": "CK_AES_CBC_ENCRYPT_DATA_PARAMS",
+    "hkdf": "CK_HKDF_PARAMS", "pbkd2": "CK_PKCS5_PBKD2_PARAMS2", "sp800_108": "CK_SP800_108_KDF_PARAMS",
+    "sign_additional_context": "CK_SIGN_ADDITIONAL_CONTEXT",
+    "hash_sign_additional_context": "CK_HASH_SIGN_ADDITIONAL_CONTEXT",
+}
+CKR_MECHANISM_PARAM_INVALID = 0x71
+
+
+@dataclass
+class Node:
+    """One rebuilt parameter buffer and the child buffers patched into it, by offset."""
+
+    buf: Any
+    length: int
+    children: dict[int, "Node"] = field(default_factory=dict)
+
+
 @dataclass
 class CallMemory:
     """Everything one call allocated, kept alive until its reply is written."""
@@ -67,7 +91,7 @@ class Codec:
             return MAX_PAYLOAD // unit
         return n
 
-    def _node(self, r: Reader, mem: CallMemory, depth: int) -> Any:
+    def _node(self, r: Reader, mem: CallMemory, depth: int) -> Node:
         """A parameter node: bytes, then relocations (offset -> child node) patched in as pointers."""
         if depth > MAX_DEPTH:
             raise ProtocolError("mechanism parameter nested too deeply")
@@ -75,7 +99,8 @@ class Codec:
         length = r.u64()
         if length > MAX_PAYLOAD:
             raise ProtocolError(f"parameter node of {length} bytes")
-        buf = self._bytes(mem, r.take(length))
+        node = Node(self._bytes(mem, r.take(length)), length)
+        buf = node.buf
         if writeback:
             mem.writebacks.append((buf, length))
         relocations = r.u64()
@@ -86,8 +111,36 @@ class Codec:
             if offset + self.ptr_size > length:
                 raise ProtocolError(f"pointer at offset {offset} outside a {length}-byte parameter")
             child = self._node(r, mem, depth + 1)
-            self.ffi.memmove(buf + offset, self.ffi.new("void *[1]", [child]), self.ptr_size)
-        return buf
+            node.children[offset] = child
+            self.ffi.memmove(buf + offset, self.ffi.new("void *[1]", [child.buf]), self.ptr_size)
+        return node
+
+    def _check_pointers(self, node: Node, ctype: Any, base: int = 0, depth: int = 0) -> None:
+        """Every pointer field of the struct at `base` in `node` is NULL or one we patched in."""
+        size = self.ffi.sizeof(ctype)
+        if node.length < base + size or depth > MAX_DEPTH:
+            return  # too short: the module's reader refuses it by its length
+        for name, f in ctype.fields:
+            if f.type.kind != "pointer":
+                continue
+            offset = base + f.offset
+            child = node.children.get(offset)
+            if child is None:
+                if bytes(self.ffi.buffer(node.buf + offset, self.ptr_size)) != bytes(self.ptr_size):
+                    raise ProtocolError(f"{ctype.cname}.{name} holds an address the client did not send",
+                                        CKR_MECHANISM_PARAM_INVALID)
+            elif f.type.item.kind == "struct":
+                item = f.type.item  # one struct (CK_RSA_PKCS_OAEP_PARAMS) or an array of them
+                for i in range(child.length // self.ffi.sizeof(item)):
+                    self._check_pointers(child, item, i * self.ffi.sizeof(item), depth + 1)
+
+    def _param_struct(self, mechanism: int) -> Any:
+        from pkcs11_shim.mechanisms.registry import REGISTRY  # the module's own table, in this process
+
+        if mechanism not in REGISTRY:
+            return None
+        name = PARAM_STRUCTS.get(REGISTRY.get(mechanism).param_kind)
+        return self.ffi.typeof(name) if name else None
 
     def _template(self, r: Reader, mem: CallMemory, io: bool, depth: int = 0) -> tuple[Any, int, list]:
         """(CK_ATTRIBUTE array or NULL, count, per-entry (capacity, nested info) for the reply)."""
@@ -294,13 +347,20 @@ def _mechanism(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies
     mem.keep.append(m)
     m.mechanism = r.u64()
     has_param, m.ulParameterLen = r.u8(), r.u64()
-    m.pParameter = c._node(r, mem, 0) if has_param else c.ffi.NULL
+    if has_param:
+        node = c._node(r, mem, 0)
+        ctype = c._param_struct(int(m.mechanism))
+        if ctype is not None:
+            c._check_pointers(node, ctype)
+        m.pParameter = node.buf
+    else:
+        m.pParameter = c.ffi.NULL
     args.append(m)
 
 
 def _msg_param(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
     present, length = r.u8(), r.u64()
-    args += [c._node(r, mem, 0) if present else c.ffi.NULL, length]
+    args += [c._node(r, mem, 0).buf if present else c.ffi.NULL, length]
 
 
 def _never(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:

@@ -94,3 +94,9 @@ def test_client_library_exports_the_api_and_carries_no_python() -> None:
     assert not re.search(r" T ss_", symbols)  # the runtime stays private
     needed = subprocess.run(["readelf", "-d", str(CLIENT_SO)], capture_output=True, text=True, check=True).stdout
     assert "libpython" not in needed and "NEEDED" in needed
+
+
+def test_server_knows_the_struct_of_every_pointer_kind() -> None:
+    from pkcs11_shim.hardserver.codec import PARAM_STRUCTS
+
+    assert {k for _m, k in mechanism_kinds()} - {"pss", "aes_ctr"} <= set(PARAM_STRUCTS)
