@@ -6,7 +6,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from emulator.acl import Action
+from emulator.acl import Acl, Action
 from emulator.crypto import keywrap as kw_crypto
 from emulator.crypto import rsa as rsa_crypto
 from emulator.crypto.material import SecretMaterial
@@ -14,7 +14,7 @@ from emulator.crypto.material import SecretMaterial
 from .attributes import codecs, keyparts, templates
 from .attributes.templates import Origin
 from .constants import CKM_HKDF_DATA, Attribute, CKR, KeyType, Mechanism, MechanismFlag, ObjectClass
-from . import library, mechanism_policy
+from . import library, mechanism_policy, policy
 from .errors import PKCS11Error
 from .management import add_object, with_material_attributes
 from .mechanisms.hashes import DIGEST_MECHANISMS
@@ -100,35 +100,42 @@ def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: 
     return pub_obj.handle, priv_obj.handle
 
 
-class _WrapChecks:
-    """The PKCS#11-level checks of one (mechanism, parameter, wrapping key, target key) that passed,
-    and what they were made against. They hold while both handles still name the same objects with
-    the same attribute dicts, keys and ACLs (C_SetAttributeValue, C_CopyObject and a re-load from
-    kmdata each replace one of these, never mutate it) and the login state is the same. `length`
-    is the answer to the length query, kept once the module's ACL check passed for it."""
+class _Checked:
+    """The PKCS#11-level checks of one call (mechanism, parameter, key handles) that passed, and what
+    they were made against. They hold while each handle still names the same object with the same
+    attribute dict, key and ACL (C_SetAttributeValue, C_CopyObject and a re-load from kmdata each
+    replace one of these, never mutate it) and the login state is the same. The module's ACL check
+    (`module.use`) is still made by every call that uses key material. `length` is the answer to a
+    wrap's length query, kept once the ACL checks passed for it."""
 
-    __slots__ = ("param", "wrapping", "target", "w_attrs", "w_key", "w_acl", "t_attrs", "t_key", "t_acl",
-                 "login", "length")
+    __slots__ = ("param", "handles", "objects", "against", "login", "length")
 
-    def __init__(self, session: Session, param: Any, wrapping: P11Object, target: P11Object) -> None:
-        self.param, self.wrapping, self.target = param, wrapping, target
-        self.w_attrs, self.w_key, self.w_acl = wrapping.attrs, wrapping.key, wrapping.key.acl
-        self.t_attrs, self.t_key, self.t_acl = target.attrs, target.key, target.key.acl
+    def __init__(self, session: Session, param: Any, handles: tuple[int, ...], objects: tuple[P11Object, ...]) -> None:
+        self.param, self.handles, self.objects = param, handles, objects
+        self.against = tuple(part for obj in objects for part in (obj.attrs, obj.key, obj.key.acl))
         self.login = session.token.login
         self.length: int | None = None
 
-    def still_valid(self, session: Session, param: Any, wrapping_handle: int, key_handle: int) -> bool:
-        objects = session.token.objects
-        wrapping, target = self.wrapping, self.target
+    def still_valid(self, session: Session, param: Any) -> bool:
         # `is` first: the parameter readers return one object per distinct value (mechanism_params).
-        return ((param is self.param or param == self.param) and objects.get(wrapping_handle) is wrapping and objects.get(key_handle) is target
-                and wrapping.attrs is self.w_attrs and wrapping.key is self.w_key and self.w_key.acl is self.w_acl
-                and target.attrs is self.t_attrs and target.key is self.t_key and self.t_key.acl is self.t_acl
-                and session.token.login == self.login)
+        if not (param is self.param or param == self.param) or session.token.login != self.login:
+            return False
+        store, against = session.token.objects, self.against
+        for i, (handle, obj) in enumerate(zip(self.handles, self.objects)):
+            if (store.get(handle) is not obj or obj.attrs is not against[3 * i] or obj.key is not against[3 * i + 1]
+                    or obj.key.acl is not against[3 * i + 2]):
+                return False
+        return True
+
+
+def _remember(session: Session, cache_key: tuple, checks: _Checked) -> None:
+    if len(session.checked) >= _CHECKED_MAX:
+        session.checked.clear()
+    session.checked[cache_key] = checks
 
 
 def _check_wrap(session: Session, spec: MechanismSpec, param: Any, wrapping_handle: int,
-                key_handle: int) -> _WrapChecks:
+                key_handle: int) -> _Checked:
     wrapping = session.key(wrapping_handle, code=CKR.WRAPPING_KEY_HANDLE_INVALID)
     target = session.key(key_handle, code=CKR.KEY_HANDLE_INVALID)
     check_key_for(session, spec, wrapping, Attribute.WRAP,
@@ -142,7 +149,7 @@ def _check_wrap(session: Session, spec: MechanismSpec, param: Any, wrapping_hand
     if wrap_template and not templates.matches(target.attrs, wrap_template):
         # PKCS#11 3.0 §5.18.3 names CKR_KEY_HANDLE_INVALID for a CKA_WRAP_TEMPLATE mismatch.
         raise PKCS11Error(CKR.KEY_HANDLE_INVALID, "key does not match CKA_WRAP_TEMPLATE")
-    return _WrapChecks(session, param, wrapping, target)
+    return _Checked(session, param, (wrapping_handle, key_handle), (wrapping, target))
 
 
 def _rsa_wrapped_len(limit: Callable[[Any, Any], int]) -> Callable[[Any, Any, Any], int | None]:
@@ -183,18 +190,16 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
 
     A wrapped result the caller could not take (NULL or short buffer) is kept for the next call
     with the same mechanism, parameter and handles, and only returned while the checks it passed
-    still hold (`_WrapChecks`): RSA-AES and OAEP wraps are randomised, and the length promised must
+    still hold (`_Checked`): RSA-AES and OAEP wraps are randomised, and the length promised must
     be the length delivered."""
     spec = _spec_for(session, mechanism, MechanismFlag.WRAP, "wrap")
     cache_key = ("wrap", mechanism, wrapping_handle, key_handle)  # the parameter is checked in still_valid
     with session.lock:
         checks = session.checked.get(cache_key)
-        if checks is None or not checks.still_valid(session, param, wrapping_handle, key_handle):
+        if checks is None or not checks.still_valid(session, param):
             spec.validate(param)
             checks = _check_wrap(session, spec, param, wrapping_handle, key_handle)
-            if len(session.checked) >= _CHECKED_MAX:
-                session.checked.clear()
-            session.checked[cache_key] = checks
+            _remember(session, cache_key, checks)
             session.ops.pop("wrap-pending", None)
         elif capacity is None and checks.length is not None:
             return checks.length  # asked before, nothing it depends on has changed
@@ -203,7 +208,7 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
             out = cached[2]
         else:
             module = session.token.objects.module
-            wrapping, target = checks.wrapping, checks.target
+            wrapping, target = checks.objects
             wrapping_material = module.use(wrapping.key, Action.WRAP)
             target_material = module.use(target.key, Action.EXPORT_AS_BLOB, wrap_key_hash=wrapping.key.key_hash)
             if capacity is None:
@@ -231,28 +236,34 @@ def _frozen_template(raw: list) -> tuple:
 #: Unwrap templates already checked, as the attributes `templates.new_object` made of them: clients
 #: unwrap with the same template over and over, and building the attribute set costs more than the
 #: AES unwrap itself. Only successes are kept; each new object gets its own copy and CKA_UNIQUE_ID.
-_UNWRAP_ATTRS: dict[tuple, tuple[dict[int, Any], dict[int, Any]]] = {}
+_UNWRAP_ATTRS: dict[tuple, tuple[dict[int, Any], dict[int, Any], Acl, tuple[int, ...]]] = {}
 _UNWRAP_ATTRS_MAX = 256
 
 
 def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
-                       is_so: bool) -> tuple[dict[int, Any], dict[int, Any]]:
-    """(the new object's attributes, the same without secret components) for this template."""
+                       is_so: bool) -> tuple[dict[int, Any], dict[int, Any], Acl]:
+    """(the new object's attributes, the same without secret components, its ACL) for this
+    template. The ACL depends only on the usage and lifecycle attributes the template fixes, and
+    an `Acl` is immutable: one is shared by every key unwrapped with the template."""
     key = (mechanism, is_so, _frozen_template(raw), repr(sorted(forced.items())) if forced else None)
     cached = _UNWRAP_ATTRS.get(key)
     if cached is None:
         template = _merge_unwrap_template(codecs.decode_template(raw), forced)
         attrs = templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=is_so)
-        cached = (attrs, keyparts.strip_material(attrs))
+        nested = tuple(attr for attr, value in attrs.items() if isinstance(value, dict))  # the *_TEMPLATEs
+        cached = (attrs, keyparts.strip_material(attrs), policy.acl_for(attrs), nested)
         if len(_UNWRAP_ATTRS) >= _UNWRAP_ATTRS_MAX:
             _UNWRAP_ATTRS.clear()
         _UNWRAP_ATTRS[key] = cached
-    attrs, stripped = ({attr: dict(value) if isinstance(value, dict) else value for attr, value in d.items()}
-                       for d in cached)
+    attrs, stripped = dict(cached[0]), dict(cached[1])
+    for attr in cached[3]:  # the only mutable values: each object gets its own copies
+        attrs[attr] = dict(attrs[attr])
+        if attr in stripped:
+            stripped[attr] = dict(stripped[attr])
     if Attribute.UNIQUE_ID in attrs:
         attrs[Attribute.UNIQUE_ID] = stripped[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](
             Origin.UNWRAP, attrs, mechanism, None)
-    return attrs, stripped
+    return attrs, stripped, cached[2]
 
 
 def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | None) -> dict[int, Any]:
@@ -269,13 +280,22 @@ def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | No
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
                raw: list) -> int:
     spec = _spec_for(session, mechanism, MechanismFlag.UNWRAP, "unwrap")
-    spec.validate(param)
-    unwrapping = session.key(unwrapping_handle, code=CKR.UNWRAPPING_KEY_HANDLE_INVALID)
-    check_key_for(session, spec, unwrapping, Attribute.UNWRAP,
-                  (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY),
-                  type_code=CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT)
-    attrs, stored = _unwrap_attributes(raw, unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE), mechanism,
-                                       session.is_so)
+    # No lock is held from here on: the private-key operation releases the GIL, and other sessions'
+    # unwraps run beside it (the session's own state is only read; the object store locks itself).
+    cache_key = ("unwrap", mechanism, unwrapping_handle)
+    checks = session.checked.get(cache_key)
+    if checks is None or not checks.still_valid(session, param):
+        spec.validate(param)
+        unwrapping = session.key(unwrapping_handle, code=CKR.UNWRAPPING_KEY_HANDLE_INVALID)
+        check_key_for(session, spec, unwrapping, Attribute.UNWRAP,
+                      (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY),
+                      type_code=CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT)
+        checks = _Checked(session, param, (unwrapping_handle,), (unwrapping,))
+        with session.lock:
+            _remember(session, cache_key, checks)
+    unwrapping = checks.objects[0]
+    attrs, stored, acl = _unwrap_attributes(raw, unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE), mechanism,
+                                            session.is_so)
     session.require_rw_for(attrs)
     kind = keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
     module = session.token.objects.module
@@ -286,7 +306,7 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
     keyparts.check_material_attributes(attrs, material)
     for attr, value in keyparts.public_attributes(material).items():  # as with_material_attributes
         stored.setdefault(attr, value)
-    return add_object(session, stored, material, origin=Origin.UNWRAP, mechanism=mechanism).handle
+    return add_object(session, stored, material, acl, origin=Origin.UNWRAP, mechanism=mechanism).handle
 
 
 #: Derivation mechanisms whose result is a data object (CKO_DATA), not a key.
