@@ -26,11 +26,14 @@ APPS = {
     "pkcs11": "PKCS#11 application: ident assigned by the library (key_pkcs11_ua.../uc...-...)",
 }
 TYPES = ("RSA", "EC", "ECDSA", "ECDH", "AES", "DES3", "HMAC", "HMACSHA1", "HMACSHA256", "HMACSHA384",
-         "HMACSHA512", "Ed25519")
+         "HMACSHA512", "Ed25519", "ML-DSA", "ML-KEM")
 CURVES = {"NISTP256": "secp256r1", "P-256": "secp256r1", "NISTP384": "secp384r1", "P-384": "secp384r1",
           "NISTP521": "secp521r1", "P-521": "secp521r1"}
 SIZES = {"RSA": (1024, 8192), "AES": (128, 256), "DES3": (168, 168), "HMAC": (64, 2048)}
 PROTECTIONS = ("module", "token", "softcard")
+#: Post-quantum families (PKCS#11 3.2): parameter set by `paramset=ML-DSA-65` or `size=65`, the
+#: default first. ML-KEM-512 is left out: the library's `cryptography` lacks it.
+PARAMETER_SETS = {"ML-DSA": ("ML-DSA-65", "ML-DSA-44", "ML-DSA-87"), "ML-KEM": ("ML-KEM-768", "ML-KEM-1024")}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,7 @@ ECHO = (
     Param("type", "Key type", "RSA"),
     Param("size", "Key size"),
     Param("curve", "Elliptic curve"),
+    Param("paramset", "Parameter set"),
     Param("pubexp", "Public exponent for RSA key (hex)", ""),
     Param("ident", "Key identifier"),
     Param("plainname", "Key name", ""),
@@ -104,6 +108,9 @@ def normalise(app: str, given: dict[str, str], *, batch: bool) -> dict[str, str]
         params["curve"] = ask("curve", f"Elliptic curve? ({', '.join(CURVES)})", "NISTP256")
         if params["curve"].upper() not in CURVES:
             raise _fail(f"curve: unknown curve {params['curve']!r} ({', '.join(CURVES)})")
+    elif family in PARAMETER_SETS:
+        params["paramset"] = _parameter_set(family, params, ask)
+        params["size"] = params["paramset"].rsplit("-", 1)[1]
     elif family in SIZES:
         low, high = SIZES[family]
         default = {"RSA": "2048", "AES": "256", "DES3": "168", "HMAC": "256"}[family]
@@ -147,6 +154,20 @@ def normalise(app: str, given: dict[str, str], *, batch: bool) -> dict[str, str]
     return params
 
 
+def _parameter_set(family: str, params: dict[str, str], ask) -> str:
+    """`paramset=ML-DSA-65` and/or `size=65` (they must agree); asked for when neither is given."""
+    sets = PARAMETER_SETS[family]
+    by_size = f"{family}-{params['size']}" if params.get("size") else None
+    chosen = params["paramset"].upper() if params.get("paramset") else by_size
+    if chosen is None:
+        chosen = ask("paramset", f"Parameter set? ({', '.join(sets)})", sets[0]).upper()
+    if chosen not in sets:
+        raise _fail(f"paramset: {chosen!r} is not a {family} parameter set ({', '.join(sets)})")
+    if by_size is not None and by_size != chosen:
+        raise _fail(f"size: {params['size']} does not match paramset={chosen}")
+    return chosen
+
+
 def echo(app: str, params: dict[str, str]) -> None:
     print("key generation parameters:")
     values = dict(params, operation="generate", application=app)
@@ -176,6 +197,7 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
     """Generate through PKCS#11; returns (app, ident) of the key file."""
     import pkcs11
     from pkcs11 import Attribute, KeyType, Mechanism
+    from pkcs11.mechanisms import MLDSAParameterSet, MLKEMParameterSet
     from pkcs11.util.ec import encode_named_curve_parameters
 
     from . import p11client, preload
@@ -191,8 +213,19 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
     family, key_type = params["family"], params["type"]
     try:
         with token.open(rw=True, user_pin=pin, attribute_mapper=p11client.mapper()) as session, \
-                Progress(f"generating {key_type} key" + (f" ({params['size']} bits)" if params.get("size") else "")):
-            if family in ("RSA", "EC", "Ed25519"):
+                Progress(f"generating {key_type} key" + (f" ({params['paramset']})" if params.get("paramset") else
+                                                        f" ({params['size']} bits)" if params.get("size") else "")):
+            if family in PARAMETER_SETS:
+                # PKCS#11 3.2: CKA_PARAMETER_SET in the public template picks ML-DSA-44/65/87 etc.
+                enum = MLDSAParameterSet if family == "ML-DSA" else MLKEMParameterSet
+                pub = common | {Attribute.PARAMETER_SET: enum[params["paramset"].replace("-", "_")]}
+                priv = common | {Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
+                                 Attribute.EXTRACTABLE: False} | naming
+                kt = KeyType.ML_DSA if family == "ML-DSA" else KeyType.ML_KEM
+                mech = Mechanism.ML_DSA_KEY_PAIR_GEN if family == "ML-DSA" else Mechanism.ML_KEM_KEY_PAIR_GEN
+                _pub, key = session.generate_keypair(kt, public_template=pub, private_template=priv, mechanism=mech,
+                                                     store=True)
+            elif family in ("RSA", "EC", "Ed25519"):
                 pub = dict(common)
                 priv = common | {Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
                                  Attribute.EXTRACTABLE: False}
