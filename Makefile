@@ -30,5 +30,8 @@ bench: $(SO)
 demo: $(SO)
 	$(PY) -m softshield_cli.demo
 
+fuzz: $(SO)
+	$(PY) tests/reliability/fuzz_cabi.py run --examples $${FUZZ_EXAMPLES:-5000}
+
 clean:
 	rm -rf build

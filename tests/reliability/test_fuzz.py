@@ -1,0 +1,48 @@
+"""The C ABI fuzzer (fuzz_cabi.py) in a bounded run: SOFTSHIELD_FUZZ_EXAMPLES programs (default 300)
+of up to 8 C calls each; `make fuzz` runs a longer one."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import fuzz_cabi
+from relenv import child_env
+
+EXAMPLES = int(os.environ.get("SOFTSHIELD_FUZZ_EXAMPLES", "300"))
+
+
+def test_c_abi_survives_hostile_calls(kmdata: Path) -> None:
+    env = child_env(kmdata)
+    fuzz_cabi.make_fuzz_world(kmdata, env)
+    target = fuzz_cabi.FuzzTarget(kmdata, env)
+
+    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
+              suppress_health_check=list(HealthCheck))
+    @given(fuzz_cabi.strategies())
+    def fuzz(program: list[dict]) -> None:
+        target.check(program)
+
+    try:
+        fuzz()
+    finally:
+        target.stop()
+
+
+@pytest.mark.parametrize("what, caught", [("crash", "crash"), ("hang", "hang"), ("traceback", "Traceback"),
+                                          ("ok_on_garbage", "CKR_OK on garbage")])
+def test_the_harness_catches_each_kind_of_failure(kmdata: Path, what: str, caught: str) -> None:
+    env = child_env(kmdata)
+    fuzz_cabi.make_fuzz_world(kmdata, env)
+    target = fuzz_cabi.FuzzTarget(kmdata, env, hang_seconds=3)
+    try:
+        with pytest.raises(AssertionError, match=caught):
+            target.check([{"kind": "selftest", "what": what}])
+        # And the target recovers: the next program runs in a fresh child if the last one died.
+        target.check([{"kind": "get_attr", "session": "rw", "object": "data", "types": [3], "out": [True],
+                       "lens": [64]}])
+    finally:
+        target.stop()
