@@ -7,9 +7,9 @@ CK_HASH_SIGN_ADDITIONAL_CONTEXT, which also names the hash the caller already ap
 that digest (single-part only, as the 3.2 mechanism table says).
 
 Hedging: `cryptography` always signs hedged (fresh rnd), so CKH_HEDGE_PREFERRED and
-CKH_HEDGE_REQUIRED are served and CKH_DETERMINISTIC_REQUIRED is refused with
-CKR_MECHANISM_PARAM_INVALID (the deterministic variant cannot be computed here; verification of
-deterministic signatures works, since verification does not depend on rnd).
+CKH_HEDGE_REQUIRED are served and C_SignInit with CKH_DETERMINISTIC_REQUIRED is refused with
+CKR_MECHANISM_PARAM_INVALID (the deterministic variant cannot be computed here). Verification does
+not depend on rnd, so every variant verifies, deterministic signatures included.
 
 CK_MECHANISM_INFO sizes: the 3.2 tables give ML-DSA sizes as parameter sets, so min/max are the
 CKP_ML_DSA_* codes we offer (1..3).
@@ -84,8 +84,6 @@ PREHASH_OF_DIGEST: dict[int, str] = {
 def _check_context(param: SignAdditionalContext) -> None:
     if param.hedge not in HEDGES:
         raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"hedge variant 0x{param.hedge:x}")
-    if param.hedge == CKH_DETERMINISTIC_REQUIRED:
-        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "deterministic ML-DSA signing is not available")
     if len(param.context) > mldsa_crypto.MAX_CONTEXT_LEN:
         raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"context of {len(param.context)} bytes")
 
@@ -110,6 +108,12 @@ def _context(param: SignAdditionalContext | None) -> bytes:
     return param.context if param is not None else b""
 
 
+def _signing_context(param: SignAdditionalContext | None) -> bytes:
+    if param is not None and param.hedge == CKH_DETERMINISTIC_REQUIRED:
+        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "deterministic ML-DSA signing is not available")
+    return _context(param)
+
+
 def _key(material: Any, *, private: bool) -> Any:
     if private and not isinstance(material, PrivateMaterial):
         raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, "an ML-DSA private key is needed")
@@ -126,7 +130,7 @@ def generate_pair(param: Any, public_attrs: dict[int, Any], private_attrs: dict[
 # --- pure ML-DSA: the message is needed whole (mu covers tr || M'), so multi-part keeps it ---------
 
 def sign(material: Any, param: Any) -> BufferedSignOp:
-    m, ctx = _key(material, private=True), _context(param)
+    m, ctx = _key(material, private=True), _signing_context(param)
     return BufferedSignOp(lambda data: mldsa_crypto.sign(m, data, ctx))
 
 
@@ -181,7 +185,7 @@ class PrehashVerifyOp:
 
 def _prehash_sign(hash_name: str) -> Any:
     def sign_factory(material: Any, param: Any) -> PrehashSignOp:
-        return PrehashSignOp(_key(material, private=True), hash_name, _context(param))
+        return PrehashSignOp(_key(material, private=True), hash_name, _signing_context(param))
 
     return sign_factory
 
@@ -206,8 +210,8 @@ def _digest_check(hash_name: str) -> Any:
 
 
 def hash_sign(material: Any, param: SignAdditionalContext) -> SinglePartSignOp:
-    m, name = _key(material, private=True), PREHASH_OF_DIGEST[param.hash_alg]
-    return SinglePartSignOp(lambda digest: mldsa_crypto.sign_prehashed(m, name, digest, param.context),
+    m, name, ctx = _key(material, private=True), PREHASH_OF_DIGEST[param.hash_alg], _signing_context(param)
+    return SinglePartSignOp(lambda digest: mldsa_crypto.sign_prehashed(m, name, digest, ctx),
                             _digest_check(name))
 
 

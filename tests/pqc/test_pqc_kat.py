@@ -19,7 +19,7 @@ import cryptography_vectors
 import pytest
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from pkcs11_shim.constants import CKH_HEDGE_PREFERRED, CKR
+from pkcs11_shim.constants import CKH_DETERMINISTIC_REQUIRED, CKH_HEDGE_PREFERRED, CKR
 
 VECTORS = Path(cryptography_vectors.__file__).parent / "asymmetric"
 #: Vectors per file: each costs a few C calls; the first ones of every file are enough to catch a
@@ -70,6 +70,9 @@ def test_ml_dsa_kat(raw, raw_session, code: int, relative: str, sig_len: int) ->
         pub = _public(raw, raw_session, KeyType.ML_DSA, code, pk)
         mech = lambda: raw.mechanism(Mechanism.ML_DSA, raw.context(CKH_HEDGE_PREFERRED, ctx))  # noqa: E731
         assert raw.verify(raw_session, mech(), pub, msg, sig) == CKR.OK, case["count"]
+        # The files' signatures are deterministic: verifying under that variant works as well.
+        deterministic = raw.mechanism(Mechanism.ML_DSA, raw.context(CKH_DETERMINISTIC_REQUIRED, ctx))
+        assert raw.verify(raw_session, deterministic, pub, msg, sig) == CKR.OK
         assert raw.verify_signature(raw_session, mech(), pub, sig, data=msg) == CKR.OK
         assert raw.verify(raw_session, mech(), pub, msg + b"\0", sig) == CKR.SIGNATURE_INVALID
         # Our own (hedged) signature with the KAT private key verifies under the KAT public key.

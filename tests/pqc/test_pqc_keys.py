@@ -145,3 +145,16 @@ def test_token_keys_persist_and_wrap_as_pkcs8(token, session, raw, raw_session) 
     with token.open() as other:  # the token is logged in for the whole application (§5.6)
         found = other.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.ML_DSA, label="pq-token")
         assert pub.verify(b"again", found.sign(b"again", mechanism=Mechanism.ML_DSA), mechanism=Mechanism.ML_DSA)
+
+
+def test_mechanism_info(token) -> None:
+    from pkcs11 import MechanismFlag as F
+
+    slot = token.slot
+    kem = slot.get_mechanism_info(Mechanism.ML_KEM)
+    assert kem.flags == F.ENCAPSULATE | F.DECAPSULATE
+    assert (kem.min_key_length, kem.max_key_length) == (2, 3)  # CKP_ML_KEM_768..1024
+    dsa = slot.get_mechanism_info(Mechanism.ML_DSA)
+    assert dsa.flags == F.SIGN | F.VERIFY and (dsa.min_key_length, dsa.max_key_length) == (1, 3)
+    assert slot.get_mechanism_info(Mechanism.ML_DSA_KEY_PAIR_GEN).flags == F.GENERATE_KEY_PAIR
+    assert {Mechanism.ML_KEM, Mechanism.ML_DSA, Mechanism.ML_KEM_KEY_PAIR_GEN} <= set(slot.get_mechanisms())
