@@ -182,16 +182,14 @@ class VersionLedger:
         try:
             doc = json.loads(data)
             tag = bytes.fromhex(doc.pop("mac"))
-            world, seq, entries = doc["world"], int(doc["seq"]), doc["entries"]
+            world, entries = doc["world"], doc["entries"]
+            int(doc["seq"])
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BlobInvalid(f"{what}: unreadable (edited or truncated)") from None
         if world != self._world:
             return self._empty()  # left by a world this kmdata held before new-world --force
         if not blobcrypt.mac_matches(self._mac_key, self._canonical(doc), tag) or not isinstance(entries, dict):
             raise BlobInvalid(f"{what}: authentication failed (edited)")
-        if seq < self._highest:
-            raise BlobInvalid(f"{what}: went back from version {self._highest} to {seq} "
-                              "(an older copy was restored): rollback refused")
         return doc
 
     @staticmethod
@@ -209,15 +207,23 @@ class VersionLedger:
                 return self._empty()
             if self._cached is not None and self._cached[0] == stamp:
                 return self._cached[1]
-        try:
-            data, stamp = read_with_stamp(self.local / LEDGER_FILE)
-        except FileNotFoundError:
-            return self._current()
-        with self._lock:
+        for _attempt in range(10):
+            try:
+                data, stamp = read_with_stamp(self.local / LEDGER_FILE)
+            except FileNotFoundError:
+                return self._current()
             doc = self._parse(data)
-            self._highest = max(self._highest, doc["seq"])
-            self._cached = (stamp, doc)
-            return doc
+            with self._lock:
+                if doc["seq"] >= self._highest:
+                    self._highest = doc["seq"]
+                    self._cached = (stamp, doc)
+                    return doc
+            # Lower than a version this process saw: another thread may just have read a newer
+            # file than ours. Only the same file still being there makes it a rollback.
+            if stamp_of(self.local / LEDGER_FILE) == stamp:
+                raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: went back from version "
+                                  f"{self._highest} to {doc['seq']} (an older copy was restored): rollback refused")
+        raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: keeps changing under the reader")
 
     def _store(self, doc: dict) -> None:
         doc = {**doc, "seq": doc["seq"] + 1, "world": self._world, "format": LEDGER_FORMAT}
