@@ -285,5 +285,11 @@ class TokenStore:
             self._store.bump()
 
     def blob_key(self, auth: TokenAuth) -> bytes:
-        """The key token-protected blobs of `auth.token` are sealed under."""
-        return blobcrypt.derive_subkey(auth.logical_key, b"softshield token blob", auth.token.encode())
+        """The key token-protected blobs of `auth.token` are sealed under (the last one derived is
+        kept: loading a token's keys asks for it once per blob)."""
+        last = getattr(self, "_last_blob_key", None)
+        if last is not None and last[0] == auth.token and last[1] == auth.logical_key:
+            return last[2]
+        derived = blobcrypt.derive_subkey(auth.logical_key, b"softshield token blob", auth.token.encode())
+        self._last_blob_key = (auth.token, auth.logical_key, derived)
+        return derived

@@ -317,6 +317,26 @@ def serialize(attrs: dict[int, Any]) -> bytes:
     return _MAGIC + _serialize_entries(attrs)
 
 
+def deserialize_some(data: bytes, wanted: frozenset[int]) -> dict[int, Any]:
+    """Only the `wanted` top-level attributes of `serialize`d data (the others are stepped over by
+    their length, not decoded): what a token object's find index needs at load time."""
+    if not data.startswith(_MAGIC):
+        raise ValueError("not softshield attribute data")
+    out: dict[int, Any] = {}
+    pos, end = len(_MAGIC), len(data)
+    while pos < end:
+        if pos + _ENTRY.size > end:
+            raise ValueError("truncated attribute data")
+        attr, tag, length = _ENTRY.unpack_from(data, pos)
+        pos += _ENTRY.size
+        if pos + length > end:
+            raise ValueError("truncated attribute data")
+        if attr in wanted and tag == _VALUE:
+            out[attr] = decode(attr, bytes(data[pos:pos + length]))
+        pos += length
+    return out
+
+
 def deserialize(data: bytes) -> dict[int, Any]:
     """The inverse of `serialize`. Structural damage raises ValueError (the blob was authenticated,
     so damage means a bug or version skew, not an attacker)."""
