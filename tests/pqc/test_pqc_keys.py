@@ -158,3 +158,26 @@ def test_mechanism_info(token) -> None:
     assert dsa.flags == F.SIGN | F.VERIFY and (dsa.min_key_length, dsa.max_key_length) == (1, 3)
     assert slot.get_mechanism_info(Mechanism.ML_DSA_KEY_PAIR_GEN).flags == F.GENERATE_KEY_PAIR
     assert {Mechanism.ML_KEM, Mechanism.ML_DSA, Mechanism.ML_KEM_KEY_PAIR_GEN} <= set(slot.get_mechanisms())
+
+
+@pytest.mark.parametrize("attrs, rv", [
+    # cryptography holds private keys by seed: the expanded private CKA_VALUE is not an attribute here.
+    ({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.ML_DSA, Attribute.PARAMETER_SET: 1,
+      Attribute.SEED: bytes(32), Attribute.VALUE: bytes(2560)}, CKR.TEMPLATE_INCONSISTENT),
+    ({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.ML_DSA, Attribute.PARAMETER_SET: 1,
+      Attribute.SEED: bytes(31)}, CKR.ATTRIBUTE_VALUE_INVALID),
+    ({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.ML_DSA, Attribute.PARAMETER_SET: 1},
+     CKR.TEMPLATE_INCOMPLETE),
+    ({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.ML_DSA, Attribute.PARAMETER_SET: 2,
+      Attribute.VALUE: bytes(1312)}, CKR.ATTRIBUTE_VALUE_INVALID),  # an ML-DSA-44 length for ML-DSA-65
+    ({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.ML_DSA, Attribute.PARAMETER_SET: 4,
+      Attribute.VALUE: bytes(1312)}, CKR.ATTRIBUTE_VALUE_INVALID),
+    ({Attribute.CLASS: ObjectClass.PUBLIC_KEY, Attribute.KEY_TYPE: KeyType.ML_KEM, Attribute.PARAMETER_SET: 1,
+      Attribute.VALUE: bytes(800)}, CKR.PARAMETER_SET_NOT_SUPPORTED),
+    ({Attribute.CLASS: ObjectClass.PRIVATE_KEY, Attribute.KEY_TYPE: KeyType.ML_KEM, Attribute.PARAMETER_SET: 2,
+      Attribute.SEED: bytes(32)}, CKR.ATTRIBUTE_VALUE_INVALID),  # d || z is 64 bytes
+])
+def test_create_object_refusals(raw, raw_session, attrs, rv) -> None:
+    with pytest.raises(P11Failed) as err:
+        raw.create(raw_session, attrs)
+    assert err.value.rv == rv
