@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from emulator import errors as emu
 
-from .constants import CKR, CKU_CONTEXT_SPECIFIC, Attribute, ObjectClass, SessionFlag, SessionState, UserType
+from .constants import (CKF_ASYNC_SESSION, CKR, CKU_CONTEXT_SPECIFIC, Attribute, ObjectClass, SessionFlag,
+                        SessionState, UserType)
 from .errors import PKCS11Error
 from .objects import P11Object, require_object
 from .slots import MAX_PIN_LEN, MIN_PIN_LEN, Token
@@ -102,6 +103,9 @@ class SessionTable:
     def open(self, token: Token, flags: int) -> Session:
         if not flags & SessionFlag.SERIAL_SESSION:
             raise PKCS11Error(CKR.SESSION_PARALLEL_NOT_SUPPORTED)
+        if flags & CKF_ASYNC_SESSION:
+            # PKCS#11 3.2: the token is synchronous (its CK_TOKEN_INFO has no CKF_ASYNC_SESSION_SUPPORTED).
+            raise PKCS11Error(CKR.SESSION_ASYNC_NOT_SUPPORTED)
         if not token.initialized:
             raise PKCS11Error(CKR.TOKEN_NOT_RECOGNIZED)
         rw = bool(flags & SessionFlag.RW_SESSION)

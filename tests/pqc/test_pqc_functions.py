@@ -105,6 +105,13 @@ def test_session_validation_flags(raw, raw_session) -> None:
     assert err.value.rv == CKR.SESSION_HANDLE_INVALID
 
 
+def test_async_session_is_refused(raw, token) -> None:
+    handle = ULONG()
+    with pytest.raises(P11Failed) as err:
+        raw.call("C_OpenSession", ULONG(token.slot.slot_id), ULONG(0x4 | 0x8), None, None, C.byref(handle))
+    assert err.value.rv == CKR.SESSION_ASYNC_NOT_SUPPORTED  # CKF_SERIAL_SESSION | CKF_ASYNC_SESSION
+
+
 def test_async_calls_on_a_synchronous_token(raw, raw_session) -> None:
     name = b"C_Sign"
     result = (ULONG * 5)()
