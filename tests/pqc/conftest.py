@@ -11,7 +11,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "pkcs11"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from p11env import KMDATA, ROOT, SO, SO_PIN, USER_PIN, init_token  # noqa: E402,F401
+from p11env import SO, USER_PIN, init_token  # noqa: E402  (sets NFAST_KMDATA for this run)
 
 
 @pytest.fixture(scope="session")
