@@ -13,7 +13,8 @@ from pathlib import Path
 from .listing import matching_tokens, open_session, parse_uri, pin_for
 from .main import CommandError, command
 
-DEFAULT_MECHANISMS = {"RSA": "SHA256_RSA_PKCS", "EC": "ECDSA_SHA256", "EC_EDWARDS": "EDDSA"}
+DEFAULT_MECHANISMS = {"RSA": "SHA256_RSA_PKCS", "EC": "ECDSA_SHA256", "EC_EDWARDS": "EDDSA",
+                      "ML_DSA": "ML_DSA"}  # PKCS#11 3.2 pure ML-DSA (hedged, empty context)
 
 
 def find_private_key(lib, uri_text: str, pin: str | None):

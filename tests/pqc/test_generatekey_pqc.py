@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import mldsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "world"))
 
@@ -22,6 +23,7 @@ with token.open(rw=True) as s:
     priv = s.get_key(object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.ML_DSA, label="pqkey")
     pub = s.get_key(object_class=ObjectClass.PUBLIC_KEY, key_type=KeyType.ML_DSA, label="pqkey")
     print("paramset", priv[Attribute.PARAMETER_SET], len(pub[Attribute.VALUE]))
+    print("public", pub[Attribute.VALUE].hex())
     sig = priv.sign(b"world", mechanism=Mechanism.ML_DSA)
     print("verify", pub.verify(b"world", sig, mechanism=Mechanism.ML_DSA), len(sig))
     # Both usages that map onto the module's Sign permission: the ACL in kmdata loses it.
@@ -52,8 +54,16 @@ def test_generatekey_ml_dsa(world: World) -> None:
     assert (world.local / "key_simple_pqkey").is_file()
     from worldenv import SO
 
+    # `softshield sign` picks CKM_ML_DSA for the key type; the signature verifies with `cryptography`.
+    data = world.root / "data.bin"
+    data.write_bytes(b"signed by softshield sign")
+    out = world.cli("sign", "--key", "pkcs11:token=loadshared%20accelerator;object=pqkey;type=private",
+                    "--in", str(data), "--out", str(world.root / "sig.bin")).stdout
+    assert "with ML_DSA: 2420-byte signature" in out
     child = python_child(CHILD.format(so=str(SO)), world)
     lines = child.stdout.splitlines()
+    public = mldsa.MLDSA44PublicKey.from_public_bytes(bytes.fromhex(lines.pop(1).split()[1]))
+    public.verify((world.root / "sig.bin").read_bytes(), data.read_bytes())
     assert lines == ["paramset 1 1312", "verify True 2420", "after-reduce PKCS11Error Unmapped error code 0x68",  # CKR_KEY_FUNCTION_NOT_PERMITTED
                      "widen AttributeReadOnly"], child.stdout + child.stderr
 
