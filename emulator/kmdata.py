@@ -124,7 +124,7 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha256(b"softshield version\x00" + data).hexdigest()[:32]
 
 
-def _write_atomic(folder: Path, name: str, data: bytes) -> FileStamp:
+def _write_atomic(folder: Path, name: str, data: bytes, *, sync_dir: bool = True) -> FileStamp:
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), dir=folder)
     try:
         os.fchmod(fd, FILE_MODE)
@@ -138,7 +138,8 @@ def _write_atomic(folder: Path, name: str, data: bytes) -> FileStamp:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(folder)
+    if sync_dir:
+        _fsync_dir(folder)
     return stamp
 
 
@@ -178,23 +179,22 @@ class VersionLedger:
         return {"format": LEDGER_FORMAT, "world": self._world, "seq": 0, "entries": {}}
 
     def _parse(self, data: bytes) -> dict:
+        # "<MAC hex>\n<JSON>": the MAC covers the exact bytes, so reading costs one parse and
+        # writing one dump (the ledger grows with every key the world ever held).
         what = f"version ledger {self.local / LEDGER_FILE}"
         try:
-            doc = json.loads(data)
-            tag = bytes.fromhex(doc.pop("mac"))
+            tag_hex, _, body = data.partition(b"\n")
+            tag = bytes.fromhex(tag_hex.decode("ascii"))
+            doc = json.loads(body)
             world, entries = doc["world"], doc["entries"]
             int(doc["seq"])
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BlobInvalid(f"{what}: unreadable (edited or truncated)") from None
         if world != self._world:
             return self._empty()  # left by a world this kmdata held before new-world --force
-        if not blobcrypt.mac_matches(self._mac_key, self._canonical(doc), tag) or not isinstance(entries, dict):
+        if not blobcrypt.mac_matches(self._mac_key, body, tag) or not isinstance(entries, dict):
             raise BlobInvalid(f"{what}: authentication failed (edited)")
         return doc
-
-    @staticmethod
-    def _canonical(doc: dict) -> bytes:
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
     def _current(self) -> dict:
         """The ledger as on disk (parsed once per file version)."""
@@ -225,11 +225,11 @@ class VersionLedger:
                                   f"{self._highest} to {doc['seq']} (an older copy was restored): rollback refused")
         raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: keeps changing under the reader")
 
-    def _store(self, doc: dict) -> None:
+    def _store(self, doc: dict, *, sync_dir: bool = True) -> None:
         doc = {**doc, "seq": doc["seq"] + 1, "world": self._world, "format": LEDGER_FORMAT}
-        body = dict(doc)
-        body["mac"] = blobcrypt.mac(self._mac_key, self._canonical(doc)).hex()
-        stamp = _write_atomic(self.local, LEDGER_FILE, self._canonical(body))
+        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        data = blobcrypt.mac(self._mac_key, body).hex().encode("ascii") + b"\n" + body
+        stamp = _write_atomic(self.local, LEDGER_FILE, data, sync_dir=sync_dir)
         with self._lock:
             self._highest = max(self._highest, doc["seq"])
             self._cached = (stamp, doc)
@@ -267,13 +267,20 @@ class VersionLedger:
     def replacing(self, changes: list[Change]) -> Iterator[None]:
         """Wrap the atomic replace (or deletion) of the files in `changes`."""
         writes = [(name, content_digest(data), path) for name, data, path in changes if data is not None]
+        # A name the ledger has no entry for is accepted whatever its content, so a new file (key
+        # generation: the common write) needs no first step; only rewrites and re-creations do.
+        known = self._current()["entries"]
+        writes = [w for w in writes if w[0] in known]
         if writes:
             with self._locked():
                 doc = self._current()
                 entries = dict(doc["entries"])
                 for name, digest, path in writes:
                     entries[name] = self._settled(entries.get(name), path) | {"alt": digest}
-                self._store({**doc, "entries": entries})
+                # The files' own write syncs this directory after renaming them, which makes this
+                # rename durable first; a card lives in another directory, so it is synced here.
+                same_dir = all(path.parent == self.local for _n, _d, path in writes)
+                self._store({**doc, "entries": entries}, sync_dir=not same_dir)
         yield
         with self._locked():
             doc = self._current()
@@ -281,7 +288,10 @@ class VersionLedger:
             version = doc["seq"] + 1
             for name, data, _path in changes:
                 entries[name] = {"v": version, "cur": None if data is None else content_digest(data)}
-            self._store({**doc, "entries": entries})
+            # Not made durable at once: lost in a crash, the entry falls back to "old or new",
+            # which is the crash window THREAT_MODEL.md names; the next sync of the directory
+            # (any kmdata write) persists it.
+            self._store({**doc, "entries": entries}, sync_dir=False)
 
     @staticmethod
     def _settled(entry: dict | None, path: Path) -> dict:
