@@ -15,6 +15,52 @@ import backends  # noqa: E402
 import report  # noqa: E402
 
 
+# --- progress (issue 8): one stderr line per benchmark, so a 10-minute `make bench` shows it is alive
+_PROGRESS: dict = {"total": 0, "done": 0, "started": 0.0}
+
+
+def _progress_enabled() -> bool:
+    from softshield_cli.progress import FORCE_OFF
+
+    return os.environ.get("SOFTSHIELD_PROGRESS", "").strip().lower() not in FORCE_OFF
+
+
+def _bench_label(item) -> tuple[str, str]:
+    """(group, what): the benchmark group (the case, or the test's name) and the implementation."""
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    group = params.get("case") or item.originalname
+    extra = [str(params[k]) for k in ("direction", "kind") if k in params]
+    if "threads" in params:
+        extra.append(f"{params['threads']} thread{'s' if params['threads'] > 1 else ''}")
+    if extra:
+        group = f"{group} {' '.join(extra)}"
+    return group, str(params.get("impl", ""))
+
+
+def pytest_collection_finish(session) -> None:
+    _PROGRESS["total"] = len(session.items)  # after -k / -m deselection
+    _PROGRESS["started"] = time.monotonic()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item) -> None:
+    if not _progress_enabled():
+        return
+    _PROGRESS["done"] += 1
+    group, impl = _bench_label(item)
+    elapsed = time.monotonic() - _PROGRESS["started"]
+    minutes, seconds = divmod(int(elapsed), 60)
+    line = f"bench: {_PROGRESS['done']}/{_PROGRESS['total']} {group}{f' [{impl}]' if impl else ''} ({minutes}m{seconds:02d}s)\n"
+    capture = item.config.pluginmanager.get_plugin("capturemanager")
+    # Around pytest's own capture, so the line reaches the terminal or CI log as it happens.
+    if capture is not None:
+        with capture.global_and_fixture_disabled():
+            sys.stderr.write(line)
+            sys.stderr.flush()
+    else:
+        sys.stderr.write(line)
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     if report.ROWS:
         out = report.OUT / "smoke" if backends.SMOKE else report.OUT

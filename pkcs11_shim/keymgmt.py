@@ -108,10 +108,11 @@ class _Checked:
     (`module.use`) is still made by every call that uses key material. `length` is the answer to a
     wrap's length query, kept once the ACL checks passed for it."""
 
-    __slots__ = ("param", "handles", "objects", "against", "login", "length")
+    __slots__ = ("spec", "param", "handles", "objects", "against", "login", "length")
 
-    def __init__(self, session: Session, param: Any, handles: tuple[int, ...], objects: tuple[P11Object, ...]) -> None:
-        self.param, self.handles, self.objects = param, handles, objects
+    def __init__(self, session: Session, spec: MechanismSpec, param: Any, handles: tuple[int, ...],
+                 objects: tuple[P11Object, ...]) -> None:
+        self.spec, self.param, self.handles, self.objects = spec, param, handles, objects
         self.against = tuple(part for obj in objects for part in (obj.attrs, obj.key, obj.key.acl))
         self.login = session.token.login
         self.length: int | None = None
@@ -149,7 +150,7 @@ def _check_wrap(session: Session, spec: MechanismSpec, param: Any, wrapping_hand
     if wrap_template and not templates.matches(target.attrs, wrap_template):
         # PKCS#11 3.0 §5.18.3 names CKR_KEY_HANDLE_INVALID for a CKA_WRAP_TEMPLATE mismatch.
         raise PKCS11Error(CKR.KEY_HANDLE_INVALID, "key does not match CKA_WRAP_TEMPLATE")
-    return _Checked(session, param, (wrapping_handle, key_handle), (wrapping, target))
+    return _Checked(session, spec, param, (wrapping_handle, key_handle), (wrapping, target))
 
 
 def _rsa_wrapped_len(limit: Callable[[Any, Any], int]) -> Callable[[Any, Any, Any], int | None]:
@@ -192,10 +193,11 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
     with the same mechanism, parameter and handles, and only returned while the checks it passed
     still hold (`_Checked`): RSA-AES and OAEP wraps are randomised, and the length promised must
     be the length delivered."""
-    spec = _spec_for(session, mechanism, MechanismFlag.WRAP, "wrap")
     cache_key = ("wrap", mechanism, wrapping_handle, key_handle)  # the parameter is checked in still_valid
     with session.lock:
         checks = session.checked.get(cache_key)
+        # The row passed `_spec_for` when the checks were made, in this session of this library.
+        spec = checks.spec if checks is not None else _spec_for(session, mechanism, MechanismFlag.WRAP, "wrap")
         if checks is None or not checks.still_valid(session, param):
             spec.validate(param)
             checks = _check_wrap(session, spec, param, wrapping_handle, key_handle)
@@ -279,18 +281,18 @@ def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | No
 
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
                raw: list) -> int:
-    spec = _spec_for(session, mechanism, MechanismFlag.UNWRAP, "unwrap")
     # No lock is held from here on: the private-key operation releases the GIL, and other sessions'
     # unwraps run beside it (the session's own state is only read; the object store locks itself).
     cache_key = ("unwrap", mechanism, unwrapping_handle)
     checks = session.checked.get(cache_key)
+    spec = checks.spec if checks is not None else _spec_for(session, mechanism, MechanismFlag.UNWRAP, "unwrap")
     if checks is None or not checks.still_valid(session, param):
         spec.validate(param)
         unwrapping = session.key(unwrapping_handle, code=CKR.UNWRAPPING_KEY_HANDLE_INVALID)
         check_key_for(session, spec, unwrapping, Attribute.UNWRAP,
                       (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY),
                       type_code=CKR.UNWRAPPING_KEY_TYPE_INCONSISTENT)
-        checks = _Checked(session, param, (unwrapping_handle,), (unwrapping,))
+        checks = _Checked(session, spec, param, (unwrapping_handle,), (unwrapping,))
         with session.lock:
             _remember(session, cache_key, checks)
     unwrapping = checks.objects[0]

@@ -274,14 +274,24 @@ def _rsa_aes_key_wrap_image(ffi: Any, ptr: Any, length: int) -> bytes | None:
     """The bytes a CK_RSA_AES_KEY_WRAP_PARAMS without an OAEP label is made of: the outer struct's
     ulAESKeyBits and the whole CK_RSA_PKCS_OAEP_PARAMS it points to. None (read it field by field)
     for anything else, so every refusal still comes from the reader."""
-    if ptr == ffi.NULL or length != ffi.sizeof("CK_RSA_AES_KEY_WRAP_PARAMS"):
+    layout = _RSA_AES_LAYOUT.get(ffi) or _rsa_aes_layout(ffi)
+    if ptr == ffi.NULL or length != layout[0]:
         return None
-    outer = ffi.cast(_POINTER_TYPES.get((ffi, "CK_RSA_AES_KEY_WRAP_PARAMS"))
-                     or _pointer_type(ffi, "CK_RSA_AES_KEY_WRAP_PARAMS"), ptr)
-    inner = outer.pOAEPParams
+    inner = ffi.cast(layout[3], ptr).pOAEPParams
     if inner == ffi.NULL or inner.ulSourceDataLen != 0:
         return None
-    return ffi.buffer(ptr, ffi.sizeof("CK_ULONG"))[:] + ffi.buffer(inner, ffi.sizeof("CK_RSA_PKCS_OAEP_PARAMS"))[:]
+    return ffi.buffer(ptr, layout[1])[:] + ffi.buffer(inner, layout[2])[:]
+
+
+#: ffi -> (sizeof the outer struct, sizeof CK_ULONG, sizeof the OAEP struct, outer pointer type).
+_RSA_AES_LAYOUT: dict[Any, tuple[int, int, int, Any]] = {}
+
+
+def _rsa_aes_layout(ffi: Any) -> tuple[int, int, int, Any]:
+    layout = _RSA_AES_LAYOUT[ffi] = (ffi.sizeof("CK_RSA_AES_KEY_WRAP_PARAMS"), ffi.sizeof("CK_ULONG"),
+                                     ffi.sizeof("CK_RSA_PKCS_OAEP_PARAMS"),
+                                     ffi.typeof("CK_RSA_AES_KEY_WRAP_PARAMS *"))
+    return layout
 
 
 #: param_kind -> the raw image of a parameter that fully determines it (no pointer is followed
@@ -307,5 +317,6 @@ def read_param(ffi: Any, kind: str, ptr: Any, length: int) -> object:
     if image_of is not None:
         image = image_of(ffi, ptr, length)
         if image is not None:
-            return _memo((kind, image), lambda: READERS[kind](ffi, ptr, length))
+            known = _MEMO.get((kind, image))
+            return known if known is not None else _memo((kind, image), lambda: READERS[kind](ffi, ptr, length))
     return READERS[kind](ffi, ptr, length)
