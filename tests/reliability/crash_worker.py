@@ -18,6 +18,7 @@ import random
 import signal
 import sys
 import time
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ck  # noqa: E402
@@ -85,7 +86,8 @@ def main() -> int:
         # Start the embedded interpreter side (imports, handler binding) once, before forking.
         ck.raw(lib, "C_GetInfo", None)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-    killed = finished = 0
+    killed = finished = midwrite = 0
+    kmdata = Path(os.environ["NFAST_KMDATA"])
     for _ in range(int(iterations)):
         pid = os.fork()
         if pid == 0:
@@ -101,10 +103,13 @@ def main() -> int:
         _, status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(status):
             killed += 1
+            # A temp file named after the child: it died between creating a file and renaming it.
+            midwrite += any(any(p.name.startswith(f".tmp-{pid}-") for p in folder.iterdir())
+                            for folder in (kmdata / "local", kmdata / "reader") if folder.is_dir())
         else:
             finished += 1
     os.close(fd)
-    print(f"killed={killed} finished={finished}", flush=True)
+    print(f"killed={killed} finished={finished} midwrite={midwrite}", flush=True)
     return 0
 
 

@@ -81,8 +81,13 @@ def test_children_were_killed_while_working(crashed: dict) -> None:
         assert killed >= max(2, round(KILLS * MODES[mode])) - 1, (mode, summary)
         events = crashed["events"][mode]
         assert "error" not in events, (mode, events.get("error"))
-    # Kills landed in the middle of work, not only before or after it.
+    # Kills landed in the middle of work, not only before or after it: the children completed
+    # many operations, and some kills caught a writer between creating its temp file and renaming
+    # it (about one kill in six: 26 of 150 in a typical run).
     assert sum(len(v) for e in crashed["events"].values() for v in e.values()) > KILLS
+    midwrite = sum(int(s.split("midwrite=")[1]) for s in crashed["summaries"].values())
+    if KILLS >= 100:
+        assert midwrite >= 1
 
 
 def test_no_torn_or_unknown_files(crashed: dict) -> None:
