@@ -250,7 +250,8 @@ def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
     key = (mechanism, is_so, _frozen_template(raw), repr(sorted(forced.items())) if forced else None)
     cached = _UNWRAP_ATTRS.get(key)
     if cached is None:
-        template = _merge_unwrap_template(codecs.decode_template(raw), forced)
+        template = templates.with_key_template(codecs.decode_template(raw), forced, CKR.TEMPLATE_INCONSISTENT,
+                                               "CKA_UNWRAP_TEMPLATE")
         attrs = templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=is_so)
         nested = tuple(attr for attr, value in attrs.items() if isinstance(value, dict))  # the *_TEMPLATEs
         cached = (attrs, keyparts.strip_material(attrs), policy.acl_for(attrs), nested)
@@ -266,17 +267,6 @@ def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
         attrs[Attribute.UNIQUE_ID] = stripped[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](
             Origin.UNWRAP, attrs, mechanism, None)
     return attrs, stripped, cached[2]
-
-
-def _merge_unwrap_template(template: dict[int, Any], forced: dict[int, Any] | None) -> dict[int, Any]:
-    if not forced:
-        return template
-    merged = dict(template)
-    for attr, value in forced.items():
-        if attr in merged and merged[attr] != value:
-            raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "template conflicts with CKA_UNWRAP_TEMPLATE")
-        merged[attr] = value
-    return merged
 
 
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..attributes import codecs
-from ..constants import CKF_ARRAY_ATTRIBUTE, CKR
+from ..constants import CKR
 from ..errors import PKCS11Error
 
 #: Set by `entry.bind` to the embedded module's ffi.
@@ -73,7 +73,7 @@ def read_template(ptr: Any, count: int, depth: int = 0) -> list[tuple[int, Any]]
         attr = ptr[i]
         atype = int(attr.type)
         length = int(attr.ulValueLen)
-        if atype & CKF_ARRAY_ATTRIBUTE and codecs.KINDS.get(atype) is codecs.Kind.TEMPLATE:
+        if codecs.KINDS.get(atype) is codecs.Kind.TEMPLATE:  # by kind: 3.2's KEM templates lack the bit
             if length % ATTRIBUTE_SIZE:
                 raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, "array attribute of odd length")
             nested = ffi.cast("CK_ATTRIBUTE *", attr.pValue)

@@ -85,7 +85,10 @@ KINDS: dict[int, Kind] = {
     # CKA_ALLOWED_MECHANISMS carries CKF_ARRAY_ATTRIBUTE but is an array of CK_MECHANISM_TYPE, not of
     # CK_ATTRIBUTE; CKA_ATTR_TYPES is an array of CK_ATTRIBUTE_TYPE.
     **_group(Kind.ULONG_ARRAY, A.ALLOWED_MECHANISMS, A.ATTR_TYPES),
-    **_group(Kind.TEMPLATE, A.WRAP_TEMPLATE, A.UNWRAP_TEMPLATE, A.DERIVE_TEMPLATE),
+    # The 3.2 header numbers CKA_ENCAPSULATE_TEMPLATE / CKA_DECAPSULATE_TEMPLATE without
+    # CKF_ARRAY_ATTRIBUTE (0x62A, 0x62B; python-pkcs11 has the same); their values are still arrays.
+    **_group(Kind.TEMPLATE, A.WRAP_TEMPLATE, A.UNWRAP_TEMPLATE, A.DERIVE_TEMPLATE, A.ENCAPSULATE_TEMPLATE,
+             A.DECAPSULATE_TEMPLATE),
 }
 del A
 

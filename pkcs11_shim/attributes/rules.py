@@ -346,9 +346,16 @@ _PQC_PRIVATE = (
 ML_DSA_PUBLIC = table(PUBLIC_KEY_COMMON, _PQC_PUBLIC)
 ML_DSA_PRIVATE = table(PRIVATE_KEY_COMMON, _PQC_PRIVATE)
 # 3.2 §4.8/4.9: CKA_ENCAPSULATE / CKA_DECAPSULATE are the KEM usage flags (TRUE by default, as the
-# other usages here).
-ML_KEM_PUBLIC = table(PUBLIC_KEY_COMMON, _PQC_PUBLIC, (R(A.ENCAPSULATE, SETTABLE | DEFAULTED, default=True),))
-ML_KEM_PRIVATE = table(PRIVATE_KEY_COMMON, _PQC_PRIVATE, (R(A.DECAPSULATE, SETTABLE | DEFAULTED, default=True),))
+# other usages here). CKA_ENCAPSULATE_TEMPLATE / CKA_DECAPSULATE_TEMPLATE (the attributes every new
+# shared-secret key gets, `kem`) are fixed once the key exists, as CKA_WRAP_TEMPLATE is (no footnote 8).
+ML_KEM_PUBLIC = table(PUBLIC_KEY_COMMON, _PQC_PUBLIC, (
+    R(A.ENCAPSULATE, SETTABLE | DEFAULTED, default=True),
+    R(A.ENCAPSULATE_TEMPLATE, SET_ON_CREATE_ONLY | DEFAULTED, default=MappingProxyType({})),
+))
+ML_KEM_PRIVATE = table(PRIVATE_KEY_COMMON, _PQC_PRIVATE, (
+    R(A.DECAPSULATE, SETTABLE | DEFAULTED, default=True),
+    R(A.DECAPSULATE_TEMPLATE, SET_ON_CREATE_ONLY | DEFAULTED, default=MappingProxyType({})),
+))
 del R, A
 
 

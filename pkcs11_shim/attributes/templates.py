@@ -214,6 +214,21 @@ def new_object(template: dict[int, Any], origin: Origin, *, object_class: int | 
     return attrs
 
 
+def with_key_template(template: dict[int, Any], forced: Mapping[int, Any] | None, conflict: int,
+                      name: str) -> dict[int, Any]:
+    """The caller's template for a new key plus the attributes a key's CKA_UNWRAP_TEMPLATE /
+    CKA_ENCAPSULATE_TEMPLATE / CKA_DECAPSULATE_TEMPLATE adds to every key made with it (3.0 §5.18.5,
+    3.2 §5.18.8-9); an attribute both give with different values fails with `conflict`."""
+    if not forced:
+        return template
+    merged = dict(template)
+    for attr, value in forced.items():
+        if attr in merged and not _same(attr, merged[attr], value):
+            raise _fail(conflict, attr, f"the template conflicts with {name}")
+        merged[attr] = value
+    return merged
+
+
 # --- changing objects ------------------------------------------------------------------------------
 
 def _same(attr: int, a: Any, b: Any) -> bool:

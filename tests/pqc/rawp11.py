@@ -91,6 +91,10 @@ class Raw:
     def template(self, attrs: dict[int, Any]) -> tuple[Any, int]:
         arr = (CK_ATTRIBUTE * len(attrs))()
         for i, (attr, value) in enumerate(attrs.items()):
+            if isinstance(value, dict):  # an attribute array (CKA_*_TEMPLATE): nested CK_ATTRIBUTEs
+                nested, count = self.template(value)
+                arr[i] = CK_ATTRIBUTE(int(attr), C.cast(nested, C.c_void_p), count * C.sizeof(CK_ATTRIBUTE))
+                continue
             if isinstance(value, bool):
                 raw = bytes([value])
             elif isinstance(value, int):
@@ -124,6 +128,19 @@ class Raw:
         self.call("C_GetAttributeValue", ULONG(session), ULONG(handle), C.byref(probe), ULONG(1))
         return buf.raw[: probe.ulValueLen]
 
+    def get_template(self, session: int, handle: int, attr: int) -> dict[int, bytes]:
+        """An attribute-array attribute in three calls: its size, its types and lengths, its values."""
+        probe = CK_ATTRIBUTE(int(attr), None, 0)
+        self.call("C_GetAttributeValue", ULONG(session), ULONG(handle), C.byref(probe), ULONG(1))
+        nested = (CK_ATTRIBUTE * (probe.ulValueLen // C.sizeof(CK_ATTRIBUTE)))()
+        probe.pValue = C.cast(nested, C.c_void_p)
+        self.call("C_GetAttributeValue", ULONG(session), ULONG(handle), C.byref(probe), ULONG(1))
+        buffers = [C.create_string_buffer(entry.ulValueLen) for entry in nested]
+        for entry, buf in zip(nested, buffers):
+            entry.pValue = C.cast(buf, C.c_void_p)
+        self.call("C_GetAttributeValue", ULONG(session), ULONG(handle), C.byref(probe), ULONG(1))
+        return {entry.type: buf.raw[: entry.ulValueLen] for entry, buf in zip(nested, buffers)}
+
     def get_ulong(self, session: int, handle: int, attr: int) -> int:
         return int.from_bytes(self.get(session, handle, attr), "little")
 
@@ -155,6 +172,26 @@ class Raw:
         for part in parts:
             self.call("C_VerifySignatureUpdate", ULONG(session), buffer(part), ULONG(len(part)))
         return self.call("C_VerifySignatureFinal", ULONG(session), ok=outcomes)
+
+    def generate_pair(self, session: int, mechanism: Any, public: dict[int, Any],
+                      private: dict[int, Any]) -> tuple[int, int]:
+        pub_arr, pub_count = self.template(public)
+        priv_arr, priv_count = self.template(private)
+        pub, priv = ULONG(), ULONG()
+        self.call("C_GenerateKeyPair", ULONG(session), mechanism, pub_arr, ULONG(pub_count), priv_arr,
+                  ULONG(priv_count), C.byref(pub), C.byref(priv))
+        return pub.value, priv.value
+
+    def encapsulate(self, session: int, mechanism: Any, key: int, attrs: dict[int, Any]) -> tuple[bytes, int]:
+        """(ciphertext, new key handle), the ciphertext buffer sized by a first call."""
+        arr, count = self.template(attrs)
+        length, handle = ULONG(), ULONG()
+        self.call("C_EncapsulateKey", ULONG(session), mechanism, ULONG(key), arr, ULONG(count), None,
+                  C.byref(length), C.byref(handle))
+        out = C.create_string_buffer(length.value)
+        self.call("C_EncapsulateKey", ULONG(session), mechanism, ULONG(key), arr, ULONG(count), out,
+                  C.byref(length), C.byref(handle))
+        return out.raw[: length.value], handle.value
 
     def decapsulate(self, session: int, mechanism: Any, key: int, ciphertext: bytes,
                     attrs: dict[int, Any]) -> int:
