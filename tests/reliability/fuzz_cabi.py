@@ -97,6 +97,7 @@ class Child:
             self.relogin = True
         c = self.client
         if not self.h:
+            self.relogin = True  # new sessions: the login went with the old ones (or was never made)
             slot = c.slot_by_label(LABEL)
             self.slot, self.all_slots = slot, c.slots() + [s for s in self._all_slots()]
             self.h = {"slot": slot, "rw": c.open(slot), "ro": c.open(slot, rw=False)}
@@ -323,6 +324,42 @@ class Child:
         uses_len_ptr = op != "verify" and not (a["update"] and op in ("sign", "digest"))
         return [rv], rv_init == ck.CKR_OK and (bad_d or (a["len_null"] and uses_len_ptr))
 
+    def act_struct_param(self, a: dict, keep: list) -> tuple[list[int], bool]:
+        """C_EncryptInit with a CK_GCM_PARAMS / CK_CCM_PARAMS whose inner pointers and lengths lie."""
+        fields = {"gcm": [("pIv", c_void_p), ("ulIvLen", ck.CK_ULONG), ("ulIvBits", ck.CK_ULONG),
+                          ("pAAD", c_void_p), ("ulAADLen", ck.CK_ULONG), ("ulTagBits", ck.CK_ULONG)],
+                  "ccm": [("ulDataLen", ck.CK_ULONG), ("pNonce", c_void_p), ("ulNonceLen", ck.CK_ULONG),
+                          ("pAAD", c_void_p), ("ulAADLen", ck.CK_ULONG), ("ulMACLen", ck.CK_ULONG)]}[a["kind_"]]
+        struct_type = type("P", (ctypes.Structure,), {"_fields_": fields})
+        st = struct_type()
+        keep.append(st)
+        garbage = False
+        pointers = [name for name, t in fields if t is c_void_p]
+        for (name, spec) in zip(pointers, a["buffers"]):
+            length_field = {"pIv": "ulIvLen", "pAAD": "ulAADLen", "pNonce": "ulNonceLen"}[name]
+            data, length, bad = self.data(spec, keep)
+            setattr(st, name, ctypes.cast(data, c_void_p) if data is not None else None)
+            setattr(st, length_field, length)
+            garbage |= bad
+        for name, value in a["numbers"].items():
+            if hasattr(st, name) and name not in ("ulIvLen", "ulAADLen", "ulNonceLen"):
+                if value == "match":  # the consistent value, so that some calls get past the checks
+                    value = st.ulIvLen * 8
+                setattr(st, name, value & ULONG_MAX)
+        m = ck.CK_MECHANISM()
+        m.mechanism = ck.CKM_AES_GCM if a["kind_"] == "gcm" else 0x1088  # CKM_AES_CCM
+        m.pParameter = ctypes.cast(byref(st), c_void_p)
+        # Only shorter than the struct (a longer lie would make the library read past it).
+        m.ulParameterLen = max(ctypes.sizeof(st) + a["size_delta"], 0)
+        garbage |= m.ulParameterLen != ctypes.sizeof(st)
+        s, bad_s = self.handle(a["session"])
+        rv = self._call("C_EncryptInit", ck.CK_ULONG(s), byref(m), ck.CK_ULONG(self.h.get("aes", 0)))
+        if rv == ck.CKR_OK:
+            out = ctypes.create_string_buffer(BUF)
+            self._call("C_Encrypt", ck.CK_ULONG(s), b"x" * 16, ck.CK_ULONG(16), out, byref(ck.CK_ULONG(BUF)))
+            self._call("C_EncryptFinal", ck.CK_ULONG(s), out, byref(ck.CK_ULONG(BUF)))
+        return [rv], garbage or bad_s
+
     def act_login(self, a: dict, keep: list) -> tuple[list[int], bool]:
         s, bad_s = self.handle(a["session"])
         pin, length, bad_p = self.data(a["pin"], keep)
@@ -483,6 +520,17 @@ def strategies() -> Any:
                                "flags": mostly([4, 6, 0, 2], st.integers(0, ULONG_MAX)),
                                "out_null": rarely}),
         st.fixed_dictionaries({"kind": st.just("lifecycle"), "bad_init": st.sampled_from(["reserved", "partial"])}),
+        st.fixed_dictionaries({"kind": st.just("struct_param"), "kind_": st.sampled_from(["gcm", "ccm"]),
+                               "session": session, "buffers": st.lists(
+                                   st.fixed_dictionaries({"value": st.binary(min_size=7, max_size=16).map(bytes.hex),
+                                                          "len": length, "null": rarely}) | data,
+                                   min_size=2, max_size=2),
+                               "numbers": st.fixed_dictionaries({
+                                   "ulIvBits": mostly(["match"] * 6 + [0, 96], huge),
+                                   "ulTagBits": mostly([128] * 6 + [96, 64, 0, 7], huge),
+                                   "ulDataLen": mostly([16] * 6 + [0], st.integers(0, ULONG_MAX)),
+                                   "ulMACLen": mostly([16] * 4 + [8, 4, 0, 3], st.integers(0, ULONG_MAX))}),
+                               "size_delta": st.sampled_from([0] * 6 + [-1, -8, -48])}),
         st.sampled_from(functions).flatmap(generic),
     )
     return st.lists(action, min_size=1, max_size=8)
