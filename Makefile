@@ -6,7 +6,8 @@ SOURCES := $(wildcard native/*) pkcs11_shim/build.py
 # function list, with the mechanism -> parameter-layout table taken from the mechanism registry.
 CLIENT  := build/libsoftshield-client.so
 CLIENT_SOURCES := $(wildcard native/client/*) native/functions.txt native/pkcs11_types.h \
-                  pkcs11_shim/client_build.py $(wildcard pkcs11_shim/mechanisms/*.py)
+                  pkcs11_shim/client_build.py pkcs11_shim/build.py pkcs11_shim/hardserver/layouts.py \
+                  $(wildcard pkcs11_shim/mechanisms/*.py)
 
 .PHONY: all build test bench demo fuzz clean
 

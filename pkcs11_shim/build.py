@@ -192,7 +192,91 @@ static int softshield_python_ready(void)
         out.append("};")
         out.append("")
     out.append((NATIVE / "interfaces.c").read_text())
+    out.append(interface_source(tables, "softshield", "softshield_record_version"))
     return "\n".join(out)
+
+
+#: The table-handing entry points of both libraries (in-process and client): they need no Python and
+#: no server, since a host may call them before anything else. `@P@` is the library's C prefix.
+INTERFACE_FUNCTIONS = r"""
+static CK_CHAR @P@_interface_name[] = "PKCS 11";
+
+/* Newest first: hosts that take the first entry get the newest interface (PKCS#11 3.0 §5.4.2). */
+static CK_INTERFACE @P@_interfaces[] = {
+@ENTRIES@
+};
+#define @PU@_INTERFACE_COUNT (sizeof(@P@_interfaces) / sizeof(@P@_interfaces[0]))
+
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
+{
+    if (ppFunctionList == NULL)
+        return CKR_ARGUMENTS_BAD;
+    *ppFunctionList = &@OLDEST@;
+    @RECORD@(&@OLDEST@.version);
+    return CKR_OK;
+}
+
+CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
+{
+    CK_ULONG i;
+    if (pulCount == NULL)
+        return CKR_ARGUMENTS_BAD;
+    if (pInterfacesList == NULL) {
+        *pulCount = @PU@_INTERFACE_COUNT;
+        return CKR_OK;
+    }
+    if (*pulCount < @PU@_INTERFACE_COUNT) {
+        *pulCount = @PU@_INTERFACE_COUNT;
+        return CKR_BUFFER_TOO_SMALL;
+    }
+    for (i = 0; i < @PU@_INTERFACE_COUNT; i++)
+        pInterfacesList[i] = @P@_interfaces[i];
+    *pulCount = @PU@_INTERFACE_COUNT;
+    return CKR_OK;
+}
+
+CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
+                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
+{
+    CK_ULONG i;
+    if (ppInterface == NULL)
+        return CKR_ARGUMENTS_BAD;
+    for (i = 0; i < @PU@_INTERFACE_COUNT; i++) {
+        CK_INTERFACE *candidate = &@P@_interfaces[i];
+        CK_VERSION *offered = (CK_VERSION *)candidate->pFunctionList;
+        if (pInterfaceName != NULL &&
+            strcmp((const char *)pInterfaceName, (const char *)candidate->pInterfaceName) != 0)
+            continue;
+        if (pVersion != NULL &&
+            (pVersion->major != offered->major || pVersion->minor != offered->minor))
+            continue;
+        if ((candidate->flags & flags) != flags)
+            continue;
+        *ppInterface = candidate;
+        @RECORD@(offered);
+        return CKR_OK;
+    }
+    *ppInterface = NULL;
+    return CKR_ARGUMENTS_BAD;
+}
+"""
+
+
+def interface_source(tables: list[tuple[str, str, str, list[CFunction]]], prefix: str, record: str) -> str:
+    """C_GetFunctionList (the oldest table), C_GetInterfaceList and C_GetInterface over `tables`
+    (from `table_members`); `record(const CK_VERSION *)` notes the version a host obtained."""
+    entries = "\n".join(f"    {{{prefix}_interface_name, &{var}, 0}}," for _s, var, _l, _m in reversed(tables))
+    return (INTERFACE_FUNCTIONS.replace("@ENTRIES@", entries).replace("@OLDEST@", tables[0][1])
+            .replace("@RECORD@", record).replace("@PU@", prefix.upper()).replace("@P@", prefix))
+
+
+def output_dir(argv: list[str] | None, description: str) -> Path:
+    """The `--out DIR` of a build command (default build/), created."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=str(ROOT / "build"), help="output folder")
+    out = Path(parser.parse_args(argv).out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
 
 
 def recorded_paths() -> list[str]:
@@ -247,11 +331,7 @@ def make_builder() -> cffi.FFI:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "build"), help="output folder")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(argv, __doc__.splitlines()[0])
     builder = make_builder()
     target = f"{LIBRARY_NAME}.*"
     # Compile in a private folder and rename into place: a process that has the old library mapped

@@ -12,7 +12,6 @@ parameter-kind table comes from the mechanism registry. No Python runs in the ho
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -23,7 +22,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pkcs11_shim.build import NATIVE, ROOT, TABLES, CFunction, read_functions, table_members
+from pkcs11_shim.build import NATIVE, CFunction, interface_source, output_dir, read_functions, table_members
+from pkcs11_shim.hardserver import layouts
 
 CLIENT_DIR = NATIVE / "client"
 LIBRARY = "libsoftshield-client.so"
@@ -223,6 +223,7 @@ def c_source(functions: list[CFunction]) -> str:
     out.append("const ss_mech_kind ss_mech_kinds[] = {")
     out += [f'    {{0x{m:x}UL, "{k}"}},' for m, k in rows]
     out += ["    {0, NULL}", "};", f"const size_t ss_mech_kind_count = {len(rows)};", ""]
+    out += layouts.c_tables()
     for name, impl in LOCAL.items():
         f = next(f for f in functions if f.name == name)
         out += [f"CK_RV {name}({f.params})", "{", f"    return {impl}({f.arg_names[0]});", "}", ""]
@@ -232,74 +233,12 @@ def c_source(functions: list[CFunction]) -> str:
         out.append(f"static struct {struct} {var} = {{\n    {literal},")
         out += [f"    {f.name}," for f in members]
         out += ["};", ""]
-    out.append('static CK_CHAR ss_interface_name[] = "PKCS 11";')
-    out.append("/* Newest first: hosts that take the first entry get the newest interface (PKCS#11 3.0 §5.4.2). */")
-    out.append("static CK_INTERFACE ss_interfaces[] = {")
-    out += [f"    {{ss_interface_name, &{var}, 0}}," for _s, var, _l, _m in reversed(tables)]
-    out += ["};", "#define SS_INTERFACE_COUNT (sizeof(ss_interfaces) / sizeof(ss_interfaces[0]))", ""]
-    out.append(INTERFACE_FUNCTIONS.replace("@OLDEST@", tables[0][1]))
+    out.append(interface_source(tables, "ss", "ss_record_version"))
     return "\n".join(out)
 
 
-INTERFACE_FUNCTIONS = r"""
-CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
-{
-    if (ppFunctionList == NULL)
-        return CKR_ARGUMENTS_BAD;
-    *ppFunctionList = &@OLDEST@;
-    ss_record_version(&@OLDEST@.version);
-    return CKR_OK;
-}
-
-CK_RV C_GetInterfaceList(CK_INTERFACE_PTR pInterfacesList, CK_ULONG_PTR pulCount)
-{
-    if (pulCount == NULL)
-        return CKR_ARGUMENTS_BAD;
-    if (pInterfacesList == NULL) {
-        *pulCount = SS_INTERFACE_COUNT;
-        return CKR_OK;
-    }
-    if (*pulCount < SS_INTERFACE_COUNT) {
-        *pulCount = SS_INTERFACE_COUNT;
-        return CKR_BUFFER_TOO_SMALL;
-    }
-    for (CK_ULONG i = 0; i < SS_INTERFACE_COUNT; i++)
-        pInterfacesList[i] = ss_interfaces[i];
-    *pulCount = SS_INTERFACE_COUNT;
-    return CKR_OK;
-}
-
-CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
-                     CK_INTERFACE_PTR_PTR ppInterface, CK_FLAGS flags)
-{
-    if (ppInterface == NULL)
-        return CKR_ARGUMENTS_BAD;
-    for (CK_ULONG i = 0; i < SS_INTERFACE_COUNT; i++) {
-        CK_INTERFACE *candidate = &ss_interfaces[i];
-        CK_VERSION *offered = (CK_VERSION *)candidate->pFunctionList;
-        if (pInterfaceName != NULL &&
-            strcmp((const char *)pInterfaceName, (const char *)candidate->pInterfaceName) != 0)
-            continue;
-        if (pVersion != NULL && (pVersion->major != offered->major || pVersion->minor != offered->minor))
-            continue;
-        if ((candidate->flags & flags) != flags)
-            continue;
-        *ppInterface = candidate;
-        ss_record_version(offered);
-        return CKR_OK;
-    }
-    *ppInterface = NULL;
-    return CKR_ARGUMENTS_BAD;
-}
-"""
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(ROOT / "build"), help="output folder")
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(argv, __doc__.splitlines()[0])
     functions = read_functions()
     unsupported = [p.name for p in plans(functions) if p.ops is None]
     for name in unsupported:

@@ -63,7 +63,8 @@ typedef struct ss_call {
 } ss_call;
 
 /* Mechanism-parameter layouts: where a parameter struct holds pointers, and how long each pointed-to
- * buffer is. The per-mechanism table (generated from the mechanism registry) names a layout. */
+ * buffer is. The per-mechanism table (generated from the mechanism registry) names a layout; the
+ * layouts are generated from pkcs11_shim/hardserver/layouts.py. */
 /* SS_LEN_DROP: a pointer the server never receives (it sees NULL). */
 enum ss_len_kind { SS_LEN_BYTES, SS_LEN_BITS, SS_LEN_FIXED, SS_LEN_ARRAY, SS_LEN_DROP };
 typedef struct ss_layout ss_layout;
@@ -89,6 +90,10 @@ typedef struct ss_mech_kind {
 /* Generated tables (client_gen.c). */
 extern const ss_mech_kind ss_mech_kinds[];
 extern const size_t ss_mech_kind_count;
+extern const ss_layout *const ss_layouts[];        /* from pkcs11_shim/hardserver/layouts.py */
+extern const size_t ss_layout_count;
+extern const ss_layout *const ss_message_layouts[];
+extern const size_t ss_message_layout_count;
 const ss_layout *ss_layout_for_kind(const char *kind);
 const ss_layout *ss_message_layout_for_kind(const char *kind);
 

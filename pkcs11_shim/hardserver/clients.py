@@ -5,10 +5,12 @@ client sees what it would see in-process:
 - a session belongs to the client that opened it: another client's handle is CKR_SESSION_HANDLE_INVALID
   (which is also what a client gets for its old handles after a server restart);
 - C_CloseAllSessions closes the caller's sessions only;
-- login is shared per token in the module, so the server keeps who holds it: a second client logging
-  in as the same user with the same PIN joins the login (the PIN is compared with a keyed MAC kept in
-  memory only), C_Logout by one holder leaves the others logged in, and the module is logged out when
-  the last holder logs out or goes away;
+- login is per application (each client process), as on PKCS#11 and nShield; the module has one
+  login per token, so the server keeps who holds it: a second client logging in as the same user
+  with the same PIN joins the login (the PIN is compared with a keyed MAC kept in memory only), as
+  another user type it gets CKR_USER_TOO_MANY_TYPES; C_Logout by one holder leaves the others logged
+  in (its own operations end, §5.6.10) and the module is logged out when the last holder logs out or
+  goes away; a client that holds no login sees its sessions as public ones (`logins.PublicView`);
 - a client that disconnects (exits, crashes, is killed mid-call) has its sessions closed.
 """
 
@@ -22,8 +24,9 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
 
-from pkcs11_shim.client_build import Plan
+from pkcs11_shim.client_build import MESSAGE_INIT, Plan
 from pkcs11_shim.hardserver.codec import Codec
+from pkcs11_shim.hardserver.logins import PublicView
 
 log = logging.getLogger("hardserver")
 
@@ -32,7 +35,9 @@ CKR_PIN_INCORRECT = 0xA0
 CKR_SESSION_HANDLE_INVALID = 0xB3
 CKR_USER_ALREADY_LOGGED_IN = 0x100
 CKR_USER_NOT_LOGGED_IN = 0x101
+CKR_USER_TOO_MANY_TYPES = 0x105
 CKU_CONTEXT_SPECIFIC = 2
+ALL_OPERATIONS = 0xFFFFFFFF  # C_SessionCancel flags: every operation kind
 
 
 @dataclass
@@ -63,6 +68,7 @@ class ClientTable:
         self.lock = threading.Lock()
         self.login_lock = threading.RLock()
         self._mac_key = os.urandom(32)
+        self.view = PublicView(codec)
 
     # ---- connections --------------------------------------------------------------------------
     def attach(self, token: bytes, pid: int) -> Client:
@@ -88,6 +94,7 @@ class ClientTable:
             sessions = dict(client.sessions)
             client.sessions.clear()
         for handle in sessions:
+            self.codec.forget_session(handle)
             rv = int(self.lib.C_CloseSession(handle))
             if rv != CKR_OK:
                 log.debug("closing session %d of pid %d: rv 0x%x", handle, client.pid, rv)
@@ -105,13 +112,29 @@ class ClientTable:
     # ---- one call -----------------------------------------------------------------------------
     def dispatch(self, client: Client, plan: Plan, args: list[Any]) -> int:
         params = plan.function.arg_names
-        if params and params[0] == "hSession":
-            with client.lock:
-                owned = args[0] in client.sessions
-            if not owned:
-                return CKR_SESSION_HANDLE_INVALID
         hook = HOOKS.get(plan.name)
-        return hook(self, client, plan, args) if hook else self.codec.call(plan, args)
+        if not params or params[0] != "hSession":
+            return hook(self, client, plan, args) if hook else self.codec.call(plan, args)
+        with client.lock:
+            slot = client.sessions.get(args[0])
+        if slot is None:
+            return CKR_SESSION_HANDLE_INVALID
+        public = hook is None and self._public(client, slot)
+        if public:
+            refused = self.view.before(plan, args)
+            if refused is not None:
+                return refused
+        rv = hook(self, client, plan, args) if hook else self.codec.call(plan, args)
+        if public:
+            rv = self.view.after(plan, args, rv)
+        if rv == CKR_OK and MESSAGE_INIT.match(plan.name) and args[1] != self.ffi.NULL:
+            self.codec.remember_message(int(args[0]), plan.family, int(args[1].mechanism))
+        return rv
+
+    def _public(self, client: Client, slot: int) -> bool:
+        """The module is logged in to this slot for other clients, not for this one."""
+        record = self.logins.get(slot)
+        return record is not None and client.token not in record.holders
 
     # ---- sessions -----------------------------------------------------------------------------
     def _open_session(self, client: Client, plan: Plan, args: list[Any]) -> int:
@@ -128,6 +151,7 @@ class ClientTable:
         return rv
 
     def _forget_session(self, client: Client, handle: int) -> None:
+        self.codec.forget_session(handle)
         with client.lock:
             slot = client.sessions.pop(handle, None)
             still_open = slot in client.sessions.values()
@@ -160,7 +184,10 @@ class ClientTable:
     def _login(self, client: Client, plan: Plan, args: list[Any]) -> int:
         handle, user_type = int(args[0]), int(args[1])
         if user_type == CKU_CONTEXT_SPECIFIC:
-            return self.codec.call(plan, args)
+            with client.lock:
+                slot = client.sessions[handle]
+            # Re-authenticating for a key needs this client's own login (§5.6.8).
+            return CKR_USER_NOT_LOGGED_IN if self._public(client, slot) else self.codec.call(plan, args)
         secret = [self._octets(args[2], int(args[3]))] + ([self._octets(args[4], int(args[5]))] if len(args) > 4 else [])
         with client.lock:
             slot = client.sessions[handle]
@@ -169,6 +196,9 @@ class ClientTable:
             rv = self.codec.call(plan, args)
             if rv == CKR_OK:
                 self.logins[slot] = LoginRecord(user_type, self._mac(*secret), {client.token})
+            elif record is not None and client.token not in record.holders and record.user_type != user_type:
+                # PKCS#11 §5.6.1: another application is logged in as the other user type.
+                return CKR_USER_TOO_MANY_TYPES
             elif (rv == CKR_USER_ALREADY_LOGGED_IN and record is not None and record.user_type == user_type
                   and client.token not in record.holders and record.pin_mac is not None):
                 # Another client holds this login: join it if the PIN is the one that opened it.
@@ -197,11 +227,20 @@ class ClientTable:
                 return CKR_USER_NOT_LOGGED_IN
             if record is not None and len(record.holders) > 1:
                 record.holders.discard(client.token)
+                self._end_operations(client, slot)
                 return CKR_OK
             rv = self.codec.call(plan, args)
             if rv in (CKR_OK, CKR_USER_NOT_LOGGED_IN):
                 self.logins.pop(slot, None)
             return rv
+
+    def _end_operations(self, client: Client, slot: int) -> None:
+        """The client's operations on the slot end with its login (§5.6.10), as the module ends them
+        when it logs out; the other holders' operations go on."""
+        with client.lock:
+            mine = [h for h, s in client.sessions.items() if s == slot]
+        for handle in mine:
+            self.lib.C_SessionCancel(handle, ALL_OPERATIONS)
 
     def _drop_login(self, client: Client, slot: int) -> None:
         with self.login_lock:

@@ -17,6 +17,7 @@ import cffi
 
 from pkcs11_shim.build import NATIVE, read_functions
 from pkcs11_shim.client_build import Op, Plan, plans
+from pkcs11_shim.hardserver import layouts
 from pkcs11_shim.hardserver.protocol import MAX_PAYLOAD, ProtocolError, Reader, Writer
 
 CKR_OK = 0
@@ -37,19 +38,12 @@ def load_module(path: Path) -> tuple[cffi.FFI, Any]:
     return ffi, ffi.dlopen(str(path))
 
 
-#: The C struct behind each registry parameter kind that holds pointers (pkcs11_shim/abi/
-#: mechanism_params.py reads the same structs). The server checks that every pointer field in such a
-#: parameter is one the client sent (or NULL), so a client whose mechanism table is older than the
-#: server's gets CKR_MECHANISM_PARAM_INVALID instead of the module following its addresses.
-PARAM_STRUCTS = {
-    "oaep": "CK_RSA_PKCS_OAEP_PARAMS", "rsa_aes_key_wrap": "CK_RSA_AES_KEY_WRAP_PARAMS",
-    "ecdh1": "CK_ECDH1_DERIVE_PARAMS", "gcm": "CK_GCM_PARAMS", "ccm": "CK_CCM_PARAMS", "eddsa": "CK_EDDSA_PARAMS",
-    "key_derivation_string": "CK_KEY_DERIVATION_STRING_DATA", "aes_cbc_encrypt_data": "CK_AES_CBC_ENCRYPT_DATA_PARAMS",
-    "hkdf": "CK_HKDF_PARAMS", "pbkd2": "CK_PKCS5_PBKD2_PARAMS2", "sp800_108": "CK_SP800_108_KDF_PARAMS",
-    "sign_additional_context": "CK_SIGN_ADDITIONAL_CONTEXT",
-    "hash_sign_additional_context": "CK_HASH_SIGN_ADDITIONAL_CONTEXT",
-}
+CKR_ARGUMENTS_BAD = 0x7
 CKR_MECHANISM_PARAM_INVALID = 0x71
+#: The fixed-size inputs the module reads without a length argument (C_InitToken's label, §5.6).
+FIXED_INPUT = {"in_fixed32": 32}
+#: Template entry flags as the client sends them: value bytes follow (1), a nested template follows (3).
+VALUE, NESTED = 1, 2
 
 
 @dataclass
@@ -67,6 +61,7 @@ class CallMemory:
 
     keep: list[Any] = field(default_factory=list)
     writebacks: list[tuple[Any, int]] = field(default_factory=list)
+    family: str = ""  # the message family of a message-based call (its parameter's layout)
 
 
 class Codec:
@@ -76,6 +71,11 @@ class Codec:
         self.by_name: dict[str, Plan] = {p.name: p for p in self.plans.values()}
         self.sizeof_attr = ffi.sizeof("CK_ATTRIBUTE")
         self.ptr_size = ffi.sizeof("void *")
+        self.ulong = ffi.typeof("CK_ULONG *")
+        #: (session, message family) -> the parameter kind of the mechanism its C_Message*Init
+        #: started, as the client library remembers it (ss_msg_remember), for the layout of the
+        #: per-message parameters.
+        self.message_kinds: dict[tuple[int, str], str] = {}
 
     # ---- helpers ------------------------------------------------------------------------------
     def _bytes(self, mem: CallMemory, data: bytes, size: int | None = None) -> Any:
@@ -91,15 +91,20 @@ class Codec:
             return MAX_PAYLOAD // unit
         return n
 
+    @staticmethod
+    def _exact(r: Reader, length: int, what: str) -> bytes:
+        """The `length` bytes an input buffer's length says it holds: all of them, or the call is refused."""
+        if length > r.remaining():
+            raise ProtocolError(f"{what}: length {length}, but only {r.remaining()} bytes follow", CKR_ARGUMENTS_BAD)
+        return r.take(length)
+
     def _node(self, r: Reader, mem: CallMemory, depth: int) -> Node:
         """A parameter node: bytes, then relocations (offset -> child node) patched in as pointers."""
         if depth > MAX_DEPTH:
             raise ProtocolError("mechanism parameter nested too deeply")
         writeback = r.u8()
         length = r.u64()
-        if length > MAX_PAYLOAD:
-            raise ProtocolError(f"parameter node of {length} bytes")
-        node = Node(self._bytes(mem, r.take(length)), length)
+        node = Node(self._bytes(mem, self._exact(r, length, "mechanism parameter")), length)
         buf = node.buf
         if writeback:
             mem.writebacks.append((buf, length))
@@ -110,37 +115,84 @@ class Codec:
             offset = r.u64()
             if offset + self.ptr_size > length:
                 raise ProtocolError(f"pointer at offset {offset} outside a {length}-byte parameter")
+            if offset in node.children:
+                raise ProtocolError(f"two pointers at offset {offset} of one parameter", CKR_MECHANISM_PARAM_INVALID)
             child = self._node(r, mem, depth + 1)
             node.children[offset] = child
             self.ffi.memmove(buf + offset, self.ffi.new("void *[1]", [child.buf]), self.ptr_size)
         return node
 
-    def _check_pointers(self, node: Node, ctype: Any, base: int = 0, depth: int = 0) -> None:
-        """Every pointer field of the struct at `base` in `node` is NULL or one we patched in."""
-        size = self.ffi.sizeof(ctype)
-        if node.length < base + size or depth > MAX_DEPTH:
-            return  # too short: the module's reader refuses it by its length
-        for name, f in ctype.fields:
-            if f.type.kind != "pointer":
-                continue
-            offset = base + f.offset
+    def _check_layout(self, node: Node, layout: layouts.Layout | None, what: str) -> None:
+        """Every pointer the client relocated into `node` sits in a pointer member of its layout, and
+        the buffer behind it is exactly as long as the struct's length member says; every other
+        pointer member is NULL. The module then reads no byte the server does not hold."""
+        ctype = self.ffi.typeof(layout.struct) if layout is not None else None
+        if ctype is None or node.length < self.ffi.sizeof(ctype):
+            # No pointers in this parameter (or too short for its struct: the module's reader
+            # refuses it by its length): nothing may be patched in.
+            if node.children:
+                raise ProtocolError(f"{what} carries pointers where its mechanism's parameter has none",
+                                    CKR_MECHANISM_PARAM_INVALID)
+            return
+        expected = self._check_struct(node, layout, 0, what, 0)
+        stray = sorted(set(node.children) - expected)
+        if stray:
+            raise ProtocolError(f"{what}: a pointer at offset {stray[0]}, which is no pointer member of "
+                                f"{layout.struct}", CKR_MECHANISM_PARAM_INVALID)
+
+    def _check_struct(self, node: Node, layout: layouts.Layout, base: int, what: str, depth: int) -> set[int]:
+        """Check the struct at `base` in `node`; returns the offsets of its pointer members."""
+        ffi, fields = self.ffi, dict(self.ffi.typeof(layout.struct).fields)
+        if depth > MAX_DEPTH:
+            raise ProtocolError("mechanism parameter nested too deeply", CKR_MECHANISM_PARAM_INVALID)
+        offsets = set()
+        for f in layout.fields:
+            offset = base + fields[f.pointer].offset
+            offsets.add(offset)
+            name = f"{layout.struct}.{f.pointer}"
             child = node.children.get(offset)
             if child is None:
-                if bytes(self.ffi.buffer(node.buf + offset, self.ptr_size)) != bytes(self.ptr_size):
-                    raise ProtocolError(f"{ctype.cname}.{name} holds an address the client did not send",
+                if bytes(ffi.buffer(node.buf + offset, self.ptr_size)) != bytes(self.ptr_size):
+                    raise ProtocolError(f"{name} holds an address the client did not send",
                                         CKR_MECHANISM_PARAM_INVALID)
-            elif f.type.item.kind == "struct":
-                item = f.type.item  # one struct (CK_RSA_PKCS_OAEP_PARAMS) or an array of them
-                for i in range(child.length // self.ffi.sizeof(item)):
-                    self._check_pointers(child, item, i * self.ffi.sizeof(item), depth + 1)
+                continue
+            if f.unit == layouts.DROP:
+                raise ProtocolError(f"{name} is not carried by the protocol (send NULL)", CKR_MECHANISM_PARAM_INVALID)
+            sub = layouts.BY_KIND[f.sub] if f.sub else None
+            declared = int(ffi.cast(self.ulong, node.buf + base + fields[f.length].offset)[0]) if f.length else 0
+            element = ffi.sizeof(sub.struct) if sub is not None else 1
+            needed = {layouts.BYTES: declared, layouts.BITS: (declared + 7) // 8, layouts.STRUCT: element,
+                      layouts.ARRAY: declared * element}[f.unit]
+            if child.length != needed:
+                length = f"{f.length} = {declared}" if f.length else f"sizeof({sub.struct if sub else '?'})"
+                raise ProtocolError(f"{name}: {child.length} bytes sent, {length} needs {needed}",
+                                    CKR_MECHANISM_PARAM_INVALID)
+            inner: set[int] = set()
+            if sub is not None:
+                for i in range(child.length // element):
+                    inner |= self._check_struct(child, sub, i * element, what, depth + 1)
+            stray = sorted(set(child.children) - inner)
+            if stray:
+                raise ProtocolError(f"{name}: a pointer at offset {stray[0]} of a buffer that holds none there",
+                                    CKR_MECHANISM_PARAM_INVALID)
+        return offsets
 
-    def _param_struct(self, mechanism: int) -> Any:
+    def _param_layout(self, mechanism: int, message: bool = False) -> layouts.Layout | None:
         from pkcs11_shim.mechanisms.registry import REGISTRY  # the module's own table, in this process
 
         if mechanism not in REGISTRY:
             return None
-        name = PARAM_STRUCTS.get(REGISTRY.get(mechanism).param_kind)
-        return self.ffi.typeof(name) if name else None
+        kind = REGISTRY.get(mechanism).param_kind
+        return (layouts.MESSAGE_BY_KIND if message else layouts.BY_KIND).get(kind)
+
+    def remember_message(self, session: int, family: str, mechanism: int) -> None:
+        """A C_Message*Init succeeded: later per-message parameters of `session` follow its layout."""
+        layout = self._param_layout(mechanism, message=True)
+        self.message_kinds[(session, family)] = layout.kind if layout is not None else ""
+
+    def forget_session(self, session: int) -> None:
+        for key in [k for k in self.message_kinds if k[0] == session]:
+            del self.message_kinds[key]
 
     def _template(self, r: Reader, mem: CallMemory, io: bool, depth: int = 0) -> tuple[Any, int, list]:
         """(CK_ATTRIBUTE array or NULL, count, per-entry (capacity, nested info) for the reply)."""
@@ -157,19 +209,26 @@ class Codec:
             attrs[i].type = a_type
             attrs[i].ulValueLen = length
             nested = None
-            if flags & 2:
+            if flags not in (0, VALUE, VALUE | NESTED):
+                raise ProtocolError(f"attribute 0x{a_type:x}: entry flags {flags} unknown", CKR_ARGUMENTS_BAD)
+            if flags & NESTED:
+                if not a_type & CKF_ARRAY_ATTRIBUTE:
+                    raise ProtocolError(f"attribute 0x{a_type:x} is no array attribute, yet a template is nested "
+                                        "in it", CKR_ARGUMENTS_BAD)
                 arr, n, nested_entries = self._template(r, mem, io, depth + 1)
+                if arr == self.ffi.NULL or n != length // self.sizeof_attr:
+                    # The module reads ulValueLen / sizeof(CK_ATTRIBUTE) entries from pValue.
+                    raise ProtocolError(f"attribute 0x{a_type:x}: ulValueLen {length} names "
+                                        f"{length // self.sizeof_attr} attributes, {n} sent", CKR_ARGUMENTS_BAD)
                 attrs[i].pValue = arr
                 nested = (n, nested_entries)
-            elif flags & 1:
+            elif flags & VALUE:
                 if io:
                     capacity = 0 if length == CK_UNAVAILABLE else self._capacity(length)
                     attrs[i].ulValueLen = length if length == CK_UNAVAILABLE else capacity
                     attrs[i].pValue = self._bytes(mem, b"", capacity)
                 else:
-                    if length > MAX_PAYLOAD:
-                        raise ProtocolError(f"attribute value of {length} bytes")
-                    attrs[i].pValue = self._bytes(mem, r.take(length))
+                    attrs[i].pValue = self._bytes(mem, self._exact(r, length, f"attribute 0x{a_type:x} value"))
             else:
                 attrs[i].pValue = self.ffi.NULL
             entries.append((bool(flags & 1), int(attrs[i].ulValueLen), nested))
@@ -194,7 +253,7 @@ class Codec:
     # ---- one call -----------------------------------------------------------------------------
     def decode(self, plan: Plan, payload: bytes) -> tuple[list[Any], list[Callable[[Writer, int], None]], CallMemory]:
         """C arguments in parameter order, and one reply encoder per output."""
-        ffi, r, mem = self.ffi, Reader(payload), CallMemory()
+        ffi, r, mem = self.ffi, Reader(payload), CallMemory(family=plan.family)
         args: list[Any] = []
         replies: list[Callable[[Writer, int], None]] = []
         for op in plan.ops or ():
@@ -230,29 +289,38 @@ def _ulong(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: li
 
 def _in_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
     present, length = r.u8(), r.u64()
-    if present and length > MAX_PAYLOAD:
-        raise ProtocolError(f"input of {length} bytes")
-    args.append(c._bytes(mem, r.take(length)) if present else c.ffi.NULL)
-    if op.kind == "in_bytes":
+    fixed = FIXED_INPUT.get(op.kind)
+    if present and fixed is not None and length != fixed:
+        # The module reads exactly `fixed` bytes from this pointer, whatever the client says.
+        raise ProtocolError(f"{op.args[0]}: {length} bytes sent, the function reads {fixed}", CKR_ARGUMENTS_BAD)
+    args.append(c._bytes(mem, c._exact(r, length, op.args[0])) if present else c.ffi.NULL)
+    if fixed is None:
         args.append(length)
 
 
-def _out_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
+def _counted_output(c: Codec, r: Reader, mem: CallMemory, args: list, replies: list, item: str, unit: int,
+                    write: Callable[[Writer, Any, int], None]) -> None:
+    """An output array with the two-call convention (pointer, pointer to its capacity): the module
+    gets exactly the capacity the client asked for (capped by what a reply can carry)."""
     flags, capacity = r.u8(), r.u64()
-    capacity = c._capacity(capacity)
-    buf = c._bytes(mem, b"", capacity) if flags & 1 else c.ffi.NULL
-    plen = c.ffi.new("CK_ULONG *", capacity) if flags & 2 else c.ffi.NULL
-    mem.keep.append(plen)
-    args += [buf, plen]
+    capacity = c._capacity(capacity, unit)
+    buf = c.ffi.new(f"{item}[]", max(capacity, 1)) if flags & 1 else c.ffi.NULL
+    pcount = c.ffi.new("CK_ULONG *", capacity) if flags & 2 else c.ffi.NULL
+    mem.keep += [buf, pcount]
+    args += [buf, pcount]
 
     def reply(w: Writer, rv: int) -> None:
-        length = int(plen[0]) if plen != c.ffi.NULL else 0
-        w.u64(length)
-        has = rv == CKR_OK and buf != c.ffi.NULL and length <= capacity
+        count = int(pcount[0]) if pcount != c.ffi.NULL else 0
+        w.u64(count)
+        has = rv == CKR_OK and buf != c.ffi.NULL and count <= capacity
         w.u8(has)
         if has:
-            w.raw(bytes(c.ffi.buffer(buf, length)))
+            write(w, buf, count)
     replies.append(reply)
+
+
+def _out_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
+    _counted_output(c, r, mem, args, replies, "CK_BYTE", 1, lambda w, buf, n: w.raw(bytes(c.ffi.buffer(buf, n))))
 
 
 def _out_fixed(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
@@ -271,22 +339,10 @@ def _out_fixed(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies
 
 
 def _out_ulongs(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    flags, capacity = r.u8(), r.u64()
-    capacity = c._capacity(capacity, 8)
-    arr = c.ffi.new("CK_ULONG[]", max(capacity, 1)) if flags & 1 else c.ffi.NULL
-    pcount = c.ffi.new("CK_ULONG *", capacity) if flags & 2 else c.ffi.NULL
-    mem.keep += [arr, pcount]
-    args += [arr, pcount]
-
-    def reply(w: Writer, rv: int) -> None:
-        count = int(pcount[0]) if pcount != c.ffi.NULL else 0
-        w.u64(count)
-        has = rv == CKR_OK and arr != c.ffi.NULL and count <= capacity
-        w.u8(has)
-        if has:
-            for i in range(count):
-                w.u64(int(arr[i]))
-    replies.append(reply)
+    def write(w: Writer, arr: Any, n: int) -> None:
+        for i in range(n):
+            w.u64(int(arr[i]))
+    _counted_output(c, r, mem, args, replies, "CK_ULONG", 8, write)
 
 
 def _out_handles(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
@@ -348,19 +404,30 @@ def _mechanism(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies
     m.mechanism = r.u64()
     has_param, m.ulParameterLen = r.u8(), r.u64()
     if has_param:
-        node = c._node(r, mem, 0)
-        ctype = c._param_struct(int(m.mechanism))
-        if ctype is not None:
-            c._check_pointers(node, ctype)
-        m.pParameter = node.buf
+        m.pParameter = _parameter(c, r, mem, int(m.ulParameterLen), c._param_layout(int(m.mechanism)),
+                                  f"the parameter of mechanism 0x{int(m.mechanism):x}")
     else:
         m.pParameter = c.ffi.NULL
     args.append(m)
 
 
+def _parameter(c: Codec, r: Reader, mem: CallMemory, length: int, layout: Any, what: str) -> Any:
+    """A parameter node checked against its layout, as long as the length argument beside it says."""
+    node = c._node(r, mem, 0)
+    if node.length != length:
+        raise ProtocolError(f"{what}: {node.length} bytes sent, its length argument says {length}", CKR_ARGUMENTS_BAD)
+    c._check_layout(node, layout, what)
+    return node.buf
+
+
 def _msg_param(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
     present, length = r.u8(), r.u64()
-    args += [c._node(r, mem, 0).buf if present else c.ffi.NULL, length]
+    if not present:
+        args += [c.ffi.NULL, length]
+        return
+    kind = c.message_kinds.get((int(args[0]), mem.family), "")
+    layout = layouts.MESSAGE_BY_KIND.get(kind)
+    args += [_parameter(c, r, mem, length, layout, "the per-message parameter"), length]
 
 
 def _never(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:

@@ -97,6 +97,9 @@ class Reader:
         self.pos += n
         return out
 
+    def remaining(self) -> int:
+        return len(self.data) - self.pos
+
     def u8(self) -> int:
         return self.take(1)[0]
 

@@ -9,7 +9,8 @@ import subprocess
 import pytest
 
 from pkcs11_shim.build import CFunction, read_functions
-from pkcs11_shim.client_build import (CLIENT_DIR, LOCAL, UNSUPPORTED_ALLOWED, classify, mechanism_kinds, plans)
+from pkcs11_shim.client_build import LOCAL, UNSUPPORTED_ALLOWED, classify, mechanism_kinds, plans
+from pkcs11_shim.hardserver import layouts
 from hsenv import CLIENT_SO
 
 #: The PKCS#11 3.2 additions as the spec declares them (functions.txt gains these lines).
@@ -81,9 +82,8 @@ def test_pointer_parameters_have_layouts() -> None:
     assert kinds[0x1087] == "gcm"               # CKM_AES_GCM
     assert kinds[0x1054] == "rsa_aes_key_wrap"  # CKM_RSA_AES_KEY_WRAP
     assert kinds[0x1050] == "ecdh1"             # CKM_ECDH1_DERIVE
-    layouts = set(re.findall(r'LAYOUT\(\w+, "(\w+)"', (CLIENT_DIR / "layouts.c").read_text()))
-    missing = {k for k in kinds.values() if k not in layouts and k not in ("pss", "aes_ctr")}
-    assert not missing, f"parameter kinds with pointers but no client layout: {missing}"
+    missing = {k for k in kinds.values() if k not in layouts.BY_KIND and k not in ("pss", "aes_ctr")}
+    assert not missing, f"parameter kinds with pointers but no layout: {missing}"
 
 
 def test_client_library_exports_the_api_and_carries_no_python() -> None:
@@ -96,7 +96,20 @@ def test_client_library_exports_the_api_and_carries_no_python() -> None:
     assert "libpython" not in needed and "NEEDED" in needed
 
 
-def test_server_knows_the_struct_of_every_pointer_kind() -> None:
-    from pkcs11_shim.hardserver.codec import PARAM_STRUCTS
+def test_layouts_match_the_structs() -> None:
+    """Every layout names real pointer and CK_ULONG length members of its struct, and the client
+    library's generated tables are the same table the server checks parameters against."""
+    from pkcs11_shim.hardserver.codec import load_module
+    from hsenv import SERVER_SO
 
-    assert {k for _m, k in mechanism_kinds()} - {"pss", "aes_ctr"} <= set(PARAM_STRUCTS)
+    ffi, _lib = load_module(SERVER_SO)
+    for layout in layouts.LAYOUTS + layouts.MESSAGE_LAYOUTS:
+        fields = dict(ffi.typeof(layout.struct).fields)
+        for f in layout.fields:
+            assert fields[f.pointer].type.kind == "pointer", (layout.struct, f.pointer)
+            if f.length:
+                assert fields[f.length].type.cname == "unsigned long", (layout.struct, f.length)
+            assert (f.sub != "") == (f.unit in (layouts.STRUCT, layouts.ARRAY))
+    generated = (CLIENT_SO.parent / "client_gen.c").read_text()
+    for layout in layouts.LAYOUTS:
+        assert f'static const ss_layout ss_layout_{layout.kind} = {{"{layout.kind}", sizeof({layout.struct})' in generated
