@@ -309,3 +309,45 @@ def test_malformed_package_is_one_clear_error(doc, as_bytes: bool) -> None:
         transfer.parse_package(data, "pkg.json")
     except EmulatorError as exc:
         assert str(exc).startswith("pkg.json: ")
+
+
+def test_pin_counter_rollback_refused_through_the_library(tmp_path: Path) -> None:
+    """The same refusal as a PKCS#11 application sees it: C_Login answers CKR_DEVICE_ERROR (the
+    debug log names the rollback), never CKR_OK and never a fresh set of tries."""
+    import subprocess
+
+    from relenv import HERE, PY, child_env, p11cli
+
+    kmdata = tmp_path / "p11"
+    kmdata.mkdir(mode=0o700)
+    p11cli(kmdata, "mktoken", "victim")
+    [token_file] = list((kmdata / "local").glob("softcard_*"))
+    fresh = token_file.read_bytes()
+    script = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import ck\n"
+              "c = ck.Client(ck.load()); c.initialize(); s = c.open(c.slot_by_label('victim'))\n"
+              "pins = sys.argv[1:]\n"
+              "print(' '.join(hex(ck.raw(c.lib, 'C_Login', ck.CK_ULONG(s), ck.CK_ULONG(1), p.encode(),"
+              " ck.CK_ULONG(len(p)))) for p in pins))\n")
+
+    def logins(*pins: str) -> list[int]:
+        out = subprocess.run([PY, "-c", script, *pins], env=child_env(kmdata), capture_output=True, text=True,
+                             timeout=60, check=True)
+        return [int(x, 16) for x in out.stdout.split()]
+
+    assert logins("0000", "0001", "0002") == [0xA0] * 3  # CKR_PIN_INCORRECT, counted
+    # A running application holds a session when the older file comes back...
+    log = tmp_path / "debug.log"
+    waiting = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import ck\n"
+               "c = ck.Client(ck.load()); c.initialize(); s = c.open(c.slot_by_label('victim'))\n"
+               "print('open', flush=True); sys.stdin.readline()\n"
+               "print(hex(ck.raw(c.lib, 'C_Login', ck.CK_ULONG(s), ck.CK_ULONG(1), b'1234', ck.CK_ULONG(4))))\n")
+    app = subprocess.Popen([PY, "-c", waiting], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                           env=child_env(kmdata, CKNFAST_DEBUG="10", CKNFAST_DEBUGFILE=str(log)))
+    assert app.stdout.readline().strip() == "open"
+    token_file.write_bytes(fresh)
+    out, _ = app.communicate("go\n", timeout=60)
+    assert out.split() == ["0x30"]  # CKR_DEVICE_ERROR, even with the right PIN
+    assert ROLLBACK in log.read_text()
+    # ...and a new application does not see the token at all (its file no longer authenticates as current).
+    slots = p11cli(kmdata, "slots")
+    assert "victim" not in slots
