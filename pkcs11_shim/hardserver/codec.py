@@ -134,21 +134,30 @@ class Codec:
                 raise ProtocolError(f"{what} carries pointers where its mechanism's parameter has none",
                                     CKR_MECHANISM_PARAM_INVALID)
             return
-        expected = self._check_struct(node, layout, 0, what, 0)
+        self._no_stray(node, self._pointer_offsets(layout, 0), layout.struct, what)
+        self._check_struct(node, layout, 0, what, 0)
+
+    def _pointer_offsets(self, layout: layouts.Layout, base: int) -> set[int]:
+        fields = dict(self.ffi.typeof(layout.struct).fields)
+        return {base + fields[f.pointer].offset for f in layout.fields}
+
+    @staticmethod
+    def _no_stray(node: Node, expected: set[int], struct: str, what: str) -> None:
+        # Checked before any length member is read: a pointer patched over a length member would
+        # make that "length" one of the server's own addresses.
         stray = sorted(set(node.children) - expected)
         if stray:
-            raise ProtocolError(f"{what}: a pointer at offset {stray[0]}, which is no pointer member of "
-                                f"{layout.struct}", CKR_MECHANISM_PARAM_INVALID)
+            raise ProtocolError(f"{what}: a pointer at offset {stray[0]}, which is no pointer member of {struct}",
+                                CKR_MECHANISM_PARAM_INVALID)
 
-    def _check_struct(self, node: Node, layout: layouts.Layout, base: int, what: str, depth: int) -> set[int]:
-        """Check the struct at `base` in `node`; returns the offsets of its pointer members."""
+    def _check_struct(self, node: Node, layout: layouts.Layout, base: int, what: str, depth: int) -> None:
+        """The struct at `base` in `node`: each pointer member NULL or relocated to a buffer exactly as
+        long as its length member says (its own pointers checked likewise)."""
         ffi, fields = self.ffi, dict(self.ffi.typeof(layout.struct).fields)
         if depth > MAX_DEPTH:
             raise ProtocolError("mechanism parameter nested too deeply", CKR_MECHANISM_PARAM_INVALID)
-        offsets = set()
         for f in layout.fields:
             offset = base + fields[f.pointer].offset
-            offsets.add(offset)
             name = f"{layout.struct}.{f.pointer}"
             child = node.children.get(offset)
             if child is None:
@@ -165,17 +174,13 @@ class Codec:
                       layouts.ARRAY: declared * element}[f.unit]
             if child.length != needed:
                 length = f"{f.length} = {declared}" if f.length else f"sizeof({sub.struct if sub else '?'})"
-                raise ProtocolError(f"{name}: {child.length} bytes sent, {length} needs {needed}",
+                raise ProtocolError(f"{name}: {child.length} bytes sent; {length} needs {needed}",
                                     CKR_MECHANISM_PARAM_INVALID)
-            inner: set[int] = set()
-            if sub is not None:
-                for i in range(child.length // element):
-                    inner |= self._check_struct(child, sub, i * element, what, depth + 1)
-            stray = sorted(set(child.children) - inner)
-            if stray:
-                raise ProtocolError(f"{name}: a pointer at offset {stray[0]} of a buffer that holds none there",
-                                    CKR_MECHANISM_PARAM_INVALID)
-        return offsets
+            elements = range(child.length // element) if sub is not None else range(0)
+            inner = set().union(*(self._pointer_offsets(sub, i * element) for i in elements)) if sub else set()
+            self._no_stray(child, inner, sub.struct if sub else f"the buffer of {name}", what)
+            for i in elements:
+                self._check_struct(child, sub, i * element, what, depth + 1)
 
     def _param_layout(self, mechanism: int, message: bool = False) -> layouts.Layout | None:
         from pkcs11_shim.mechanisms.registry import REGISTRY  # the module's own table, in this process

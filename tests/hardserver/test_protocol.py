@@ -121,3 +121,100 @@ def test_session_of_another_client_is_invalid(server, token) -> None:
 def test_socket_is_private(server) -> None:
     assert stat.S_IMODE(os.stat(server.socket).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(server.socket.parent).st_mode) == 0o700
+
+
+# ---- lengths: the module is never handed a pointer whose length promises bytes the server lacks ----
+
+def u64(*values: int) -> bytes:
+    return struct.pack(f"<{len(values)}Q", *values)
+
+
+def node(data: bytes, *relocations: tuple[int, bytes]) -> bytes:
+    """A parameter node as ss_put_node writes it: writeback flag, length, bytes, relocations."""
+    return b"\x00" + u64(len(data)) + data + u64(len(relocations)) + b"".join(u64(o) + child for o, child in relocations)
+
+
+def mechanism(mech: int, param: bytes, length: int) -> bytes:
+    return b"\x01" + u64(mech) + b"\x01" + u64(length) + param
+
+
+CKM_SHA256, CKM_AES_GCM, CKM_RSA_AES_KEY_WRAP = 0x250, 0x1087, 0x1054
+CKA_WRAP_TEMPLATE = 0x40000211
+SIZEOF_ATTRIBUTE = 24
+CKR_ARGUMENTS_BAD, CKR_MECHANISM_PARAM_INVALID = 0x7, 0x71
+
+
+def gcm(iv_len: int, aad_len: int = 0) -> bytes:
+    """CK_GCM_PARAMS {pIv, ulIvLen, ulIvBits, pAAD, ulAADLen, ulTagBits} with NULL pointers."""
+    return u64(0, iv_len, iv_len * 8, 0, aad_len, 128)
+
+
+LENGTH_FAULTS = {
+    "input shorter than its length": (
+        "C_SeedRandom", u64(1) + b"\x01" + u64(1000) + bytes(10),
+        "pSeed: length 1000, but only 10 bytes follow", CKR_ARGUMENTS_BAD),
+    "fixed input short": (  # C_InitToken's label: the module reads 32 bytes
+        "C_InitToken", u64(0) + b"\x01" + u64(4) + b"1234" + b"\x01" + u64(3) + b"abc",
+        "pLabel: 3 bytes sent, the function reads 32", CKR_ARGUMENTS_BAD),
+    "attribute value shorter than ulValueLen": (
+        "C_FindObjectsInit", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x01" + u64(100) + b"abcd",
+        "attribute 0x3 value: length 100, but only 4 bytes follow", CKR_ARGUMENTS_BAD),
+    "nested template shorter than ulValueLen": (
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(CKA_WRAP_TEMPLATE) + b"\x03" + u64(100 * SIZEOF_ATTRIBUTE)
+        + b"\x01" + u64(1) + u64(0x0) + b"\x01" + u64(8) + u64(4) + b"\x01" + u64(0),
+        "ulValueLen 2400 names 100 attributes, 1 sent", CKR_ARGUMENTS_BAD),
+    "nested template in a plain attribute": (
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
+        + b"\x01" + u64(0) + b"\x01" + u64(0),
+        "attribute 0x3 is no array attribute", CKR_ARGUMENTS_BAD),
+    "unknown attribute entry flags": (
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x02" + u64(0) + b"\x01" + u64(0),
+        "attribute 0x3: entry flags 2 unknown", CKR_ARGUMENTS_BAD),
+    "parameter shorter than ulParameterLen": (
+        "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8)), 64),
+        "8 bytes sent, its length argument says 64", CKR_ARGUMENTS_BAD),
+    "embedded length beyond its buffer": (
+        "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(4096), (0, node(bytes(12)))), 48) + u64(7),
+        "CK_GCM_PARAMS.pIv: 12 bytes sent; ulIvLen = 4096 needs 4096", CKR_MECHANISM_PARAM_INVALID),
+    "pointer over a length member": (
+        "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(12), (0, node(bytes(12))), (8, node(bytes(4)))), 48)
+        + u64(7),
+        "a pointer at offset 8, which is no pointer member of CK_GCM_PARAMS", CKR_MECHANISM_PARAM_INVALID),
+    "pointers in a parameter that has none": (
+        "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8), (0, node(bytes(4)))), 8),
+        "carries pointers where its mechanism's parameter has none", CKR_MECHANISM_PARAM_INVALID),
+    "nested struct of the wrong size": (  # CK_RSA_AES_KEY_WRAP_PARAMS.pOAEPParams -> 40-byte OAEP params
+        "C_WrapKey", u64(1) + mechanism(CKM_RSA_AES_KEY_WRAP, node(u64(256, 0), (8, node(bytes(8)))), 16)
+        + u64(7, 8) + b"\x02" + u64(0),
+        "pOAEPParams: 8 bytes sent; sizeof(CK_RSA_PKCS_OAEP_PARAMS) needs 40", CKR_MECHANISM_PARAM_INVALID),
+    "message parameter shorter than its length": (
+        "C_EncryptMessage", u64(1) + b"\x01" + u64(48) + node(bytes(8)),
+        "the per-message parameter: 8 bytes sent, its length argument says 48", CKR_ARGUMENTS_BAD),
+}
+
+
+@pytest.mark.parametrize("case", list(LENGTH_FAULTS))
+def test_lengths_are_checked_against_the_bytes_sent(server, case) -> None:
+    """Each length field is checked against the buffer the frame holds before the module sees it;
+    the call is refused with an ERROR frame that keeps the connection, and the server serves on."""
+    function, payload, message, rv_expected = LENGTH_FAULTS[case]
+    ftype, rv, text = exchange(server, hello(os.urandom(16)), frame(protocol.CALL, FIDS[function], payload),
+                               shut_write=True)
+    assert ftype == protocol.ERROR, (ftype, rv, text)
+    assert text[0] == 0  # the stream is in step: the connection stays
+    assert message in text[1:].decode()
+    assert rv == rv_expected
+    assert server.alive()
+    ftype, rv, _ = exchange(server, hello(os.urandom(16)), shut_write=True)
+    assert (ftype, rv) == (protocol.REPLY, 0)
+
+
+def test_output_capacity_is_capped_by_the_frame_limit(server) -> None:
+    """A client asking for a 2**60-entry output gets a buffer the frame can carry, not an allocation
+    of its choosing: the module answers with the real count."""
+    ftype, rv, rest = exchange(server, hello(os.urandom(16)),
+                               frame(protocol.CALL, FIDS["C_GetSlotList"], u64(0) + b"\x03" + u64(1 << 60)),
+                               shut_write=True)
+    assert (ftype, rv) == (protocol.REPLY, 0)
+    count = struct.unpack("<Q", rest[:8])[0]
+    assert 1 <= count < 64 and rest[8] == 1 and len(rest) == 9 + 8 * count
