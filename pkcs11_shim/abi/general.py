@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from typing import Any
 
 from .. import library
-from ..build import MODULE_NAME
 from ..constants import CKF_DONT_BLOCK, CKR, InitFlag
 from ..errors import PKCS11Error
 from ..version import LIBRARY_DESCRIPTION, LIBRARY_VERSION, MANUFACTURER_ID
@@ -87,19 +85,19 @@ def c_finalize(p_reserved: Any) -> None:
     library.finalize()
 
 
-def interface_version() -> tuple[int, int]:
-    """The version of the function table the host obtained last (PKCS#11 3.2 §5.4.2: C_GetInfo
-    reports the version of the interface in use); native/interfaces.c records it."""
-    lib = importlib.import_module(MODULE_NAME).lib
-    packed = int(lib.softshield_interface_version())
-    return packed >> 8, packed & 0xFF
+#: CK_INFO.cryptokiVersion, the same through every table: the CK_INFO text says it "should match the
+#: version of this specification" the library is written to (3.2), and Kryoptic (MODULE_INFO) and
+#: SoftHSM2 (CRYPTOKI_VERSION_*) answer one constant too. Each table carries its own version in its
+#: first member; a C_GetInfo that followed the table obtained last would read process-wide state that
+#: every user of the .so in the process shares (python-pkcs11 would see 2.40 on a 3.2 library).
+CRYPTOKI_VERSION = (3, 2)
 
 
 @handler("C_GetInfo")
 def c_get_info(p_info: Any) -> None:
     library.state()
     marshal.require(p_info)
-    p_info.cryptokiVersion.major, p_info.cryptokiVersion.minor = interface_version()
+    p_info.cryptokiVersion.major, p_info.cryptokiVersion.minor = CRYPTOKI_VERSION
     marshal.fill_text(p_info.manufacturerID, MANUFACTURER_ID)
     p_info.flags = 0
     marshal.fill_text(p_info.libraryDescription, LIBRARY_DESCRIPTION)

@@ -94,6 +94,7 @@ typedef CK_RV (*fn_decap)(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE,
                           CK_BYTE_PTR, CK_ULONG, CK_OBJECT_HANDLE_PTR);
 typedef CK_RV (*fn_vsinit)(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_BYTE_PTR, CK_ULONG);
 typedef CK_RV (*fn_getinterface)(CK_UTF8CHAR_PTR, CK_VERSION_PTR, CK_INTERFACE_PTR_PTR, CK_FLAGS);
+typedef CK_RV (*fn_getfunctionlist)(LIST_2_40 **);
 
 static void report(const char *check, CK_RV rv, const char *extra)
 {
@@ -144,7 +145,8 @@ int main(int argc, char **argv)
         return 1;
     report("same-initialize", CKR_OK, t32->C_Initialize == t240->C_Initialize ? "same=1" : "same=0");
     report("2.40.C_Initialize", ((fn_init)t240->C_Initialize)(NULL), NULL);
-    info(t240->C_GetInfo, "2.40.C_GetInfo");  /* the last table obtained: 2.40 */
+    /* CK_INFO.cryptokiVersion is the version the library is written to, whichever table asks. */
+    info(t240->C_GetInfo, "2.40.C_GetInfo");
 
     /* 2.40: find the token, open a session, log in, make an ML-KEM-768 key pair. */
     CK_SLOT_ID slots[16];
@@ -178,7 +180,12 @@ int main(int argc, char **argv)
                                                                         &pub, &priv), NULL);
 
     /* 3.0: a 3.0-only function through the 3.0 table. */
-    info(t30->C_GetInfo, "3.0.C_GetInfo");  /* still 2.40: C_GetInfo reports the table obtained last */
+    info(t30->C_GetInfo, "3.0.C_GetInfo");
+    /* python-pkcs11's order: C_GetFunctionList (the 2.40 table), then C_GetInfo. */
+    LIST_2_40 *listed = NULL;
+    rv = ((fn_getfunctionlist)dlsym(so, "C_GetFunctionList"))(&listed);
+    report("C_GetFunctionList", rv, listed == t240 ? "table=2.40" : "table=other");
+    info(listed->C_GetInfo, "C_GetFunctionList.C_GetInfo");
     report("3.0.C_SessionCancel", ((fn_cancel)t30->C_SessionCancel)(session, CKF_SIGN), NULL);
 
     /* 3.2: encapsulate (two-call ciphertext), decapsulate, compare the two secrets. */
