@@ -28,24 +28,22 @@ _PRIVATE_CLASSES: set[type] = set()
 _PUBLIC_CLASSES: set[type] = set()
 
 
-def _is_private(key: Any) -> bool:
+def _is_a(key: Any, abc: type, seen: set[type], other: set[type]) -> bool:
     cls = type(key)
-    if cls in _PRIVATE_CLASSES:
+    if cls in seen:
         return True
-    if cls in _PUBLIC_CLASSES or not isinstance(key, rsa.RSAPrivateKey):
+    if cls in other or not isinstance(key, abc):
         return False
-    _PRIVATE_CLASSES.add(cls)
+    seen.add(cls)
     return True
+
+
+def _is_private(key: Any) -> bool:
+    return _is_a(key, rsa.RSAPrivateKey, _PRIVATE_CLASSES, _PUBLIC_CLASSES)
 
 
 def _is_public(key: Any) -> bool:
-    cls = type(key)
-    if cls in _PUBLIC_CLASSES:
-        return True
-    if cls in _PRIVATE_CLASSES or not isinstance(key, rsa.RSAPublicKey):
-        return False
-    _PUBLIC_CLASSES.add(cls)
-    return True
+    return _is_a(key, rsa.RSAPublicKey, _PUBLIC_CLASSES, _PRIVATE_CLASSES)
 
 
 def public_key(material: PrivateMaterial | PublicMaterial) -> rsa.RSAPublicKey:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .. import keymgmt, library
@@ -15,13 +16,21 @@ def _session(h_session: int) -> Any:
     return library.state().sessions.get(h_session)
 
 
-@handler("C_GenerateKey")
-def c_generate_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any) -> None:
+def make_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any,
+             make: Callable[[Any, int, Any, list], int]) -> None:
+    """The shape of every call that makes one key under a template (C_GenerateKey, C_UnwrapKey,
+    C_DeriveKey, C_DecapsulateKey, ...): `make(session, mechanism, param, raw template)` gives the
+    handle, stored in *ph_key (which must not be NULL)."""
     session = _session(h_session)
     mechanism, param = marshal.read_mechanism(p_mechanism)
     raw = marshal.read_template(p_template, ul_count)
     marshal.require(ph_key)
-    ph_key[0] = keymgmt.generate_key(session, mechanism, param, raw)
+    ph_key[0] = make(session, mechanism, param, raw)
+
+
+@handler("C_GenerateKey")
+def c_generate_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any) -> None:
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, keymgmt.generate_key)
 
 
 @handler("C_GenerateKeyPair")
@@ -51,22 +60,16 @@ def c_wrap_key(h_session: int, p_mechanism: Any, h_wrapping: int, h_key: int, p_
 @handler("C_UnwrapKey")
 def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped: Any, ul_wrapped: int,
                  p_template: Any, ul_count: int, ph_key: Any) -> None:
-    session = _session(h_session)
-    mechanism, param = marshal.read_mechanism(p_mechanism)
     wrapped = marshal.read_bytes(p_wrapped, ul_wrapped)
-    raw = marshal.read_template(p_template, ul_count)
-    marshal.require(ph_key)
-    ph_key[0] = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, lambda session, mechanism, param, raw:
+             keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw))
 
 
 @handler("C_DeriveKey")
 def c_derive_key(h_session: int, p_mechanism: Any, h_base: int, p_template: Any, ul_count: int,
                  ph_key: Any) -> None:
-    session = _session(h_session)
-    mechanism, param = marshal.read_mechanism(p_mechanism)
-    raw = marshal.read_template(p_template, ul_count)
-    marshal.require(ph_key)
-    ph_key[0] = keymgmt.derive_key(session, mechanism, param, h_base, raw)
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, lambda session, mechanism, param, raw:
+             keymgmt.derive_key(session, mechanism, param, h_base, raw))
 
 
 @handler("C_SeedRandom")

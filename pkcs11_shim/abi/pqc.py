@@ -27,6 +27,7 @@ from ..constants import CKR, CKS_LAST_VALIDATION_OK
 from ..errors import PKCS11Error
 from . import marshal
 from .entry import handler
+from .keys import make_key
 
 
 def _session(h_session: int) -> Any:
@@ -54,12 +55,9 @@ def c_encapsulate_key(h_session: int, p_mechanism: Any, h_public: int, p_templat
 @handler("C_DecapsulateKey")
 def c_decapsulate_key(h_session: int, p_mechanism: Any, h_private: int, p_template: Any, ul_count: int,
                       p_ciphertext: Any, ul_ciphertext: int, ph_key: Any) -> None:
-    session = _session(h_session)
-    mechanism, param = marshal.read_mechanism(p_mechanism)
-    raw = marshal.read_template(p_template, ul_count)
     ciphertext = marshal.read_bytes(p_ciphertext, ul_ciphertext)
-    marshal.require(ph_key)
-    ph_key[0] = kem.decapsulate_key(session, mechanism, param, h_private, raw, ciphertext)
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, lambda session, mechanism, param, raw:
+             kem.decapsulate_key(session, mechanism, param, h_private, raw, ciphertext))
 
 
 # --- C_VerifySignature* (3.2 §5.15) ---------------------------------------------------------------
@@ -191,10 +189,8 @@ def c_wrap_key_authenticated(h_session: int, p_mechanism: Any, h_wrapping: int, 
 def c_unwrap_key_authenticated(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped: Any,
                                ul_wrapped: int, p_template: Any, ul_count: int, p_ad: Any, ul_ad: int,
                                ph_key: Any) -> None:
-    session = _session(h_session)
-    mechanism, param = marshal.read_mechanism(p_mechanism)
-    param = _with_associated_data(param, marshal.read_bytes(p_ad, ul_ad))
+    associated = marshal.read_bytes(p_ad, ul_ad)
     wrapped = marshal.read_bytes(p_wrapped, ul_wrapped)
-    raw = marshal.read_template(p_template, ul_count)
-    marshal.require(ph_key)
-    ph_key[0] = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, lambda session, mechanism, param, raw:
+             keymgmt.unwrap_key(session, mechanism, _with_associated_data(param, associated), h_unwrapping,
+                                wrapped, raw))

@@ -32,6 +32,7 @@ from ..mechanisms.keybytes import SECRET_KINDS_BY_KEY_TYPE, check_secret_length
 from . import pqc, rules
 from .codecs import CKA_PUBLIC_KEY_INFO
 from .rules import Flag
+from .templates import required as _required
 
 #: RSA attribute <-> component name of `components.rsa_private_key` (PKCS#11 3.0 §2.1.3).
 RSA_PARTS: tuple[tuple[int, str], ...] = (
@@ -84,13 +85,6 @@ def _big(attr: int, raw: bytes) -> int:
 
 def _be(value: int, length: int = 0) -> bytes:
     return value.to_bytes(max(length, 1, (value.bit_length() + 7) // 8), "big")
-
-
-def _required(attrs: dict, attr: int) -> Any:
-    try:
-        return attrs[attr]
-    except KeyError:
-        raise PKCS11Error(CKR.TEMPLATE_INCOMPLETE, f"attribute 0x{attr:x} missing") from None
 
 
 # --- kinds and key types ---------------------------------------------------------------------------

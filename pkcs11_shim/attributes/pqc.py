@@ -12,6 +12,7 @@ Encodings (3.2 §6.x, "ML-DSA/ML-KEM public and private key objects"):
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 from emulator.crypto import mldsa as mldsa_crypto
@@ -21,6 +22,7 @@ from emulator.errors import InvalidKeyMaterial
 
 from ..constants import CKR, Attribute, KeyType, ObjectClass
 from ..errors import PKCS11Error
+from .templates import required
 
 #: CKP_* code -> FIPS parameter set name (pkcs11t.h 3.2 CK_ML_DSA/ML_KEM_PARAMETER_SET_TYPE).
 ML_DSA_SETS: dict[int, str] = {1: "ML-DSA-44", 2: "ML-DSA-65", 3: "ML-DSA-87"}
@@ -55,39 +57,27 @@ def parameter_set_code(material: PrivateMaterial | PublicMaterial) -> int:
     return next(code for code, known in sets.items() if known == name)
 
 
-def _required(attrs: dict, attr: int) -> Any:
+#: Key class -> (the attribute holding the material, the crypto module's loader taking it).
+_MATERIAL: dict[int, tuple[int, str]] = {
+    ObjectClass.PRIVATE_KEY: (Attribute.SEED, "from_seed"),
+    ObjectClass.PUBLIC_KEY: (Attribute.VALUE, "from_public_bytes"),
+}
+
+
+def material_from_attributes(attrs: dict, key_type: int, object_class: int) -> Material:
+    """A key half from its CKA_PARAMETER_SET and its CKA_SEED (private) or CKA_VALUE (public)."""
+    attr, loader = _MATERIAL[object_class]
+    name = parameter_set_name(key_type, required(attrs, Attribute.PARAMETER_SET))
+    raw = bytes(required(attrs, attr))
     try:
-        return attrs[attr]
-    except KeyError:
-        raise PKCS11Error(CKR.TEMPLATE_INCOMPLETE, f"attribute 0x{attr:x} missing") from None
-
-
-def _invalid(attr: int, exc: Exception) -> PKCS11Error:
-    return PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"attribute 0x{attr:x}: {exc}")
-
-
-def private_from_attributes(attrs: dict, key_type: int) -> Material:
-    name = parameter_set_name(key_type, _required(attrs, Attribute.PARAMETER_SET))
-    seed = bytes(_required(attrs, Attribute.SEED))
-    try:
-        return FAMILIES[key_type][2].from_seed(name, seed)
+        return getattr(FAMILIES[key_type][2], loader)(name, raw)
     except InvalidKeyMaterial as exc:
-        raise _invalid(Attribute.SEED, exc) from None
-
-
-def public_from_attributes(attrs: dict, key_type: int) -> Material:
-    name = parameter_set_name(key_type, _required(attrs, Attribute.PARAMETER_SET))
-    value = bytes(_required(attrs, Attribute.VALUE))
-    try:
-        return FAMILIES[key_type][2].from_public_bytes(name, value)
-    except InvalidKeyMaterial as exc:
-        raise _invalid(Attribute.VALUE, exc) from None
+        raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"attribute 0x{attr:x}: {exc}") from None
 
 
 #: (class, key type) -> builder, for `keyparts._BUILDERS`.
 BUILDERS: dict[tuple[int, int], Callable[[dict, int], Material]] = {
-    **{(ObjectClass.PRIVATE_KEY, kt): private_from_attributes for kt in FAMILIES},
-    **{(ObjectClass.PUBLIC_KEY, kt): public_from_attributes for kt in FAMILIES},
+    (cls, kt): functools.partial(material_from_attributes, object_class=cls) for cls in _MATERIAL for kt in FAMILIES
 }
 
 

@@ -214,6 +214,14 @@ def new_object(template: dict[int, Any], origin: Origin, *, object_class: int | 
     return attrs
 
 
+def required(attrs: Mapping[int, Any], attr: int) -> Any:
+    """The value of an attribute a key's material needs; missing -> CKR_TEMPLATE_INCOMPLETE (rule 4)."""
+    try:
+        return attrs[attr]
+    except KeyError:
+        raise _fail(CKR.TEMPLATE_INCOMPLETE, attr, "missing") from None
+
+
 def with_key_template(template: dict[int, Any], forced: Mapping[int, Any] | None, conflict: int,
                       name: str) -> dict[int, Any]:
     """The caller's template for a new key plus the attributes a key's CKA_UNWRAP_TEMPLATE /
