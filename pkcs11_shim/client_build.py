@@ -54,6 +54,13 @@ NOT_CARRIED = frozenset({"pFunctionName", "pResult"})
 OVERRIDES = {("C_GenerateRandom", "RandomData"): ("out_fixed", 2),  # caller-sized output, no length query
              ("C_InitToken", "pLabel"): ("in_fixed32", 1)}  # 32 blank-padded bytes (§5.6)
 
+#: Environment variables the module reads while answering a call, which describe the calling process
+#: rather than the module: the client library sends its own values with the call (after the
+#: arguments), and the server answers the call under them. The vendor K-of-N login reads which
+#: cards the operator put in the slot, in order (emulator.transfer.SLOT_ENV).
+FORWARDED_ENV: dict[str, tuple[str, ...]] = {"C_LoginBegin": ("SOFTSHIELD_CARD_SLOT",),
+                                             "C_LoginNext": ("SOFTSHIELD_CARD_SLOT",)}
+
 MESSAGE_INIT = re.compile(r"^C_Message(Encrypt|Decrypt|Sign|Verify)Init$")
 MESSAGE_CALL = re.compile(r"^C_(Encrypt|Decrypt|Sign|Verify)Message(Begin|Next)?$")
 FAMILY = {"Encrypt": "SS_MSG_ENCRYPT", "Decrypt": "SS_MSG_DECRYPT", "Sign": "SS_MSG_SIGN", "Verify": "SS_MSG_VERIFY"}
@@ -92,6 +99,7 @@ class Plan:
     fid: int
     ops: tuple[Op, ...] | None  # None: not carried by the protocol
     family: str = ""  # message family of a message call or init
+    env: tuple[str, ...] = ()  # FORWARDED_ENV: the caller's values travel after the arguments
 
     @property
     def name(self) -> str:
@@ -100,8 +108,10 @@ class Plan:
 
 def function_id(f: CFunction) -> int:
     """A call's id: the CRC of its full signature, so a client and server built from different
-    function lists refuse each other's calls instead of misreading the arguments."""
-    return zlib.crc32(f"{f.name}({' '.join(f.params.split())})".encode())
+    function lists refuse each other's calls instead of misreading the arguments. Forwarded
+    environment variables are part of the arguments, so of the id."""
+    env = "".join(f" ${name}" for name in FORWARDED_ENV.get(f.name, ()))
+    return zlib.crc32(f"{f.name}({' '.join(f.params.split())}){env}".encode())
 
 
 def _params(f: CFunction) -> list[tuple[str, str]]:
@@ -165,7 +175,8 @@ def plans(functions: list[CFunction] | None = None) -> list[Plan]:
         if f.in_c or f.name in LOCAL:
             continue
         m = MESSAGE_INIT.match(f.name) or MESSAGE_CALL.match(f.name)
-        result.append(Plan(f, function_id(f), classify(f), FAMILY[m.group(1)] if m else ""))
+        result.append(Plan(f, function_id(f), classify(f), FAMILY[m.group(1)] if m else "",
+                           FORWARDED_ENV.get(f.name, ())))
     return result
 
 
@@ -190,6 +201,7 @@ def _entry_point(plan: Plan) -> list[str]:
     for op in plan.ops:
         put, _get = OPS[op.kind]
         out.append("    " + put.format(*op.args, ctype=op.ctype, family=plan.family))
+    out += [f'    ss_put_env(&c, "{name}");' for name in plan.env]
     out.append("    ss_call_exchange(&c);")
     gets = [OPS[op.kind][1].format(*op.args, ctype=op.ctype) for op in plan.ops if OPS[op.kind][1]]
     if any(op.kind == "msg_param" for op in plan.ops):

@@ -28,6 +28,14 @@ void ss_put_in_fixed(ss_call *c, const void *p, size_t len)
     ss_put_in_bytes(c, p, p != NULL ? len : 0);
 }
 
+/* An environment variable of this process the module reads during the call (client_build
+ * FORWARDED_ENV): sent like an input buffer, NULL when unset. */
+void ss_put_env(ss_call *c, const char *name)
+{
+    const char *value = getenv(name);
+    ss_put_in_bytes(c, value, value != NULL ? (CK_ULONG)strlen(value) : 0);
+}
+
 /* An output buffer with the two-call convention: whether the host gave a buffer, and its size. */
 void ss_put_out_bytes(ss_call *c, const void *p, const CK_ULONG *plen)
 {

@@ -7,7 +7,8 @@
  * Wire protocol (version SS_PROTO_VERSION, little-endian, CK_ULONG and lengths as u64):
  *   header  magic "SSHS" | u16 version | u16 frame type | u32 function id | u32 payload length
  *   HELLO   u32 sizeof(CK_ULONG) | u32 sizeof(void *) | u64 pid | 16-byte client token
- *   CALL    the arguments of one function, in declaration order (see the ss_put_* helpers)
+ *   CALL    the arguments of one function, in declaration order (see the ss_put_* helpers), then
+ *           the caller's values of the environment variables the module reads for that call
  *   REPLY   u64 rv | the outputs, in declaration order
  *   ERROR   u64 rv | u8 the server closes the connection | UTF-8 message
  * A payload is at most SS_MAX_PAYLOAD bytes in either direction.
@@ -128,6 +129,7 @@ void ss_put_template(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG count);
 void ss_put_template_io(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG count);
 void ss_put_mechanism(ss_call *c, const CK_MECHANISM *m);
 void ss_put_msg_param(ss_call *c, CK_SESSION_HANDLE h, enum ss_msg_family f, void *p, CK_ULONG len);
+void ss_put_env(ss_call *c, const char *name);
 
 /* Reply decoders (in the same order as the request's outputs). */
 void ss_get_out_bytes(ss_call *c, void *p, CK_ULONG *plen);

@@ -11,14 +11,18 @@ client sees what it would see in-process:
   another user type it gets CKR_USER_TOO_MANY_TYPES; C_Logout by one holder leaves the others logged
   in (its own operations end, §5.6.10) and the module is logged out when the last holder logs out or
   goes away; a client that holds no login sees its sessions as public ones (`logins.PublicView`);
+- the environment variables the module reads during a call that describe the caller (which cards
+  the operator put in the slot: client_build.FORWARDED_ENV) are the client's, sent with the call;
 - a client that disconnects (exits, crashes, is killed mid-call) has its sessions closed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -69,6 +73,7 @@ class ClientTable:
         self.login_lock = threading.RLock()
         self._mac_key = os.urandom(32)
         self.view = PublicView(codec)
+        self.env_lock = threading.Lock()
 
     # ---- connections --------------------------------------------------------------------------
     def attach(self, token: bytes, pid: int) -> Client:
@@ -110,6 +115,22 @@ class ClientTable:
             self.release(client)
 
     # ---- one call -----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def environment(self, values: dict[str, str | None]) -> Iterator[None]:
+        """Answer a call under the client's values of the variables it forwarded. Such calls are
+        serialized (the module reads them from the process environment); only they read these
+        variables. A variable the client has unset is set empty, which the module reads as unset,
+        so it is never removed from the C environment while another thread may be reading it."""
+        with self.env_lock:
+            saved = {name: os.environ.get(name) for name in values}
+            for name, value in values.items():
+                os.environ[name] = value or ""
+            try:
+                yield
+            finally:
+                for name, value in saved.items():
+                    os.environ[name] = value or ""
+
     def dispatch(self, client: Client, plan: Plan, args: list[Any]) -> int:
         params = plan.function.arg_names
         hook = HOOKS.get(plan.name)

@@ -62,6 +62,7 @@ class CallMemory:
     keep: list[Any] = field(default_factory=list)
     writebacks: list[tuple[Any, int]] = field(default_factory=list)
     family: str = ""  # the message family of a message-based call (its parameter's layout)
+    env: dict[str, str | None] = field(default_factory=dict)  # the caller's FORWARDED_ENV values
 
 
 class Codec:
@@ -263,6 +264,10 @@ class Codec:
         replies: list[Callable[[Writer, int], None]] = []
         for op in plan.ops or ():
             DECODERS[op.kind](self, op, r, mem, args, replies)
+        for name in plan.env:
+            present, length = r.u8(), r.u64()
+            value = self._exact(r, length, name)
+            mem.env[name] = value.decode("utf-8", "surrogateescape") if present else None
         r.done()
         if mem.writebacks:
             def writebacks(w: Writer, rv: int) -> None:

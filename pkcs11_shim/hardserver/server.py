@@ -144,8 +144,12 @@ class Hardserver:
         if plan is None:
             raise ProtocolError(f"unknown function id 0x{fid:08x} (client and server built from different "
                                 "native/functions.txt)", protocol.CKR_FUNCTION_NOT_SUPPORTED)
-        args, replies, _memory = self.codec.decode(plan, payload)
-        rv = self.clients.dispatch(client, plan, args)
+        args, replies, memory = self.codec.decode(plan, payload)
+        if memory.env:
+            with self.clients.environment(memory.env):
+                rv = self.clients.dispatch(client, plan, args)
+        else:
+            rv = self.clients.dispatch(client, plan, args)
         return self.codec.encode(rv, replies)
 
     def _serve_connection(self, conn: socket.socket) -> None:
