@@ -3,14 +3,16 @@ CKR_SESSION_HANDLE_INVALID, never hang; SIGTERM closes sessions and finalizes th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 
 import pytest
 
-from hsenv import (CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, CKR_SESSION_HANDLE_INVALID, RawClient, SERVER_SO,
+from hsenv import (CKR_DEVICE_ERROR, CKR_DEVICE_REMOVED, RawClient, SERVER_SO,
                    init_token, new_server, worker)
 
 
@@ -21,6 +23,20 @@ def own_server():
     if srv.alive():
         srv.kill()
     shutil.rmtree(srv.work, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def raw_session(server, timeout: int = 20) -> Iterator[tuple[RawClient, int]]:
+    """The client library in this process, with a session on a fresh token; finalized afterwards."""
+    label = init_token(server)
+    raw = RawClient()
+    assert raw.initialize(server, timeout=timeout) == 0
+    try:
+        rv, handle = raw.open_session(raw.slot_of(label))
+        assert rv == 0
+        yield raw, handle
+    finally:
+        raw.finalize()
 
 
 def test_server_killed_and_restarted(own_server) -> None:
@@ -40,37 +56,26 @@ def test_server_killed_and_restarted(own_server) -> None:
 
 
 def test_server_gone_fails_fast(own_server) -> None:
-    label = init_token(own_server)
-    raw = RawClient()
-    assert raw.initialize(own_server) == 0
-    try:
-        rv, handle = raw.open_session(raw.slot_of(label))
-        assert rv == 0
+    with raw_session(own_server) as (raw, handle):
         own_server.kill()
         start = time.monotonic()
         assert raw.random(handle)[0] == CKR_DEVICE_REMOVED
         assert raw.random(handle)[0] == CKR_DEVICE_REMOVED  # reconnecting finds nobody
         assert time.monotonic() - start < 5
-    finally:
-        raw.finalize()
     # With no server at all, C_Initialize says so at once.
     assert raw.initialize(own_server) == CKR_DEVICE_ERROR
 
 
 def test_wedged_server_times_out(own_server) -> None:
     """A server that stops answering (SIGSTOP) costs the client its timeout, not a hang."""
-    label = init_token(own_server)
-    raw = RawClient()
-    assert raw.initialize(own_server, timeout=2) == 0
-    try:
-        rv, handle = raw.open_session(raw.slot_of(label))
+    with raw_session(own_server, timeout=2) as (raw, handle):
         own_server.proc.send_signal(19)  # SIGSTOP
-        start = time.monotonic()
-        assert raw.random(handle)[0] == CKR_DEVICE_REMOVED
-        assert 1.5 < time.monotonic() - start < 10
-    finally:
-        own_server.proc.send_signal(18)  # SIGCONT
-        raw.finalize()
+        try:
+            start = time.monotonic()
+            assert raw.random(handle)[0] == CKR_DEVICE_REMOVED
+            assert 1.5 < time.monotonic() - start < 10
+        finally:
+            own_server.proc.send_signal(18)  # SIGCONT
 
 
 def test_sigterm_closes_sessions_and_finalizes(own_server) -> None:
@@ -99,12 +104,7 @@ def test_frame_limit_is_a_clean_error(own_server) -> None:
     """Beyond the 16 MiB frame limit a call fails with CKR_DEVICE_MEMORY, and the next one works."""
     import ctypes
 
-    label = init_token(own_server)
-    raw = RawClient()
-    assert raw.initialize(own_server) == 0
-    try:
-        rv, handle = raw.open_session(raw.slot_of(label))
-        assert rv == 0
+    with raw_session(own_server) as (raw, handle):
         assert raw.random(handle, 20 << 20)[0] == 0x31  # the reply could not carry it
         assert raw.random(handle, 32)[0] == 0
         raw.lib.C_SeedRandom.restype = ctypes.c_ulong
@@ -112,5 +112,3 @@ def test_frame_limit_is_a_clean_error(own_server) -> None:
         assert raw.lib.C_SeedRandom(ctypes.c_ulong(handle), big, ctypes.c_ulong(17 << 20)) == 0x31  # never sent
         assert raw.random(handle, 32)[0] == 0
         assert own_server.alive()
-    finally:
-        raw.finalize()
