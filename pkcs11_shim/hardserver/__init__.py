@@ -8,6 +8,9 @@ library talks to it, `softshield hardserver` loads our own in-process library
 - `protocol`: frames (versioned, bounded) and the payload reader/writer.
 - `codec`: one call's arguments decoded into C memory and its outputs encoded, driven by the same
   per-function plan the client library was generated from.
+- `layouts`: which mechanism-parameter members are pointers and which member gives each length (the
+  client library's C tables are generated from it; the codec checks every parameter against it).
 - `clients`: what each client process owns (sessions, logins), released when it goes away.
+- `logins`: what a client that holds no login sees of a token logged in for others.
 - `server`: the socket, one thread per connection, start-up and clean shutdown.
 """
