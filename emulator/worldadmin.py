@@ -19,11 +19,14 @@ from typing import Any, Callable, Iterable
 
 from . import paths, shamir
 from .blobs import canonical_json
-from .cards import CardSetRef, Reader, new_set_hash, reader_dir
+from .cards import Card, CardSetRef, Reader, new_set_hash, reader_dir
 from .crypto import blobcrypt, suites
-from .errors import WorldStateError
-from .kmdata import KmStore, ensure_dir
+from .errors import BlobInvalid, EmulatorError, WorldStateError
+from .kmdata import KmStore, VersionLedger, ensure_dir, read_with_stamp
 from .world import _KM_LABEL, ModuleFile, World, WorldFile, new_esn, open_world_key, utc_now
+
+#: The version ledger's MAC key label under KM (the one module.Module uses).
+LEDGER_LABEL = b"softshield version ledger"
 
 Say = Callable[[str], None]
 Presented = Iterable[tuple[Path, bytes]]
@@ -48,7 +51,7 @@ class Place:
         ensure_dir(root)
         store = KmStore(paths.local_dir(root))
         ensure_dir(store.local)
-        return cls(root, store, Reader(reader_dir(root)))
+        return cls(root, store, Reader(reader_dir(root), ledger=_enrolled_ledger(store)))
 
     def world_file(self) -> WorldFile | None:
         if not self.store.exists(paths.WORLD_FILE):
@@ -63,6 +66,47 @@ def module_files(store: KmStore) -> list[ModuleFile]:
         if paths.ESN_RE.match(name[len(paths.MODULE_PREFIX):]):
             found.append(ModuleFile.from_bytes(store.read(name), name))
     return sorted(found, key=lambda m: (m.created, m.esn))
+
+
+def world_ledger(store: KmStore, world: World, km: bytes) -> VersionLedger:
+    """The world's version ledger, the same one `Module` keeps (same file, same MAC key)."""
+    return VersionLedger(store.local, blobcrypt.derive_subkey(km, LEDGER_LABEL), world.hknso)
+
+
+def _enrolled_ledger(store: KmStore) -> VersionLedger | None:
+    """The ledger through the first module of this host that opens KM; None if none can."""
+    if not store.exists(paths.WORLD_FILE):
+        return None
+    try:
+        world_file = WorldFile.from_bytes(store.read(paths.WORLD_FILE))
+        modules = module_files(store)
+    except (EmulatorError, OSError, ValueError):
+        return None  # the commands that need the world say what is wrong with it
+    for module in modules:
+        if module.esn not in world_file.module_shares:
+            continue
+        try:
+            return world_ledger(store, world_file.world, open_world_key(world_file, module))
+        except EmulatorError:
+            continue  # a damaged module file: another module, or the quorum's KM (open_acs)
+    return None
+
+
+def _check_presented_late(place: Place, world: World, km: bytes, presented: list[tuple[Path, bytes]]) -> None:
+    """Without a ledger while reading (no module opened KM), the presented cards are checked now."""
+    ledger = world_ledger(place.store, world, km)
+    for path, _pin in presented:
+        try:
+            data, stamp = read_with_stamp(path)
+        except FileNotFoundError:
+            continue
+        card = Card.from_bytes(data, path.name)
+        _data, _stamp, stale = ledger.verdict(Reader._entry(card.set_hash, card.number), data,
+                                              lambda: read_with_stamp(path), stamp)
+        if stale:
+            raise BlobInvalid(f"{path.name}: {card.label()} {stale}")
+    # From here on the reader records and checks as usual (racs writes the new cards with it).
+    place.reader.ledger = ledger
 
 
 def _module_share(module: ModuleFile, world: World, km: bytes) -> bytes:
@@ -117,11 +161,15 @@ def open_acs(place: Place, presented: Presented, say: Say = _quiet) -> tuple[Wor
     if world_file is None:
         raise WorldStateError(f"new-world: no existing world to load (no world file in {place.store.local})")
     ref = acs_ref(world_file)
+    presented = list(presented)
+    checked = place.reader.ledger is not None
     lt = place.reader.read_quorum(ref, presented, say)
     acs = world_file.acs
     assert acs is not None
     km = blobcrypt.unseal(blobcrypt.derive_subkey(lt, b"softshield acs km"), base64.b64decode(acs["km"]),
                           _acs_aad(world_file.world, acs, "km"), what="world file")
+    if not checked:
+        _check_presented_late(place, world_file.world, km, presented[:ref.k])
     knso = blobcrypt.unseal(blobcrypt.derive_subkey(lt, b"softshield acs knso"), base64.b64decode(acs["knso"]),
                             _acs_aad(world_file.world, acs, "knso"), what="world file")
     return world_file, km, knso
@@ -153,6 +201,8 @@ def initialize(place: Place, *, cipher_suite: str, k: int, n: int, pins: list[by
         km = blobcrypt.random_key()
         acs, lt = _new_acs(world, km, knso_der, k, n, acs_name)
         ref = CardSetRef("ACS", acs_name, acs["hash"], k, n, world.hknso, acs["lt_check"])
+        # The new world's ledger records the new cards, and checks them from now on.
+        place.reader.ledger = world_ledger(place.store, world, km)
         place.reader.write_set(ref, lt, pins, overwrite=force, say=say)
         say("Card writing complete.")
         world_file = WorldFile(world, {module.esn: _module_share(module, world, km)}, b"", acs)
