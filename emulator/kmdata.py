@@ -143,6 +143,26 @@ def _write_atomic(folder: Path, name: str, data: bytes, *, sync_dir: bool = True
     return stamp
 
 
+#: Compaction: the journal lines after the snapshot are folded into a new snapshot once they
+#: number more than this plus a quarter of the entries, so a write costs O(1) amortized (one
+#: appended line, one fdatasync) and a reader applies at most that many lines on top of the snapshot.
+COMPACT_MIN_RECORDS = 256
+COMPACT_ENTRIES_RATIO = 4
+
+
+@dataclass
+class _LedgerView:
+    """The ledger as of one file version: the snapshot line plus the journal lines applied."""
+
+    stamp: FileStamp | None  # None: no file yet
+    seq: int
+    entries: dict[str, dict]
+    end: int  # offset just past the last complete, verified line
+    tag: bytes  # MAC of that line: the next line's MAC covers it (the chain)
+    records: int  # journal lines after the snapshot
+    rewrite: bool  # the next write replaces the file (none yet, another world's, old format)
+
+
 class VersionLedger:
     """The per-file version index of one world, in `<local>/.softshield-versions`.
 
@@ -151,22 +171,36 @@ class VersionLedger:
     own atomic replace: `alt` = new (before), then `cur` = new (after); a reader accepts `cur` or
     `alt`, so a crash at any point leaves a file the ledger accepts, and a reader that raced a writer
     re-checks under the ledger lock before refusing. Files the ledger never saw are accepted (key
-    files copied in from another host of the same world, kmdata older than the ledger)."""
+    files copied in from another host of the same world, kmdata older than the ledger).
+
+    File: a snapshot (`<MAC hex>\n<JSON>\n`, written by atomic replace) followed by an append-only
+    journal, one line per step (`<MAC hex> {"seq":n,"set":{name: entry}}\n`) whose MAC covers the
+    previous line's MAC: a line cannot be edited, dropped from the middle or moved without breaking
+    the chain, and every line carries the sequence number a rollback check compares. Rewriting the
+    whole ledger on every key write made a write O(number of keys ever held) (10 ms at 3,000 keys);
+    a step is now one appended line and one fdatasync, the snapshot rewritten only when the journal
+    has grown by a fraction of the entries. A writer killed mid-append leaves a torn last line
+    (no newline): readers ignore it, the next writer cuts it off before appending."""
 
     def __init__(self, local: Path, mac_key: bytes, world: str) -> None:
         self.local = local
         self._mac_key = mac_key
         self._world = world
         self._lock = threading.Lock()
-        self._cached: tuple[FileStamp, dict] | None = None
+        self._cached: _LedgerView | None = None
         # Highest sequence number this process has seen: the ledger may only move forward.
         self._highest = 0
+
+    @property
+    def path(self) -> Path:
+        return self.local / LEDGER_FILE
 
     # --- the file ------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         # Innermost lock of the emulator (nothing is acquired while it is held), so it can be
         # taken under the kmdata writer lock or a card reader's lock without an ordering problem.
+        # flock is per open file description, so threads of one process exclude each other too.
         ensure_dir(self.local)
         fd = os.open(self.local / LEDGER_LOCK, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
@@ -175,69 +209,156 @@ class VersionLedger:
         finally:
             os.close(fd)
 
-    def _empty(self) -> dict:
-        return {"format": LEDGER_FORMAT, "world": self._world, "seq": 0, "entries": {}}
+    def _empty(self, stamp: FileStamp | None = None, end: int = 0) -> _LedgerView:
+        return _LedgerView(stamp, 0, {}, end, b"", 0, rewrite=True)
 
-    def _parse(self, data: bytes) -> dict:
-        # "<MAC hex>\n<JSON>": the MAC covers the exact bytes, so reading costs one parse and
-        # writing one dump (the ledger grows with every key the world ever held).
-        what = f"version ledger {self.local / LEDGER_FILE}"
+    def _parse(self, data: bytes, stamp: FileStamp) -> _LedgerView:
+        """The whole file: the snapshot, then every complete journal line (all must verify)."""
+        what = f"version ledger {self.path}"
         try:
-            tag_hex, _, body = data.partition(b"\n")
+            tag_hex, _, rest = data.partition(b"\n")
+            body, newline, journal = rest.partition(b"\n")
             tag = bytes.fromhex(tag_hex.decode("ascii"))
             doc = json.loads(body)
             world, entries = doc["world"], doc["entries"]
-            int(doc["seq"])
+            seq = int(doc["seq"])
         except (ValueError, KeyError, TypeError, AttributeError):
             raise BlobInvalid(f"{what}: unreadable (edited or truncated)") from None
         if world != self._world:
-            return self._empty()  # left by a world this kmdata held before new-world --force
+            return self._empty(stamp, len(data))  # left by a world this kmdata held before new-world --force
         if not blobcrypt.mac_matches(self._mac_key, body, tag) or not isinstance(entries, dict):
             raise BlobInvalid(f"{what}: authentication failed (edited)")
-        return doc
+        # A snapshot without its newline is the format before the journal: rewritten at the next write.
+        view = _LedgerView(stamp, seq, entries, len(tag_hex) + 1 + len(body) + len(newline), tag, 0,
+                           rewrite=not newline)
+        records = self._records(view, journal) if newline else []
+        if records is None:
+            raise BlobInvalid(f"{what}: authentication failed (a journal line was edited, moved or removed)")
+        return self._applied(view, records, stamp)
 
-    def _current(self) -> dict:
-        """The ledger as on disk (parsed once per file version)."""
-        stamp = stamp_of(self.local / LEDGER_FILE)
+    def _records(self, view: _LedgerView, chunk: bytes) -> list[tuple[int, bytes, dict, int]] | None:
+        """The complete lines of `chunk` (read from `view.end`) as (seq, tag, changes, length),
+        each verified against the chain; None when one does not verify."""
+        found: list[tuple[int, bytes, dict, int]] = []
+        prev_tag, seq, pos = view.tag, view.seq, 0
+        while (newline := chunk.find(b"\n", pos)) >= 0:
+            tag_hex, _, body = chunk[pos:newline].partition(b" ")
+            try:
+                tag = bytes.fromhex(tag_hex.decode("ascii"))
+            except ValueError:
+                return None
+            if not blobcrypt.mac_matches(self._mac_key, prev_tag + body, tag):
+                return None
+            try:
+                record = json.loads(body)
+                line_seq, changes = int(record["seq"]), record["set"]
+            except (ValueError, KeyError, TypeError):
+                return None
+            if line_seq != seq + 1 or not isinstance(changes, dict):
+                return None
+            found.append((line_seq, tag, changes, newline + 1 - pos))
+            prev_tag, seq, pos = tag, line_seq, newline + 1
+        return found
+
+    @staticmethod
+    def _applied(view: _LedgerView, records: list[tuple[int, bytes, dict, int]], stamp: FileStamp) -> _LedgerView:
+        # Entries only move forward, so a journal read on top of the cached view updates its dict
+        # in place (readers only look names up) instead of copying every entry.
+        entries = view.entries
+        seq, tag, end = view.seq, view.tag, view.end
+        for line_seq, line_tag, changes, length in records:
+            entries.update(changes)
+            seq, tag, end = line_seq, line_tag, end + length
+        return _LedgerView(stamp, seq, entries, end, tag, view.records + len(records), view.rewrite)
+
+    def _read(self, cached: _LedgerView | None) -> _LedgerView:
+        """The file as on disk now: only the journal lines after `cached` when it is the same
+        file grown by appends, else the whole file."""
+        with open(self.path, "rb") as handle:
+            stamp = FileStamp.of(os.fstat(handle.fileno()))
+            if cached is not None and cached.stamp is not None and not cached.rewrite \
+                    and cached.stamp.inode == stamp.inode and stamp.size >= cached.end:
+                handle.seek(cached.end)
+                records = self._records(cached, handle.read())
+                if records is not None:
+                    with self._lock:
+                        return self._applied(cached, records, stamp)
+                # Not a continuation of what we saw (rewritten in place): judge the whole file.
+                handle.seek(0)
+            return self._parse(handle.read(), stamp)
+
+    def _current(self) -> _LedgerView:
+        """The ledger as on disk (parsed once per file version, journal lines read once)."""
+        stamp = stamp_of(self.path)
         with self._lock:
+            cached = self._cached
             if stamp is None:
                 if self._highest:
-                    raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: deleted after version "
+                    raise BlobInvalid(f"version ledger {self.path}: deleted after version "
                                       f"{self._highest}: rollback refused")
                 return self._empty()
-            if self._cached is not None and self._cached[0] == stamp:
-                return self._cached[1]
+            if cached is not None and cached.stamp == stamp:
+                return cached
         for _attempt in range(10):
             try:
-                data, stamp = read_with_stamp(self.local / LEDGER_FILE)
+                view = self._read(cached)
             except FileNotFoundError:
                 return self._current()
-            doc = self._parse(data)
             with self._lock:
-                if doc["seq"] >= self._highest:
-                    self._highest = doc["seq"]
-                    self._cached = (stamp, doc)
-                    return doc
+                if view.seq >= self._highest:
+                    self._highest = view.seq
+                    self._cached = view
+                    return view
             # Lower than a version this process saw: another thread may just have read a newer
             # file than ours. Only the same file still being there makes it a rollback.
-            if stamp_of(self.local / LEDGER_FILE) == stamp:
-                raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: went back from version "
-                                  f"{self._highest} to {doc['seq']} (an older copy was restored): rollback refused")
-        raise BlobInvalid(f"version ledger {self.local / LEDGER_FILE}: keeps changing under the reader")
+            if stamp_of(self.path) == view.stamp:
+                raise BlobInvalid(f"version ledger {self.path}: went back from version "
+                                  f"{self._highest} to {view.seq} (an older copy was restored): rollback refused")
+            cached = None
+        raise BlobInvalid(f"version ledger {self.path}: keeps changing under the reader")
 
-    def _store(self, doc: dict, *, sync_dir: bool = True) -> None:
-        doc = {**doc, "seq": doc["seq"] + 1, "world": self._world, "format": LEDGER_FORMAT}
-        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-        data = blobcrypt.mac(self._mac_key, body).hex().encode("ascii") + b"\n" + body
-        stamp = _write_atomic(self.local, LEDGER_FILE, data, sync_dir=sync_dir)
+    def _commit(self, view: _LedgerView, changes: dict[str, dict]) -> None:
+        """One durable step on top of `view` (the current ledger, read under `_locked`): an
+        appended journal line, or a new snapshot when the journal is due for compaction."""
+        seq = view.seq + 1
+        if view.stamp is None or view.rewrite \
+                or view.records >= COMPACT_MIN_RECORDS + len(view.entries) // COMPACT_ENTRIES_RATIO:
+            self._rewrite(view, changes, seq)
+            return
+        body = json.dumps({"seq": seq, "set": changes}, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        tag = blobcrypt.mac(self._mac_key, view.tag + body)
+        line = tag.hex().encode("ascii") + b" " + body + b"\n"
+        fd = os.open(self.path, os.O_WRONLY)
+        try:
+            if os.fstat(fd).st_size != view.end:
+                os.ftruncate(fd, view.end)  # the torn line of a writer killed mid-append
+            os.pwrite(fd, line, view.end)
+            # The step must be on disk before the file it describes is renamed (a crash must not
+            # leave a blob the ledger refuses); fdatasync, as the file's inode already exists.
+            os.fdatasync(fd)
+            stamp = FileStamp.of(os.fstat(fd))
+        finally:
+            os.close(fd)
         with self._lock:
-            self._highest = max(self._highest, doc["seq"])
-            self._cached = (stamp, doc)
+            new = self._applied(view, [(seq, tag, changes, len(line))], stamp)
+            self._highest = max(self._highest, seq)
+            self._cached = new
+
+    def _rewrite(self, view: _LedgerView, changes: dict[str, dict], seq: int) -> None:
+        entries = {**view.entries, **changes}
+        doc = {"format": LEDGER_FORMAT, "world": self._world, "seq": seq, "entries": entries}
+        body = json.dumps(doc, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+        tag = blobcrypt.mac(self._mac_key, body)
+        data = tag.hex().encode("ascii") + b"\n" + body + b"\n"
+        stamp = _write_atomic(self.local, LEDGER_FILE, data)
+        with self._lock:
+            self._highest = max(self._highest, seq)
+            self._cached = _LedgerView(stamp, seq, entries, len(data), tag, 0, rewrite=False)
 
     # --- reading -------------------------------------------------------------------------------
     @staticmethod
-    def _accepts(doc: dict, name: str, data: bytes) -> bool:
-        entry = doc["entries"].get(name)
+    def _accepts(view: _LedgerView, name: str, data: bytes) -> bool:
+        entry = view.entries.get(name)
         if entry is None:
             return True
         digest = content_digest(data)
@@ -252,10 +373,10 @@ class VersionLedger:
             return data, stamp, None
         with self._locked():
             data, stamp = reread()
-            doc = self._current()
-            if self._accepts(doc, name, data):
+            view = self._current()
+            if self._accepts(view, name, data):
                 return data, stamp, None
-        entry = doc["entries"][name]
+        entry = view.entries[name]
         if entry.get("cur") is None:
             return data, stamp, (f"was deleted (ledger version {entry['v']}); this is a restored copy: "
                                  "rollback refused")
@@ -269,29 +390,19 @@ class VersionLedger:
         writes = [(name, content_digest(data), path) for name, data, path in changes if data is not None]
         # A name the ledger has no entry for is accepted whatever its content, so a new file (key
         # generation: the common write) needs no first step; only rewrites and re-creations do.
-        known = self._current()["entries"]
+        known = self._current().entries
         writes = [w for w in writes if w[0] in known]
         if writes:
             with self._locked():
-                doc = self._current()
-                entries = dict(doc["entries"])
-                for name, digest, path in writes:
-                    entries[name] = self._settled(entries.get(name), path) | {"alt": digest}
-                # The files' own write syncs this directory after renaming them, which makes this
-                # rename durable first; a card lives in another directory, so it is synced here.
-                same_dir = all(path.parent == self.local for _n, _d, path in writes)
-                self._store({**doc, "entries": entries}, sync_dir=not same_dir)
+                view = self._current()
+                self._commit(view, {name: self._settled(view.entries.get(name), path) | {"alt": digest}
+                                    for name, digest, path in writes})
         yield
         with self._locked():
-            doc = self._current()
-            entries = dict(doc["entries"])
-            version = doc["seq"] + 1
-            for name, data, _path in changes:
-                entries[name] = {"v": version, "cur": None if data is None else content_digest(data)}
-            # Not made durable at once: lost in a crash, the entry falls back to "old or new",
-            # which is the crash window THREAT_MODEL.md names; the next sync of the directory
-            # (any kmdata write) persists it.
-            self._store({**doc, "entries": entries}, sync_dir=False)
+            view = self._current()
+            version = view.seq + 1
+            self._commit(view, {name: {"v": version, "cur": None if data is None else content_digest(data)}
+                                for name, data, _path in changes})
 
     @staticmethod
     def _settled(entry: dict | None, path: Path) -> dict:
