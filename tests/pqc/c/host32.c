@@ -24,6 +24,7 @@
 #define CK_TRUE 1
 #define CK_FALSE 0
 #define CKR_OK 0x000UL
+#define CKR_HOST_MEMORY 0x002UL
 #define CKR_USER_ALREADY_LOGGED_IN 0x100UL
 #define CKF_RW_SESSION 0x2UL
 #define CKF_SERIAL_SESSION 0x4UL
@@ -149,10 +150,16 @@ int main(int argc, char **argv)
     info(t240->C_GetInfo, "2.40.C_GetInfo");
 
     /* 2.40: find the token, open a session, log in, make an ML-KEM-768 key pair. */
-    CK_SLOT_ID slots[16];
-    CK_ULONG count = 16, i;
+    /* Ask for the count first: the suite's shared kmdata holds as many tokens as earlier tests made. */
+    CK_ULONG count = 0, i;
     CK_SLOT_ID slot = (CK_SLOT_ID)-1;
-    report("2.40.C_GetSlotList", ((fn_slots)t240->C_GetSlotList)(CK_TRUE, slots, &count), NULL);
+    CK_RV rv = ((fn_slots)t240->C_GetSlotList)(CK_TRUE, NULL, &count);
+    CK_SLOT_ID *slots = calloc(count ? count : 1, sizeof *slots);
+    if (rv == CKR_OK && slots == NULL)
+        rv = CKR_HOST_MEMORY;
+    if (rv == CKR_OK)
+        rv = ((fn_slots)t240->C_GetSlotList)(CK_TRUE, slots, &count);
+    report("2.40.C_GetSlotList", rv, NULL);
     for (i = 0; i < count; i++) {
         CK_TOKEN_INFO ti;
         char label[33];
@@ -219,6 +226,7 @@ int main(int argc, char **argv)
     CK_MECHANISM mldsa = {CKM_ML_DSA, NULL, 0};
     CK_BYTE sig[4] = {0};
     report("3.2.C_VerifySignatureInit", ((fn_vsinit)t32->C_VerifySignatureInit)(session, &mldsa, pub, sig, 4), NULL);
+    free(slots);
     report("done", CKR_OK, NULL);
     return 0;
 }
