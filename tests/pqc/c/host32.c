@@ -153,13 +153,13 @@ int main(int argc, char **argv)
     /* Ask for the count first: the suite's shared kmdata holds as many tokens as earlier tests made. */
     CK_ULONG count = 0, i;
     CK_SLOT_ID slot = (CK_SLOT_ID)-1;
-    CK_RV rv = ((fn_slots)t240->C_GetSlotList)(CK_TRUE, NULL, &count);
+    CK_RV slots_rv = ((fn_slots)t240->C_GetSlotList)(CK_TRUE, NULL, &count);
     CK_SLOT_ID *slots = calloc(count ? count : 1, sizeof *slots);
-    if (rv == CKR_OK && slots == NULL)
-        rv = CKR_HOST_MEMORY;
-    if (rv == CKR_OK)
-        rv = ((fn_slots)t240->C_GetSlotList)(CK_TRUE, slots, &count);
-    report("2.40.C_GetSlotList", rv, NULL);
+    if (slots_rv == CKR_OK && slots == NULL)
+        slots_rv = CKR_HOST_MEMORY;
+    if (slots_rv == CKR_OK)
+        slots_rv = ((fn_slots)t240->C_GetSlotList)(CK_TRUE, slots, &count);
+    report("2.40.C_GetSlotList", slots_rv, NULL);
     for (i = 0; i < count; i++) {
         CK_TOKEN_INFO ti;
         char label[33];
