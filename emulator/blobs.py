@@ -8,6 +8,9 @@ data, so editing any header byte fails the tag; `sealed` is nonce || encrypted m
 (an empty plaintext for objects without material: the tag still covers their appdata). The reader
 also checks the header's world, app and ident against the world and file name it was found under,
 so a blob copied from another world or renamed to another ident is refused.
+
+The decrypted material exists only in a bytearray (blobcrypt.unseal_buffer): a secret key adopts
+a copy of it, a private or public key is parsed from it, and it is wiped before `decode` returns.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .crypto.material import (
     PrivateMaterial,
     PublicMaterial,
     SecretMaterial,
+    wipe,
 )
 from .errors import AclInvalid, BlobInvalid, InvalidKeyMaterial
 from .keys import PROTECTIONS, Key
@@ -69,9 +73,11 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
-def material_bytes(material: Material | None) -> bytes:
+def material_bytes(material: Material | None) -> bytes | bytearray:
     if material is None:
         return b""
+    if isinstance(material, SecretMaterial):
+        return material.value  # sealed straight from the owned buffer: no immutable copy
     return material.to_bytes()
 
 
@@ -137,7 +143,7 @@ def check_binding(raw: RawBlob, *, world: str, app: str, ident: str, what: str) 
 
 def decode(raw: RawBlob, seal_key: bytes, what: str) -> Key:
     """Verify the tag, then build the Key (ACL, appdata and material are trusted only after it)."""
-    plaintext = blobcrypt.unseal(seal_key, raw.sealed, raw.aad, what=what)
+    plaintext = blobcrypt.unseal_buffer(seal_key, raw.sealed, raw.aad, what=what)
     header = raw.header
     try:
         acl = Acl.from_dict(header.acl)
@@ -148,9 +154,11 @@ def decode(raw: RawBlob, seal_key: bytes, what: str) -> Key:
     except (AclInvalid, InvalidKeyMaterial, binascii.Error, ValueError) as exc:
         # Authentic but unreadable: written by a newer or broken writer.
         raise BlobInvalid(f"{what}: authentic blob with unusable contents: {exc}") from None
+    finally:
+        wipe(plaintext)
 
 
-def _material(kind: str, plaintext: bytes) -> Material | None:
+def _material(kind: str, plaintext: bytearray) -> Material | None:
     if kind == "none":
         if plaintext:
             raise InvalidKeyMaterial("object without material has sealed bytes")

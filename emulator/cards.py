@@ -25,6 +25,7 @@ from typing import Callable, Iterable
 from . import paths, shamir
 from .blobs import canonical_json
 from .crypto import blobcrypt, pinkdf
+from .crypto.material import wipe
 from .errors import AuthenticationFailed, BlobInvalid, CardLocked, QuorumNotMet, WorldStateError
 from .kmdata import KmStore, VersionLedger, ensure_dir, read_with_stamp
 from .world import utc_now
@@ -107,9 +108,10 @@ def _aad(card_world: str, set_hash: str, number: int, x: int) -> bytes:
     return f"softshield card share\x00{card_world}\x00{set_hash}\x00{number}\x00{x}".encode()
 
 
-def _pin_key(pin: bytes, salt: bytes, world: str, set_hash: str, number: int) -> bytes:
+def _pin_key(pin: bytes, salt: bytes, world: str, set_hash: str, number: int) -> contextlib.AbstractContextManager:
+    """The card's PIN key, wiped when the block ends; `pin` is used as given (no immutable copy)."""
     # The world's hknso is public: it binds the share to the world, the PIN alone protects it.
-    return pinkdf.derive_pin_key(bytes(pin), salt, bytes.fromhex(world), f"card:{set_hash}:{number}".encode())
+    return pinkdf.pin_key(pin, salt, bytes.fromhex(world), f"card:{set_hash}:{number}".encode())
 
 
 def check_pin(pin: bytes) -> None:
@@ -186,8 +188,8 @@ class Reader:
                 say(" Module 1 slot 0: blank card")
                 say(" Module 1 slot 0:- passphrase specified - writing card")
                 salt = pinkdf.new_salt()
-                sealed = blobcrypt.seal(_pin_key(pin, salt, ref.world, ref.hash, number), y,
-                                        _aad(ref.world, ref.hash, number, x))
+                with _pin_key(pin, salt, ref.world, ref.hash, number) as key:
+                    sealed = blobcrypt.seal(key, y, _aad(ref.world, ref.hash, number, x))
                 card = Card(ref.role, ref.name, ref.hash, ref.world, number, ref.k, ref.n, x, salt, sealed,
                             0, utc_now())
                 data = card.to_bytes()
@@ -212,8 +214,9 @@ class Reader:
             else:
                 KmStore(path.parent).write(path.name, data)
 
-    def open_card(self, path: Path, pin: bytes, ref: CardSetRef) -> tuple[Card, tuple[int, bytes]]:
-        """One card's share, after the checks every presented card gets."""
+    def open_card(self, path: Path, pin: bytes, ref: CardSetRef) -> tuple[Card, tuple[int, bytearray]]:
+        """One card's share, after the checks every presented card gets; the caller wipes the
+        share's bytearray (material.wipe) once it is combined."""
         try:
             data, stamp = read_with_stamp(path)
         except FileNotFoundError:
@@ -232,8 +235,9 @@ class Reader:
             card = Card.from_bytes(data, path.name)
         if card.locked:
             raise CardLocked(f"{path.name}: {card.label()} is locked after {MAX_CARD_FAILURES} wrong PINs")
-        y = blobcrypt.try_unseal(_pin_key(pin, card.salt, card.world, card.set_hash, card.number),
-                                 card.sealed, _aad(card.world, card.set_hash, card.number, card.x))
+        with _pin_key(pin, card.salt, card.world, card.set_hash, card.number) as key:
+            # The share stays in a bytearray the quorum reader wipes once the token is combined.
+            y = blobcrypt.try_unseal_buffer(key, card.sealed, _aad(card.world, card.set_hash, card.number, card.x))
         if y is None:
             card = self._count_failure(path)
             left = MAX_CARD_FAILURES - card.failures
@@ -248,24 +252,27 @@ class Reader:
                     say: Callable[[str], None] = lambda line: None) -> bytes:
         """The set's logical token from K distinct cards; every other outcome raises one clear error."""
         say(f"Loading `{ref.name}':")
-        shares: list[tuple[int, bytes]] = []
+        shares: list[tuple[int, bytearray]] = []
         seen: dict[int, str] = {}
-        for path, pin in presented:
-            if len(shares) >= ref.k:
-                break
-            say(f" Module 1: {len(shares)} cards of {ref.k} read")
-            card, share = self.open_card(path, pin, ref)
-            if card.number in seen:
-                raise QuorumNotMet(f"{path.name}: card {card.number} of `{ref.name}' was already presented "
-                                   f"(as {seen[card.number]}): the quorum needs {ref.k} different cards")
-            seen[card.number] = path.name
-            say(f" Module 1 slot 0: `{ref.name}' #{card.number}")
-            say(" Module 1 slot 0:- passphrase supplied - reading card")
-            shares.append(share)
-        if len(shares) < ref.k:
-            raise QuorumNotMet(f"{ref.role} `{ref.name}' needs {ref.k} of its {ref.n} cards; "
-                               f"only {len(shares)} presented")
-        secret = shamir.combine(shares)
+        try:
+            for path, pin in presented:
+                if len(shares) >= ref.k:
+                    break
+                say(f" Module 1: {len(shares)} cards of {ref.k} read")
+                card, share = self.open_card(path, pin, ref)
+                shares.append(share)  # first, so a refused duplicate is wiped too
+                if card.number in seen:
+                    raise QuorumNotMet(f"{path.name}: card {card.number} of `{ref.name}' was already presented "
+                                       f"(as {seen[card.number]}): the quorum needs {ref.k} different cards")
+                seen[card.number] = path.name
+                say(f" Module 1 slot 0: `{ref.name}' #{card.number}")
+                say(" Module 1 slot 0:- passphrase supplied - reading card")
+            if len(shares) < ref.k:
+                raise QuorumNotMet(f"{ref.role} `{ref.name}' needs {ref.k} of its {ref.n} cards; "
+                                   f"only {len(shares)} presented")
+            secret = shamir.combine(shares)
+        finally:
+            wipe_shares(shares)
         if blobcrypt.fingerprint(secret) != ref.lt_check:
             raise AuthenticationFailed(f"the cards presented do not reconstruct {ref.role} `{ref.name}'")
         say("Card reading complete.")
@@ -286,6 +293,12 @@ class Reader:
                 except FileNotFoundError:
                     raise BlobInvalid(f"{path.name}: no card in the reader") from None
         return card
+
+
+def wipe_shares(shares: list[tuple[int, bytearray]]) -> None:
+    """Zero the shares read from cards (the combined token is pycryptodome's immutable bytes)."""
+    for _x, y in shares:
+        wipe(y)
 
 
 def new_set_hash() -> str:

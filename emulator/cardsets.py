@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 from . import paths, shamir
 from .blobs import canonical_json
-from .cards import CardSetRef, Reader, new_set_hash
+from .cards import CardSetRef, Reader, new_set_hash, wipe_shares
 from .crypto import blobcrypt
 from .errors import AuthenticationFailed, BlobInvalid, QuorumNotMet, TokenNotFound, WorldStateError
 from .kmdata import KmStore
@@ -155,7 +155,7 @@ class QuorumLogin:
 
     store: CardSetStore
     cardset: CardSet
-    shares: list[tuple[int, bytes]] = field(default_factory=list)
+    shares: list[tuple[int, bytearray]] = field(default_factory=list)
     used: set[int] = field(default_factory=set)
 
     @property
@@ -177,7 +177,11 @@ class QuorumLogin:
     def end(self) -> TokenAuth:
         if self.left > 0:
             raise QuorumNotMet(f"card set `{self.cardset.name}' needs {self.left} more card(s)")
-        lt = shamir.combine(self.shares)
+        try:
+            lt = shamir.combine(self.shares)
+        finally:
+            wipe_shares(self.shares)  # the shares read from cards are no longer needed
+            self.shares.clear()
         if blobcrypt.fingerprint(lt) != self.cardset.lt_check:
             raise AuthenticationFailed(f"the cards presented do not reconstruct `{self.cardset.name}'")
         return TokenAuth(self.cardset.hash, "user", _auth_key(lt, self.cardset.hash))

@@ -180,7 +180,7 @@ class TokenStore:
 
     # --- PIN wrapping --------------------------------------------------------------------------
     def _pin_key(self, token: str, user: str, pin: bytes, salt: bytes) -> bytes:
-        return pinkdf.derive_pin_key(bytes(pin), salt, self._pin_secret, f"{token}:{user}".encode())
+        return pinkdf.derive_pin_key(pin, salt, self._pin_secret, f"{token}:{user}".encode())
 
     @staticmethod
     def _aad(token: str, user: str) -> bytes:

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable
 from . import paths
 from .acl import Acl, Action
 from .attestation import VerifiedTarget
-from .crypto.material import PrivateMaterial
+from .crypto.material import PrivateMaterial, wipe
 from .errors import BlobInvalid, KeyNotFound, QuorumNotMet, WorldStateError
 from .keys import Key
 from .vendor_root import EMULATED
@@ -116,7 +116,8 @@ class AcsLogin:
         for path in self._slot(place.reader, ref):
             if path in {p for p, _pin in self.presented}:
                 continue
-            card, _share = place.reader.open_card(path, pin, ref)
+            card, share = place.reader.open_card(path, pin, ref)
+            wipe(share[1])  # only the PIN is kept: `end` reads the quorum again
             if card.number in self.used:
                 raise QuorumNotMet(f"{path.name}: card {card.number} of ACS `{ref.name}' was already presented")
             self.used.add(card.number)

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ..errors import BlobInvalid
+from .material import SecretBuffer
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -48,6 +49,31 @@ def unseal(key: bytes, sealed: bytes, aad: bytes, *, what: str) -> bytes:
         return AESGCM(key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except InvalidTag:
         raise BlobInvalid(f"{what}: authentication failed (edited, or sealed under another key)") from None
+
+
+def unseal_buffer(key: bytes, sealed: bytes, aad: bytes, *, what: str) -> SecretBuffer:
+    """`unseal` into a SecretBuffer the caller wipes (material.wipe) when done, zeroed anyway when
+    dropped: the plaintext never exists as an immutable bytes object (AESGCM.decrypt_into)."""
+    if len(sealed) < MIN_SEALED:
+        raise BlobInvalid(f"{what}: truncated ({len(sealed)} bytes of sealed data, need at least {MIN_SEALED})")
+    out = SecretBuffer(len(sealed) - MIN_SEALED)
+    try:
+        AESGCM(key).decrypt_into(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad, out)
+    except InvalidTag:
+        raise BlobInvalid(f"{what}: authentication failed (edited, or sealed under another key)") from None
+    return out
+
+
+def try_unseal_buffer(key: bytes, sealed: bytes, aad: bytes) -> SecretBuffer | None:
+    """`try_unseal` into a SecretBuffer (card shares)."""
+    if len(sealed) < MIN_SEALED:
+        return None
+    out = SecretBuffer(len(sealed) - MIN_SEALED)
+    try:
+        AESGCM(key).decrypt_into(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad, out)
+    except InvalidTag:
+        return None
+    return out
 
 
 def try_unseal(key: bytes, sealed: bytes, aad: bytes) -> bytes | None:

@@ -4,12 +4,20 @@ A material object wraps a `cryptography` key object (or the raw bytes of a symme
 with its kind. It is created once per key and cached with the key, because loading an RSA private key
 with full validation costs ~30 ms; blobs the module authenticated itself are loaded without
 re-validation.
+
+Wiping (THREAT_MODEL.md "Plaintext in memory"): a secret key's bytes live in a `SecretBuffer`
+(a bytearray that zeroes itself when it is finalized) which the material owns; `wipe()` zeroes it
+at once. Material objects are shared (C_CopyObject, the module's cache) and callers may hold
+`.value` while the material goes away (an operation on a key destroyed meanwhile), so the zeroing
+happens when the *buffer's* last reference goes: never under a holder, always before the memory is
+freed. Private keys are OpenSSL objects: OpenSSL clears their private components when freed.
 """
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, mlkem, rsa, x448, x25519
@@ -20,6 +28,32 @@ from ..errors import InvalidKeyMaterial
 SECRET_KINDS = frozenset({"AES", "DES3", "GENERIC", "HMAC"})
 #: Kinds of asymmetric material.
 ASYMMETRIC_KINDS = frozenset({"RSA", "EC", "Ed25519", "Ed448", "X25519", "X448", "ML-DSA", "ML-KEM"})
+
+
+def wipe(buf: bytearray | None) -> None:
+    """Zero `buf` in place (the same memory: a bytearray of unchanged size is never reallocated)."""
+    if buf:
+        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
+
+
+#: Test hook (tests/reliability/test_wipe.py): called with every SecretBuffer as it is finalized,
+#: after it was zeroed. None in normal use: one global read per finalization.
+on_finalize: Callable[[bytearray], None] | None = None
+
+
+class SecretBuffer(bytearray):
+    """Secret bytes that are zeroed when the object is finalized (the last reference dropped).
+    Never resized by our code: a resize could move the bytes and leave the old block unzeroed."""
+
+    __slots__ = ()
+
+    def __del__(self) -> None:
+        try:
+            wipe(self)
+            if on_finalize is not None:
+                on_finalize(self)
+        except (TypeError, AttributeError):  # interpreter shutdown: ctypes already torn down
+            pass
 
 
 def _kind_of_private(key: Any) -> str:
@@ -62,21 +96,31 @@ def _kind_of_public(key: Any) -> str:
 
 @dataclass(eq=False)
 class SecretMaterial:
-    """A symmetric key: AES, DES3, generic secret or HMAC key bytes."""
+    """A symmetric key: AES, DES3, generic secret or HMAC key bytes.
+
+    `value` is always a SecretBuffer of its own (any bytes-like given is copied in: the caller's
+    bytes may be immutable or shared), zeroed by `wipe()` or when its last holder lets go."""
 
     kind: str
-    value: bytes = field(repr=False)
+    value: SecretBuffer = field(repr=False)
 
     def __post_init__(self) -> None:
         if self.kind not in SECRET_KINDS:
             raise InvalidKeyMaterial(f"unknown secret key kind {self.kind!r}")
+        self.value = SecretBuffer(self.value)
 
     @property
     def size_bits(self) -> int:
         return len(self.value) * 8
 
     def to_bytes(self) -> bytes:
-        return self.value
+        """An immutable copy, for callers that keep or hand on the value (CKA_VALUE reads)."""
+        return bytes(self.value)
+
+    def wipe(self) -> None:
+        """Zero the key bytes now; the material is unusable afterwards, so only a sole owner
+        (a temporary that never became a key object) calls this."""
+        wipe(self.value)
 
 
 @dataclass(eq=False)
@@ -103,6 +147,11 @@ class PrivateMaterial:
     def public(self) -> "PublicMaterial":
         return PublicMaterial(self.public_key_object(), self.kind)
 
+    def wipe(self) -> None:
+        """Drop the private key object: OpenSSL clears its private components when it is freed
+        (at once, unless another holder still references the same object)."""
+        self.key = None
+
     def to_bytes(self) -> bytes:
         """PKCS#8 DER: the form the module keeps inside its blobs and wraps keys in (ML-DSA and
         ML-KEM keys in their seed form, RFC 9881 / draft-ietf-lamps-kyber-certificates)."""
@@ -113,8 +162,9 @@ class PrivateMaterial:
         )
 
     @classmethod
-    def from_pkcs8(cls, der: bytes, *, trusted: bool = False) -> "PrivateMaterial":
-        """Parse PKCS#8 DER. `trusted` skips RSA re-validation for blobs the module authenticated."""
+    def from_pkcs8(cls, der: bytes | bytearray, *, trusted: bool = False) -> "PrivateMaterial":
+        """Parse PKCS#8 DER (any bytes-like: a caller holding it in a bytearray wipes it after).
+        `trusted` skips RSA re-validation for blobs the module authenticated."""
         try:
             key = serialization.load_der_private_key(
                 der, password=None, unsafe_skip_rsa_key_validation=trusted
@@ -134,6 +184,9 @@ class PublicMaterial:
     def __post_init__(self) -> None:
         if not self.kind:
             self.kind = _kind_of_public(self.key)
+
+    def wipe(self) -> None:
+        """Nothing secret to clear: present so every material answers `wipe()`."""
 
     def to_bytes(self) -> bytes:
         """SubjectPublicKeyInfo DER."""

@@ -7,11 +7,15 @@ without the PIN (nShield also combines card passphrases with a module key, nshie
 
 from __future__ import annotations
 
+import contextlib
 import os
+from typing import Iterator
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from .material import SecretBuffer, wipe
 
 #: n = 2**13, r = 8 (8 MiB): ~28 ms per derivation on the reference machine (2 cores).
 SCRYPT_N = 2**13
@@ -25,8 +29,26 @@ def new_salt() -> bytes:
     return os.urandom(SALT_BYTES)
 
 
-def derive_pin_key(pin: bytes, salt: bytes, world_secret: bytes, context: bytes) -> bytes:
-    """The key that wraps a token's logical key for one role; `context` names token and role."""
-    stretched = Scrypt(salt=salt, length=KEY_BYTES, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive(pin)
-    return HKDF(hashes.SHA256(), KEY_BYTES, salt=world_secret,
-                info=b"softshield pin key v1\x00" + context).derive(stretched)
+def derive_pin_key(pin: bytes | bytearray, salt: bytes, world_secret: bytes, context: bytes) -> SecretBuffer:
+    """The key that wraps a token's logical key for one role; `context` names token and role.
+    `pin` may be any bytes-like (the C boundary passes a SecretBuffer); the
+    scrypt output never leaves a bytearray wiped here, the result zeroes itself when dropped."""
+    stretched = SecretBuffer(KEY_BYTES)
+    out = SecretBuffer(KEY_BYTES)
+    try:
+        Scrypt(salt=salt, length=KEY_BYTES, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P).derive_into(pin, stretched)
+        HKDF(hashes.SHA256(), KEY_BYTES, salt=world_secret,
+             info=b"softshield pin key v1\x00" + context).derive_into(stretched, out)
+    finally:
+        wipe(stretched)
+    return out
+
+
+@contextlib.contextmanager
+def pin_key(pin: bytes | bytearray, salt: bytes, world_secret: bytes, context: bytes) -> Iterator[SecretBuffer]:
+    """`derive_pin_key`, wiped when the block ends."""
+    key = derive_pin_key(pin, salt, world_secret, context)
+    try:
+        yield key
+    finally:
+        wipe(key)

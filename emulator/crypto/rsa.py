@@ -160,8 +160,14 @@ def _oaep(hash_name: str, mgf_hash_name: str, label: bytes) -> padding.OAEP:
     return made
 
 
+def _plain(data: bytes | bytearray) -> bytes:
+    # RSA encryption takes only `bytes`: a secret key's SecretBuffer (a wrapped key's value) gets
+    # an immutable copy here, one THREAT_MODEL.md lists as not wiped.
+    return data if type(data) is bytes else bytes(data)
+
+
 def pkcs1v15_encrypt(material: Any, data: bytes) -> bytes:
-    return public_key(material).encrypt(data, padding.PKCS1v15())
+    return public_key(material).encrypt(_plain(data), padding.PKCS1v15())
 
 
 def pkcs1v15_decrypt(material: PrivateMaterial, data: bytes) -> bytes:
@@ -174,7 +180,7 @@ def pkcs1v15_decrypt(material: PrivateMaterial, data: bytes) -> bytes:
 
 
 def oaep_encrypt(material: Any, data: bytes, hash_name: str, mgf_hash_name: str, label: bytes) -> bytes:
-    return public_key(material).encrypt(data, _oaep(hash_name, mgf_hash_name, label))
+    return public_key(material).encrypt(_plain(data), _oaep(hash_name, mgf_hash_name, label))
 
 
 def oaep_decrypt(material: PrivateMaterial, data: bytes, hash_name: str, mgf_hash_name: str,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from emulator.crypto.material import SecretBuffer
+
 from ..attributes import codecs
 from ..constants import CKR
 from ..errors import PKCS11Error
@@ -43,11 +45,24 @@ def read_bytes(ptr: Any, length: int, *, code: int = CKR.ARGUMENTS_BAD) -> bytes
     return ffi.buffer(ptr, length)[:]
 
 
-def read_optional_bytes(ptr: Any, length: int) -> bytes | None:
+def read_secret(ptr: Any, length: int) -> SecretBuffer:
+    """`read_bytes` for a PIN: the one copy of the caller's buffer is a SecretBuffer, zeroed when
+    the last holder (the handler, a pending C_LoginNext quorum) drops it. One allocation, as
+    `read_bytes`; the emulator takes any bytes-like PIN without copying it."""
+    if length == 0:
+        return SecretBuffer()
+    if ptr == ffi.NULL:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD, "NULL buffer with non-zero length")
+    if length > MAX_DATA_LEN:
+        raise PKCS11Error(CKR.ARGUMENTS_BAD, f"length {length} refused")
+    return SecretBuffer(ffi.buffer(ptr, length))
+
+
+def read_optional_bytes(ptr: Any, length: int) -> SecretBuffer | None:
     """For PIN-style arguments where NULL means 'not given' (protected authentication path)."""
     if ptr == ffi.NULL:
         return None
-    return read_bytes(ptr, length)
+    return read_secret(ptr, length)
 
 
 def read_string(ptr: Any, length: int) -> str:

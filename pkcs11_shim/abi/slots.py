@@ -89,7 +89,7 @@ def c_init_token(slot_id: int, p_pin: Any, ul_pin_len: int, p_label: Any) -> Non
     marshal.require(p_label)
     if p_pin == marshal.ffi.NULL:
         raise PKCS11Error(CKR.ARGUMENTS_BAD, "no protected authentication path")
-    pin = marshal.read_bytes(p_pin, ul_pin_len)
+    pin = marshal.read_secret(p_pin, ul_pin_len)
     label = marshal.read_bytes(p_label, 32).decode("utf-8", errors="replace").rstrip(" \x00")
     lib.slots.init_token(slot_id, pin, label)
 

@@ -51,7 +51,7 @@ def test_concatenate_and_xor_and_extract() -> None:
 # --- HKDF, SP 800-108, PBKDF2 against `cryptography` -----------------------------------------
 
 def test_hkdf_salt_types_and_errors() -> None:
-    expected = HKDF(hashes.SHA256(), 42, OTHER.value, b"info").derive(BASE.value)
+    expected = HKDF(hashes.SHA256(), 42, bytes(OTHER.value), b"info").derive(BASE.value)
     key_salt = params.HkdfParams(True, True, Mechanism.SHA256, numbers.CKF_HKDF_SALT_KEY, b"", 7, b"info")
     assert _derive(numbers.CKM_HKDF_DERIVE, key_salt, value_len=42) == expected
     data_salt = params.HkdfParams(True, True, Mechanism.SHA256, numbers.CKF_HKDF_SALT_DATA, OTHER.value, 0, b"info")
