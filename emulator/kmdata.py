@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
@@ -186,14 +187,12 @@ class VersionLedger:
         self.local = local
         self._mac_key = mac_key
         self._world = world
+        self.path = local / LEDGER_FILE
         self._lock = threading.Lock()
         self._cached: _LedgerView | None = None
         # Highest sequence number this process has seen: the ledger may only move forward.
         self._highest = 0
 
-    @property
-    def path(self) -> Path:
-        return self.local / LEDGER_FILE
 
     # --- the file ------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -363,6 +362,17 @@ class VersionLedger:
             return True
         digest = content_digest(data)
         return digest == entry.get("cur") or digest == entry.get("alt")
+
+    def digest_check(self) -> Callable[[str, str], bool]:
+        """A test `(name, digest) -> bool`: is content with that digest (content_digest) a version
+        of `name` the ledger accepts, as of now? For files known from an index without reading
+        them: one ledger read for a whole listing."""
+        entries = self._current().entries
+
+        def accepts(name: str, digest: str) -> bool:
+            entry = entries.get(name)
+            return entry is None or digest == entry.get("cur") or digest == entry.get("alt")
+        return accepts
 
     def verdict(self, name: str, data: bytes, reread: Callable[[], tuple[bytes, FileStamp]],
                 stamp: FileStamp) -> tuple[bytes, FileStamp, str | None]:
@@ -538,6 +548,25 @@ class KmStore:
             return False
         _fsync_dir(self.local)
         return True
+
+    def scan(self, prefix: str) -> list[tuple[str, FileStamp]]:
+        """(name, stamp) of the files starting with `prefix`, sorted: one directory read and one
+        stat per file, no path objects (the freshness check of a listing of thousands of keys)."""
+        found = []
+        try:
+            with os.scandir(self.local) as entries:
+                for entry in entries:
+                    if entry.name.startswith(prefix):
+                        try:
+                            st = entry.stat()
+                        except FileNotFoundError:
+                            continue  # deleted since the directory was read
+                        if stat.S_ISREG(st.st_mode):
+                            found.append((entry.name, FileStamp.of(st)))
+        except FileNotFoundError:
+            return []
+        found.sort()
+        return found
 
     def names(self, prefix: str) -> list[str]:
         """Sorted file names starting with `prefix` (temp files never match: they start with '.')."""

@@ -7,20 +7,23 @@ key; `load_keys` opens them, `use` hands out material only when the key's ACL pe
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import blobs, paths
-from .acl import Action
+from . import keyindex
+from .acl import Acl, Action
 from .cards import Reader, reader_dir
 from .cardsets import CardSetStore, cardset_file
 from .crypto import blobcrypt
 from .crypto.material import Material
 from .errors import (
     AclDenied,
+    AclInvalid,
     AuthenticationFailed,
     BlobInvalid,
     InvalidKeyMaterial,
@@ -30,8 +33,8 @@ from .errors import (
     TokenNotFound,
     WorldStateError,
 )
-from .keys import Key
-from .kmdata import FileStamp, KmStore, VersionLedger, ensure_dir, read_with_stamp, stamp_of
+from .keys import IndexedKey, Key
+from .kmdata import FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp, stamp_of
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -62,6 +65,7 @@ class Module:
                  world_file: WorldFile) -> None:
         self.kmdata = kmdata_dir
         self.local = store.local
+        self._local_resolved = store.local.resolve()
         self.esn = module_file.esn
         self.world: World = world_file.world
         # A world made by new-world (with an ACS) is an administered estate: cknfast's security
@@ -79,6 +83,10 @@ class Module:
         self.cardsets = CardSetStore(store, world_key, self.world.hknso, self.reader)
         self._cache: dict[str, _Cached] = {}
         self._cache_lock = threading.Lock()
+        # Index rows (keyindex.Row) of the blobs this process wrote or read, by file name.
+        self._rows: dict[str, keyindex.Row] = {}
+        self._index = keyindex.KeyIndex(kmdata_dir, self.world.hknso,
+                                        blobcrypt.derive_subkey(world_key, b"softshield key index"))
 
     def __repr__(self) -> str:
         return f"Module(esn={self.esn!r}, kmdata={str(self.kmdata)!r}, hknso={self.world.hknso!r})"
@@ -196,6 +204,7 @@ class Module:
         # The caller's object is now what this file holds: later loads return this same object.
         with self._cache_lock:
             self._cache[name] = _Cached(stamp, key, login_check)
+            self._rows[name] = self._row_of(key, stamp, data)
 
     def _require_owner(self, token: str | None) -> None:
         if token is not None and not self._store.exists(paths.softcard_file(token)) \
@@ -228,9 +237,15 @@ class Module:
             stamps = self._store.write_many([(name, data) for _key, name, data, _check in sealed])
             self._store.bump()
         with self._cache_lock:
-            for (key, name, _data, login_check), stamp in zip(sealed, stamps):
+            for (key, name, data, login_check), stamp in zip(sealed, stamps):
                 key.file_path = self._store.path(name)
                 self._cache[name] = _Cached(stamp, key, login_check)
+                self._rows[name] = self._row_of(key, stamp, data)
+
+    @staticmethod
+    def _row_of(key: Key, stamp: FileStamp, data: bytes) -> keyindex.Row:
+        return keyindex.make_row(stamp, content_digest(data), key.protection, key.kind, key.acl.to_dict(),
+                                 base64.b64encode(key.appdata).decode("ascii"), key.plainname)
 
     def _check_name(self, key: Key) -> None:
         if not paths.APP_RE.match(key.app) or not paths.IDENT_RE.match(key.ident):
@@ -250,6 +265,7 @@ class Module:
             self._store.bump()
         with self._cache_lock:
             self._cache.pop(name, None)
+            self._rows.pop(name, None)
         key.file_path = None
 
     def _destroy_token_objects(self, token: str) -> None:
@@ -258,11 +274,13 @@ class Module:
             self._store.delete(name)
             with self._cache_lock:
                 self._cache.pop(name, None)
+                self._rows.pop(name, None)
 
     def load_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key], list[str]]:
         """Every pkcs11 key of one owner (accelerator when `token` is None), token-protected ones
         only with a current `auth`. A blob that fails to load is a one-line problem, never an abort.
-        Unchanged files come from the cache: the same Key objects, no decryption."""
+        Unchanged files come from the cache (the same Key objects) or from the owner's sealed index
+        (keyindex.py: no blob opened until its key is used); the rest are read, and then indexed."""
         problems: list[str] = []
         if token is not None and auth is not None:
             try:
@@ -273,9 +291,47 @@ class Module:
         elif token is None:
             auth = None  # the accelerator has no login
         prefix = paths.pkcs11_prefix(token)
-        names = self._store.names(prefix) + self._named_keys(token)
+        listing = self._store.scan(prefix)
+        token_blob_key = self._tokens.blob_key(auth) if auth is not None else None
+        seal_keys = {"module": self._module_blob_key}
+        if token_blob_key is not None:
+            seal_keys["token"] = token_blob_key
+        indexed: dict[str, keyindex.Row] | None = None  # read only if some file is not in the cache
+        accepts: Callable[[str, str], bool] | None = None
+        login_check = auth.check_value if auth is not None else None
+        acls: dict[int, Acl] = {}
         keys: list[Key] = []
-        for name in names:
+        read = 0  # blobs opened because neither the cache nor the index knew their version
+        for name, stamp in listing:
+            with self._cache_lock:
+                cached = self._cache.get(name)
+            if cached is not None and cached.stamp == stamp:
+                if cached.login_check is None or (auth is not None and auth.token == cached.key.token
+                                                  and cached.login_check == login_check):
+                    keys.append(cached.key)
+                    continue
+            if indexed is None:
+                indexed = self._index.read(token, "module", self._index.seal_key("module", None))
+                if token_blob_key is not None:
+                    indexed.update(self._index.read(token, "token", self._index.seal_key("token", token_blob_key)))
+                ledger = self._store.ledger
+                accepts = ledger.digest_check() if ledger is not None else (lambda _name, _digest: True)
+            row = indexed.get(name)
+            if row is not None and keyindex.row_matches(row, stamp) and accepts(name, row[keyindex.DIGEST]):
+                protection = row[keyindex.PROTECTION]
+                if protection == "token" and auth is None:
+                    with self._cache_lock:
+                        self._rows.setdefault(name, row)
+                    continue  # listed without login: skipped, as the blob itself would be
+                if len(row) > keyindex.ACL and protection in seal_keys:
+                    key = self._indexed_key(name, row, stamp, seal_keys[protection], token, acls)
+                    if key is not None:
+                        with self._cache_lock:
+                            self._cache[name] = _Cached(stamp, key, login_check if protection == "token" else None)
+                            self._rows[name] = row
+                        keys.append(key)
+                        continue
+            read += 1
             try:
                 key = self._load(self._store.path(name), auth, listing=True)
             except (KeyNotFound, FileNotFoundError):
@@ -285,11 +341,82 @@ class Module:
                 continue
             if key is not None:
                 keys.append(key)
-        present = set(names)
+        for name in self._named_keys(token):
+            try:
+                key = self._load(self._store.path(name), auth, listing=True)
+            except (KeyNotFound, FileNotFoundError):
+                continue
+            except (BlobInvalid, KeyNameInvalid) as exc:
+                problems.append(str(exc))
+                continue
+            if key is not None:
+                keys.append(key)
+        present = {name for name, _stamp in listing}
         with self._cache_lock:
             for name in [n for n in self._cache if n.startswith(prefix) and n not in present]:
                 del self._cache[name]
+            for name in [n for n in self._rows if n.startswith(prefix) and n not in present]:
+                del self._rows[name]
+        gone = sum(1 for name in indexed or () if name not in present)
+        if read or gone > len(present) // 8:
+            self._write_index(token, listing, token_blob_key)
         return keys, problems
+
+    def _indexed_key(self, name: str, row: keyindex.Row, stamp: FileStamp, seal_key: bytes, token: str | None,
+                     acls: dict[int, Acl]) -> Key | None:
+        """A key from its index row; None when the row is unusable (then the blob is read)."""
+        acl_doc = row[keyindex.ACL]
+        acl = acls.get(id(acl_doc))
+        try:
+            if acl is None:
+                acl = acls[id(acl_doc)] = Acl.from_dict(acl_doc)
+            appdata = base64.b64decode(row[keyindex.APPDATA])
+        except (AclInvalid, ValueError, TypeError):
+            return None  # an index is only a cache: read the blob instead
+        app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
+        return IndexedKey.listed(row[keyindex.KIND], self._blob_material(name, row[keyindex.DIGEST], seal_key), acl,
+                                 app=app, ident=ident, protection=row[keyindex.PROTECTION], token=token,
+                                 appdata=appdata, plainname=row[keyindex.PLAINNAME],
+                                 folder=self.local, file_name=name, secret_hasher=self._secret_hash)
+
+    def _blob_material(self, name: str, digest: str, seal_key: bytes) -> Callable[[], object]:
+        """Reads an indexed key's material when first used: the file must still hold the indexed
+        bytes (a replacement since the listing is refused) and the ledger must still accept them."""
+        def load() -> object:
+            try:
+                data, _stamp, stale = self._store.read_current(name)
+            except FileNotFoundError:
+                raise KeyNotFound(f"{name}: deleted since it was listed") from None
+            if content_digest(data) != digest:
+                raise BlobInvalid(f"{name}: replaced on disk since it was listed: list the keys again")
+            raw = blobs.parse(data, name)
+            app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
+            blobs.check_binding(raw, world=self.world.hknso, app=app, ident=ident, what=name)
+            material = blobs.decode(raw, seal_key, name).material
+            if stale:
+                raise BlobInvalid(f"{name}: {stale}")
+            return material
+        return load
+
+    def _write_index(self, token: str | None, listing: list[tuple[str, FileStamp]],
+                     token_blob_key: bytes | None) -> None:
+        """Rewrite the owner's index from the rows of the files listed (current stamps only)."""
+        module_rows: dict[str, keyindex.Row] = {}
+        token_rows: dict[str, keyindex.Row] = {}
+        with self._cache_lock:
+            for name, stamp in listing:
+                row = self._rows.get(name)
+                if row is None or not keyindex.row_matches(row, stamp):
+                    continue
+                if row[keyindex.PROTECTION] == "module":
+                    module_rows[name] = row
+                else:
+                    module_rows[name] = row[:keyindex.PROTECTION + 1]
+                    if len(row) > keyindex.ACL:
+                        token_rows[name] = row
+        self._index.write(token, "module", self._index.seal_key("module", None), module_rows)
+        if token_blob_key is not None:
+            self._index.write(token, "token", self._index.seal_key("token", token_blob_key), token_rows)
 
     def _named_keys(self, token: str | None) -> list[str]:
         """Blobs of other apps (`simple`, ...) owned by `token`: their idents do not name the owner,
@@ -326,7 +453,7 @@ class Module:
         parsed = paths.parse_key_file(path.name)
         if parsed is None:
             raise BlobInvalid(f"{what}: not a key file name (key_<app>_<ident>)")
-        in_store = path.parent.resolve() == self.local.resolve()
+        in_store = path.parent == self.local or path.parent.resolve() == self._local_resolved
         stamp = stamp_of(path)
         if stamp is None:
             raise KeyNotFound(f"no {path}")
@@ -348,6 +475,10 @@ class Module:
             owner = raw.header.token
             if auth is None:
                 if listing:
+                    if in_store and not stale:
+                        with self._cache_lock:  # indexed by stamp and digest only: skipped unread next time
+                            self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), "token", "",
+                                                                      None, "", "")[:keyindex.PROTECTION + 1]
                     return None
                 raise AuthenticationFailed(f"{what}: protected by token {owner}: log in first")
             if owner is None or auth.token != owner:
@@ -369,6 +500,9 @@ class Module:
             if current is not None and current.stamp == stamp and current.login_check == login_check:
                 return current.key  # another thread parsed the same version first: share its object
             self._cache[path.name] = _Cached(stamp, key, login_check)
+            self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), raw.header.protection,
+                                                      raw.header.kind, raw.header.acl, raw.header.appdata,
+                                                      raw.header.plainname)
         return key
 
     def change_counter(self) -> int:
