@@ -74,8 +74,6 @@ def cdef_source(functions: list[CFunction]) -> str:
             # Returns 1 once the embedded init code has run; cffi zero-fills the result when the
             # interpreter failed to start, which is how the C side tells the two apart.
             'extern "Python" int py_softshield_started(void);',
-            # The version of the function table the host obtained last (native/interfaces.c).
-            "unsigned int softshield_interface_version(void);",
             *handlers,
         ]
     )
@@ -191,8 +189,7 @@ static int softshield_python_ready(void)
         out.extend(f"    {f.name}," for f in members)
         out.append("};")
         out.append("")
-    out.append((NATIVE / "interfaces.c").read_text())
-    out.append(interface_source(tables, "softshield", "softshield_record_version"))
+    out.append(interface_source(tables, "softshield"))
     return "\n".join(out)
 
 
@@ -212,7 +209,6 @@ CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR ppFunctionList)
     if (ppFunctionList == NULL)
         return CKR_ARGUMENTS_BAD;
     *ppFunctionList = &@OLDEST@;
-    @RECORD@(&@OLDEST@.version);
     return CKR_OK;
 }
 
@@ -253,7 +249,6 @@ CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
         if ((candidate->flags & flags) != flags)
             continue;
         *ppInterface = candidate;
-        @RECORD@(offered);
         return CKR_OK;
     }
     *ppInterface = NULL;
@@ -262,12 +257,13 @@ CK_RV C_GetInterface(CK_UTF8CHAR_PTR pInterfaceName, CK_VERSION_PTR pVersion,
 """
 
 
-def interface_source(tables: list[tuple[str, str, str, list[CFunction]]], prefix: str, record: str) -> str:
+def interface_source(tables: list[tuple[str, str, str, list[CFunction]]], prefix: str) -> str:
     """C_GetFunctionList (the oldest table), C_GetInterfaceList and C_GetInterface over `tables`
-    (from `table_members`); `record(const CK_VERSION *)` notes the version a host obtained."""
+    (from `table_members`). Nothing records which table a host took: C_GetInfo answers
+    cryptokiVersion 3.2 through every table (abi/general.py)."""
     entries = "\n".join(f"    {{{prefix}_interface_name, &{var}, 0}}," for _s, var, _l, _m in reversed(tables))
     return (INTERFACE_FUNCTIONS.replace("@ENTRIES@", entries).replace("@OLDEST@", tables[0][1])
-            .replace("@RECORD@", record).replace("@PU@", prefix.upper()).replace("@P@", prefix))
+            .replace("@PU@", prefix.upper()).replace("@P@", prefix))
 
 
 def output_dir(argv: list[str] | None, description: str) -> Path:

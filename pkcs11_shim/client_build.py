@@ -212,8 +212,6 @@ def _entry_point(plan: Plan) -> list[str]:
         out.append("    }")
     if MESSAGE_INIT.match(f.name):
         out.append(f"    if (!c.failed && c.rv == CKR_OK) ss_msg_remember(hSession, {plan.family}, pMechanism);")
-    if f.name == "C_GetInfo":
-        out.append("    if (!c.failed && c.rv == CKR_OK) ss_patch_info(pInfo);")
     out += ["    return ss_call_end(&c);", "}", ""]
     return out
 
@@ -245,7 +243,7 @@ def c_source(functions: list[CFunction]) -> str:
         out.append(f"static struct {struct} {var} = {{\n    {literal},")
         out += [f"    {f.name}," for f in members]
         out += ["};", ""]
-    out.append(interface_source(tables, "ss", "ss_record_version"))
+    out.append(interface_source(tables, "ss"))
     return "\n".join(out)
 
 

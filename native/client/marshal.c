@@ -449,20 +449,3 @@ void ss_get_writebacks(ss_call *c)
             memcpy(c->writeback[i], b, c->writeback_len[i]);
     }
 }
-
-/* ---- C_GetInfo -------------------------------------------------------------------------------- */
-
-static volatile unsigned int ss_version = (3u << 8) | 2u;
-
-void ss_record_version(const CK_VERSION *v)
-{
-    ss_version = ((unsigned int)v->major << 8) | v->minor;
-}
-
-void ss_patch_info(CK_INFO *info)
-{
-    if (info == NULL)
-        return;
-    info->cryptokiVersion.major = (CK_BYTE)(ss_version >> 8);
-    info->cryptokiVersion.minor = (CK_BYTE)(ss_version & 0xff);
-}

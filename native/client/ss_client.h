@@ -144,8 +144,4 @@ void ss_get_writebacks(ss_call *c);
 /* Message-parameter bookkeeping. */
 void ss_msg_remember(CK_SESSION_HANDLE h, enum ss_msg_family f, const CK_MECHANISM *m);
 
-/* C_GetInfo reports the version of the table the host obtained (PKCS#11 3.2 §5.4.2). */
-void ss_record_version(const CK_VERSION *v);
-void ss_patch_info(CK_INFO *info);
-
 #endif
