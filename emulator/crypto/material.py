@@ -15,7 +15,6 @@ freed. Private keys are OpenSSL objects: OpenSSL clears their private components
 
 from __future__ import annotations
 
-import ctypes
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -31,9 +30,11 @@ ASYMMETRIC_KINDS = frozenset({"RSA", "EC", "Ed25519", "Ed448", "X25519", "X448",
 
 
 def wipe(buf: bytearray | None) -> None:
-    """Zero `buf` in place (the same memory: a bytearray of unchanged size is never reallocated)."""
+    """Zero `buf` in place: a same-length slice assignment copies into the bytearray's existing
+    memory (CPython's bytearray_setslice: no resize, no reallocation), ~3x cheaper than building a
+    ctypes array type per call for memset, which matters because every SecretBuffer ends here."""
     if buf:
-        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
+        buf[:] = bytes(len(buf))
 
 
 #: Test hook (tests/reliability/test_wipe.py): called with every SecretBuffer as it is finalized,
@@ -52,7 +53,7 @@ class SecretBuffer(bytearray):
             wipe(self)
             if on_finalize is not None:
                 on_finalize(self)
-        except (TypeError, AttributeError):  # interpreter shutdown: ctypes already torn down
+        except (TypeError, AttributeError):  # interpreter shutdown: module globals already torn down
             pass
 
 

@@ -5,6 +5,7 @@ THREAT_MODEL.md "Plaintext in memory" lists what is wiped and what cannot be."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import subprocess
 from pathlib import Path
@@ -32,8 +33,12 @@ def test_material_wipe_zeroes_its_own_buffer() -> None:
     secret = SecretMaterial("AES", given)
     assert isinstance(secret.value, SecretBuffer) and secret.value == KEY
     assert secret.value is not given  # a private copy: wiping it never touches the caller's buffer
+    address = ctypes.addressof(ctypes.c_char.from_buffer(secret.value))
     secret.wipe()
     assert secret.value == bytes(len(KEY)) and given == KEY
+    # In place: the memory that held the key is what was zeroed (no new block, old one left behind).
+    assert ctypes.addressof(ctypes.c_char.from_buffer(secret.value)) == address
+    assert ctypes.string_at(address, len(KEY)) == bytes(len(KEY))
     private = keygen.generate_ec()
     private.wipe()
     assert private.key is None  # the OpenSSL key is freed (and cleared by OpenSSL) with its last holder
