@@ -7,7 +7,7 @@ SOURCES := $(wildcard native/*) pkcs11_shim/build.py
 CLIENT  := build/libsoftshield-client.so
 CLIENT_SOURCES := $(wildcard native/client/*) native/functions.txt native/pkcs11_types.h \
                   pkcs11_shim/client_build.py pkcs11_shim/build.py pkcs11_shim/hardserver/layouts.py \
-                  $(wildcard pkcs11_shim/mechanisms/*.py)
+                  $(wildcard pkcs11_shim/mechanisms/*.py) pkcs11_shim/attributes/codecs.py
 
 .PHONY: all build test bench demo fuzz clean
 

@@ -188,6 +188,14 @@ def mechanism_kinds() -> list[tuple[int, str]]:
             if row.param_kind not in ("none", "bytes", "ulong", "ulong_or_none")]
 
 
+def nested_attributes() -> list[int]:
+    """The attributes whose value is a CK_ATTRIBUTE array, sorted: the in-process kind table decides
+    (abi.marshal.read_template reads the same), so the client nests exactly what the module reads."""
+    from pkcs11_shim.attributes.codecs import KINDS, Kind
+
+    return sorted(int(a) for a, kind in KINDS.items() if kind is Kind.TEMPLATE)
+
+
 def _entry_point(plan: Plan) -> list[str]:
     f = plan.function
     out = [f"CK_RV {f.name}({f.params})", "{"]
@@ -233,6 +241,10 @@ def c_source(functions: list[CFunction]) -> str:
     out.append("const ss_mech_kind ss_mech_kinds[] = {")
     out += [f'    {{0x{m:x}UL, "{k}"}},' for m, k in rows]
     out += ["    {0, NULL}", "};", f"const size_t ss_mech_kind_count = {len(rows)};", ""]
+    nested = nested_attributes()
+    out.append("const CK_ATTRIBUTE_TYPE ss_nested_attrs[] = {")
+    out += [f"    0x{a:x}UL," for a in nested]
+    out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
     out += layouts.c_tables()
     for name, impl in LOCAL.items():
         f = next(f for f in functions if f.name == name)

@@ -72,8 +72,23 @@ void ss_put_out_struct(ss_call *c, const void *p, size_t size)
     ss_put_u64(c, size);
 }
 
-/* Templates nest one level per CKF_ARRAY_ATTRIBUTE value (CKA_WRAP_TEMPLATE and friends). */
+/* Templates nest one level per attribute-array value (CKA_WRAP_TEMPLATE and friends, by kind). */
 #define SS_MAX_TEMPLATE_DEPTH 4
+
+static int ss_is_nested(CK_ATTRIBUTE_TYPE type)
+{
+    size_t lo = 0, hi = ss_nested_attr_count;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (ss_nested_attrs[mid] == type)
+            return 1;
+        if (ss_nested_attrs[mid] < type)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return 0;
+}
 
 static void ss_put_template_depth(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG count, int io, int depth)
 {
@@ -86,7 +101,7 @@ static void ss_put_template_depth(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG co
     if (t == NULL)
         return;
     for (CK_ULONG i = 0; i < count && !c->failed; i++) {
-        int nested = (t[i].type & CKF_ARRAY_ATTRIBUTE) && t[i].pValue != NULL &&
+        int nested = ss_is_nested(t[i].type) && t[i].pValue != NULL &&
                      t[i].ulValueLen != CK_UNAVAILABLE_INFORMATION;
         ss_put_u64(c, t[i].type);
         ss_put_u8(c, (t[i].pValue != NULL) | nested << 1);
@@ -414,6 +429,8 @@ static void ss_get_template_depth(ss_call *c, CK_ATTRIBUTE *t, CK_ULONG count, i
         return;
     }
     for (CK_ULONG i = 0; i < count && !c->failed; i++) {
+        /* Inside an attribute array the module wrote the entries' types as well. */
+        uint64_t type = depth > 0 ? ss_get_u64(c) : t[i].type;
         uint64_t len = ss_get_u64(c);
         int kind = ss_get_u8(c); /* 0 length only, 1 bytes follow, 2 nested template follows */
         if (kind == 1) {
@@ -423,8 +440,10 @@ static void ss_get_template_depth(ss_call *c, CK_ATTRIBUTE *t, CK_ULONG count, i
         } else if (kind == 2) {
             ss_get_template_depth(c, t[i].pValue, t[i].ulValueLen / sizeof(CK_ATTRIBUTE), depth + 1);
         }
-        if (!c->failed)
+        if (!c->failed) {
+            t[i].type = (CK_ATTRIBUTE_TYPE)type;
             t[i].ulValueLen = (CK_ULONG)len;
+        }
     }
 }
 

@@ -9,7 +9,7 @@
  *   HELLO   u32 sizeof(CK_ULONG) | u32 sizeof(void *) | u64 pid | 16-byte client token
  *   CALL    the arguments of one function, in declaration order (see the ss_put_* helpers), then
  *           the caller's values of the environment variables the module reads for that call
- *   REPLY   u64 rv | the outputs, in declaration order
+ *   REPLY   u64 rv | the outputs, in declaration order (a nested template's entries: u64 type first)
  *   ERROR   u64 rv | u8 the server closes the connection | UTF-8 message
  * A payload is at most SS_MAX_PAYLOAD bytes in either direction.
  */
@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include "pkcs11_types.h"
 
-#define SS_PROTO_VERSION 1
+#define SS_PROTO_VERSION 2 /* 2: nested template replies carry each entry's type */
 #define SS_MAX_PAYLOAD (16u * 1024u * 1024u)
 #define SS_FRAME_HELLO 1
 #define SS_FRAME_CALL 2
@@ -40,7 +40,6 @@
 #define CKR_CRYPTOKI_NOT_INITIALIZED 0x190UL
 #define CKR_CRYPTOKI_ALREADY_INITIALIZED 0x191UL
 #define CKF_OS_LOCKING_OK 0x2UL
-#define CKF_ARRAY_ATTRIBUTE 0x40000000UL
 #define CK_UNAVAILABLE_INFORMATION (~0UL)
 
 /* The message-based operation families (PKCS#11 3.0 §5.11+): their per-message parameter layout
@@ -91,6 +90,12 @@ typedef struct ss_mech_kind {
 /* Generated tables (client_gen.c). */
 extern const ss_mech_kind ss_mech_kinds[];
 extern const size_t ss_mech_kind_count;
+/* Attributes whose value is a CK_ATTRIBUTE array (nested on the wire), from the in-process kind
+ * table (pkcs11_shim.attributes.codecs, Kind.TEMPLATE), sorted: not the CKF_ARRAY_ATTRIBUTE bit,
+ * which 3.2's CKA_ENCAPSULATE_TEMPLATE / CKA_DECAPSULATE_TEMPLATE lack and CKA_ALLOWED_MECHANISMS
+ * (an array of CK_MECHANISM_TYPE) carries. */
+extern const CK_ATTRIBUTE_TYPE ss_nested_attrs[];
+extern const size_t ss_nested_attr_count;
 extern const ss_layout *const ss_layouts[];        /* from pkcs11_shim/hardserver/layouts.py */
 extern const size_t ss_layout_count;
 extern const ss_layout *const ss_message_layouts[];

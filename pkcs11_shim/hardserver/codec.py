@@ -16,13 +16,12 @@ from typing import Any, Callable
 import cffi
 
 from pkcs11_shim.build import NATIVE, read_functions
-from pkcs11_shim.client_build import Op, Plan, plans
+from pkcs11_shim.client_build import Op, Plan, nested_attributes, plans
 from pkcs11_shim.hardserver import layouts
 from pkcs11_shim.hardserver.protocol import MAX_PAYLOAD, ProtocolError, Reader, Writer
 
 CKR_OK = 0
 CKR_DEVICE_MEMORY = 0x31  # beyond the protocol's frame limit
-CKF_ARRAY_ATTRIBUTE = 0x40000000
 CK_UNAVAILABLE = (1 << 64) - 1
 MAX_TEMPLATE = 4096      # attributes in one template
 MAX_DEPTH = 6            # nesting of parameter nodes and array attributes
@@ -71,6 +70,8 @@ class Codec:
         self.plans: dict[int, Plan] = {p.fid: p for p in plans() if p.ops is not None}
         self.by_name: dict[str, Plan] = {p.name: p for p in self.plans.values()}
         self.sizeof_attr = ffi.sizeof("CK_ATTRIBUTE")
+        #: What may arrive nested: what the client nests and the module reads as a template (by kind).
+        self.nested = frozenset(nested_attributes())
         self.ptr_size = ffi.sizeof("void *")
         self.ulong = ffi.typeof("CK_ULONG *")
         #: (session, message family) -> the parameter kind of the mechanism its C_Message*Init
@@ -218,8 +219,8 @@ class Codec:
             if flags not in (0, VALUE, VALUE | NESTED):
                 raise ProtocolError(f"attribute 0x{a_type:x}: entry flags {flags} unknown", CKR_ARGUMENTS_BAD)
             if flags & NESTED:
-                if not a_type & CKF_ARRAY_ATTRIBUTE:
-                    raise ProtocolError(f"attribute 0x{a_type:x} is no array attribute, yet a template is nested "
+                if a_type not in self.nested:
+                    raise ProtocolError(f"attribute 0x{a_type:x} is no attribute array, yet a template is nested "
                                         "in it", CKR_ARGUMENTS_BAD)
                 arr, n, nested_entries = self._template(r, mem, io, depth + 1)
                 if arr == self.ffi.NULL or n != length // self.sizeof_attr:
@@ -227,7 +228,7 @@ class Codec:
                     raise ProtocolError(f"attribute 0x{a_type:x}: ulValueLen {length} names "
                                         f"{length // self.sizeof_attr} attributes, {n} sent", CKR_ARGUMENTS_BAD)
                 attrs[i].pValue = arr
-                nested = (n, nested_entries)
+                nested = (arr, n, nested_entries)  # the typed array: pValue reads back as void *
             elif flags & VALUE:
                 if io:
                     capacity = 0 if length == CK_UNAVAILABLE else self._capacity(length)
@@ -240,16 +241,20 @@ class Codec:
             entries.append((bool(flags & 1), int(attrs[i].ulValueLen), nested))
         return attrs, count, entries
 
-    def _template_reply(self, w: Writer, attrs: Any, count: int, entries: list) -> None:
+    def _template_reply(self, w: Writer, attrs: Any, count: int, entries: list, depth: int = 0) -> None:
         w.u64(count)
         if attrs == self.ffi.NULL:
             return
         for i, (present, capacity, nested) in enumerate(entries):
             length = int(attrs[i].ulValueLen)
+            if depth:
+                # Reading an attribute array, the module writes the types of its entries too (the
+                # caller may pass them zeroed, having only the array's size).
+                w.u64(int(attrs[i].type))
             w.u64(length)
             if nested is not None and length != CK_UNAVAILABLE:
                 w.u8(2)
-                self._template_reply(w, attrs[i].pValue, nested[0], nested[1])
+                self._template_reply(w, *nested, depth + 1)
             elif present and nested is None and length != CK_UNAVAILABLE and length <= capacity:
                 w.u8(1)
                 w.raw(bytes(self.ffi.buffer(attrs[i].pValue, length)))

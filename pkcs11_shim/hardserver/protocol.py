@@ -11,7 +11,7 @@ import socket
 import struct
 
 MAGIC = b"SSHS"
-VERSION = 1
+VERSION = 2  # 2: nested template replies carry each entry's type
 MAX_PAYLOAD = 16 * 1024 * 1024
 HEADER = struct.Struct("<4sHHII")
 

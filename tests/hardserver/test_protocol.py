@@ -17,7 +17,7 @@ HEADER = struct.Struct("<4sHHII")
 FIDS = {f.name: function_id(f) for f in read_functions()}
 
 
-def frame(ftype: int, fid: int, payload: bytes, *, magic: bytes = b"SSHS", version: int = 1,
+def frame(ftype: int, fid: int, payload: bytes, *, magic: bytes = b"SSHS", version: int = protocol.VERSION,
           length: int | None = None) -> bytes:
     return HEADER.pack(magic, version, ftype, fid, len(payload) if length is None else length) + payload
 
@@ -44,7 +44,7 @@ def exchange(server, *chunks: bytes, shut_write: bool = False) -> tuple[int, int
     frames = []
     while data:
         magic, version, ftype, fid, n = HEADER.unpack(data[:16])
-        assert (magic, version) == (b"SSHS", 1)
+        assert (magic, version) == (b"SSHS", protocol.VERSION)
         frames.append((ftype, struct.unpack("<Q", data[16:24])[0], data[24:16 + n]))  # ERROR: closes, message
         data = data[16 + n:]
     assert frames, "the server closed without a reply"
@@ -166,7 +166,12 @@ LENGTH_FAULTS = {
     "nested template in a plain attribute": (
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
         + b"\x01" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x3 is no array attribute", CKR_ARGUMENTS_BAD),
+        "attribute 0x3 is no attribute array", CKR_ARGUMENTS_BAD),
+    # CKA_ALLOWED_MECHANISMS has CKF_ARRAY_ATTRIBUTE, but holds CK_MECHANISM_TYPEs: never nested.
+    "nested template in CKA_ALLOWED_MECHANISMS": (
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x40000600) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
+        + b"\x01" + u64(0) + b"\x01" + u64(0),
+        "attribute 0x40000600 is no attribute array", CKR_ARGUMENTS_BAD),
     "unknown attribute entry flags": (
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x02" + u64(0) + b"\x01" + u64(0),
         "attribute 0x3: entry flags 2 unknown", CKR_ARGUMENTS_BAD),
