@@ -12,5 +12,7 @@ library talks to it, `softshield hardserver` loads our own in-process library
   client library's C tables are generated from it; the codec checks every parameter against it).
 - `clients`: what each client process owns (sessions, logins), released when it goes away.
 - `logins`: what a client that holds no login sees of a token logged in for others.
+- `visibility`: which arguments are object handles (shared by the rules that hide objects), and
+  session objects per application: another client's do not exist for a client.
 - `server`: the socket, one thread per connection, start-up and clean shutdown.
 """

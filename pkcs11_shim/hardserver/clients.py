@@ -11,6 +11,8 @@ client sees what it would see in-process:
   another user type it gets CKR_USER_TOO_MANY_TYPES; C_Logout by one holder leaves the others logged
   in (its own operations end, §5.6.10) and the module is logged out when the last holder logs out or
   goes away; a client that holds no login sees its sessions as public ones (`logins.PublicView`);
+- session objects are the creating client's (`visibility.SessionObjects`): to every other client
+  they do not exist, and they go with the session that made them;
 - the environment variables the module reads during a call that describe the caller (which cards
   the operator put in the slot: client_build.FORWARDED_ENV) are the client's, sent with the call;
 - a client that disconnects (exits, crashes, is killed mid-call) has its sessions closed.
@@ -31,6 +33,7 @@ from cryptography.hazmat.primitives import constant_time, hashes, hmac
 from pkcs11_shim.client_build import MESSAGE_INIT, Plan
 from pkcs11_shim.hardserver.codec import Codec
 from pkcs11_shim.hardserver.logins import PublicView
+from pkcs11_shim.hardserver.visibility import SessionObjects
 
 log = logging.getLogger("hardserver")
 
@@ -73,6 +76,7 @@ class ClientTable:
         self.login_lock = threading.RLock()
         self._mac_key = os.urandom(32)
         self.view = PublicView(codec)
+        self.objects = SessionObjects(codec)
         self.env_lock = threading.Lock()
 
     # ---- connections --------------------------------------------------------------------------
@@ -100,7 +104,8 @@ class ClientTable:
             client.sessions.clear()
         for handle in sessions:
             self.codec.forget_session(handle)
-            rv = int(self.lib.C_CloseSession(handle))
+            rv = int(self.lib.C_CloseSession(handle))  # the module destroys the session's objects
+            self.objects.forget_session(handle)
             if rv != CKR_OK:
                 log.debug("closing session %d of pid %d: rv 0x%x", handle, client.pid, rv)
         for slot in set(sessions.values()):
@@ -141,13 +146,17 @@ class ClientTable:
         if slot is None:
             return CKR_SESSION_HANDLE_INVALID
         public = hook is None and self._public(client, slot)
-        if public:
-            refused = self.view.before(plan, args)
+        if hook is None:
+            refused = self.objects.before(client, plan, args)
+            if refused is None and public:
+                refused = self.view.before(plan, args)
             if refused is not None:
                 return refused
         rv = hook(self, client, plan, args) if hook else self.codec.call(plan, args)
         if public:
             rv = self.view.after(plan, args, rv)
+        if hook is None:
+            self.objects.after(client, plan, args, rv)
         if rv == CKR_OK and MESSAGE_INIT.match(plan.name) and args[1] != self.ffi.NULL:
             self.codec.remember_message(int(args[0]), plan.family, int(args[1].mechanism))
         return rv
@@ -173,12 +182,16 @@ class ClientTable:
 
     def _forget_session(self, client: Client, handle: int) -> None:
         self.codec.forget_session(handle)
+        self.objects.forget_session(handle)
         with client.lock:
             slot = client.sessions.pop(handle, None)
             still_open = slot in client.sessions.values()
         # PKCS#11 3.0 §5.6: closing an application's last session on a token ends its login.
         if slot is not None and not still_open:
             self._drop_login(client, slot)
+
+    def _find_objects(self, client: Client, plan: Plan, args: list[Any]) -> int:
+        return self.objects.find(client, plan, args)
 
     def _close_all_sessions(self, client: Client, plan: Plan, args: list[Any]) -> int:
         slot = int(args[0])
@@ -283,6 +296,7 @@ HOOKS: dict[str, Callable[[ClientTable, Client, Plan, list[Any]], int]] = {
     "C_OpenSession": ClientTable._open_session,
     "C_CloseSession": ClientTable._close_session,
     "C_CloseAllSessions": ClientTable._close_all_sessions,
+    "C_FindObjects": ClientTable._find_objects,
     "C_Login": ClientTable._login,
     "C_LoginUser": ClientTable._login,
     "C_LoginEnd": ClientTable._login_end,

@@ -13,61 +13,33 @@ client were alone and logged out:
   objects need the user logged in), and undone if the module made it from defaults;
 - SO functions answer CKR_USER_NOT_LOGGED_IN.
 Clients that hold the login (or any client while nobody holds one) reach the module unchanged.
+Which arguments are handles, and the code each gets, is `visibility.reach`, shared with the rule
+that hides other clients' session objects.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from pkcs11_shim.build import CFunction
-from pkcs11_shim.client_build import Plan, _params
+from pkcs11_shim.client_build import Plan
 from pkcs11_shim.hardserver.codec import Codec
+from pkcs11_shim.hardserver.visibility import created_handles, first_hidden, reaches
 
 CKR_OK = 0x0
-CKR_KEY_HANDLE_INVALID = 0x60
-CKR_OBJECT_HANDLE_INVALID = 0x82
-CKR_UNWRAPPING_KEY_HANDLE_INVALID = 0xF0
 CKR_USER_NOT_LOGGED_IN = 0x101
-CKR_WRAPPING_KEY_HANDLE_INVALID = 0x113
 CKA_PRIVATE = 0x2
 
-#: Object-handle parameter -> what the module answers for a handle that is not visible to the session.
-HANDLE_CODES: dict[str, int] = {
-    "hObject": CKR_OBJECT_HANDLE_INVALID, "hKey": CKR_KEY_HANDLE_INVALID, "hBaseKey": CKR_KEY_HANDLE_INVALID,
-    "hPublicKey": CKR_KEY_HANDLE_INVALID, "hPrivateKey": CKR_KEY_HANDLE_INVALID,
-    "hEncryptionKey": CKR_KEY_HANDLE_INVALID, "hAuthenticationKey": CKR_KEY_HANDLE_INVALID,
-    "hWrappingKey": CKR_WRAPPING_KEY_HANDLE_INVALID, "hUnwrappingKey": CKR_UNWRAPPING_KEY_HANDLE_INVALID,
-}
 #: CK_STATE of a logged-in session -> the state of the same session without the login (§5.6).
 PUBLIC_STATE = {1: 0, 3: 2, 4: 2}  # RO_USER -> RO_PUBLIC; RW_USER, RW_SO -> RW_PUBLIC
 #: Functions only a logged-in SO may call (§5.6.5 C_InitPIN).
 SO_ONLY = frozenset({"C_InitPIN"})
 
 
-@dataclass(frozen=True)
-class Reach:
-    """Where one function's arguments touch objects (positions in its C parameter list)."""
-
-    handles: tuple[tuple[int, int], ...]  # (position, CKR for a private object there)
-    created: tuple[int, ...]  # CK_OBJECT_HANDLE_PTR outputs: objects the call creates
-
-
-def reach(f: CFunction) -> Reach:
-    params = _params(f)
-    handles = tuple((i, HANDLE_CODES[name]) for i, (ctype, name) in enumerate(params)
-                    if ctype == "CK_OBJECT_HANDLE" and name in HANDLE_CODES)
-    # C_FindObjects' handle array is found objects, not created ones (out_handles, never out_ulong).
-    created = tuple(i for i, (ctype, name) in enumerate(params)
-                    if ctype == "CK_OBJECT_HANDLE_PTR" and f.name != "C_FindObjects")
-    return Reach(handles, created)
-
-
 class PublicView:
     def __init__(self, codec: Codec) -> None:
         self.codec = codec
         self.ffi, self.lib = codec.ffi, codec.lib
-        self.reach = {plan.name: reach(plan.function) for plan in codec.plans.values()}
+        self.reach = reaches(codec)
         self.false = self.ffi.new("CK_BBOOL *", 0)  # read by the module only, shared by every call
 
     def _private(self, session: int, handle: int) -> bool:
@@ -82,9 +54,9 @@ class PublicView:
         if plan.name in SO_ONLY:
             return CKR_USER_NOT_LOGGED_IN
         session = int(args[0])
-        for position, code in self.reach[plan.name].handles:
-            if self._private(session, int(args[position])):
-                return code
+        refused = first_hidden(self.reach[plan.name], args, lambda handle: self._private(session, handle))
+        if refused is not None:
+            return refused
         if plan.name == "C_FindObjectsInit":
             args[1], args[2] = self._public_template(args[1], int(args[2]))
         return None
@@ -107,7 +79,7 @@ class PublicView:
             args[1].state = PUBLIC_STATE.get(int(args[1].state), int(args[1].state))
             return rv
         session = int(args[0])
-        created = [int(args[i][0]) for i in self.reach[plan.name].created if args[i] != self.ffi.NULL]
+        created = created_handles(self.ffi, self.reach[plan.name], args)
         if any(self._private(session, handle) for handle in created):
             for handle in created:
                 self.lib.C_DestroyObject(session, handle)
