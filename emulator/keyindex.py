@@ -28,7 +28,7 @@ from typing import Any
 
 from .crypto import blobcrypt
 from .errors import BlobInvalid
-from .kmdata import FileStamp, _write_atomic, ensure_dir
+from .kmdata import FileStamp, _write_atomic, ensure_dir, sweep_dead_temps
 
 INDEX_DIR = "cache"
 INDEX_FORMAT = 1
@@ -102,6 +102,7 @@ class KeyIndex:
             stored[name] = row
         body = json.dumps({"acls": acls, "rows": stored}, separators=(",", ":")).encode("ascii")
         ensure_dir(self.folder)
+        sweep_dead_temps(self.folder)  # a writer killed between its temp file and the rename
         with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
             _write_atomic(self.folder, f"index-{owner}-{protection}",
-                          blobcrypt.seal(seal_key, body, self._aad(owner, protection)), sync_dir=False)
+                          blobcrypt.seal(seal_key, body, self._aad(owner, protection)), sync_dir=False, sync=False)

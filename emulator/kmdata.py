@@ -125,14 +125,17 @@ def content_digest(data: bytes) -> str:
     return hashlib.sha256(b"softshield version\x00" + data).hexdigest()[:32]
 
 
-def _write_atomic(folder: Path, name: str, data: bytes, *, sync_dir: bool = True) -> FileStamp:
+def _write_atomic(folder: Path, name: str, data: bytes, *, sync_dir: bool = True, sync: bool = True) -> FileStamp:
+    """`sync` False: replaced atomically but not made durable (caches: a crash may leave the old
+    file, or an empty or torn one that its reader refuses and rebuilds)."""
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), dir=folder)
     try:
         os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
             stamp = FileStamp.of(os.fstat(handle.fileno()))
         os.replace(tmp, folder / name)
     except BaseException:
