@@ -358,7 +358,10 @@ class Module:
             for name in [n for n in self._rows if n.startswith(prefix) and n not in present]:
                 del self._rows[name]
         gone = sum(1 for name in indexed or () if name not in present)
-        if read or gone > len(present) // 8:
+        # Rewriting the index is O(keys): not for every blob another process adds between two of
+        # our listings (each is read once, then cached here), only when a fresh process would
+        # otherwise re-read more than 1/256 of them at every login.
+        if read > len(present) // 256 or gone > len(present) // 8:
             self._write_index(token, listing, token_blob_key)
         return keys, problems
 

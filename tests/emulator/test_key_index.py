@@ -151,3 +151,15 @@ def test_index_follows_writes_and_deletes(module: Module) -> None:
     assert problems == []
     assert sorted((k.plainname, k.appdata) for k in listed) == [
         ("k1", b"changed"), ("k2", b"data-2"), ("k3", b"data-3"), ("new0", b"data-0")]
+
+
+def test_one_new_blob_among_many_does_not_rewrite_the_index(module: Module, decodes: list[str]) -> None:
+    _keys(module, 300)
+    Module.open(module.kmdata).load_keys(None)
+    (index,) = (Path(module.kmdata) / keyindex.INDEX_DIR).iterdir()
+    before = index.stat().st_mtime_ns, index.stat().st_ino
+    _keys(module, 1, prefix="late")
+    decodes.clear()
+    keys, _ = Module.open(module.kmdata).load_keys(None)
+    assert len(keys) == 301 and len(decodes) == 1  # only the new blob is read
+    assert (index.stat().st_mtime_ns, index.stat().st_ino) == before
