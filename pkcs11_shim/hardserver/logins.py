@@ -54,7 +54,7 @@ class PublicView:
         if plan.name in SO_ONLY:
             return CKR_USER_NOT_LOGGED_IN
         session = int(args[0])
-        refused = first_hidden(self.reach[plan.name], args, lambda handle: self._private(session, handle))
+        refused = first_hidden(self.ffi, self.reach[plan.name], args, lambda handle: self._private(session, handle))
         if refused is not None:
             return refused
         if plan.name == "C_FindObjectsInit":

@@ -3,7 +3,8 @@ session objects per application.
 
 Both rules that hide objects from a client go through the same two pieces:
 - `reach(function)`: which parameters are object handles (and the code an invisible handle gets
-  there, `HANDLE_CODES`) and which outputs are objects the call creates, from the C signature;
+  there, `HANDLE_CODES`), where the mechanism is (some parameters name a second key:
+  `PARAMETER_HANDLES`) and which outputs are objects the call creates, from the C signature;
 - `first_hidden`: the answer for the first argument handle a rule hides.
 `logins.PublicView` hides private objects from a client without the login; `SessionObjects` here
 hides other clients' session objects. PKCS#11 3.0 §4.4: "session objects are only visible to the
@@ -16,9 +17,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from pkcs11_shim.build import CFunction
+from pkcs11_shim.constants import CKF_HKDF_SALT_KEY, CKM_HKDF_DATA, CKM_HKDF_DERIVE, Mechanism
 from pkcs11_shim.client_build import Plan, _params
 from pkcs11_shim.hardserver.codec import Codec
 
@@ -43,12 +46,37 @@ HANDLE_CODES: dict[str, int] = {
 }
 
 
+
+def _handle_parameter(ffi: Any, mechanism: Any) -> list[int]:
+    # CKM_CONCATENATE_BASE_AND_KEY: the parameter is the other key's CK_OBJECT_HANDLE.
+    if int(mechanism.ulParameterLen) != ffi.sizeof("CK_OBJECT_HANDLE"):
+        return []  # the module's CKR_MECHANISM_PARAM_INVALID
+    return [int(ffi.cast("CK_OBJECT_HANDLE *", mechanism.pParameter)[0])]
+
+
+def _hkdf_salt_key(ffi: Any, mechanism: Any) -> list[int]:
+    if int(mechanism.ulParameterLen) != ffi.sizeof("CK_HKDF_PARAMS"):
+        return []
+    param = ffi.cast("CK_HKDF_PARAMS *", mechanism.pParameter)
+    return [int(param.hSaltKey)] if int(param.ulSaltType) == CKF_HKDF_SALT_KEY else []
+
+
+#: Mechanism -> (the handles its parameter names, the code the module answers for an invalid one
+#: there: keymgmt.derive_key resolves them with CKR_KEY_HANDLE_INVALID).
+PARAMETER_HANDLES: dict[int, tuple[Callable[[Any, Any], list[int]], int]] = {
+    Mechanism.CONCATENATE_BASE_AND_KEY: (_handle_parameter, CKR_KEY_HANDLE_INVALID),
+    CKM_HKDF_DERIVE: (_hkdf_salt_key, CKR_KEY_HANDLE_INVALID),
+    CKM_HKDF_DATA: (_hkdf_salt_key, CKR_KEY_HANDLE_INVALID),
+}
+
+
 @dataclass(frozen=True)
 class Reach:
     """Where one function's arguments touch objects (positions in its C parameter list)."""
 
     handles: tuple[tuple[int, int], ...]  # (position, CKR for an invisible object there)
     created: tuple[int, ...]  # CK_OBJECT_HANDLE_PTR outputs: objects the call creates
+    mechanism: int | None = None  # the CK_MECHANISM_PTR, whose parameter may name keys
 
 
 def reach(f: CFunction) -> Reach:
@@ -58,17 +86,31 @@ def reach(f: CFunction) -> Reach:
     # C_FindObjects' handle array is found objects, not created ones (out_handles, never out_ulong).
     created = tuple(i for i, (ctype, name) in enumerate(params)
                     if ctype == "CK_OBJECT_HANDLE_PTR" and f.name != "C_FindObjects")
-    return Reach(handles, created)
+    mechanism = next((i for i, (ctype, _name) in enumerate(params) if ctype == "CK_MECHANISM_PTR"), None)
+    return Reach(handles, created, mechanism)
 
 
 def reaches(codec: Codec) -> dict[str, Reach]:
     return {plan.name: reach(plan.function) for plan in codec.plans.values()}
 
 
-def first_hidden(where: Reach, args: list[Any], hidden: Callable[[int], bool]) -> int | None:
-    """The code for the first handle argument `hidden` hides, or None."""
+def argument_handles(ffi: Any, where: Reach, args: list[Any]) -> Iterator[tuple[int, int]]:
+    """(handle, CKR if it is invisible) for every object a call's arguments name."""
     for position, code in where.handles:
-        if hidden(int(args[position])):
+        yield int(args[position]), code
+    if where.mechanism is not None:
+        mechanism = args[where.mechanism]
+        if mechanism != ffi.NULL and mechanism.pParameter != ffi.NULL:
+            reader, code = PARAMETER_HANDLES.get(int(mechanism.mechanism), (None, 0))
+            if reader is not None:
+                for handle in reader(ffi, mechanism):
+                    yield handle, code
+
+
+def first_hidden(ffi: Any, where: Reach, args: list[Any], hidden: Callable[[int], bool]) -> int | None:
+    """The code for the first handle argument `hidden` hides, or None."""
+    for handle, code in argument_handles(ffi, where, args):
+        if hidden(handle):
             return code
     return None
 
@@ -98,7 +140,7 @@ class SessionObjects:
         """The invalid-handle code when an argument is another client's session object."""
         if not self.owners:
             return None
-        return first_hidden(self.reach[plan.name], args, lambda handle: self.foreign(client, handle))
+        return first_hidden(self.ffi, self.reach[plan.name], args, lambda handle: self.foreign(client, handle))
 
     def after(self, client: Client, plan: Plan, args: list[Any], rv: int) -> None:
         if rv != CKR_OK:
