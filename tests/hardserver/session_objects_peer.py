@@ -8,13 +8,12 @@ handles C_FindObjects returns, two at a time), `exit`."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from test_session_objects import SessionClient, ulong  # noqa: E402
+from test_session_objects import SessionClient  # noqa: E402
 
 
 def main() -> int:

@@ -78,10 +78,12 @@ def _mechanism(number: int, param: bytes = b"") -> CK_MECHANISM:
     return mech
 
 
-def _derive_param() -> bytes:  # CK_KEY_DERIVATION_STRING_DATA {pData, ulLen} over a kept 16-byte block
-    _derive_param.data = ctypes.create_string_buffer(16)
-    return ctypes.string_at(ctypes.addressof(ctypes.c_void_p(ctypes.addressof(_derive_param.data))), 8) + \
-        (16).to_bytes(8, "little")
+_DERIVE_DATA = ctypes.create_string_buffer(16)
+
+
+def _derive_param() -> bytes:
+    """CK_KEY_DERIVATION_STRING_DATA {pData, ulLen} over a 16-byte block that lives with the module."""
+    return ctypes.addressof(_DERIVE_DATA).to_bytes(8, "little") + (16).to_bytes(8, "little")
 
 
 Call = Callable[[SessionClient, int, int, int], int]  # (client, session, object under test, own key)
