@@ -35,6 +35,7 @@ from .errors import (
 )
 from .keys import IndexedKey, Key
 from .kmdata import FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp, stamp_of
+from .nvram import Nvram
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -87,6 +88,7 @@ class Module:
         self._rows: dict[str, keyindex.Row] = {}
         self._index = keyindex.KeyIndex(kmdata_dir, self.world.hknso,
                                         blobcrypt.derive_subkey(world_key, b"softshield key index"))
+        self.nvram = Nvram(kmdata_dir, module_file, self.world)  # generatekey nvram=yes keys (nvram.py)
 
     def __repr__(self) -> str:
         return f"Module(esn={self.esn!r}, kmdata={str(self.kmdata)!r}, hknso={self.world.hknso!r})"
@@ -395,6 +397,7 @@ class Module:
             raw = blobs.parse(data, name)
             app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
             blobs.check_binding(raw, world=self.world.hknso, app=app, ident=ident, what=name)
+            raw = self.nvram.complete(raw, name)  # an NVRAM key's sealed part is in this module
             material = blobs.decode(raw, seal_key, name).material
             if stale:
                 raise BlobInvalid(f"{name}: {stale}")
@@ -473,6 +476,7 @@ class Module:
             (data, stamp), stale = read_with_stamp(path), None
         raw = blobs.parse(data, what)
         blobs.check_binding(raw, world=self.world.hknso, app=parsed[0], ident=parsed[1], what=what)
+        raw = self.nvram.complete(raw, what)  # an NVRAM key's sealed part is in this module
         login_check = None
         if raw.header.protection == "token":
             owner = raw.header.token

@@ -65,3 +65,21 @@ def sign_with_knso(name: str, pkcs8: bytes, data: bytes) -> bytes:
     if isinstance(key, dsa.DSAPrivateKey):
         return key.sign(data, digest)
     return key.sign(data, ec.ECDSA(digest))
+
+
+def verify_with_knso(name: str, spki: bytes, data: bytes, signature: bytes) -> bool:
+    """Whether `signature` is KNSO's over `data` (the inverse of sign_with_knso)."""
+    from cryptography.exceptions import InvalidSignature
+
+    key = serialization.load_der_public_key(spki)
+    digest = {"SHA-1": hashes.SHA1(), "SHA-256": hashes.SHA256(), "SHA-512": hashes.SHA512()}[suite(name).signature_hash]
+    try:
+        if isinstance(key, dsa.DSAPublicKey):
+            key.verify(signature, data, digest)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            key.verify(signature, data, ec.ECDSA(digest))
+        else:
+            return False
+    except InvalidSignature:
+        return False
+    return True
