@@ -144,8 +144,9 @@ def normalise(app: str, given: dict[str, str], *, batch: bool) -> dict[str, str]
     params["nvram"] = ask("nvram", "Blob in NVRAM (needs ACS)? (yes/no)", "no")
     if params["nvram"] not in ("yes", "no"):
         raise _fail("nvram: invalid option (yes/no)")
-    if params["nvram"] == "yes":
-        raise _fail("nvram: NVRAM storage is not emulated: use nvram=no")
+    if params["nvram"] == "yes" and params["protect"] != "module":
+        # The PIN file then carries the ACS cards only; OCS / softcard lines would be read as ACS cards.
+        raise _fail("nvram: nvram=yes is for module-protected keys (protect=module)")
     params.setdefault("recovery", "yes")
     params.setdefault("verify", "yes")
     if params["recovery"] not in ("yes", "no"):
@@ -268,6 +269,43 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
     return key_app, ident
 
 
+def nvram_authority(args: argparse.Namespace, kmdata: Path):
+    """nvram=yes: the ACS quorum's permission to allocate NVRAM (cards from --pin-file, or asked for)."""
+    from emulator import nvram, worldadmin
+    from emulator.errors import EmulatorError
+
+    place = worldadmin.Place.of(kmdata)
+    world_file = place.world_file()
+    if world_file is None or world_file.acs is None:
+        raise CommandError("nvram: NVRAM allocation needs the ACS, and this Security World has none "
+                           "(make one with `softshield new-world --initialize --acs-quorum=K/N`)")
+    ref = worldadmin.acs_ref(world_file)
+    print(f"NVRAM allocation needs {ref.k} of the {ref.n} cards of ACS `{ref.name}'.", file=sys.stderr)
+    presented = PinSource(args.pin_file).cards(place.reader, ref.k)
+    try:
+        return nvram.authorise(kmdata, presented, lambda line: print(line, file=sys.stderr))
+    except EmulatorError as exc:
+        raise CommandError(f"nvram: {exc}") from None
+
+
+def store_in_nvram(kmdata: Path, app: str, ident: str, authority) -> None:
+    """Move the new key's blob into the module's NVRAM; failing that, the new key is removed."""
+    from emulator import nvram, paths
+    from emulator.errors import EmulatorError
+    from emulator.module import Module
+
+    module = Module.open(kmdata)
+    try:
+        ref = nvram.allocate(module, authority, app, ident)
+    except EmulatorError as exc:
+        name = paths.key_file(app, ident)
+        with module._store.writer_lock():  # nothing half-done: the key without its NVRAM goes
+            if module._store.delete(name):
+                module._store.bump()
+        raise CommandError(f"nvram: {exc} ({name} removed)") from None
+    print(f"Key blob stored in NVRAM of module {ref.esn}.")
+
+
 def list_apps() -> None:
     print("Applications:")
     for name, text in APPS.items():
@@ -306,10 +344,18 @@ class GenerateKey:
         if args.check:
             print("Parameters are valid.")
             return 0
-        app, ident = generate(args, args.app, params)
         from emulator import paths
 
         kmdata = paths.resolve_kmdata(os.environ.get("NFAST_KMDATA"))
+        # The quorum first: without it nothing is generated, so no key file is left behind.
+        authority = nvram_authority(args, kmdata) if params["nvram"] == "yes" else None
+        try:
+            app, ident = generate(args, args.app, params)
+            if authority is not None:
+                store_in_nvram(kmdata, app, ident, authority)
+        finally:
+            if authority is not None:
+                authority.wipe()
         print("Key successfully generated.")
         print(f"Path to key: {Path(paths.local_dir(kmdata)) / paths.key_file(app, ident)}")
         return 0

@@ -24,21 +24,23 @@ def _protection(module, header_protection: str, token: str | None) -> str:
 
 
 def _key_rows(module):
-    """(file name, app, ident, plainname, protection, owner, problem) of every key file. Module
+    """(file name, app, ident, plainname, protection, owner, problem, storage) of every key file. Module
     keys are opened to verify them (the module can, without cards); token keys are checked as far
     as their header, since their tag can only be verified with the token loaded."""
-    from emulator import blobs, paths
+    from emulator import blobs, nvram, paths
 
     rows = []
     for name in module._store.names(paths.KEY_PREFIX):
         try:
-            header = blobs.parse(module._store.read(name), name).header
+            data = module._store.read(name)
+            header = blobs.parse(data, name).header
+            storage = nvram.storage_of(data, name)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is listed, with why
-            rows.append((name, "?", "?", "", "?", None, str(exc)))
+            rows.append((name, "?", "?", "", "?", None, str(exc), "?"))
             continue
         rows.append((name, header.app, header.ident, header.plainname,
                      _protection(module, header.protection, header.token), header.token,
-                     verify_problem(module, module._store.path(name), header.protection)))
+                     verify_problem(module, module._store.path(name), header.protection), storage))
     return rows
 
 
@@ -117,10 +119,12 @@ def key_lines(module, app: str | None = None, ident: str | None = None) -> list[
     if not rows:
         return ["Key list: no keys"]
     lines = [f"Key list - {len(rows)} keys"]
-    for name, key_app, key_ident, plainname, protection, owner, problem in rows:
+    for name, key_app, key_ident, plainname, protection, owner, problem, storage in rows:
         owner_text = f" {owner}" if owner else ""
         lines.append(f" AppName {key_app:<10} Ident {key_ident}")
         lines.append(f"   name `{plainname}' protection {protection}{owner_text}")
+        if storage.startswith("NVRAM"):
+            lines.append(f"   storage {storage}")
         if problem:
             lines.append(f"   UNUSABLE: {problem}")
     return lines
@@ -134,7 +138,8 @@ def name_lines(module) -> list[str]:
                               ("Keys protected by softcards:", "softcard")):
         lines.append(title)
         chosen = [r for r in rows if r[4] == protection]
-        lines += [f" {r[0]} `{r[3]}'" + (f" UNUSABLE: {r[6]}" if r[6] else "") for r in chosen] or [" (none)"]
+        lines += [f" {r[0]} `{r[3]}'" + (f" ({r[7]})" if r[7].startswith("NVRAM") else "")
+                  + (f" UNUSABLE: {r[6]}" if r[6] else "") for r in chosen] or [" (none)"]
     return lines
 
 
@@ -186,7 +191,7 @@ class KmFileDump:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from emulator import blobs
+        from emulator import blobs, nvram
         from emulator.acl import Acl
         from emulator.errors import BlobInvalid
 
@@ -197,6 +202,7 @@ class KmFileDump:
         if data[:4] == blobs.MAGIC or path.name.startswith("key_"):
             try:
                 raw = blobs.parse(data, path.name)
+                ref = nvram.reference_of(raw, path.name)
             except BlobInvalid as exc:
                 raise CommandError(str(exc)) from None
             h = raw.header
@@ -209,7 +215,12 @@ class KmFileDump:
             print(" acl:")
             for line in Acl.from_dict(h.acl).describe():
                 print("   " + line)
-            print(f" sealed      {len(raw.sealed)} bytes AES-256-GCM (nonce 12, tag 16): not shown")
+            if ref is not None:
+                print(f" storage     NVRAM of module {ref.esn} (this file holds the header and a reference)")
+                print(f" sealed      in NVRAM, SHA-256 {ref.sealed_digest[:16]}...: not shown")
+            else:
+                print(" storage     kmdata")
+                print(f" sealed      {len(raw.sealed)} bytes AES-256-GCM (nonce 12, tag 16): not shown")
             if h.protection != "module":
                 print(" verified    not checked (needs its card set / softcard loaded)")
                 return 0
@@ -253,7 +264,7 @@ class AclPrint:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        from emulator import blobs, paths
+        from emulator import blobs, nvram, paths
         from emulator.acl import Acl
 
         module = _module()
@@ -271,6 +282,9 @@ class AclPrint:
         else:
             acl = Acl.from_dict(raw.header.acl)
             print("(token-protected: ACL shown from the header, not verified without the token)")
+        storage = nvram.storage_of(path.read_bytes(), path.name)
+        if storage != "kmdata":
+            print(f"Blob storage: {storage}")
         print(f"ACL of {path.name}:")
         for line in acl.describe():
             print(" " + line)
