@@ -217,3 +217,14 @@ def test_tampered_key_file_refused(made, tmp_path, region):
     with pytest.raises(BlobInvalid, match="key_simple_nvkey: NVRAM entry does not match the key file "
                                           r"\(header or reference edited\)"):
         Module.open(world.kmdata).load_key_file(path)
+
+
+def test_pkcs11_app_key_in_nvram(made, tmp_path):
+    """A pkcs11-app key (ident ua..., listed through the sealed key index) loads from NVRAM too."""
+    world = copy_world(made[0], tmp_path)
+    out = world.generatekey("pkcs11", "type=RSA", "size=2048", "protect=module", "plainname=p11nv", "nvram=yes",
+                            pin_file=world.pin_file("two", {"acs-2.card": "2222", "acs-3.card": "3333"}))
+    path = out.stdout.rstrip().splitlines()[-1].removeprefix("Path to key: ")
+    assert nvram.storage_of(open(path, "rb").read(), "key") == f"NVRAM of module {esn_of(world)}"
+    for _attempt in range(2):  # the second process finds it through the key index
+        sign_and_verify(world, "p11nv", tmp_path)
