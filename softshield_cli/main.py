@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable
 
@@ -39,8 +40,9 @@ HELP_GROUPS = {
 #: name -> (group, help, configure(parser), run(args) -> int)
 COMMANDS: dict[str, tuple[str, str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {}
 
+EXIT_SIGPIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool whose reader went away
 EXIT_CODES = {0: "success", 1: "the operation failed (the message says why)", 2: "bad command line",
-              130: "interrupted (Ctrl-C)"}
+              130: "interrupted (Ctrl-C)", EXIT_SIGPIPE: "the output pipe was closed (e.g. `| head`)"}
 
 
 def grouped_help() -> str:
@@ -116,6 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
+    except BrokenPipeError:
+        # The reader went away (`softshield nfkminfo | head`): stop quietly, as a shell tool does.
+        # Point stdout at /dev/null so the interpreter's final flush does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_SIGPIPE
     except CommandError as exc:
         print(f"softshield {args.command}: {exc}", file=sys.stderr)
         return 1

@@ -4,13 +4,15 @@ sign by URI, doctor, and the config file's mechanism profile enforced by the lib
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from ecoenv import USER_PIN, pkcs11_tool, run, softshield
+from ecoenv import ROOT, USER_PIN, pkcs11_tool, run, softshield
 
 
 def test_help_groups_commands_and_documents_exit_codes():
@@ -21,6 +23,19 @@ def test_help_groups_commands_and_documents_exit_codes():
     assert "list-objects" in tokens_block and "list-tokens" in tokens_block
     assert "  2   bad command line" in out
     assert softshield("no-such-command", check=False).returncode == 2
+
+
+def test_closed_output_pipe_ends_quietly_with_141():
+    # `softshield ... | head`: the reader has gone before the tool writes; no traceback, exit 128+SIGPIPE.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run([sys.executable, "-m", "softshield_cli.main", "completion", "bash"], cwd=ROOT,
+                                stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write_end)
+    assert result.returncode == 141
+    assert "Traceback" not in result.stderr and result.stderr == ""
 
 
 def test_bash_completion_is_generated_from_the_registry(tmp_path: Path):
