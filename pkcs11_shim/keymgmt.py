@@ -113,18 +113,19 @@ class _Checked:
     def __init__(self, session: Session, spec: MechanismSpec, param: Any, handles: tuple[int, ...],
                  objects: tuple[P11Object, ...]) -> None:
         self.spec, self.param, self.handles, self.objects = spec, param, handles, objects
-        self.against = tuple(part for obj in objects for part in (obj.attrs, obj.key, obj.key.acl))
+        # One flat row per handle: still_valid runs twice per C_WrapKey (length query, data call).
+        self.against = tuple((handle, obj, obj.attrs, obj.key, obj.key.acl) for handle, obj in zip(handles, objects))
         self.login = session.token.login
         self.length: int | None = None
 
     def still_valid(self, session: Session, param: Any) -> bool:
         # `is` first: the parameter readers return one object per distinct value (mechanism_params).
-        if not (param is self.param or param == self.param) or session.token.login != self.login:
+        token = session.token
+        if not (param is self.param or param == self.param) or token.login != self.login:
             return False
-        store, against = session.token.objects, self.against
-        for i, (handle, obj) in enumerate(zip(self.handles, self.objects)):
-            if (store.get(handle) is not obj or obj.attrs is not against[3 * i] or obj.key is not against[3 * i + 1]
-                    or obj.key.acl is not against[3 * i + 2]):
+        get = token.objects.get
+        for handle, obj, attrs, key, acl in self.against:
+            if get(handle) is not obj or obj.attrs is not attrs or obj.key is not key or key.acl is not acl:
                 return False
         return True
 
@@ -244,10 +245,16 @@ _UNWRAP_ATTRS_MAX = 256
 
 def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
                        is_so: bool) -> tuple[dict[int, Any], dict[int, Any], Acl]:
-    """(the new object's attributes, the same without secret components, its ACL) for this
-    template. The ACL depends only on the usage and lifecycle attributes the template fixes, and
-    an `Acl` is immutable: one is shared by every key unwrapped with the template."""
-    key = (mechanism, is_so, _frozen_template(raw), repr(sorted(forced.items())) if forced else None)
+    """(the template's attributes, read-only and shared by every call with the same template; the
+    new object's own attributes, without secret components; its ACL). The ACL depends only on the
+    usage and lifecycle attributes the template fixes, and an `Acl` is immutable: one is shared by
+    every key unwrapped with the template."""
+    try:  # read_template's [(int, bytes)] hashes as it is; nested templates (lists) need freezing
+        frozen = tuple(raw)
+        hash(frozen)
+    except TypeError:
+        frozen = _frozen_template(raw)
+    key = (mechanism, is_so, frozen, repr(sorted(forced.items())) if forced else None)
     cached = _UNWRAP_ATTRS.get(key)
     if cached is None:
         template = templates.with_key_template(codecs.decode_template(raw), forced, CKR.TEMPLATE_INCONSISTENT,
@@ -258,15 +265,14 @@ def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
         if len(_UNWRAP_ATTRS) >= _UNWRAP_ATTRS_MAX:
             _UNWRAP_ATTRS.clear()
         _UNWRAP_ATTRS[key] = cached
-    attrs, stripped = dict(cached[0]), dict(cached[1])
+    # Only the stored dict is the object's: the checks before it is made only read the template's.
+    stripped = dict(cached[1])
     for attr in cached[3]:  # the only mutable values: each object gets its own copies
-        attrs[attr] = dict(attrs[attr])
         if attr in stripped:
             stripped[attr] = dict(stripped[attr])
-    if Attribute.UNIQUE_ID in attrs:
-        attrs[Attribute.UNIQUE_ID] = stripped[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](
-            Origin.UNWRAP, attrs, mechanism, None)
-    return attrs, stripped, cached[2]
+    if Attribute.UNIQUE_ID in stripped:
+        stripped[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](Origin.UNWRAP, stripped, mechanism, None)
+    return cached[0], stripped, cached[2]
 
 
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
@@ -296,9 +302,11 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
     if not keyparts.fits(material, attrs[Attribute.KEY_TYPE]):
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "unwrapped key is not of the template's key type")
     keyparts.check_material_attributes(attrs, material)
-    for attr, value in keyparts.public_attributes(material).items():  # as with_material_attributes
+    public, deferred = keyparts.split_public_attributes(material)  # as with_material_attributes
+    for attr, value in public.items():
         stored.setdefault(attr, value)
-    return add_object(session, stored, material, acl, origin=Origin.UNWRAP, mechanism=mechanism).handle
+    return add_object(session, stored, material, acl, origin=Origin.UNWRAP, mechanism=mechanism,
+                      deferred=deferred).handle
 
 
 #: Derivation mechanisms whose result is a data object (CKO_DATA), not a key.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,10 +29,13 @@ def protection_for(session: Session, attrs: dict[int, Any]) -> tuple[str, str | 
 
 def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any = None,
                naming: tuple[str, str] | None = None, origin: Origin | None = None,
-               mechanism: int | None = None) -> P11Object:
+               mechanism: int | None = None,
+               deferred: Callable[[], dict[int, Any]] | None = None) -> P11Object:
     """Make the emulator key for a new object, persist it when it is a token object; `naming`
     (app, ident) from CKA_NFKM_APPNAME/CKA_NFKM_ID names its file key_<app>_<ident>; `origin`
-    (and the mechanism) let the security assurance checks judge a new key (copies pass None)."""
+    (and the mechanism) let the security assurance checks judge a new key (copies pass None);
+    `deferred` gives the keyparts.DEFERRABLE attributes `attrs` lacks, computed when first read
+    for a session object (a token object is written with all of them at once)."""
     session.require_rw_for(attrs)
     assurance.check_new(session, attrs, material, origin, mechanism)
     protection, owner = protection_for(session, attrs)
@@ -41,6 +45,10 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
     key = Key.trusted(material, acl if acl is not None else policy.acl_for(attrs), app="pkcs11", ident="",
                       protection=protection, token=owner, appdata=b"")
     store = session.token.objects
+    if deferred is not None and (attrs.get(Attribute.TOKEN) or keyparts.DEFERRABLE <= attrs.keys()):
+        for attr, value in deferred().items():
+            attrs.setdefault(attr, value)
+        deferred = None
     if attrs.get(Attribute.TOKEN):
         key.ident = module.new_ident(owner)
         if naming is not None:
@@ -54,7 +62,7 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
             store.remove(obj)
             raise
         return obj
-    return store.add(attrs, key, session.handle)
+    return store.add(attrs, key, session.handle, None if deferred is None else (keyparts.DEFERRABLE, deferred))
 
 
 def with_material_attributes(attrs: dict[int, Any], material: Any) -> dict[int, Any]:
@@ -122,7 +130,7 @@ def _transfer_copy(session: Session, obj: P11Object, changes: dict[int, Any], li
 
 def destroy_object(session: Session, handle: int) -> None:
     obj = session.object(handle)
-    if not obj.attrs.get(Attribute.DESTROYABLE, True):
+    if not obj.peek(Attribute.DESTROYABLE, True):
         raise PKCS11Error(CKR.ACTION_PROHIBITED)
     if obj.is_token and not session.rw:
         raise PKCS11Error(CKR.SESSION_READ_ONLY)
@@ -131,8 +139,9 @@ def destroy_object(session: Session, handle: int) -> None:
 
 def attribute_value(session: Session, obj: P11Object, attr: int) -> Any:
     """One attribute's value for C_GetAttributeValue, or the per-attribute error (§5.7.5)."""
-    if attr in obj.attrs:
-        return obj.attrs[attr]
+    present, value = obj.value(attr)  # a deferred CKA_CHECK_VALUE is computed only when asked for
+    if present:
+        return value
     if obj.material is not None and attr in SECRET_COMPONENTS:
         if not templates.readable(obj.attrs, attr):
             raise PKCS11Error(CKR.ATTRIBUTE_SENSITIVE)

@@ -12,6 +12,7 @@ import itertools
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any, Iterable
 
 from emulator.keys import Key
@@ -40,7 +41,7 @@ class P11Object:
     it is decoded from the key's (authenticated) appdata when first asked for, and `peek` answers
     the EAGER attributes without decoding the rest."""
 
-    __slots__ = ("handle", "_attrs", "key", "owner_session", "_appdata", "_summary")
+    __slots__ = ("handle", "_attrs", "key", "owner_session", "_appdata", "_summary", "_deferred")
 
     def __init__(self, handle: int, attrs: dict[int, Any] | None, key: Key, owner_session: int | None = None,
                  *, appdata: bytes | None = None) -> None:
@@ -48,9 +49,30 @@ class P11Object:
         self._attrs = attrs
         self._appdata = appdata
         self._summary = None if appdata is None else codecs.deserialize_some(appdata, EAGER)
+        self._deferred: tuple[frozenset[int], Callable[[], dict[int, Any]]] | None = None
+
+    def defer(self, names: frozenset[int], compute: Callable[[], dict[int, Any]]) -> None:
+        """Attributes `names` are computed by `compute()` when first needed, not now: a new
+        session object's CKA_CHECK_VALUE (an AES cipher per key, ~10-30 us of each C_UnwrapKey)
+        is rarely read. `attrs` (what matching, copying, persisting and sizing use) merges them
+        into the same dict first; `peek` and `value` answer every other attribute without."""
+        self._deferred = (names, compute)
+
+    def _resolve(self) -> None:
+        deferred = self._deferred
+        if deferred is None:
+            return
+        computed = deferred[1]()
+        with _DECODE_LOCK:
+            if self._deferred is deferred:  # once, even when two threads get here together
+                for attr, value in computed.items():
+                    self._attrs.setdefault(attr, value)
+                self._deferred = None
 
     @property
     def attrs(self) -> dict[int, Any]:
+        if self._deferred is not None:
+            self._resolve()  # in place: the dict's identity is what the session check cache holds
         attrs = self._attrs
         if attrs is None:
             decoded = codecs.deserialize(self._appdata)
@@ -63,12 +85,21 @@ class P11Object:
 
     @attrs.setter
     def attrs(self, value: dict[int, Any]) -> None:
-        self._attrs, self._appdata, self._summary = value, None, None
+        # The new dict was made from the old `attrs`, which had the deferred values merged.
+        self._attrs, self._appdata, self._summary, self._deferred = value, None, None, None
+
+    def value(self, attr: int) -> tuple[bool, Any]:
+        """(present, value) of one attribute, computing only a deferred one that is asked for."""
+        deferred = self._deferred
+        attrs = self._attrs if deferred is not None and attr not in deferred[0] else self.attrs
+        if attr in attrs:
+            return True, attrs[attr]
+        return False, None
 
     def reload(self, key: Key) -> None:
         """A newer version of the object from kmdata: its attributes are decoded when next used."""
         with _DECODE_LOCK:
-            self.key, self._attrs, self._appdata = key, None, key.appdata
+            self.key, self._attrs, self._appdata, self._deferred = key, None, key.appdata, None
             self._summary = codecs.deserialize_some(key.appdata, EAGER)
 
     def peek(self, attr: int, default: Any = None) -> Any:
@@ -76,12 +107,16 @@ class P11Object:
         summary = self._summary
         if summary is not None and attr in EAGER:
             return summary.get(attr, default)
+        deferred = self._deferred
+        if deferred is not None and attr not in deferred[0] and self._attrs is not None:
+            return self._attrs.get(attr, default)
         return self.attrs.get(attr, default)
 
     def index_values(self) -> dict[int, Any]:
         # One lookup per attribute (this runs for every new object, e.g. each C_UnwrapKey).
         summary = self._summary
-        source = summary if summary is not None else self.attrs
+        # Deferred attributes are never indexed ones: the dict is read as it is.
+        source = summary if summary is not None else (self._attrs if self._deferred is not None else self.attrs)
         return {attr: value for attr in INDEXED if (value := source.get(attr)) is not None}
 
     @property
@@ -145,11 +180,15 @@ class ObjectStore:
             self._index_add(obj)
 
     # --- membership --------------------------------------------------------------------------
-    def add(self, attrs: dict[int, Any] | None, key: Key, owner_session: int | None) -> P11Object:
+    def add(self, attrs: dict[int, Any] | None, key: Key, owner_session: int | None,
+            deferred: tuple[frozenset[int], Callable[[], dict[int, Any]]] | None = None) -> P11Object:
         """A new handle; `attrs` None: a token object whose attributes are decoded from the key's
-        appdata when first used."""
+        appdata when first used; `deferred` (names, compute): see `P11Object.defer`, set before
+        the handle is visible to any other thread."""
         with self._lock:
             obj = P11Object(next(_handles), attrs, key, owner_session, appdata=key.appdata if attrs is None else None)
+            if deferred is not None:
+                obj.defer(*deferred)
             self._objects[obj.handle] = obj
             if obj.is_token and key.ident:
                 self._by_ident[(key.app, key.ident)] = obj.handle

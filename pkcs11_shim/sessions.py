@@ -80,7 +80,7 @@ class Session:
 
     def key(self, handle: int, *, code: int = CKR.KEY_HANDLE_INVALID) -> P11Object:
         obj = self.object(handle, code=code)
-        if obj.attrs.get(Attribute.CLASS) not in (
+        if obj.peek(Attribute.CLASS) not in (
             ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY, ObjectClass.PUBLIC_KEY
         ):
             raise PKCS11Error(code)

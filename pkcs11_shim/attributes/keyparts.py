@@ -283,6 +283,19 @@ def public_attributes(material: Material) -> dict[int, Any]:
     return out
 
 
+#: Derivable attributes worth computing only when first needed (`P11Object.defer`): a secret
+#: key's CKA_CHECK_VALUE costs an AES (or DES3) cipher or a SHA-1 per key, and is rarely read.
+DEFERRABLE = frozenset({Attribute.CHECK_VALUE})
+
+
+def split_public_attributes(material: Material) -> tuple[dict[int, Any], Callable[[], dict[int, Any]] | None]:
+    """`public_attributes(material)` as (the cheap ones, now; a function giving the DEFERRABLE
+    rest, or None when there is none)."""
+    if isinstance(material, SecretMaterial):
+        return {Attribute.VALUE_LEN: len(material.value)}, lambda: {Attribute.CHECK_VALUE: components.check_value(material)}
+    return public_attributes(material), None
+
+
 def _rsa_secret_attrs(material: PrivateMaterial) -> dict[int, Any]:
     parts = components.rsa_components(material)
     return {attr: _be(getattr(parts, name)) for attr, name in RSA_SECRET_PARTS}
