@@ -161,8 +161,14 @@ class ObjectStore:
 
     # --- index -------------------------------------------------------------------------------
     def _index_add(self, obj: P11Object) -> None:
+        index, handle = self._index, obj.handle  # every new object (each C_UnwrapKey) comes here
         for attr, value in obj.index_values().items():
-            self._index.setdefault(_index_key(attr, value), set()).add(obj.handle)
+            key = _index_key(attr, value)
+            bucket = index.get(key)
+            if bucket is None:
+                index[key] = {handle}
+            else:
+                bucket.add(handle)
 
     def _index_remove(self, obj: P11Object) -> None:
         for attr, value in obj.index_values().items():
