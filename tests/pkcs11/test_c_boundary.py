@@ -22,10 +22,7 @@ import pytest
 
 from pkcs11_shim.constants import CKR
 
-try:
-    from .conftest import ROOT, SO_PIN, USER_PIN, init_token
-except ImportError:  # tests/pkcs11 is not a package: pytest put its folder on sys.path
-    from conftest import ROOT, SO_PIN, USER_PIN, init_token  # type: ignore[no-redef]
+from p11env import ROOT, SO_PIN, USER_PIN, init_token
 
 HOST_SOURCE = Path(__file__).resolve().parent / "c" / "host.c"
 NATIVE = ROOT / "native"

@@ -27,10 +27,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 import pkcs11
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-try:
-    from .conftest import USER_PIN, init_token, pkcs11_tool
-except ImportError:  # tests/pkcs11 is not a package: pytest put its folder on sys.path
-    from conftest import USER_PIN, init_token, pkcs11_tool  # type: ignore[no-redef]
+from p11env import USER_PIN, init_token, pkcs11_tool
 
 THREADS = 8
 DURATION = float(os.environ.get("SOFTSHIELD_CONCURRENCY_SECONDS", "5"))

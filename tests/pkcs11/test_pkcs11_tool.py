@@ -12,10 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives import padding as sym_padding
 
-try:
-    from .conftest import SO_PIN, USER_PIN, init_token, pkcs11_tool
-except ImportError:  # tests/pkcs11 is not a package: pytest put its folder on sys.path
-    from conftest import SO_PIN, USER_PIN, init_token, pkcs11_tool  # type: ignore[no-redef]
+from p11env import SO_PIN, USER_PIN, init_token, pkcs11_tool
 
 ACCELERATOR_LABEL = "loadshared accelerator"
 #: Mechanisms the keygen/sign tests below (and every nShield-like profile) rely on.
