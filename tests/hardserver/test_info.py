@@ -7,7 +7,6 @@ C_GetFunctionList, 3.0 after C_GetInterface 3.0)."""
 from __future__ import annotations
 
 import ctypes
-import shutil
 import subprocess
 import sys
 
@@ -16,7 +15,7 @@ import pytest
 from hsenv import CLIENT_SO, ROOT, USER_PIN, RawClient
 
 sys.path[:0] = [str(ROOT / "tests" / "pqc"), str(ROOT / "tests" / "pkcs11")]  # its imports (p11env)
-from test_c_interfaces import EXPECTED, HOST  # noqa: E402  (one list of expectations for both modes)
+from test_c_interfaces import EXPECTED, compile_host32  # noqa: E402  (one list of expectations for both modes)
 
 
 class CK_VERSION(ctypes.Structure):
@@ -30,12 +29,7 @@ class CK_INFO(ctypes.Structure):
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory):
-    gcc = shutil.which("gcc") or shutil.which("cc")
-    assert gcc, "no C compiler (gcc) to build tests/pqc/c/host32.c"
-    out = tmp_path_factory.mktemp("host32") / "host32"
-    subprocess.run([gcc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "native"), "-o",
-                    str(out), str(HOST), "-ldl"], check=True, capture_output=True, text=True)
-    return out
+    return compile_host32(tmp_path_factory.mktemp("host32"))
 
 
 def test_c_host_sees_3_2_through_every_table_in_client_mode(server, token, host) -> None:

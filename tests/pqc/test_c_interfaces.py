@@ -41,14 +41,19 @@ EXPECTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def compile_host32(folder: Path) -> Path:
+    """host32.c built into `folder` (also used by tests/hardserver/test_info.py against the client)."""
     gcc = shutil.which("gcc") or shutil.which("cc")
     assert gcc, "no C compiler (gcc) to build tests/pqc/c/host32.c"
-    out = tmp_path_factory.mktemp("host32") / "host32"
+    out = folder / "host32"
     subprocess.run([gcc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "native"), "-o",
                     str(out), str(HOST), "-ldl"], check=True, capture_output=True, text=True)
     return out
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return compile_host32(tmp_path_factory.mktemp("host32"))
 
 
 def test_interfaces_3_2_3_0_2_40_from_c(host: Path) -> None:

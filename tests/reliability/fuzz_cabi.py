@@ -283,7 +283,7 @@ class Child:
         limit = a["max"] if a["max"] <= len(out) else a["max"] & ULONG_MAX
         rv2 = self._call("C_FindObjects", ck.CK_ULONG(s), None if a["out_null"] else out, ck.CK_ULONG(limit),
                          None if a["count_null"] else byref(n))
-        rv3 = self._call("C_FindObjectsFinal", ck.CK_ULONG(s))
+        self._call("C_FindObjectsFinal", ck.CK_ULONG(s))  # ends the search; its rv is not what is judged
         # The init is what the garbage is fed to; FindObjects with NULL pulCount must fail too.
         if bad_s or garbage:
             return [rv1], True
@@ -608,13 +608,29 @@ def make_fuzz_world(kmdata: Path, env: dict[str, str]) -> None:
         raise RuntimeError(out.stderr)
 
 
+def fuzz_world(kmdata: Path, env: dict[str, str], examples: int) -> None:
+    """`examples` random programs against a fresh token in `kmdata`; raises on the first failure."""
+    from hypothesis import HealthCheck, given, settings
+
+    make_fuzz_world(kmdata, env)
+    target = FuzzTarget(kmdata, env)
+
+    @settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(strategies())
+    def fuzz(program: list[dict]) -> None:
+        target.check(program)
+
+    try:
+        fuzz()
+    finally:
+        target.stop()
+
+
 def main() -> int:
     if sys.argv[1:2] == ["serve"]:
         return serve()
     import argparse
     import tempfile
-
-    from hypothesis import HealthCheck, given, settings
 
     parser = argparse.ArgumentParser()
     parser.add_argument("cmd", choices=["run"])
@@ -625,20 +641,8 @@ def main() -> int:
         kmdata.mkdir(mode=0o700)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CKNFAST_", "SOFTSHIELD_LOG"))}
         env["NFAST_KMDATA"] = str(kmdata)
-        make_fuzz_world(kmdata, env)
-        target = FuzzTarget(kmdata, env)
         start = time.monotonic()
-
-        @settings(max_examples=opts.examples, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(strategies())
-        def fuzz(program: list[dict]) -> None:
-            target.check(program)
-
-        try:
-            fuzz()
-        finally:
-            target.stop()
+        fuzz_world(kmdata, env, opts.examples)
         print(f"fuzz: {opts.examples} programs in {time.monotonic() - start:.0f}s, no failure")
     return 0
 

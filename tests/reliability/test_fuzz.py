@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
 
 import fuzz_cabi
 from relenv import child_env
@@ -16,20 +15,7 @@ EXAMPLES = int(os.environ.get("SOFTSHIELD_FUZZ_EXAMPLES", "300"))
 
 
 def test_c_abi_survives_hostile_calls(kmdata: Path) -> None:
-    env = child_env(kmdata)
-    fuzz_cabi.make_fuzz_world(kmdata, env)
-    target = fuzz_cabi.FuzzTarget(kmdata, env)
-
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=False,
-              suppress_health_check=list(HealthCheck))
-    @given(fuzz_cabi.strategies())
-    def fuzz(program: list[dict]) -> None:
-        target.check(program)
-
-    try:
-        fuzz()
-    finally:
-        target.stop()
+    fuzz_cabi.fuzz_world(kmdata, child_env(kmdata), EXAMPLES)
 
 
 @pytest.mark.parametrize("what, caught", [("crash", "crash"), ("hang", "hang"), ("traceback", "Traceback"),
