@@ -136,6 +136,11 @@ def run(session: Session, kind_name: str, step: str, data: bytes, capacity: int 
             raise PKCS11Error(CKR.OPERATION_ACTIVE, "single-part call after an update")
         if op.pending is not None and op.pending[0] == step and op.pending[1] == data:
             out = op.pending[2]
+        elif op.pending is not None:
+            # The last call's output was computed (its input is consumed by the context) but not
+            # delivered; any call but that one again would need the context as it was before.
+            raise PKCS11Error(CKR.OPERATION_ACTIVE, f"the output of the last {op.pending[0]} call is still "
+                                                    "pending: repeat that call with a large enough buffer")
         else:
             try:
                 if step == "oneshot":
