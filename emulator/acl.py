@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import paths
@@ -73,9 +73,15 @@ class PermissionGroup:
 @dataclass(frozen=True)
 class Acl:
     groups: tuple[PermissionGroup, ...]
+    #: Action values some group grants with no wrap-key limit: `permits` answers those with one
+    #: string lookup (it runs for every use of a key; Enum members hash in Python code).
+    _unlimited: frozenset[str] = field(init=False, repr=False, compare=False, default=frozenset())
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "groups", tuple(self.groups))
+        object.__setattr__(self, "_unlimited", frozenset(
+            action.value for group in self.groups for action in group.actions
+            if not (action is Action.EXPORT_AS_BLOB and group.wrap_key_hash is not None)))
 
     @classmethod
     def allowing(cls, actions: Iterable[Action], *, wrap_key_hash: str | None = None) -> Acl:
@@ -83,6 +89,8 @@ class Acl:
         return cls((PermissionGroup(frozenset(actions), wrap_key_hash),))
 
     def permits(self, action: Action, *, wrap_key_hash: str | None = None) -> bool:
+        if action._value_ in self._unlimited:
+            return True
         return any(group.permits(action, wrap_key_hash) for group in self.groups)
 
     def actions(self) -> frozenset[Action]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -108,7 +109,7 @@ class _Checked:
     (`module.use`) is still made by every call that uses key material. `length` is the answer to a
     wrap's length query, kept once the ACL checks passed for it."""
 
-    __slots__ = ("spec", "param", "handles", "objects", "against", "login", "length")
+    __slots__ = ("spec", "param", "handles", "objects", "against", "login", "length", "wrapper")
 
     def __init__(self, session: Session, spec: MechanismSpec, param: Any, handles: tuple[int, ...],
                  objects: tuple[P11Object, ...]) -> None:
@@ -117,6 +118,9 @@ class _Checked:
         self.against = tuple((handle, obj, obj.attrs, obj.key, obj.key.acl) for handle, obj in zip(handles, objects))
         self.login = session.token.login
         self.length: int | None = None
+        #: wrap(target material) -> bytes for a wrap's data calls: the row's `prepare_wrap` (or its
+        #: `wrap`) bound to the wrapping key and parameter these checks were made against.
+        self.wrapper: Callable[[Any], bytes] | None = None
 
     def still_valid(self, session: Session, param: Any) -> bool:
         # `is` first: the parameter readers return one object per distinct value (mechanism_params).
@@ -220,7 +224,12 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
                     checks.length = length_of(wrapping_material, param, target_material)
                     if checks.length is not None:
                         return checks.length
-            out = spec.wrap(wrapping_material, param, target_material)
+            wrapper = checks.wrapper
+            if wrapper is None:
+                wrapper = checks.wrapper = (
+                    spec.prepare_wrap(wrapping_material, param) if spec.prepare_wrap is not None
+                    else functools.partial(spec.wrap, wrapping_material, param))
+            out = wrapper(target_material)
         if capacity is None or capacity < len(out):
             session.ops["wrap-pending"] = (cache_key, checks, out)
         else:

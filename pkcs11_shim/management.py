@@ -137,6 +137,15 @@ def destroy_object(session: Session, handle: int) -> None:
     session.token.objects.delete(obj)
 
 
+def readable_attributes(obj: P11Object) -> tuple[dict[int, Any], frozenset[int]]:
+    """(stored attributes C_GetAttributeValue answers as they are, the names it must ask
+    `attribute_value` for): the stored dict holds no secret component (`with_material_attributes`),
+    so a name in it is its value; deferred names and secret components take the full path.
+    clients read ~10 attributes after each object they make (python-pkcs11's make_object)."""
+    stored, deferred = obj.stored_view()
+    return stored, SECRET_COMPONENTS if not deferred else SECRET_COMPONENTS | deferred
+
+
 def attribute_value(session: Session, obj: P11Object, attr: int) -> Any:
     """One attribute's value for C_GetAttributeValue, or the per-attribute error (§5.7.5)."""
     present, value = obj.value(attr)  # a deferred CKA_CHECK_VALUE is computed only when asked for

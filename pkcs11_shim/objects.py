@@ -96,6 +96,13 @@ class P11Object:
             return True, attrs[attr]
         return False, None
 
+    def stored_view(self) -> tuple[dict[int, Any], frozenset[int]]:
+        """(the attribute dict, the deferred names it may still lack), without computing them."""
+        deferred = self._deferred
+        if deferred is not None and self._attrs is not None:
+            return self._attrs, deferred[0]
+        return self.attrs, frozenset()
+
     def reload(self, key: Key) -> None:
         """A newer version of the object from kmdata: its attributes are decoded when next used."""
         with _DECODE_LOCK:

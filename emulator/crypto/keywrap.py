@@ -10,6 +10,7 @@ because no library implements the PKCS#11 composite.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 
 from cryptography.hazmat.primitives import keywrap, padding
 
@@ -74,16 +75,28 @@ def kwp_wrapped_len(data_len: int) -> int:
 def rsa_aes_wrap(rsa_public: PublicMaterial | PrivateMaterial, aes_key_bits: int, hash_name: str,
                  mgf_hash_name: str, label: bytes, target: bytes) -> bytes:
     """PKCS#11 3.0 §2.1.21: a fresh AES key, OAEP-encrypted under the RSA key, followed by the target
-    wrapped with KWP under that AES key. The temporary key never gets a handle; Python cannot
-    promise to erase it, so the buffer is overwritten as soon as it is no longer needed."""
-    temporary = bytearray(secrets.token_bytes(aes_key_bits // 8))
-    try:
-        key = bytes(temporary)
-        rsa_part = rsa.oaep_encrypt(rsa_public, key, hash_name, mgf_hash_name, label)
-        kwp_part = kwp_wrap(key, target)
-    finally:
-        temporary[:] = bytes(len(temporary))
-    return rsa_part + kwp_part
+    wrapped with KWP under that AES key."""
+    return rsa_aes_wrapper(rsa_public, aes_key_bits, hash_name, mgf_hash_name, label)(target)
+
+
+def rsa_aes_wrapper(rsa_public: PublicMaterial | PrivateMaterial, aes_key_bits: int, hash_name: str,
+                    mgf_hash_name: str, label: bytes) -> Callable[[bytes], bytes]:
+    """`rsa_aes_wrap` under one RSA key and parameter, resolved once: each call makes its own
+    temporary key. The temporary key never gets a handle; Python cannot promise to erase it, so
+    the buffer is overwritten as soon as it is no longer needed."""
+    encrypt = rsa.oaep_encryptor(rsa_public, hash_name, mgf_hash_name, label)
+    size = aes_key_bits // 8
+    aes.check_key(bytes(size))  # the AES key size, once: kwp_wrap's own check per call
+
+    def wrap(target: bytes) -> bytes:
+        temporary = bytearray(secrets.token_bytes(size))
+        try:
+            key = bytes(temporary)
+            return encrypt(key) + keywrap.aes_key_wrap_with_padding(key, target)
+        finally:
+            temporary[:] = bytes(size)
+
+    return wrap
 
 
 def rsa_aes_unwrap(rsa_private: PrivateMaterial, hash_name: str, mgf_hash_name: str, label: bytes,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -181,6 +182,13 @@ def pkcs1v15_decrypt(material: PrivateMaterial, data: bytes) -> bytes:
 
 def oaep_encrypt(material: Any, data: bytes, hash_name: str, mgf_hash_name: str, label: bytes) -> bytes:
     return public_key(material).encrypt(_plain(data), _oaep(hash_name, mgf_hash_name, label))
+
+
+def oaep_encryptor(material: Any, hash_name: str, mgf_hash_name: str, label: bytes) -> Callable[[bytes], bytes]:
+    """`oaep_encrypt` with the key and padding resolved once, for a caller that encrypts many times
+    under one key (the RSA-AES wrap hot path); takes `bytes` only."""
+    key, oaep = public_key(material), _oaep(hash_name, mgf_hash_name, label)
+    return lambda data: key.encrypt(data, oaep)
 
 
 def oaep_decrypt(material: PrivateMaterial, data: bytes, hash_name: str, mgf_hash_name: str,

@@ -62,6 +62,9 @@ def rv_for(exc: BaseException) -> int:
     return int(CKR.GENERAL_ERROR)
 
 
+_OK = int(CKR.OK)
+
+
 def guarded(name: str, fn: Callable[..., Any]) -> Callable[..., int]:
     def call(*args: Any) -> int:
         try:
@@ -76,7 +79,7 @@ def guarded(name: str, fn: Callable[..., Any]) -> Callable[..., int]:
         except BaseException:  # noqa: BLE001 - the C boundary: nothing may escape into C
             log.exception("unexpected error in %s", name)
             return int(CKR.GENERAL_ERROR)
-        rv = int(CKR.OK if rv is None else rv)
+        rv = _OK if rv is None else int(rv)
         debuglog.trace(name, rv)
         return rv
 

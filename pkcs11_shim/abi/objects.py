@@ -103,22 +103,48 @@ def c_get_attribute_value(h_session: int, h_object: int, p_template: Any, ul_cou
         raise PKCS11Error(CKR.ARGUMENTS_BAD)
     if ul_count > marshal.MAX_TEMPLATE_COUNT:
         raise PKCS11Error(CKR.ARGUMENTS_BAD)
+    # One loop with the common case inline (a stored attribute with a cached encoding, written
+    # into the caller's buffer): this runs twice for every object python-pkcs11 makes.
+    stored, full_path = management.readable_attributes(obj)
+    null, memmove, encoded_cache = marshal.ffi.NULL, marshal.ffi.memmove, _ENCODED
     failures = set()
-    for i in range(ul_count):
-        attr = p_template[i]
-        try:
-            value = management.attribute_value(session, obj, int(attr.type))
-        except PKCS11Error as exc:
+    for attr in p_template[0:ul_count]:
+        atype = int(attr.type)
+        if atype in stored and atype not in full_path:
+            value = stored[atype]
+        elif atype not in full_path:
             attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
-            failures.add(exc.rv)
+            failures.add(CKR.ATTRIBUTE_TYPE_INVALID)
             continue
-        encoded = _encode(int(attr.type), value)
-        rv = _write_array(attr, encoded) if isinstance(encoded, list) else _write_value(attr, encoded)
-        if rv != CKR.OK:
-            failures.add(rv)
-    for rv in _PRECEDENCE:
-        if rv in failures:
-            return rv
+        else:
+            try:
+                value = management.attribute_value(session, obj, atype)
+            except PKCS11Error as exc:
+                attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
+                failures.add(exc.rv)
+                continue
+        try:
+            encoded = encoded_cache.get((atype, value.__class__, value))
+        except TypeError:  # unhashable (attribute arrays)
+            encoded = None
+        if encoded is None:
+            encoded = _encode(atype, value)
+        if encoded.__class__ is list:
+            rv = _write_array(attr, encoded)
+            if rv != CKR.OK:
+                failures.add(rv)
+        elif attr.pValue == null:
+            attr.ulValueLen = len(encoded)
+        elif attr.ulValueLen < len(encoded):
+            attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
+            failures.add(CKR.BUFFER_TOO_SMALL)
+        else:
+            memmove(attr.pValue, encoded, len(encoded))
+            attr.ulValueLen = len(encoded)
+    if failures:
+        for rv in _PRECEDENCE:
+            if rv in failures:
+                return rv
     return CKR.OK
 
 

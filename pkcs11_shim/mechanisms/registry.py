@@ -91,6 +91,10 @@ class MechanismSpec:
     verify_recover: Impl = None
     digest: Impl = None
     wrap: Impl = None
+    #: Optional: (wrapping material, param) -> wrap(target material) -> bytes, i.e. `wrap` with the
+    #: checks that depend only on the wrapping key and the parameter made once; C_WrapKey keeps
+    #: it with its cached checks, so a client wrapping under one key repeats only the crypto.
+    prepare_wrap: Impl = None
     unwrap: Impl = None
     generate: Impl = None
     generate_pair: Impl = None
@@ -117,6 +121,8 @@ class MechanismSpec:
             has_impl = getattr(self, name) is not None
             if has_flag != has_impl:
                 raise ValueError(f"{self.name}: flag {flag.name} and field {name!r} disagree")
+        if self.prepare_wrap is not None and self.wrap is None:
+            raise ValueError(f"{self.name}: prepare_wrap without wrap")
 
     def info(self) -> tuple[int, int, int]:
         """(ulMinKeySize, ulMaxKeySize, flags) for C_GetMechanismInfo."""

@@ -8,6 +8,7 @@ SHA*_RSA_PKCS[_PSS] rows hash as the data comes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from emulator.crypto import digest as digest_crypto
@@ -304,11 +305,16 @@ def _pkcs_hashed_ops(hash_name: str) -> tuple[Any, Any]:
 
 # --- CKM_RSA_AES_KEY_WRAP --------------------------------------------------------------------------
 
-def _rsa_aes_wrap(wrapping: Any, param: params.RsaAesKeyWrapParams, target: Any) -> bytes:
+def _rsa_aes_prepare_wrap(wrapping: Any, param: params.RsaAesKeyWrapParams) -> Callable[[Any], bytes]:
     m = _key(wrapping, private=False)
     if _oaep_limit(m, param.oaep) < param.aes_key_bits // 8:
         raise PKCS11Error(CKR.WRAPPING_KEY_SIZE_RANGE, "the RSA key cannot carry the AES key with this OAEP hash")
-    return kw_crypto.rsa_aes_wrap(m, param.aes_key_bits, *_oaep_args(param.oaep), keybytes.wrappable(target))
+    wrap = kw_crypto.rsa_aes_wrapper(m, param.aes_key_bits, *_oaep_args(param.oaep))
+    return lambda target: wrap(keybytes.wrappable(target))
+
+
+def _rsa_aes_wrap(wrapping: Any, param: params.RsaAesKeyWrapParams, target: Any) -> bytes:
+    return _rsa_aes_prepare_wrap(wrapping, param)(target)
 
 
 def _rsa_aes_unwrap(unwrapping: Any, param: params.RsaAesKeyWrapParams, wrapped: bytes, target_kind: str,
@@ -374,4 +380,5 @@ def register(registry: Registry) -> None:
             validate=_validate_hashed_pss(hash_name), sign=sign, verify=verify, **sizes))
     registry.add(MechanismSpec(
         mechanism=numbers.CKM_RSA_AES_KEY_WRAP, flags=F.WRAP | F.UNWRAP, param_kind="rsa_aes_key_wrap",
-        validate=validate_rsa_aes, wrap=_rsa_aes_wrap, unwrap=_rsa_aes_unwrap, **sizes))
+        validate=validate_rsa_aes, wrap=_rsa_aes_wrap, prepare_wrap=_rsa_aes_prepare_wrap,
+        unwrap=_rsa_aes_unwrap, **sizes))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from typing import Any
 
 import pytest
@@ -141,6 +143,31 @@ def test_unique_ids_are_assigned_and_unique() -> None:
     assert isinstance(first[A.UNIQUE_ID], str) and first[A.UNIQUE_ID] != second[A.UNIQUE_ID]
     data = new_object({A.CLASS: ObjectClass.DATA}, Origin.CREATE)
     assert data[A.UNIQUE_ID]
+
+
+def test_unique_ids_are_rfc_9562_version_4_and_never_repeat_across_batches() -> None:
+    ids = [templates.new_uuid4() for _ in range(3 * templates._UUID_BATCH + 7)]  # several refills
+    assert len(set(ids)) == len(ids)
+    for text in ids:
+        parsed = uuid.UUID(text)
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
+
+
+def test_a_forked_child_does_not_reuse_its_parents_pooled_ids() -> None:
+    templates.new_uuid4()  # the pool now holds ids the parent has not handed out
+    pending = set(templates._uuid_pool)
+    assert pending
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report the ids it makes, then leave without pytest's teardown
+        os.close(read)
+        os.write(write, "\n".join(templates.new_uuid4() for _ in range(50)).encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        child_ids = set(pipe.read().split("\n"))
+    os.waitpid(pid, 0)
+    assert len(child_ids) == 50 and not child_ids & pending
 
 
 # --- token-computed and origin-forbidden attributes -> CKR_ATTRIBUTE_READ_ONLY -----------------------
