@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import library
 from .attributes.templates import Origin
 from .constants import CKR, Attribute, KeyType, Mechanism, ObjectClass
 from .errors import PKCS11Error
@@ -177,8 +178,6 @@ def check_new(session: Any, attrs: dict[int, Any], material: Any, origin: Origin
     """The SAM check for an object about to be made in `session` (no-op when not enforced)."""
     if origin is None:
         return
-    from . import library
-
     overrides = overrides_for(library.state())
     if overrides is not None:
         check(overrides, attrs, origin, mechanism, key_bits(material))

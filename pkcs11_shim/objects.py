@@ -41,7 +41,7 @@ class P11Object:
     it is decoded from the key's (authenticated) appdata when first asked for, and `peek` answers
     the EAGER attributes without decoding the rest."""
 
-    __slots__ = ("handle", "_attrs", "key", "owner_session", "_appdata", "_summary", "_deferred")
+    __slots__ = ("handle", "_attrs", "key", "owner_session", "_appdata", "_summary", "_deferred", "index_keys")
 
     def __init__(self, handle: int, attrs: dict[int, Any] | None, key: Key, owner_session: int | None = None,
                  *, appdata: bytes | None = None) -> None:
@@ -50,6 +50,8 @@ class P11Object:
         self._appdata = appdata
         self._summary = None if appdata is None else codecs.deserialize_some(appdata, EAGER)
         self._deferred: tuple[frozenset[int], Callable[[], dict[int, Any]]] | None = None
+        #: The find-index keys the store filed this object under (`ObjectStore._index_add`).
+        self.index_keys: list[tuple[int, Any]] = []
 
     def defer(self, names: frozenset[int], compute: Callable[[], dict[int, Any]]) -> None:
         """Attributes `names` are computed by `compute()` when first needed, not now: a new
@@ -169,8 +171,10 @@ class ObjectStore:
     # --- index -------------------------------------------------------------------------------
     def _index_add(self, obj: P11Object) -> None:
         index, handle = self._index, obj.handle  # every new object (each C_UnwrapKey) comes here
-        for attr, value in obj.index_values().items():
-            key = _index_key(attr, value)
+        # Kept on the object, so removing it (each C_DestroyObject) reads no attribute; every
+        # change of an indexed attribute (reindex, reload) ends here and files it again.
+        obj.index_keys = keys = [_index_key(attr, value) for attr, value in obj.index_values().items()]
+        for key in keys:
             bucket = index.get(key)
             if bucket is None:
                 index[key] = {handle}
@@ -178,10 +182,12 @@ class ObjectStore:
                 bucket.add(handle)
 
     def _index_remove(self, obj: P11Object) -> None:
-        for attr, value in obj.index_values().items():
-            bucket = self._index.get(_index_key(attr, value))
+        index, handle = self._index, obj.handle
+        for key in obj.index_keys:
+            bucket = index.get(key)
             if bucket is not None:
-                bucket.discard(obj.handle)
+                bucket.discard(handle)
+        obj.index_keys = []
 
     def reindex(self, obj: P11Object, old_attrs: dict[int, Any]) -> None:
         with self._lock:
