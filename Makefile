@@ -26,7 +26,8 @@ test: $(SO) $(CLIENT)
 
 bench: $(SO)
 	$(PY) -m pytest bench --benchmark-enable --benchmark-max-time=0.5 -q -p no:cacheprovider
-	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/results.json docs/bench/
+	$(PY) bench/floorprobe.py 10 500 > build/bench/floor.md && cat build/bench/floor.md
+	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/floor.md build/bench/results.json docs/bench/
 
 demo: $(SO)
 	$(PY) -m softshield_cli.demo
