@@ -82,8 +82,35 @@ class Server:
         self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=60)
 
+    def pause(self, limit: float = 10) -> None:
+        """SIGSTOP, returning once every server thread is stopped: kill() returns before a thread
+        running on the other core has stopped, and that thread could still answer a request."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+        tasks = Path(f"/proc/{self.proc.pid}/task")
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            states = [_task_state(task) for task in tasks.iterdir()]
+            if all(state in (None, "T", "t") for state in states):
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"server {self.proc.pid} did not stop within {limit}s")
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def log_text(self) -> str:
         return self.log.read_text()
+
+
+def _task_state(task: Path) -> str | None:
+    """The state letter of /proc/<pid>/task/<tid>/stat (after the parenthesised name), or None for
+    a thread that has just exited."""
+    try:
+        return (task / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
 
 
 def pkcs11_tool(server: Server, *args: str, check: bool = True) -> subprocess.CompletedProcess:
