@@ -1,11 +1,14 @@
 # softshield: `make` builds the PKCS#11 library; `make test`, `make bench`, `make demo`, `make fuzz`.
 PY      ?= .venv/bin/python
-SO      := build/libsoftshield-pkcs11.so
+# The in-process module (cffi embedding); hosts load it through the front end below.
+EMBEDDED := build/libsoftshield-embedded.so
 SOURCES := $(wildcard native/*) pkcs11_shim/build.py
-# The C-only client library (client mode, talks to `softshield hardserver`): generated from the same
-# function list, with the mechanism -> parameter-layout table taken from the mechanism registry.
+# The library users load (front end: embedded or forwarded per process) and the C-only client
+# library (always forwarded to `softshield hardserver`): generated from the same function list, with
+# the mechanism -> parameter-layout table taken from the mechanism registry.
+SO      := build/libsoftshield-pkcs11.so
 CLIENT  := build/libsoftshield-client.so
-CLIENT_SOURCES := $(wildcard native/client/*) native/functions.txt native/pkcs11_types.h \
+CLIENT_SOURCES := $(wildcard native/client/*) $(wildcard native/front/*) native/functions.txt native/pkcs11_types.h \
                   pkcs11_shim/client_build.py pkcs11_shim/build.py pkcs11_shim/hardserver/layouts.py \
                   $(wildcard pkcs11_shim/mechanisms/*.py) pkcs11_shim/attributes/codecs.py
 
@@ -13,26 +16,26 @@ CLIENT_SOURCES := $(wildcard native/client/*) native/functions.txt native/pkcs11
 
 all: build
 
-build: $(SO) $(CLIENT)
+build: $(EMBEDDED) $(SO) $(CLIENT)
 
-$(SO): $(SOURCES)
+$(EMBEDDED): $(SOURCES)
 	$(PY) -m pkcs11_shim.build --out build
 
-$(CLIENT): $(CLIENT_SOURCES)
+$(SO) $(CLIENT) &: $(CLIENT_SOURCES)
 	$(PY) -m pkcs11_shim.client_build --out build
 
-test: $(SO) $(CLIENT)
+test: build
 	$(PY) -m pytest -q
 
-bench: $(SO)
+bench: build
 	$(PY) -m pytest bench --benchmark-enable --benchmark-max-time=0.5 -q -p no:cacheprovider
 	$(PY) bench/floorprobe.py 10 500 > build/bench/floor.md && cat build/bench/floor.md
 	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/floor.md build/bench/results.json docs/bench/
 
-demo: $(SO)
+demo: build
 	$(PY) -m softshield_cli.demo
 
-fuzz: $(SO)
+fuzz: build
 	$(PY) tests/reliability/fuzz_cabi.py run --examples $${FUZZ_EXAMPLES:-5000}
 
 clean:

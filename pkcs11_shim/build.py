@@ -1,4 +1,4 @@
-"""Build libsoftshield-pkcs11.so with cffi's embedding mode.
+"""Build libsoftshield-embedded.so, the in-process module, with cffi's embedding mode.
 
     python -m pkcs11_shim.build [--out DIR]
 
@@ -6,6 +6,11 @@ The C side is generated from `native/functions.txt`: the CK_FUNCTION_LIST (2.40)
 CK_FUNCTION_LIST_3_0 and CK_FUNCTION_LIST_3_2 tables, one exported C_* per function that first
 checks that Python started and then calls its `extern "Python"` handler, and the cffi declarations of those handlers. Only
 argument passing lives in C; every semantic lives in `pkcs11_shim`.
+
+Hosts load libsoftshield-pkcs11.so (pkcs11_shim.client_build), which loads this library when the
+process has no Python of its own or exactly the one recorded here, and forwards to the hardserver
+(which runs this library) otherwise. It is linked -Bsymbolic: its function tables must point at its
+own C_* even when the front end's C_* of the same names are in the host's global scope.
 
 The interpreter that a C host starts inside the library does not see this virtual environment, so
 the build records where the project and its packages live; SOFTSHIELD_PYTHONPATH overrides it.
@@ -29,7 +34,7 @@ import cffi
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 MODULE_NAME = "_softshield_pkcs11"
-LIBRARY_NAME = "libsoftshield-pkcs11"
+LIBRARY_NAME = "libsoftshield-embedded"
 
 
 @dataclass(frozen=True)
@@ -319,7 +324,7 @@ def make_builder() -> cffi.FFI:
         include_dirs=[str(NATIVE)],
         libraries=["dl"],
         library_dirs=[libdir] if libdir else [],
-        extra_link_args=[f"-Wl,-rpath,{libdir}"] if libdir else [],
+        extra_link_args=["-Wl,-Bsymbolic", *([f"-Wl,-rpath,{libdir}"] if libdir else [])],
         extra_compile_args=["-O2", "-Wall", "-Wno-unused-function", "-Wno-deprecated-declarations"],
     )
     builder.embedding_init_code(init_code())

@@ -17,19 +17,26 @@ import re
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pkcs11_shim.build import NATIVE, CFunction, interface_source, output_dir, read_functions, table_members
+from pkcs11_shim.build import (NATIVE, CFunction, interface_source, libpython_soname, output_dir, read_functions,
+                               table_members)
 from pkcs11_shim.hardserver import layouts
 
 CLIENT_DIR = NATIVE / "client"
+FRONT_DIR = NATIVE / "front"
 LIBRARY = "libsoftshield-client.so"
+#: The one library users load: it chooses embedded or forwarded per process (native/front/).
+FRONT_LIBRARY = "libsoftshield-pkcs11.so"
 
 #: Answered in the client itself: the server is initialized once, by the server.
 LOCAL = {"C_Initialize": "ss_initialize", "C_Finalize": "ss_finalize"}
+#: In the front end, library state first chooses the way the process is served (native/front/front.c).
+FRONT_LOCAL = {"C_Initialize": "ss_front_initialize", "C_Finalize": "ss_front_finalize"}
 
 #: Functions whose arguments the protocol does not carry (PKCS#11 3.2 asynchronous family: the
 #: function names and CK_ASYNC_DATA results refer to the caller's memory across calls). They answer
@@ -196,9 +203,10 @@ def nested_attributes() -> list[int]:
     return sorted(int(a) for a, kind in KINDS.items() if kind is Kind.TEMPLATE)
 
 
-def _entry_point(plan: Plan) -> list[str]:
+def _forwarder(plan: Plan) -> list[str]:
+    """`ss_fwd_<name>`: one call sent to the hardserver and its reply written back."""
     f = plan.function
-    out = [f"CK_RV {f.name}({f.params})", "{"]
+    out = [f"static CK_RV ss_fwd_{f.name}({f.params})", "{"]
     if plan.ops is None:
         out += [f"    (void){a};" for a in f.arg_names]
         out += ["    return CKR_FUNCTION_NOT_SUPPORTED; /* not carried by the protocol */", "}", ""]
@@ -224,9 +232,68 @@ def _entry_point(plan: Plan) -> list[str]:
     return out
 
 
-def c_source(functions: list[CFunction]) -> str:
+#: Run on a call's answer in both modes: CK_INFO names the way the process is served.
+AFTER = {"C_GetInfo": "if (rv == CKR_OK && pInfo != NULL) ss_describe(pInfo, {embedded});"}
+
+
+def _exported(f: CFunction, front: bool) -> list[str]:
+    """The exported entry point: the embedded module's function when the front end chose it, else
+    the forwarder (or the library-state function of the chosen way)."""
+    args = ", ".join(f.arg_names)
+    local = FRONT_LOCAL if front else LOCAL
+    if f.name in local:
+        return [f"CK_RV {f.name}({f.params})", "{", f"    return {local[f.name]}({args});", "}", ""]
+    out = [f"CK_RV {f.name}({f.params})", "{", "    CK_RV rv;"]
+    if front:
+        out += ["    if (ss_mode_embedded())", f"        rv = ss_embedded.{f.name}({args});", "    else",
+                f"        rv = ss_fwd_{f.name}({args});"]
+    else:
+        out.append(f"    rv = ss_fwd_{f.name}({args});")
+    if f.name in AFTER:
+        out.append("    " + AFTER[f.name].format(embedded="ss_mode_embedded()" if front else "0"))
+    out += ["    return rv;", "}", ""]
+    return out
+
+
+def _embedded_table(functions: list[CFunction]) -> list[str]:
+    """The embedded module's entry points, found by name in its handle (every Python-answered
+    function of native/functions.txt, the vendor ones included)."""
+    handled = [f for f in functions if not f.in_c]
+    out = ["static struct {"]
+    out += [f"    CK_RV (*{f.name})({f.params});" for f in handled]
+    out += ["} ss_embedded;", "", "int ss_embedded_bind(void *handle, const char **missing)", "{"]
+    for f in handled:
+        out += [f'    *(void **)&ss_embedded.{f.name} = dlsym(handle, "{f.name}");',
+                f"    if (ss_embedded.{f.name} == NULL) {{", f'        *missing = "{f.name}";', "        return -1;",
+                "    }"]
+    out += ["    return 0;", "}", "",
+            "CK_RV ss_embedded_initialize(CK_VOID_PTR pInitArgs)", "{",
+            "    return ss_embedded.C_Initialize(pInitArgs);", "}", "",
+            "CK_RV ss_embedded_finalize(CK_VOID_PTR pReserved)", "{",
+            "    return ss_embedded.C_Finalize(pReserved);", "}", ""]
+    return out
+
+
+def _c_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def recorded_python() -> tuple[str, str]:
+    """(interpreter, libpython) the embedded module is built with: the hardserver is started with
+    that interpreter, and a process that already runs any other libpython is never embedded into."""
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    libpython = Path(libdir) / libpython_soname()
+    return sys.executable, str(libpython.resolve()) if libpython.exists() else str(libpython)
+
+
+def c_source(functions: list[CFunction], front: bool = False) -> str:
     tables = table_members(functions)
-    out = ['#include <string.h>', '#include "ss_client.h"',
+    python, libpython = recorded_python()
+    out = ['#include <dlfcn.h>', '#include <string.h>', '#include "ss_client.h"',
+           *(['#include "ss_front.h"'] if front else []),
+           f"const char ss_recorded_python[] = {_c_string(python)};",
+           f"const char ss_recorded_libpython[] = {_c_string(libpython)};",
+
            '#define SS_EXPORT __attribute__((visibility("default")))', "",
            "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
            "typedef CK_FUNCTION_LIST *CK_FUNCTION_LIST_PTR;",
@@ -246,11 +313,11 @@ def c_source(functions: list[CFunction]) -> str:
     out += [f"    0x{a:x}UL," for a in nested]
     out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
     out += layouts.c_tables()
-    for name, impl in LOCAL.items():
-        f = next(f for f in functions if f.name == name)
-        out += [f"CK_RV {name}({f.params})", "{", f"    return {impl}({f.arg_names[0]});", "}", ""]
+    if front:
+        out += _embedded_table(functions)
     for plan in plans(functions):
-        out += _entry_point(plan)
+        out += _forwarder(plan)
+    out += [line for f in functions if not f.in_c for line in _exported(f, front)]
     for struct, var, literal, members in tables:
         out.append(f"static struct {struct} {var} = {{\n    {literal},")
         out += [f"    {f.name}," for f in members]
@@ -266,22 +333,30 @@ def main(argv: list[str] | None = None) -> int:
     for name in unsupported:
         note = "" if name in UNSUPPORTED_ALLOWED else " (unexpected: extend client_build.classify)"
         print(f"client_build: {name} answers CKR_FUNCTION_NOT_SUPPORTED in client mode{note}", file=sys.stderr)
+    for name, front in ((LIBRARY, False), (FRONT_LIBRARY, True)):
+        print(compile_library(out, name, c_source(functions, front), front))
+    return 0
+
+
+def compile_library(out: Path, name: str, source: str, front: bool) -> Path:
+    """Compile the generated source with the client runtime (and the front end) into out/name;
+    the source is kept as out/front_gen.c or out/client_gen.c for reading and debugging."""
     cc = os.environ.get("CC", "cc")
+    dirs = [CLIENT_DIR, FRONT_DIR] if front else [CLIENT_DIR]
     # Compile in a private folder and rename into place, as pkcs11_shim.build does: a running host
     # keeps the library it mapped, and nobody loads a half-written file.
     with tempfile.TemporaryDirectory(dir=out, prefix=".client-") as tmp:
-        generated = Path(tmp) / "client_gen.c"
-        generated.write_text(c_source(functions))
-        built = Path(tmp) / LIBRARY
-        sources = sorted(str(p) for p in CLIENT_DIR.glob("*.c")) + [str(generated)]
+        generated = Path(tmp) / ("front_gen.c" if front else "client_gen.c")
+        generated.write_text(source)
+        built = Path(tmp) / name
+        sources = sorted(str(p) for d in dirs for p in d.glob("*.c")) + [str(generated)]
         cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
-               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{CLIENT_DIR}", "-o", str(built), *sources]
+               "-fvisibility=hidden", f"-I{NATIVE}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources, "-ldl"]
         subprocess.run(cmd, check=True)
-        shutil.copyfile(generated, out / "client_gen.c")  # kept for reading and debugging
-        final = out / LIBRARY
+        shutil.copyfile(generated, out / generated.name)
+        final = out / name
         os.replace(built, final)
-    print(final)
-    return 0
+    return final
 
 
 if __name__ == "__main__":

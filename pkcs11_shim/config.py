@@ -54,6 +54,11 @@ def _read_rc(path: Path | None) -> dict[str, str]:
     return values
 
 
+def rc_value(name: str) -> str | None:
+    """One variable of the cknfastrc file in use (the environment is the caller's to check first)."""
+    return _read_rc(_rc_path()).get(name)
+
+
 def toml_path() -> Path:
     explicit = os.environ.get("SOFTSHIELD_CONFIG")
     return Path(explicit) if explicit else Path.home() / ".config" / "softshield" / "config.toml"

@@ -1,11 +1,14 @@
 """`softshield hardserver`: serve the module to many processes on a local socket (nShield's hardserver).
 
-    softshield hardserver [--socket PATH] [--library SO] [--kmdata DIR] [--log-level info]
+    softshield hardserver [--socket PATH] [--library SO] [--kmdata DIR] [--idle-timeout S] [--log-level info]
+    softshield hardserver --stop [--socket PATH]
 
-Clients load build/libsoftshield-client.so (C only, no Python in the host) with
-SOFTSHIELD_HARDSERVER=PATH (or SOFTSHIELD_HARDSERVER=PATH in cknfastrc); every PKCS#11 call is
-forwarded here and answered by the one module this process owns. SIGTERM or Ctrl-C closes every
-client's sessions and finalizes the module.
+build/libsoftshield-pkcs11.so forwards here from every process it does not embed the module into
+(a host running another Python, or SOFTSHIELD_MODE=hardserver), and starts this command itself when
+nobody listens; build/libsoftshield-client.so always forwards. Every PKCS#11 call is answered by the
+one module this process owns. SIGTERM, Ctrl-C or `--stop` closes every client's sessions and
+finalizes the module; with an idle timeout the server does the same once it has had no client for
+that long.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ class Hardserver:
                        help=f"the in-process library the server runs (default: SOFTSHIELD_PKCS11_LIB, else {DEFAULT_LIBRARY})")
         p.add_argument("--kmdata", type=Path, default=None, help="kmdata directory (default: NFAST_KMDATA or config)")
         p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
+                       help="exit after this long without clients (default: SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT, "
+                            "else 0 = never; a server the library starts uses 300)")
+        p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)  # the starting library's pipe
+        p.add_argument("--stop", action="store_true", help="stop the server on the socket (its pid file) and exit")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -39,10 +47,30 @@ class Hardserver:
         if args.kmdata is not None:
             os.environ["NFAST_KMDATA"] = str(args.kmdata)  # read by the module at C_Initialize
         socket_path = args.socket or Path(os.environ.get("SOFTSHIELD_HARDSERVER") or server.default_socket_path())
+        if args.stop:
+            try:
+                pid = server.stop_running(socket_path)
+            except RuntimeError as exc:
+                raise CommandError(str(exc)) from None
+            print(f"hardserver {pid} on {socket_path} stopped")
+            return 0
         library = args.library or Path(os.environ.get("SOFTSHIELD_PKCS11_LIB") or server.DEFAULT_LIBRARY)
         if not library.is_file():
             raise CommandError(f"no library at {library}: build it with make")
+        idle = args.idle_timeout
+        if idle is None:
+            idle = _idle_from_config()
         try:
-            return server.run(socket_path, library)
+            return server.run(socket_path, library, idle_timeout=idle, ready_fd=args.ready_fd)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
+
+
+def _idle_from_config() -> float:
+    from pkcs11_shim.config import rc_value
+
+    value = os.environ.get("SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT") or rc_value("SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT")
+    try:
+        return float(value) if value else 0.0
+    except ValueError:
+        raise CommandError(f"SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT={value} is not a number of seconds") from None

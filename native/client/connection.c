@@ -54,30 +54,38 @@ static int ss_rc_lookup(const char *path, const char *key, char *out, size_t out
     return found;
 }
 
-static void ss_socket_path(char *out, size_t outlen)
+/* One configuration value: the environment wins, then the first cknfastrc-style file that sets it. */
+int ss_config_value(const char *key, char *out, size_t outlen)
 {
-    const char *env = getenv("SOFTSHIELD_HARDSERVER");
+    const char *env = getenv(key);
     const char *rc = getenv("SOFTSHIELD_CKNFASTRC");
     const char *home = getenv("NFAST_HOME");
     const char *user = getenv("HOME");
-    const char *runtime = getenv("XDG_RUNTIME_DIR");
     char path[4096];
-    if (env != NULL && env[0] != '\0') {
+    if (env != NULL) {
         snprintf(out, outlen, "%s", env);
-        return;
+        return 1;
     }
-    if (rc != NULL && rc[0] != '\0' && ss_rc_lookup(rc, "SOFTSHIELD_HARDSERVER", out, outlen))
-        return;
+    if (rc != NULL && rc[0] != '\0' && ss_rc_lookup(rc, key, out, outlen))
+        return 1;
     if (home != NULL && home[0] != '\0') {
         snprintf(path, sizeof path, "%s/cknfastrc", home);
-        if (ss_rc_lookup(path, "SOFTSHIELD_HARDSERVER", out, outlen))
-            return;
+        if (ss_rc_lookup(path, key, out, outlen))
+            return 1;
     }
     if (user != NULL && user[0] != '\0') {
         snprintf(path, sizeof path, "%s/.config/softshield/cknfastrc", user);
-        if (ss_rc_lookup(path, "SOFTSHIELD_HARDSERVER", out, outlen))
-            return;
+        if (ss_rc_lookup(path, key, out, outlen))
+            return 1;
     }
+    return 0;
+}
+
+static void ss_socket_path(char *out, size_t outlen)
+{
+    const char *runtime = getenv("XDG_RUNTIME_DIR");
+    if (ss_config_value("SOFTSHIELD_HARDSERVER", out, outlen) && out[0] != '\0')
+        return;
     if (runtime != NULL && runtime[0] != '\0')
         snprintf(out, outlen, "%s/softshield/hardserver.sock", runtime);
     else
@@ -366,9 +374,17 @@ CK_RV ss_initialize(CK_VOID_PTR pInitArgs)
     pthread_mutex_unlock(&ss_lock);
     if (rv != CKR_OK)
         return rv;
-    /* Fail here, not on the first real call, when no hardserver answers: as nShield's library does
-     * when its hardserver is not running. */
-    probe = ss_acquire(&rv);
+    /* Fail here, not on the first real call, when no hardserver answers and none can be started:
+     * as nShield's library does when its hardserver is not running. */
+    rv = ss_check_socket_path(ss_path);
+    probe = rv == CKR_OK ? ss_acquire(&rv) : NULL;
+    if (probe == NULL && rv != CKR_DEVICE_ERROR) {
+        if (!ss_autostart_enabled())
+            fprintf(stderr, "softshield: no hardserver on %s; start one with `softshield hardserver` "
+                            "(SOFTSHIELD_HARDSERVER_AUTOSTART is off)\n", ss_path);
+        else if (ss_autostart(ss_path) == 0)
+            probe = ss_acquire(&rv);
+    }
     if (probe == NULL) {
         pthread_mutex_lock(&ss_lock);
         ss_is_initialized = 0;
@@ -377,6 +393,15 @@ CK_RV ss_initialize(CK_VOID_PTR pInitArgs)
     }
     ss_release(probe, 0);
     return CKR_OK;
+}
+
+/* CK_INFO.libraryDescription says how this process is served (32 blank-padded bytes, §3.4). */
+void ss_describe(CK_INFO *info, int embedded)
+{
+    const char *text = embedded ? "softshield embedded" : "softshield via hardserver";
+    size_t n = strlen(text);
+    memset(info->libraryDescription, ' ', sizeof info->libraryDescription);
+    memcpy(info->libraryDescription, text, n);
 }
 
 CK_RV ss_finalize(CK_VOID_PTR pReserved)

@@ -108,6 +108,20 @@ CK_RV ss_initialize(CK_VOID_PTR pInitArgs);
 CK_RV ss_finalize(CK_VOID_PTR pReserved);
 int ss_initialized(void);
 
+/* Configuration and the hardserver's start (connection.c, autostart.c). */
+int ss_config_value(const char *key, char *out, size_t outlen);
+CK_RV ss_check_socket_path(const char *path);
+int ss_autostart_enabled(void);
+int ss_autostart(const char *socket_path);
+int ss_library_dir(char *out, size_t outlen);
+int ss_embedded_path(char *out, size_t outlen);
+void ss_describe(CK_INFO *info, int embedded);
+/* Recorded by the build (generated source): the Python the embedded module runs on, and its
+ * libpython, which the front end compares with any Python already in the process. */
+#define SS_EMBEDDED_LIBRARY "libsoftshield-embedded.so"
+extern const char ss_recorded_python[];
+extern const char ss_recorded_libpython[];
+
 /* Shared by connection.c and marshal.c. */
 void ss_fail(ss_call *c, CK_RV rv);
 void ss_put_raw(ss_call *c, const void *p, size_t n);

@@ -2,8 +2,10 @@
 
 As on an nShield host, where the hardserver daemon owns the module and every application's PKCS#11
 library talks to it, `softshield hardserver` loads our own in-process library
-(build/libsoftshield-pkcs11.so) through cffi's ABI mode and answers the C-only client library
-(build/libsoftshield-client.so, built by pkcs11_shim.client_build) on a Unix domain socket.
+(build/libsoftshield-embedded.so) through cffi's ABI mode and answers the forwarding libraries on a
+Unix domain socket: libsoftshield-pkcs11.so in every process it does not embed the module into (a
+host that runs another Python, or one configured to), which also starts the server when none
+listens, and the C-only libsoftshield-client.so (both built by pkcs11_shim.client_build).
 
 - `protocol`: frames (versioned, bounded) and the payload reader/writer.
 - `codec`: one call's arguments decoded into C memory and its outputs encoded, driven by the same

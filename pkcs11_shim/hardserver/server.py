@@ -1,7 +1,10 @@
 """The hardserver process: a Unix domain socket, one thread per client connection, clean shutdown.
 
 Access is the socket's file permissions (0600, in a 0700 folder we create), as nShield's hardserver
-limits its local socket to the users allowed to use the module. A refused frame is answered with an
+limits its local socket to the users allowed to use the module; a folder another user owns or can
+write is refused, since whoever can write it can put their own socket in our place. Beside the
+socket the server keeps STEM.pid (STEM: the socket path less ".sock"), which `--stop` reads; the
+library that starts a server on demand (native/client/autostart.c) keeps STEM.lock and STEM.log there. A refused frame is answered with an
 ERROR frame naming the fault, logged, and the connection closed; the server keeps serving others.
 SIGTERM / SIGINT close every client's sessions and finalize the module, so kmdata is left as the
 module's own writes leave it (each write is a temp file, fsync and rename).
@@ -17,6 +20,7 @@ import socket
 import stat
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from pkcs11_shim.hardserver.protocol import ConnectionGone, ProtocolError
 log = logging.getLogger("hardserver")
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LIBRARY = ROOT / "build" / "libsoftshield-pkcs11.so"
+DEFAULT_LIBRARY = ROOT / "build" / "libsoftshield-embedded.so"
 MAX_CONNECTIONS = 256
 CKF_OS_LOCKING_OK = 0x2
 
@@ -41,6 +45,44 @@ def default_socket_path() -> Path:
     return Path(f"/tmp/softshield-{os.getuid()}") / "hardserver.sock"
 
 
+def sibling(socket_path: Path, suffix: str) -> Path:
+    """STEM + suffix beside the socket, as native/client/autostart.c names them."""
+    name = socket_path.name
+    stem = name[:-5] if name.endswith(".sock") and len(name) > 5 else name
+    return socket_path.with_name(stem + suffix)
+
+
+def check_socket_folder(folder: Path) -> None:
+    """Refuse a socket folder someone else could write: they could replace our socket."""
+    st = folder.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise RuntimeError(f"refusing the socket folder {folder} (owner uid {st.st_uid}, mode "
+                           f"{stat.S_IMODE(st.st_mode):04o}): it must be a folder owned by uid {os.geteuid()} "
+                           "that nobody else can write")
+
+
+def stop_running(socket_path: Path, limit: float = 30) -> int:
+    """SIGTERM the server whose pid file is beside the socket; returns its pid once it has exited."""
+    pid_file = sibling(Path(socket_path), ".pid")
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (FileNotFoundError, ValueError, IndexError):
+        raise RuntimeError(f"no hardserver pid file at {pid_file}") from None
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid_file.unlink(missing_ok=True)
+        raise RuntimeError(f"no hardserver runs as pid {pid} (stale {pid_file} removed)") from None
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        time.sleep(0.05)
+    raise RuntimeError(f"hardserver {pid} did not exit within {limit:.0f} s")
+
+
 def _peer(sock: socket.socket) -> tuple[int, int]:
     """(pid, uid) of the connected process, from the kernel (SO_PEERCRED)."""
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
@@ -49,9 +91,12 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
 
 
 class Hardserver:
-    def __init__(self, socket_path: Path, library: Path = DEFAULT_LIBRARY) -> None:
+    def __init__(self, socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0) -> None:
         self.socket_path = Path(socket_path)
         self.library = Path(library)
+        self.idle_timeout = idle_timeout
+        self.idle_since = time.monotonic()
+        self.socket_inode: int | None = None
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
@@ -61,6 +106,9 @@ class Hardserver:
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_module(self) -> None:
+        # The server is the module's host: a front-end library given as --library must embed, never
+        # forward back to this very server.
+        os.environ["SOFTSHIELD_MODE"] = "embedded"
         ffi, lib = load_module(self.library)
         args = ffi.new("CK_C_INITIALIZE_ARGS *")
         args.flags = CKF_OS_LOCKING_OK  # many client threads call in at once
@@ -74,6 +122,7 @@ class Hardserver:
         path = self.socket_path
         if not path.parent.exists():
             path.parent.mkdir(mode=0o700, parents=True)
+        check_socket_folder(path.parent)
         if path.exists() or path.is_symlink():
             if not stat.S_ISSOCK(path.lstat().st_mode):
                 raise RuntimeError(f"{path} exists and is not a socket")
@@ -92,9 +141,11 @@ class Hardserver:
         finally:
             os.umask(old)
         os.chmod(path, 0o600)
+        self.socket_inode = path.lstat().st_ino
         listener.listen(64)
         listener.settimeout(0.5)
         self.listener = listener
+        sibling(path, ".pid").write_text(f"{os.getpid()}\n")
 
     # ---- serving ------------------------------------------------------------------------------
     def serve_forever(self) -> None:
@@ -104,6 +155,9 @@ class Hardserver:
             try:
                 conn, _ = self.listener.accept()
             except socket.timeout:
+                if self._idle_expired():
+                    log.info("no client for %.0f s: exiting", self.idle_timeout)
+                    break
                 continue
             except OSError as exc:
                 if self.stopping.is_set() or exc.errno == errno.EBADF:
@@ -116,6 +170,12 @@ class Hardserver:
                 self.connections.add(conn)
             threading.Thread(target=self._serve_connection, args=(conn,), daemon=True,
                              name="hardserver-conn").start()
+
+    def _idle_expired(self) -> bool:
+        with self.conn_lock:
+            if self.connections:
+                return False
+        return self.idle_timeout > 0 and time.monotonic() - self.idle_since >= self.idle_timeout
 
     def _refuse(self, conn: socket.socket, message: str, rv: int = protocol.CKR_DEVICE_ERROR) -> None:
         try:
@@ -185,6 +245,8 @@ class Hardserver:
         finally:
             with self.conn_lock:
                 self.connections.discard(conn)
+                if not self.connections:
+                    self.idle_since = time.monotonic()
             conn.close()
             if client is not None and not self.stopping.is_set():
                 self.clients.detach(client)
@@ -197,11 +259,16 @@ class Hardserver:
         """Close the listener and every connection, every client's sessions, then C_Finalize."""
         self.stopping.set()
         if self.listener is not None:
-            self.listener.close()
+            # Unlink before closing, and only our own socket: a server started after us (by a client
+            # that found this one gone) may already have put its socket at the same path.
+            self._unlink_own(self.socket_path, self.socket_inode)
+            pid_file = sibling(self.socket_path, ".pid")
             try:
-                self.socket_path.unlink()
+                if pid_file.read_text().strip() == str(os.getpid()):
+                    pid_file.unlink()
             except FileNotFoundError:
                 pass
+            self.listener.close()
         with self.conn_lock:
             conns = list(self.connections)
         for conn in conns:
@@ -216,11 +283,28 @@ class Hardserver:
             log.info("module finalized (rv 0x%x); hardserver stopped", rv)
 
 
-def run(socket_path: Path, library: Path = DEFAULT_LIBRARY) -> int:
-    """Serve until SIGTERM or SIGINT; returns the exit status."""
-    server = Hardserver(socket_path, library)
+    @staticmethod
+    def _unlink_own(path: Path, inode: int | None) -> None:
+        try:
+            if inode is not None and path.lstat().st_ino == inode:
+                path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0,
+        ready_fd: int | None = None) -> int:
+    """Serve until SIGTERM or SIGINT (or idle_timeout seconds without clients); returns the exit
+    status. ready_fd, when given, gets "ready" once the socket listens and is closed: the library
+    that started this server waits on it."""
+    server = Hardserver(socket_path, library, idle_timeout)
     server.open_module()
     server.bind()
+    if ready_fd is not None:
+        try:
+            os.write(ready_fd, b"ready\n")
+        finally:
+            os.close(ready_fd)
     signal.signal(signal.SIGTERM, server.stop)
     signal.signal(signal.SIGINT, server.stop)
     try:

@@ -11,6 +11,17 @@ sys.path.insert(0, os.path.dirname(__file__))
 from hsenv import CLIENT_SO, SERVER_SO, init_token, new_server  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="module")
+def restore_environment():
+    """The client libraries read SOFTSHIELD_HARDSERVER and friends from this process's environment,
+    which these tests set: put it back after each module, so that a later test that loads
+    libsoftshield-pkcs11.so in this process is not sent to a server that is gone."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="module")
 def server():
     if not CLIENT_SO.is_file() or not SERVER_SO.is_file():

@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_SO = ROOT / "build" / "libsoftshield-client.so"
-SERVER_SO = ROOT / "build" / "libsoftshield-pkcs11.so"
+SERVER_SO = ROOT / "build" / "libsoftshield-embedded.so"
 SO_PIN, USER_PIN = "12345678", "1234"
 IV = bytes(range(16))
 CLIENT_SCRIPT = Path(__file__).with_name("client_worker.py")
@@ -35,6 +35,8 @@ CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
 def venv_python(version: str) -> Path:
     python = VENVS[version]
     if not python.is_file():
+        if os.environ.get("CI"):  # CI provides every version (scripts/setup.sh): missing is a failure
+            pytest.fail(f"no Python {version} venv at {python.parent.parent}: scripts/setup.sh did not make it")
         pytest.skip(f"no Python {version} venv with python-pkcs11 at {python.parent.parent}; "
                     "scripts/setup.sh creates it when python{version} is installed")
     return python
@@ -50,8 +52,9 @@ class Server:
         self.socket = work / "run" / "hardserver.sock"
         self.log = work / "hardserver.log"
         self.proc: subprocess.Popen | None = None
+        # These tests start, stop and kill their own server: a client must never start another one.
         self.env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(self.socket), "NFAST_KMDATA": str(self.kmdata),
-                    "SOFTSHIELD_HARDSERVER_TIMEOUT": "120"}
+                    "SOFTSHIELD_HARDSERVER_TIMEOUT": "120", "SOFTSHIELD_HARDSERVER_AUTOSTART": "0"}
 
     def start(self) -> None:
         log = open(self.log, "a")
@@ -174,6 +177,7 @@ class RawClient:
 
     def initialize(self, server: Server, timeout: int = 20) -> int:
         os.environ["SOFTSHIELD_HARDSERVER"] = str(server.socket)  # read at C_Initialize
+        os.environ["SOFTSHIELD_HARDSERVER_AUTOSTART"] = "0"
         os.environ["SOFTSHIELD_HARDSERVER_TIMEOUT"] = str(timeout)
         return self.lib.C_Initialize(None)
 

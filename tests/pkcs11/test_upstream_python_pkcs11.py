@@ -38,8 +38,9 @@ EXPECTED_DIFFERENCES: dict[str, str] = {
 }
 
 
-def run_suite(module: Path, label: str, out: Path, env_extra: dict[str, str]) -> dict[str, str]:
-    """Run the upstream tests with pytest; returns test id -> outcome."""
+def run_suite(module: Path, label: str, out: Path, env_extra: dict[str, str],
+              python: str | Path = sys.executable) -> dict[str, str]:
+    """Run the upstream tests with pytest under `python`; returns test id -> outcome."""
     work = Path(tempfile.mkdtemp(prefix="upstream-"))
     shutil.copytree(UPSTREAM / "tests", work / "tests")
     env = {
@@ -51,7 +52,7 @@ def run_suite(module: Path, label: str, out: Path, env_extra: dict[str, str]) ->
         **env_extra,
     }
     subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:benchmark",
          f"--junitxml={out}", "tests"],
         cwd=work, env=env, capture_output=True, text=True, timeout=1500,
     )
