@@ -18,6 +18,20 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# OpenSSL 3's PKCS#11 provider (tests sign through it): Debian 12 has it in bookworm-backports only.
+if ! dpkg-query -W -f='${Status}' pkcs11-provider 2>/dev/null | grep -q "install ok installed"; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    suite=()
+    if [ -z "$(apt-cache policy pkcs11-provider 2>/dev/null | grep 'Candidate:' | grep -v '(none)')" ] &&
+       grep -q '^VERSION_CODENAME=bookworm' /etc/os-release; then
+        echo "deb http://deb.debian.org/debian bookworm-backports main" |
+            $SUDO tee /etc/apt/sources.list.d/softshield-bookworm-backports.list >/dev/null
+        $SUDO apt-get update -qq
+        suite=(-t bookworm-backports)
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${suite[@]}" pkcs11-provider >/dev/null
+fi
+
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
@@ -25,8 +39,9 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e '.[test]'
 make --no-print-directory build
-# Client mode serves hosts whose Python is not ours: one python-pkcs11 venv per other Python version
-# the hardserver tests drive (.venv312, .venv313); a missing version is skipped here and by the tests.
+# libsoftshield-pkcs11.so forwards from hosts whose Python is not the module's: one venv per other
+# Python version the tests drive (.venv312, .venv313) with python-pkcs11 and what its own test suite
+# needs. A missing version is skipped here; the tests skip it, or fail under CI.
 for version in 3.12 3.13; do
     venv=".venv${version//./}"
     py=""
@@ -42,7 +57,7 @@ for version in 3.12 3.13; do
         continue
     fi
     [ -x "$venv/bin/python" ] || "$py" -m venv "$venv"
-    "$venv/bin/python" -m pip install -q python-pkcs11 >/dev/null
+    "$venv/bin/python" -m pip install -q python-pkcs11 pytest parameterized cryptography >/dev/null
 done
 bash scripts/fetch_upstream_tests.sh >/dev/null
 if [ "${1:-}" != "--no-demo" ]; then
