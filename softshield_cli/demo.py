@@ -2,7 +2,9 @@
 
 Every step is what a user would do by hand: a fresh kmdata, a Security World, an RSA key generated
 through PKCS#11 in the accelerator slot, a signature made by the token and checked with plain
-`cryptography`, and a C host (pkcs11-tool) that sees the same key.
+`cryptography`, a C host (pkcs11-tool) that sees the same key, and a program on another Python
+(3.12) that signs with it through the same library, which forwards that process to a hardserver it
+starts itself.
 """
 
 from __future__ import annotations
@@ -16,6 +18,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SO = ROOT / "build" / "libsoftshield-pkcs11.so"
 DEMO_KMDATA = ROOT / "build" / "demo-kmdata"
+DEMO_SOCKET = ROOT / "build" / "demo-run" / "hardserver.sock"
+OTHER_PYTHON = ROOT / ".venv312" / "bin" / "python"
+#: What a Python 3.12 program does with the key: python-pkcs11 loading the same library.
+OTHER_HOST = """
+import sys, pkcs11
+from pkcs11 import KeyType, Mechanism, ObjectClass
+lib = pkcs11.lib(sys.argv[1])
+print(lib.library_description, file=sys.stderr)
+with lib.get_token(token_label="loadshared accelerator").open() as session:
+    key = session.get_key(ObjectClass.PRIVATE_KEY, KeyType.RSA, label="demo-signer")
+    print(key.sign(b"softshield demo from Python 3.12", mechanism=Mechanism.SHA256_RSA_PKCS).hex())
+"""
 
 
 def step(text: str) -> None:
@@ -91,8 +105,28 @@ def main() -> int:
         print("\n".join("  " + line for line in out.splitlines() if line.strip()))
     else:
         print("  pkcs11-tool not installed (Debian package opensc)")
+    step("a Python 3.12 program signs with the same key (the library forwards it to a hardserver)")
+    if OTHER_PYTHON.exists():
+        other_python_signs(verifier)
+    else:
+        print(f"  no {OTHER_PYTHON} (scripts/setup.sh makes it where Python 3.12 is installed)")
     print("\ndemo complete")
     return 0
+
+
+def other_python_signs(verifier) -> None:
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+
+    env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(DEMO_SOCKET)}
+    result = subprocess.run([str(OTHER_PYTHON), "-c", OTHER_HOST, str(SO)], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"demo: the Python 3.12 program failed:\n{result.stdout}{result.stderr}")
+    signature = bytes.fromhex(result.stdout.strip())
+    verifier.verify(signature, b"softshield demo from Python 3.12", padding.PKCS1v15(), hashes.SHA256())
+    print(f"  library: {result.stderr.strip()}; hardserver log: {DEMO_SOCKET.with_name('hardserver.log')}")
+    print(f"  signature made for Python 3.12 ({len(signature)} bytes) verifies with the key made above")
+    print(run(sys.executable, "-m", "softshield_cli.main", "hardserver", "--stop", "--socket", str(DEMO_SOCKET)).rstrip())
 
 
 if __name__ == "__main__":
