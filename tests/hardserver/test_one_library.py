@@ -241,3 +241,43 @@ def test_started_server_exits_when_idle(world: AutoWorld) -> None:
     assert not _alive(pid)
     assert not world.socket.exists() and not world.pid_file.exists()
     assert "no client for 1 s: exiting" in world.log.read_text()
+
+
+def test_mode_from_cknfastrc(world: AutoWorld, tmp_path: Path) -> None:
+    rc = tmp_path / "cknfastrc"
+    rc.write_text("# as nShield's cknfastrc\nSOFTSHIELD_MODE = hardserver\n")
+    env = {k: v for k, v in world.env.items() if k != "SOFTSHIELD_HARDSERVER"}
+    env["SOFTSHIELD_CKNFASTRC"] = str(rc)
+    world.env = env
+    world.socket = world.work / "xdg" / "softshield" / "hardserver.sock"
+    world.pid_file = world.socket.with_name("hardserver.pid")
+    result, _, _ = world.host(sys.executable)  # the module's own Python, forwarded because the file says so
+    assert (result["initialize"], result["description"]) == (CKR.OK, FORWARDED)
+    assert _alive(world.server_pid())
+
+
+def _softshield(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "softshield_cli.main", *args], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=60)
+
+
+def test_hand_started_server_refuses_a_loose_folder(world: AutoWorld) -> None:
+    world.run.mkdir(mode=0o777)
+    os.chmod(world.run, 0o777)
+    done = _softshield("hardserver", "--socket", str(world.socket), env=world.env)
+    assert done.returncode != 0
+    assert done.stderr.strip() == (f"softshield hardserver: refusing the socket folder {world.run} (owner uid {os.geteuid()}, "
+                                   f"mode 0777): it must be a folder owned by uid {os.geteuid()} that nobody else "
+                                   "can write")
+    assert not world.socket.exists()
+
+
+def test_stop_stops_the_server_and_says_when_there_is_none(world: AutoWorld) -> None:
+    world.host(venv_python("3.12"))
+    pid = world.server_pid()
+    stopped = _softshield("hardserver", "--stop", "--socket", str(world.socket), env=world.env)
+    assert stopped.returncode == 0 and stopped.stdout.strip() == f"hardserver {pid} on {world.socket} stopped"
+    assert not _alive(pid) and not world.socket.exists() and not world.pid_file.exists()
+    again = _softshield("hardserver", "--stop", "--socket", str(world.socket), env=world.env)
+    assert again.returncode != 0
+    assert again.stderr.strip() == f"softshield hardserver: no hardserver pid file at {world.pid_file}"
