@@ -52,9 +52,9 @@ class User:
             env |= {"SOFTSHIELD_PYTHON": self.python, "SOFTSHIELD_PYTHONPATH": str(self.root)}
         return env
 
-    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    def run(self, *argv: str, check: bool = True, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         result = subprocess.run([*self.prefix, *argv], capture_output=True, text=True, timeout=120,
-                                env=self.env(), cwd=self.root)
+                                env={**self.env(), **(env or {})}, cwd=self.root)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(argv)} -> {result.returncode}\n{result.stdout}\n{result.stderr}")
         return result
@@ -62,8 +62,8 @@ class User:
     def softshield(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return self.run(self.python, "-m", "softshield_cli.main", *args, check=check)
 
-    def pkcs11_tool(self, *args: str) -> str:
-        return self.run("pkcs11-tool", "--module", str(self.library), *args).stdout
+    def pkcs11_tool(self, *args: str, env: dict[str, str] | None = None) -> str:
+        return self.run("pkcs11-tool", "--module", str(self.library), *args, env=env).stdout
 
 
 def copy_project(dest: Path) -> tuple[Path, str]:
@@ -179,3 +179,17 @@ def test_p11kit_lists_the_token_for_an_ordinary_user(user: User):
 
     assert user.softshield("p11-kit", "remove", "--user").stdout == f"removed {module_file}\n"
     assert "softshield" not in user.run("p11-kit", "list-modules").stdout
+
+
+def test_a_home_the_user_cannot_search_is_no_configuration(user: User):
+    """A service run as another user often keeps HOME naming the caller's home (setpriv, runuser,
+    sudo -E): the library finds no configuration there and starts, rather than failing C_Initialize."""
+    locked = user.home.parent / "locked-home"
+    (locked / ".config" / "softshield").mkdir(parents=True)
+    (locked / ".config" / "softshield" / "cknfastrc").write_text("CKNFAST_NO_ACCELERATOR_SLOTS=1\n")
+    locked.chmod(0o000 if user.prefix == [] else 0o700)  # root's 0700 folder, or not even its owner's
+    try:
+        slots = user.pkcs11_tool("--list-slots", env={"HOME": str(locked)})
+    finally:
+        locked.chmod(0o700)
+    assert "token label        : loadshared accelerator" in slots  # the locked cknfastrc was not read
