@@ -40,3 +40,16 @@ fuzz: build
 
 clean:
 	rm -rf build
+
+# p11-kit's module file naming this checkout's library by its real path, rewritten when the checkout
+# moves (`softshield p11-kit install` puts it where p11-kit reads it).
+P11KIT_MODULE := build/p11-kit/softshield.module
+
+build: $(P11KIT_MODULE)
+
+$(P11KIT_MODULE): data/p11-kit/softshield.module.in p11kit-module-path
+	@mkdir -p $(@D)
+	@sed 's|@LIBRARY@|$(abspath $(SO))|' $< > $@.tmp
+	@if cmp -s $@.tmp $@; then rm $@.tmp; else mv $@.tmp $@ && echo "wrote $@"; fi
+
+.PHONY: p11kit-module-path

@@ -30,22 +30,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def _is_file(path: Path) -> bool:
+    """Whether `path` is a file; a folder this process may not search (a service or another user
+    run with HOME still naming the caller's home) holds no configuration of ours."""
+    try:
+        return path.is_file()
+    except OSError as exc:
+        logging.getLogger("softshield").info("no configuration read from %s: %s", path, exc.strerror)
+        return False
+
+
 def _rc_path() -> Path | None:
     explicit = os.environ.get("SOFTSHIELD_CKNFASTRC")
     if explicit:
         return Path(explicit)
     home = os.environ.get("NFAST_HOME")
-    if home and (Path(home) / "cknfastrc").is_file():
+    if home and _is_file(Path(home) / "cknfastrc"):
         return Path(home) / "cknfastrc"
     user = Path.home() / ".config" / "softshield" / "cknfastrc"
-    return user if user.is_file() else None
+    return user if _is_file(user) else None
 
 
 def _read_rc(path: Path | None) -> dict[str, str]:
     values: dict[str, str] = {}
-    if path is None or not path.is_file():
+    if path is None or not _is_file(path):
         return values
-    for line in path.read_text(errors="replace").splitlines():
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as exc:
+        logging.getLogger("softshield").error("ignoring %s: %s", path, exc.strerror)
+        return values
+    for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
@@ -67,7 +82,7 @@ def toml_path() -> Path:
 def read_toml(path: Path | None = None) -> dict:
     """The TOML config as a dict ({} when there is none); a broken file raises ValueError naming it."""
     path = path or toml_path()
-    if not path.is_file():
+    if not _is_file(path):
         return {}
     try:
         with path.open("rb") as f:

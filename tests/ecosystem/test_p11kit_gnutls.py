@@ -8,9 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ecoenv import P11_KIT_PROXY, ROOT, SO, USER_PIN, run
-
-MODULE_FILE = ROOT / "data" / "p11-kit" / "softshield.module"
+from ecoenv import P11_KIT_PROXY, SO, USER_PIN, run, softshield
 
 
 def p11kit_run(module_dir: Path, home: Path, *argv: str) -> str:
@@ -33,11 +31,8 @@ def p11kit_run(module_dir: Path, home: Path, *argv: str) -> str:
 @pytest.fixture()
 def module_dir(tmp_path: Path) -> Path:
     d = tmp_path / "modules"
-    d.mkdir()
-    # The shipped file, pointed at this checkout's library.
-    text = MODULE_FILE.read_text().replace("/work/main/build/libsoftshield-pkcs11.so", str(SO))
-    assert f"module: {SO}" in text
-    (d / "softshield.module").write_text(text)
+    softshield("p11-kit", "install", "--dir", str(d))  # names this checkout's library
+    assert f"module: {SO.resolve()}" in (d / "softshield.module").read_text().splitlines()
     return d
 
 
