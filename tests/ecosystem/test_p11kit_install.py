@@ -70,7 +70,8 @@ def copy_project(dest: Path) -> tuple[Path, str]:
     """The library, the packages and the venv under `dest`, readable by every user."""
     root = dest / "softshield"
     (root / "build").mkdir(parents=True)
-    shutil.copy2(SO, root / "build" / SO.name)
+    for library in (SO, SO.with_name("libsoftshield-embedded.so")):  # the front end loads the module beside it
+        shutil.copy2(library, root / "build" / library.name)
     for name in PROJECT:
         shutil.copytree(ROOT / name, root / name)
     venv = dest / "venv"
