@@ -52,7 +52,8 @@ def check_c_host() -> Check:
     text = result.stdout + result.stderr
     if result.returncode == 0 and "Cryptoki version" in text:
         version = next((l.split("version", 1)[1].strip(" :") for l in text.splitlines() if "Cryptoki version" in l), "")
-        return True, f"C_Initialize/C_GetInfo ok from a C host (Cryptoki {version})", ""
+        served = next((l.split(None, 1)[1].rsplit(" (ver", 1)[0] for l in text.splitlines() if l.startswith("Library")), "")
+        return True, f"C_Initialize/C_GetInfo ok from a C host (Cryptoki {version}, {served})", ""
     lines = [l.strip() for l in text.splitlines()]
     # The exception line of an embedded-Python traceback says most; else pkcs11-tool's own error.
     reason = next((l for l in lines if re.match(r"^\w+(Error|Exception): ", l)), None) or next(
