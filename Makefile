@@ -2,14 +2,14 @@
 PY      ?= .venv/bin/python
 # The in-process module (cffi embedding); hosts load it through the front end below.
 EMBEDDED := build/libsoftshield-embedded.so
-SOURCES := $(wildcard native/*) pkcs11_shim/build.py
+SOURCES := $(wildcard native/*) pkcs11_shim/build.py pkcs11_shim/constants.py
 # The library users load (front end: embedded or forwarded per process) and the C-only client
 # library (always forwarded to `softshield hardserver`): generated from the same function list, with
 # the mechanism -> parameter-layout table taken from the mechanism registry.
 SO      := build/libsoftshield-pkcs11.so
 CLIENT  := build/libsoftshield-client.so
 CLIENT_SOURCES := $(wildcard native/client/*) $(wildcard native/front/*) native/functions.txt native/pkcs11_types.h \
-                  pkcs11_shim/client_build.py pkcs11_shim/build.py pkcs11_shim/hardserver/layouts.py \
+                  pkcs11_shim/client_build.py pkcs11_shim/build.py pkcs11_shim/constants.py pkcs11_shim/hardserver/layouts.py \
                   $(wildcard pkcs11_shim/mechanisms/*.py) pkcs11_shim/attributes/codecs.py
 
 .PHONY: all build test bench demo fuzz clean

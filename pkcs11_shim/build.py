@@ -84,6 +84,17 @@ def cdef_source(functions: list[CFunction]) -> str:
     )
 
 
+def c_constants() -> str:
+    """The C #defines of every return value and of the flags the C sources use, generated from
+    pkcs11_shim.constants: the numbers have one table, and the C side never types one."""
+    from pkcs11_shim.constants import CKR, InitFlag
+
+    lines = [f"#define CKR_{rv.name} 0x{rv.value:x}UL" for rv in CKR]
+    lines += [f"#define CKF_{flag.name} 0x{flag.value:x}UL" for flag in InitFlag]
+    lines.append("#define CK_UNAVAILABLE_INFORMATION (~0UL)  /* §3.6: all bits of a CK_ULONG */")
+    return "\n".join(lines)
+
+
 #: The standard tables, oldest first: each holds every function of its own and earlier versions.
 TABLES = (
     ("2.40", "CK_FUNCTION_LIST", "softshield_functions_2_40", "{2, 40}"),
@@ -116,10 +127,7 @@ def c_source(functions: list[CFunction], libpython: str) -> str:
         f'#define SOFTSHIELD_PYTHON_EXECUTABLE "{sys.executable}"',
         "#include <stdlib.h>",
         "#include <wchar.h>",
-        "#define CKR_OK 0UL",
-        "#define CKR_GENERAL_ERROR 5UL",
-        "#define CKR_ARGUMENTS_BAD 7UL",
-        "#define CKR_BUFFER_TOO_SMALL 0x150UL",
+        c_constants(),
         "#define SOFTSHIELD_EXPORT __attribute__((visibility(\"default\")))",
         "",
         "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",

@@ -23,8 +23,8 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from pkcs11_shim.build import (NATIVE, CFunction, interface_source, libpython_soname, output_dir, read_functions,
-                               table_members)
+from pkcs11_shim.build import (NATIVE, CFunction, c_constants, interface_source, libpython_soname, output_dir,
+                               read_functions, table_members)
 from pkcs11_shim.hardserver import layouts
 
 CLIENT_DIR = NATIVE / "client"
@@ -348,10 +348,12 @@ def compile_library(out: Path, name: str, source: str, front: bool) -> Path:
     with tempfile.TemporaryDirectory(dir=out, prefix=".client-") as tmp:
         generated = Path(tmp) / ("front_gen.c" if front else "client_gen.c")
         generated.write_text(source)
+        (Path(tmp) / "ss_constants.h").write_text(
+            f"#ifndef SS_CONSTANTS_H\n#define SS_CONSTANTS_H\n{c_constants()}\n#endif\n")
         built = Path(tmp) / name
         sources = sorted(str(p) for d in dirs for p in d.glob("*.c")) + [str(generated)]
         cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
-               "-fvisibility=hidden", f"-I{NATIVE}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources, "-ldl"]
+               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{tmp}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources, "-ldl"]
         subprocess.run(cmd, check=True)
         shutil.copyfile(generated, out / generated.name)
         final = out / name

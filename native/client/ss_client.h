@@ -27,20 +27,7 @@
 #define SS_FRAME_REPLY 3
 #define SS_FRAME_ERROR 4
 
-#define CKR_OK 0UL
-#define CKR_HOST_MEMORY 0x2UL
-#define CKR_GENERAL_ERROR 0x5UL
-#define CKR_ARGUMENTS_BAD 0x7UL
-#define CKR_CANT_LOCK 0xAUL
-#define CKR_DEVICE_ERROR 0x30UL
-#define CKR_DEVICE_MEMORY 0x31UL
-#define CKR_DEVICE_REMOVED 0x32UL
-#define CKR_FUNCTION_NOT_SUPPORTED 0x54UL
-#define CKR_BUFFER_TOO_SMALL 0x150UL
-#define CKR_CRYPTOKI_NOT_INITIALIZED 0x190UL
-#define CKR_CRYPTOKI_ALREADY_INITIALIZED 0x191UL
-#define CKF_OS_LOCKING_OK 0x2UL
-#define CK_UNAVAILABLE_INFORMATION (~0UL)
+#include "ss_constants.h" /* CKR_*, CKF_*: generated from pkcs11_shim.constants by the build */
 
 /* The message-based operation families (PKCS#11 3.0 §5.11+): their per-message parameter layout
  * depends on the mechanism given to C_Message*Init, which the client remembers per session. */

@@ -113,3 +113,16 @@ def test_layouts_match_the_structs() -> None:
     generated = (CLIENT_SO.parent / "client_gen.c").read_text()
     for layout in layouts.LAYOUTS:
         assert f'static const ss_layout ss_layout_{layout.kind} = {{"{layout.kind}", sizeof({layout.struct})' in generated
+
+
+def test_c_sources_take_every_number_from_the_python_table() -> None:
+    """No return code or flag is typed in C: the build generates them from pkcs11_shim.constants."""
+    from pkcs11_shim.build import NATIVE, c_constants
+    from pkcs11_shim.constants import CKR
+
+    typed = [f"{path.relative_to(NATIVE)}: {line.strip()}" for path in NATIVE.rglob("*.[ch]")
+             for line in path.read_text().splitlines() if re.match(r"\s*#\s*define\s+CK[RF]?_", line)]
+    assert typed == []
+    generated = c_constants()
+    assert f"#define CKR_DEVICE_REMOVED 0x{CKR.DEVICE_REMOVED.value:x}UL" in generated
+    assert all(f"#define CKR_{rv.name} " in generated for rv in CKR)
