@@ -2,13 +2,13 @@
 
 The module behind the hardserver is one PKCS#11 application; its clients are many. So that each
 client sees what it would see in-process:
-- a session belongs to the client that opened it: another client's handle is CKR_SESSION_HANDLE_INVALID
+- a session belongs to the client that opened it: another client's handle is CKR.SESSION_HANDLE_INVALID
   (which is also what a client gets for its old handles after a server restart);
 - C_CloseAllSessions closes the caller's sessions only;
 - login is per application (each client process), as on PKCS#11 and nShield; the module has one
   login per token, so the server keeps who holds it: a second client logging in as the same user
   with the same PIN joins the login (the PIN is compared with a keyed MAC kept in memory only), as
-  another user type it gets CKR_USER_TOO_MANY_TYPES; C_Logout by one holder leaves the others logged
+  another user type it gets CKR.USER_TOO_MANY_TYPES; C_Logout by one holder leaves the others logged
   in (its own operations end, §5.6.10) and the module is logged out when the last holder logs out or
   goes away; a client that holds no login sees its sessions as public ones (`logins.PublicView`);
 - session objects are the creating client's (`visibility.SessionObjects`): to every other client
@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 from cryptography.hazmat.primitives import constant_time, hashes, hmac
 
+from pkcs11_shim.constants import CKR, CKU_CONTEXT_SPECIFIC
 from pkcs11_shim.client_build import MESSAGE_INIT, Plan
 from pkcs11_shim.hardserver.codec import Codec
 from pkcs11_shim.hardserver.logins import PublicView
@@ -37,13 +38,6 @@ from pkcs11_shim.hardserver.visibility import SessionObjects
 
 log = logging.getLogger("hardserver")
 
-CKR_OK = 0x0
-CKR_PIN_INCORRECT = 0xA0
-CKR_SESSION_HANDLE_INVALID = 0xB3
-CKR_USER_ALREADY_LOGGED_IN = 0x100
-CKR_USER_NOT_LOGGED_IN = 0x101
-CKR_USER_TOO_MANY_TYPES = 0x105
-CKU_CONTEXT_SPECIFIC = 2
 ALL_OPERATIONS = 0xFFFFFFFF  # C_SessionCancel flags: every operation kind
 
 
@@ -106,7 +100,7 @@ class ClientTable:
             self.codec.forget_session(handle)
             rv = int(self.lib.C_CloseSession(handle))  # the module destroys the session's objects
             self.objects.forget_session(handle)
-            if rv != CKR_OK:
+            if rv != CKR.OK:
                 log.debug("closing session %d of pid %d: rv 0x%x", handle, client.pid, rv)
         for slot in set(sessions.values()):
             self._drop_login(client, slot)
@@ -144,7 +138,7 @@ class ClientTable:
         with client.lock:
             slot = client.sessions.get(args[0])
         if slot is None:
-            return CKR_SESSION_HANDLE_INVALID
+            return CKR.SESSION_HANDLE_INVALID
         public = hook is None and self._public(client, slot)
         if hook is None:
             refused = self.objects.before(client, plan, args)
@@ -157,7 +151,7 @@ class ClientTable:
             rv = self.view.after(plan, args, rv)
         if hook is None:
             self.objects.after(client, plan, args, rv)
-        if rv == CKR_OK and MESSAGE_INIT.match(plan.name) and args[1] != self.ffi.NULL:
+        if rv == CKR.OK and MESSAGE_INIT.match(plan.name) and args[1] != self.ffi.NULL:
             self.codec.remember_message(int(args[0]), plan.family, int(args[1].mechanism))
         return rv
 
@@ -169,14 +163,14 @@ class ClientTable:
     # ---- sessions -----------------------------------------------------------------------------
     def _open_session(self, client: Client, plan: Plan, args: list[Any]) -> int:
         rv = self.codec.call(plan, args)
-        if rv == CKR_OK:
+        if rv == CKR.OK:
             with client.lock:
                 client.sessions[int(args[-1][0])] = int(args[0])
         return rv
 
     def _close_session(self, client: Client, plan: Plan, args: list[Any]) -> int:
         rv = self.codec.call(plan, args)
-        if rv == CKR_OK:
+        if rv == CKR.OK:
             self._forget_session(client, int(args[0]))
         return rv
 
@@ -203,7 +197,7 @@ class ClientTable:
         for handle in mine:
             self.lib.C_CloseSession(handle)
             self._forget_session(client, handle)
-        return CKR_OK
+        return CKR.OK
 
     # ---- login --------------------------------------------------------------------------------
     def _mac(self, *parts: bytes) -> bytes:
@@ -221,32 +215,32 @@ class ClientTable:
             with client.lock:
                 slot = client.sessions[handle]
             # Re-authenticating for a key needs this client's own login (§5.6.8).
-            return CKR_USER_NOT_LOGGED_IN if self._public(client, slot) else self.codec.call(plan, args)
+            return CKR.USER_NOT_LOGGED_IN if self._public(client, slot) else self.codec.call(plan, args)
         secret = [self._octets(args[2], int(args[3]))] + ([self._octets(args[4], int(args[5]))] if len(args) > 4 else [])
         with client.lock:
             slot = client.sessions[handle]
         with self.login_lock:
             record = self.logins.get(slot)
             rv = self.codec.call(plan, args)
-            if rv == CKR_OK:
+            if rv == CKR.OK:
                 self.logins[slot] = LoginRecord(user_type, self._mac(*secret), {client.token})
             elif record is not None and client.token not in record.holders and record.user_type != user_type:
                 # PKCS#11 §5.6.1: another application is logged in as the other user type.
-                return CKR_USER_TOO_MANY_TYPES
-            elif (rv == CKR_USER_ALREADY_LOGGED_IN and record is not None and record.user_type == user_type
+                return CKR.USER_TOO_MANY_TYPES
+            elif (rv == CKR.USER_ALREADY_LOGGED_IN and record is not None and record.user_type == user_type
                   and client.token not in record.holders and record.pin_mac is not None):
                 # Another client holds this login: join it if the PIN is the one that opened it.
                 if not constant_time.bytes_eq(self._mac(*secret), record.pin_mac):
-                    return CKR_PIN_INCORRECT
+                    return CKR.PIN_INCORRECT
                 record.holders.add(client.token)
-                rv = CKR_OK
+                rv = CKR.OK
             return rv
 
     def _login_end(self, client: Client, plan: Plan, args: list[Any]) -> int:
         """nShield C_LoginEnd (card-set quorum): the login holds without a PIN we could compare."""
         with self.login_lock:
             rv = self.codec.call(plan, args)
-            if rv == CKR_OK:
+            if rv == CKR.OK:
                 with client.lock:
                     slot = client.sessions[int(args[0])]
                 self.logins[slot] = LoginRecord(int(args[1]), None, {client.token})
@@ -258,13 +252,13 @@ class ClientTable:
         with self.login_lock:
             record = self.logins.get(slot)
             if record is not None and client.token not in record.holders:
-                return CKR_USER_NOT_LOGGED_IN
+                return CKR.USER_NOT_LOGGED_IN
             if record is not None and len(record.holders) > 1:
                 record.holders.discard(client.token)
                 self._end_operations(client, slot)
-                return CKR_OK
+                return CKR.OK
             rv = self.codec.call(plan, args)
-            if rv in (CKR_OK, CKR_USER_NOT_LOGGED_IN):
+            if rv in (CKR.OK, CKR.USER_NOT_LOGGED_IN):
                 self.logins.pop(slot, None)
             return rv
 

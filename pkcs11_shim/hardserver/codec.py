@@ -15,14 +15,12 @@ from typing import Any, Callable
 
 import cffi
 
+from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR
 from pkcs11_shim.build import NATIVE, read_functions
 from pkcs11_shim.client_build import Op, Plan, nested_attributes, plans
 from pkcs11_shim.hardserver import layouts
 from pkcs11_shim.hardserver.protocol import MAX_PAYLOAD, ProtocolError, Reader, Writer
 
-CKR_OK = 0
-CKR_DEVICE_MEMORY = 0x31  # beyond the protocol's frame limit
-CK_UNAVAILABLE = (1 << 64) - 1
 MAX_TEMPLATE = 4096      # attributes in one template
 MAX_DEPTH = 6            # nesting of parameter nodes and array attributes
 MAX_RELOCATIONS = 64
@@ -37,8 +35,6 @@ def load_module(path: Path) -> tuple[cffi.FFI, Any]:
     return ffi, ffi.dlopen(str(path))
 
 
-CKR_ARGUMENTS_BAD = 0x7
-CKR_MECHANISM_PARAM_INVALID = 0x71
 #: The fixed-size inputs the module reads without a length argument (C_InitToken's label, §5.6).
 FIXED_INPUT = {"in_fixed32": 32}
 #: Template entry flags as the client sends them: value bytes follow (1), a nested template follows (3).
@@ -97,7 +93,7 @@ class Codec:
     def _exact(r: Reader, length: int, what: str) -> bytes:
         """The `length` bytes an input buffer's length says it holds: all of them, or the call is refused."""
         if length > r.remaining():
-            raise ProtocolError(f"{what}: length {length}, but only {r.remaining()} bytes follow", CKR_ARGUMENTS_BAD)
+            raise ProtocolError(f"{what}: length {length}, but only {r.remaining()} bytes follow", CKR.ARGUMENTS_BAD)
         return r.take(length)
 
     def _node(self, r: Reader, mem: CallMemory, depth: int) -> Node:
@@ -118,7 +114,7 @@ class Codec:
             if offset + self.ptr_size > length:
                 raise ProtocolError(f"pointer at offset {offset} outside a {length}-byte parameter")
             if offset in node.children:
-                raise ProtocolError(f"two pointers at offset {offset} of one parameter", CKR_MECHANISM_PARAM_INVALID)
+                raise ProtocolError(f"two pointers at offset {offset} of one parameter", CKR.MECHANISM_PARAM_INVALID)
             child = self._node(r, mem, depth + 1)
             node.children[offset] = child
             self.ffi.memmove(buf + offset, self.ffi.new("void *[1]", [child.buf]), self.ptr_size)
@@ -134,7 +130,7 @@ class Codec:
             # refuses it by its length): nothing may be patched in.
             if node.children:
                 raise ProtocolError(f"{what} carries pointers where its mechanism's parameter has none",
-                                    CKR_MECHANISM_PARAM_INVALID)
+                                    CKR.MECHANISM_PARAM_INVALID)
             return
         self._no_stray(node, self._pointer_offsets(layout, 0), layout.struct, what)
         self._check_struct(node, layout, 0, what, 0)
@@ -150,14 +146,14 @@ class Codec:
         stray = sorted(set(node.children) - expected)
         if stray:
             raise ProtocolError(f"{what}: a pointer at offset {stray[0]}, which is no pointer member of {struct}",
-                                CKR_MECHANISM_PARAM_INVALID)
+                                CKR.MECHANISM_PARAM_INVALID)
 
     def _check_struct(self, node: Node, layout: layouts.Layout, base: int, what: str, depth: int) -> None:
         """The struct at `base` in `node`: each pointer member NULL or relocated to a buffer exactly as
         long as its length member says (its own pointers checked likewise)."""
         ffi, fields = self.ffi, dict(self.ffi.typeof(layout.struct).fields)
         if depth > MAX_DEPTH:
-            raise ProtocolError("mechanism parameter nested too deeply", CKR_MECHANISM_PARAM_INVALID)
+            raise ProtocolError("mechanism parameter nested too deeply", CKR.MECHANISM_PARAM_INVALID)
         for f in layout.fields:
             offset = base + fields[f.pointer].offset
             name = f"{layout.struct}.{f.pointer}"
@@ -165,10 +161,10 @@ class Codec:
             if child is None:
                 if bytes(ffi.buffer(node.buf + offset, self.ptr_size)) != bytes(self.ptr_size):
                     raise ProtocolError(f"{name} holds an address the client did not send",
-                                        CKR_MECHANISM_PARAM_INVALID)
+                                        CKR.MECHANISM_PARAM_INVALID)
                 continue
             if f.unit == layouts.DROP:
-                raise ProtocolError(f"{name} is not carried by the protocol (send NULL)", CKR_MECHANISM_PARAM_INVALID)
+                raise ProtocolError(f"{name} is not carried by the protocol (send NULL)", CKR.MECHANISM_PARAM_INVALID)
             sub = layouts.BY_KIND[f.sub] if f.sub else None
             declared = int(ffi.cast(self.ulong, node.buf + base + fields[f.length].offset)[0]) if f.length else 0
             element = ffi.sizeof(sub.struct) if sub is not None else 1
@@ -177,7 +173,7 @@ class Codec:
             if child.length != needed:
                 length = f"{f.length} = {declared}" if f.length else f"sizeof({sub.struct if sub else '?'})"
                 raise ProtocolError(f"{name}: {child.length} bytes sent; {length} needs {needed}",
-                                    CKR_MECHANISM_PARAM_INVALID)
+                                    CKR.MECHANISM_PARAM_INVALID)
             elements = range(child.length // element) if sub is not None else range(0)
             inner = set().union(*(self._pointer_offsets(sub, i * element) for i in elements)) if sub else set()
             self._no_stray(child, inner, sub.struct if sub else f"the buffer of {name}", what)
@@ -217,22 +213,22 @@ class Codec:
             attrs[i].ulValueLen = length
             nested = None
             if flags not in (0, VALUE, VALUE | NESTED):
-                raise ProtocolError(f"attribute 0x{a_type:x}: entry flags {flags} unknown", CKR_ARGUMENTS_BAD)
+                raise ProtocolError(f"attribute 0x{a_type:x}: entry flags {flags} unknown", CKR.ARGUMENTS_BAD)
             if flags & NESTED:
                 if a_type not in self.nested:
                     raise ProtocolError(f"attribute 0x{a_type:x} is no attribute array, yet a template is nested "
-                                        "in it", CKR_ARGUMENTS_BAD)
+                                        "in it", CKR.ARGUMENTS_BAD)
                 arr, n, nested_entries = self._template(r, mem, io, depth + 1)
                 if arr == self.ffi.NULL or n != length // self.sizeof_attr:
                     # The module reads ulValueLen / sizeof(CK_ATTRIBUTE) entries from pValue.
                     raise ProtocolError(f"attribute 0x{a_type:x}: ulValueLen {length} names "
-                                        f"{length // self.sizeof_attr} attributes, {n} sent", CKR_ARGUMENTS_BAD)
+                                        f"{length // self.sizeof_attr} attributes, {n} sent", CKR.ARGUMENTS_BAD)
                 attrs[i].pValue = arr
                 nested = (arr, n, nested_entries)  # the typed array: pValue reads back as void *
             elif flags & VALUE:
                 if io:
-                    capacity = 0 if length == CK_UNAVAILABLE else self._capacity(length)
-                    attrs[i].ulValueLen = length if length == CK_UNAVAILABLE else capacity
+                    capacity = 0 if length == CK_UNAVAILABLE_INFORMATION else self._capacity(length)
+                    attrs[i].ulValueLen = length if length == CK_UNAVAILABLE_INFORMATION else capacity
                     attrs[i].pValue = self._bytes(mem, b"", capacity)
                 else:
                     attrs[i].pValue = self._bytes(mem, self._exact(r, length, f"attribute 0x{a_type:x} value"))
@@ -252,10 +248,10 @@ class Codec:
                 # caller may pass them zeroed, having only the array's size).
                 w.u64(int(attrs[i].type))
             w.u64(length)
-            if nested is not None and length != CK_UNAVAILABLE:
+            if nested is not None and length != CK_UNAVAILABLE_INFORMATION:
                 w.u8(2)
                 self._template_reply(w, *nested, depth + 1)
-            elif present and nested is None and length != CK_UNAVAILABLE and length <= capacity:
+            elif present and nested is None and length != CK_UNAVAILABLE_INFORMATION and length <= capacity:
                 w.u8(1)
                 w.raw(bytes(self.ffi.buffer(attrs[i].pValue, length)))
             else:
@@ -307,7 +303,7 @@ def _in_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies:
     fixed = FIXED_INPUT.get(op.kind)
     if present and fixed is not None and length != fixed:
         # The module reads exactly `fixed` bytes from this pointer, whatever the client says.
-        raise ProtocolError(f"{op.args[0]}: {length} bytes sent, the function reads {fixed}", CKR_ARGUMENTS_BAD)
+        raise ProtocolError(f"{op.args[0]}: {length} bytes sent, the function reads {fixed}", CKR.ARGUMENTS_BAD)
     args.append(c._bytes(mem, c._exact(r, length, op.args[0])) if present else c.ffi.NULL)
     if fixed is None:
         args.append(length)
@@ -327,7 +323,7 @@ def _counted_output(c: Codec, r: Reader, mem: CallMemory, args: list, replies: l
     def reply(w: Writer, rv: int) -> None:
         count = int(pcount[0]) if pcount != c.ffi.NULL else 0
         w.u64(count)
-        has = rv == CKR_OK and buf != c.ffi.NULL and count <= capacity
+        has = rv == CKR.OK and buf != c.ffi.NULL and count <= capacity
         w.u8(has)
         if has:
             write(w, buf, count)
@@ -341,12 +337,12 @@ def _out_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies
 def _out_fixed(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
     present, length = r.u8(), r.u64()
     if length > MAX_PAYLOAD - 64:
-        raise ProtocolError(f"output of {length} bytes exceeds what a reply can carry", CKR_DEVICE_MEMORY)
+        raise ProtocolError(f"output of {length} bytes exceeds what a reply can carry", CKR.DEVICE_MEMORY)
     buf = c._bytes(mem, b"", length) if present else c.ffi.NULL
     args += [buf, length]
 
     def reply(w: Writer, rv: int) -> None:
-        has = rv == CKR_OK and buf != c.ffi.NULL
+        has = rv == CKR.OK and buf != c.ffi.NULL
         w.u8(has)
         if has:
             w.raw(bytes(c.ffi.buffer(buf, length)))
@@ -371,7 +367,7 @@ def _out_handles(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, repli
 
     def reply(w: Writer, rv: int) -> None:
         found = int(pcount[0]) if pcount != c.ffi.NULL else 0
-        n = min(found, maximum) if rv == CKR_OK and arr != c.ffi.NULL else 0
+        n = min(found, maximum) if rv == CKR.OK and arr != c.ffi.NULL else 0
         w.u64(n)
         for i in range(n):
             w.u64(int(arr[i]))
@@ -396,7 +392,7 @@ def _out_struct(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replie
     args.append(p)
 
     def reply(w: Writer, rv: int) -> None:
-        has = rv == CKR_OK and p != c.ffi.NULL
+        has = rv == CKR.OK and p != c.ffi.NULL
         w.u8(has)
         if has:
             w.raw(bytes(c.ffi.buffer(p)))
@@ -430,7 +426,7 @@ def _parameter(c: Codec, r: Reader, mem: CallMemory, length: int, layout: Any, w
     """A parameter node checked against its layout, as long as the length argument beside it says."""
     node = c._node(r, mem, 0)
     if node.length != length:
-        raise ProtocolError(f"{what}: {node.length} bytes sent, its length argument says {length}", CKR_ARGUMENTS_BAD)
+        raise ProtocolError(f"{what}: {node.length} bytes sent, its length argument says {length}", CKR.ARGUMENTS_BAD)
     c._check_layout(node, layout, what)
     return node.buf
 

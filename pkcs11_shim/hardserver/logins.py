@@ -7,11 +7,11 @@ per client connection). Behind the hardserver the module is one application, log
 logged in first, so for every other client the server restores what the module would say if that
 client were alone and logged out:
 - C_GetSessionInfo reports a public session (CKS_RO/RW_PUBLIC_SESSION);
-- private objects do not exist: C_FindObjectsInit finds only CKA_PRIVATE=FALSE objects, and a
+- private objects do not exist: C_FindObjectsInit finds only Attribute.PRIVATE=FALSE objects, and a
   private object's handle answers the invalid-handle code of the argument it is passed in;
-- an object the call would create as private is refused with CKR_USER_NOT_LOGGED_IN (§4.4: private
+- an object the call would create as private is refused with CKR.USER_NOT_LOGGED_IN (§4.4: private
   objects need the user logged in), and undone if the module made it from defaults;
-- SO functions answer CKR_USER_NOT_LOGGED_IN.
+- SO functions answer CKR.USER_NOT_LOGGED_IN.
 Clients that hold the login (or any client while nobody holds one) reach the module unchanged.
 Which arguments are handles, and the code each gets, is `visibility.reach`, shared with the rule
 that hides other clients' session objects.
@@ -21,13 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pkcs11_shim.constants import Attribute, CKR
 from pkcs11_shim.client_build import Plan
 from pkcs11_shim.hardserver.codec import Codec
 from pkcs11_shim.hardserver.visibility import created_handles, first_hidden, reaches
 
-CKR_OK = 0x0
-CKR_USER_NOT_LOGGED_IN = 0x101
-CKA_PRIVATE = 0x2
 
 #: CK_STATE of a logged-in session -> the state of the same session without the login (§5.6).
 PUBLIC_STATE = {1: 0, 3: 2, 4: 2}  # RO_USER -> RO_PUBLIC; RW_USER, RW_SO -> RW_PUBLIC
@@ -44,15 +42,15 @@ class PublicView:
 
     def _private(self, session: int, handle: int) -> bool:
         value = self.ffi.new("CK_BBOOL *")
-        attr = self.ffi.new("CK_ATTRIBUTE *", {"type": CKA_PRIVATE, "pValue": value, "ulValueLen": 1})
+        attr = self.ffi.new("CK_ATTRIBUTE *", {"type": Attribute.PRIVATE, "pValue": value, "ulValueLen": 1})
         rv = int(self.lib.C_GetAttributeValue(session, handle, attr, 1))
         # An invalid handle is the module's to answer, by the call itself.
-        return rv == CKR_OK and bool(value[0])
+        return rv == CKR.OK and bool(value[0])
 
     def before(self, plan: Plan, args: list[Any]) -> int | None:
         """A CKR to answer instead of the call, or None (args may be rewritten in place)."""
         if plan.name in SO_ONLY:
-            return CKR_USER_NOT_LOGGED_IN
+            return CKR.USER_NOT_LOGGED_IN
         session = int(args[0])
         refused = first_hidden(self.ffi, self.reach[plan.name], args, lambda handle: self._private(session, handle))
         if refused is not None:
@@ -62,18 +60,18 @@ class PublicView:
         return None
 
     def _public_template(self, template: Any, count: int) -> tuple[Any, int]:
-        """The search template plus CKA_PRIVATE = CK_FALSE (alive as long as the call's args)."""
+        """The search template plus Attribute.PRIVATE = CK_FALSE (alive as long as the call's args)."""
         if template == self.ffi.NULL and count:
-            return template, count  # the module's CKR_ARGUMENTS_BAD
+            return template, count  # the module's CKR.ARGUMENTS_BAD
         attrs = self.ffi.new("CK_ATTRIBUTE[]", count + 1)
         for i in range(count):
             attrs[i] = template[i]
-        attrs[count].type, attrs[count].pValue, attrs[count].ulValueLen = CKA_PRIVATE, self.false, 1
+        attrs[count].type, attrs[count].pValue, attrs[count].ulValueLen = Attribute.PRIVATE, self.false, 1
         return attrs, count + 1
 
     def after(self, plan: Plan, args: list[Any], rv: int) -> int:
         """The answer the client gets, given the module's."""
-        if rv != CKR_OK:
+        if rv != CKR.OK:
             return rv
         if plan.name == "C_GetSessionInfo" and args[1] != self.ffi.NULL:
             args[1].state = PUBLIC_STATE.get(int(args[1].state), int(args[1].state))
@@ -83,5 +81,5 @@ class PublicView:
         if any(self._private(session, handle) for handle in created):
             for handle in created:
                 self.lib.C_DestroyObject(session, handle)
-            return CKR_USER_NOT_LOGGED_IN
+            return CKR.USER_NOT_LOGGED_IN
         return rv

@@ -10,6 +10,8 @@ from __future__ import annotations
 import socket
 import struct
 
+from pkcs11_shim.constants import CKR
+
 MAGIC = b"SSHS"
 VERSION = 2  # 2: nested template replies carry each entry's type
 MAX_PAYLOAD = 16 * 1024 * 1024
@@ -18,17 +20,12 @@ HEADER = struct.Struct("<4sHHII")
 HELLO, CALL, REPLY, ERROR = 1, 2, 3, 4
 HELLO_PAYLOAD = struct.Struct("<IIQ16s")  # sizeof(CK_ULONG), sizeof(void *), pid, client token
 
-#: CKR values the protocol layer itself answers with.
-CKR_OK = 0x0
-CKR_DEVICE_ERROR = 0x30
-CKR_FUNCTION_NOT_SUPPORTED = 0x54
-
 
 class ProtocolError(Exception):
     """A frame or call we refuse: answered with an ERROR frame. A framing fault closes the connection
     (the stream is out of step); a refused call inside a whole frame does not."""
 
-    def __init__(self, message: str, rv: int = CKR_DEVICE_ERROR) -> None:
+    def __init__(self, message: str, rv: int = CKR.DEVICE_ERROR) -> None:
         super().__init__(message)
         self.rv = rv
 

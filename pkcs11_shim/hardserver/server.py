@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pkcs11_shim.constants import CKR, InitFlag
 from pkcs11_shim.hardserver import protocol
 from pkcs11_shim.hardserver.clients import Client, ClientTable
 from pkcs11_shim.hardserver.codec import Codec, load_module
@@ -34,7 +35,6 @@ log = logging.getLogger("hardserver")
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LIBRARY = ROOT / "build" / "libsoftshield-embedded.so"
 MAX_CONNECTIONS = 256
-CKF_OS_LOCKING_OK = 0x2
 
 
 def default_socket_path() -> Path:
@@ -111,7 +111,7 @@ class Hardserver:
         os.environ["SOFTSHIELD_MODE"] = "embedded"
         ffi, lib = load_module(self.library)
         args = ffi.new("CK_C_INITIALIZE_ARGS *")
-        args.flags = CKF_OS_LOCKING_OK  # many client threads call in at once
+        args.flags = InitFlag.OS_LOCKING_OK  # many client threads call in at once
         rv = int(lib.C_Initialize(args))
         if rv != 0:
             raise RuntimeError(f"C_Initialize of {self.library} failed: rv 0x{rv:x}")
@@ -177,7 +177,7 @@ class Hardserver:
                 return False
         return self.idle_timeout > 0 and time.monotonic() - self.idle_since >= self.idle_timeout
 
-    def _refuse(self, conn: socket.socket, message: str, rv: int = protocol.CKR_DEVICE_ERROR) -> None:
+    def _refuse(self, conn: socket.socket, message: str, rv: int = CKR.DEVICE_ERROR) -> None:
         try:
             protocol.send_frame(conn, protocol.ERROR, 0, protocol.error_payload(rv, message))
         except OSError:
@@ -203,7 +203,7 @@ class Hardserver:
         plan = self.codec.plans.get(fid)
         if plan is None:
             raise ProtocolError(f"unknown function id 0x{fid:08x} (client and server built from different "
-                                "native/functions.txt)", protocol.CKR_FUNCTION_NOT_SUPPORTED)
+                                "native/functions.txt)", CKR.FUNCTION_NOT_SUPPORTED)
         args, replies, memory = self.codec.decode(plan, payload)
         if memory.env:
             with self.clients.environment(memory.env):

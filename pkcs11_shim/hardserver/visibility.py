@@ -21,36 +21,29 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
 from pkcs11_shim.build import CFunction
-from pkcs11_shim.constants import CKF_HKDF_SALT_KEY, CKM_HKDF_DATA, CKM_HKDF_DERIVE, Mechanism
+from pkcs11_shim.constants import CKF_HKDF_SALT_KEY, CKM_HKDF_DATA, CKM_HKDF_DERIVE, CKR, Attribute, Mechanism
 from pkcs11_shim.client_build import Plan, _params
 from pkcs11_shim.hardserver.codec import Codec
 
 if TYPE_CHECKING:
     from pkcs11_shim.hardserver.clients import Client
 
-CKR_OK = 0x0
-CKR_KEY_HANDLE_INVALID = 0x60
-CKR_OBJECT_HANDLE_INVALID = 0x82
-CKR_UNWRAPPING_KEY_HANDLE_INVALID = 0xF0
-CKR_WRAPPING_KEY_HANDLE_INVALID = 0x113
-CKA_TOKEN = 0x1
 
 #: Object-handle parameter -> what the module answers for a handle that is not visible to the session
-#: (the function texts: C_GetAttributeValue & co. CKR_OBJECT_HANDLE_INVALID, *Init and C_DeriveKey
-#: CKR_KEY_HANDLE_INVALID, C_WrapKey's wrapping key CKR_WRAPPING_KEY_HANDLE_INVALID, ...).
+#: (the function texts: C_GetAttributeValue & co. CKR.OBJECT_HANDLE_INVALID, *Init and C_DeriveKey
+#: CKR.KEY_HANDLE_INVALID, C_WrapKey's wrapping key CKR.WRAPPING_KEY_HANDLE_INVALID, ...).
 HANDLE_CODES: dict[str, int] = {
-    "hObject": CKR_OBJECT_HANDLE_INVALID, "hKey": CKR_KEY_HANDLE_INVALID, "hBaseKey": CKR_KEY_HANDLE_INVALID,
-    "hPublicKey": CKR_KEY_HANDLE_INVALID, "hPrivateKey": CKR_KEY_HANDLE_INVALID,
-    "hEncryptionKey": CKR_KEY_HANDLE_INVALID, "hAuthenticationKey": CKR_KEY_HANDLE_INVALID,
-    "hWrappingKey": CKR_WRAPPING_KEY_HANDLE_INVALID, "hUnwrappingKey": CKR_UNWRAPPING_KEY_HANDLE_INVALID,
+    "hObject": CKR.OBJECT_HANDLE_INVALID, "hKey": CKR.KEY_HANDLE_INVALID, "hBaseKey": CKR.KEY_HANDLE_INVALID,
+    "hPublicKey": CKR.KEY_HANDLE_INVALID, "hPrivateKey": CKR.KEY_HANDLE_INVALID,
+    "hEncryptionKey": CKR.KEY_HANDLE_INVALID, "hAuthenticationKey": CKR.KEY_HANDLE_INVALID,
+    "hWrappingKey": CKR.WRAPPING_KEY_HANDLE_INVALID, "hUnwrappingKey": CKR.UNWRAPPING_KEY_HANDLE_INVALID,
 }
-
 
 
 def _handle_parameter(ffi: Any, mechanism: Any) -> list[int]:
     # CKM_CONCATENATE_BASE_AND_KEY: the parameter is the other key's CK_OBJECT_HANDLE.
     if int(mechanism.ulParameterLen) != ffi.sizeof("CK_OBJECT_HANDLE"):
-        return []  # the module's CKR_MECHANISM_PARAM_INVALID
+        return []  # the module's CKR.MECHANISM_PARAM_INVALID
     return [int(ffi.cast("CK_OBJECT_HANDLE *", mechanism.pParameter)[0])]
 
 
@@ -62,11 +55,11 @@ def _hkdf_salt_key(ffi: Any, mechanism: Any) -> list[int]:
 
 
 #: Mechanism -> (the handles its parameter names, the code the module answers for an invalid one
-#: there: keymgmt.derive_key resolves them with CKR_KEY_HANDLE_INVALID).
+#: there: keymgmt.derive_key resolves them with CKR.KEY_HANDLE_INVALID).
 PARAMETER_HANDLES: dict[int, tuple[Callable[[Any, Any], list[int]], int]] = {
-    Mechanism.CONCATENATE_BASE_AND_KEY: (_handle_parameter, CKR_KEY_HANDLE_INVALID),
-    CKM_HKDF_DERIVE: (_hkdf_salt_key, CKR_KEY_HANDLE_INVALID),
-    CKM_HKDF_DATA: (_hkdf_salt_key, CKR_KEY_HANDLE_INVALID),
+    Mechanism.CONCATENATE_BASE_AND_KEY: (_handle_parameter, CKR.KEY_HANDLE_INVALID),
+    CKM_HKDF_DERIVE: (_hkdf_salt_key, CKR.KEY_HANDLE_INVALID),
+    CKM_HKDF_DATA: (_hkdf_salt_key, CKR.KEY_HANDLE_INVALID),
 }
 
 
@@ -143,7 +136,7 @@ class SessionObjects:
         return first_hidden(self.ffi, self.reach[plan.name], args, lambda handle: self.foreign(client, handle))
 
     def after(self, client: Client, plan: Plan, args: list[Any], rv: int) -> None:
-        if rv != CKR_OK:
+        if rv != CKR.OK:
             return
         if plan.name == "C_DestroyObject":
             self._drop([int(args[1])])
@@ -159,10 +152,10 @@ class SessionObjects:
 
     def _token_object(self, session: int, handle: int) -> bool:
         value = self.ffi.new("CK_BBOOL *")
-        attr = self.ffi.new("CK_ATTRIBUTE *", {"type": CKA_TOKEN, "pValue": value, "ulValueLen": 1})
+        attr = self.ffi.new("CK_ATTRIBUTE *", {"type": Attribute.TOKEN, "pValue": value, "ulValueLen": 1})
         rv = int(self.lib.C_GetAttributeValue(session, handle, attr, 1))
         # Unreadable (cannot happen for an object just made): keep it to its creator, the safe side.
-        return rv == CKR_OK and bool(value[0])
+        return rv == CKR.OK and bool(value[0])
 
     def find(self, client: Client, plan: Plan, args: list[Any]) -> int:
         """C_FindObjects without other clients' session objects, still filling the caller's array as
@@ -175,7 +168,7 @@ class SessionObjects:
         while len(kept) < room:
             want = room - len(kept)
             rv = int(self.lib.C_FindObjects(session, batch, want, found))
-            if rv != CKR_OK:
+            if rv != CKR.OK:
                 return rv
             got = int(found[0])
             kept += [h for h in (int(batch[i]) for i in range(got)) if not self.foreign(client, h)]
@@ -184,7 +177,7 @@ class SessionObjects:
         for i, handle in enumerate(kept):
             out[i] = handle
         count[0] = len(kept)
-        return CKR_OK
+        return CKR.OK
 
     def forget_session(self, session: int) -> None:
         """The module destroyed the session's objects with it (objects.drop_session_objects)."""

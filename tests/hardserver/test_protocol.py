@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP, CKR, Attribute, Mechanism
 from pkcs11_shim.build import read_functions
 from pkcs11_shim.client_build import function_id
 from pkcs11_shim.hardserver import protocol
@@ -79,11 +80,11 @@ MALFORMED = {
 }
 
 
-#: The rv of the error frame, where it is not CKR_DEVICE_ERROR (a broken frame: the device is unusable).
+#: The rv of the error frame, where it is not CKR.DEVICE_ERROR (a broken frame: the device is unusable).
 #: A pointer placed off a pointer member is a broken frame (checked before any length is read);
 #: a pointer the client did not relocate is a bad parameter.
-EXPECTED_RV = {"unknown function": protocol.CKR_FUNCTION_NOT_SUPPORTED,
-               "live pointer in a parameter": 0x71}  # CKR_MECHANISM_PARAM_INVALID
+EXPECTED_RV = {"unknown function": CKR.FUNCTION_NOT_SUPPORTED,
+               "live pointer in a parameter": CKR.MECHANISM_PARAM_INVALID}
 
 #: Faults inside a whole frame refuse the call only; the others close the connection.
 CALL_FAULTS = {"unknown function", "short arguments", "trailing bytes", "pointer outside its parameter",
@@ -97,7 +98,7 @@ def test_malformed_frame_is_refused_clearly(server, case) -> None:
     assert ftype == protocol.ERROR
     assert text[0] == (case not in CALL_FAULTS)
     assert message in text[1:].decode()
-    assert rv == EXPECTED_RV.get(case, protocol.CKR_DEVICE_ERROR)
+    assert rv == EXPECTED_RV.get(case, CKR.DEVICE_ERROR)
     assert server.alive()
     assert message in server.log_text()
     # ... and the next client is served.
@@ -118,7 +119,7 @@ def test_session_of_another_client_is_invalid(server, token) -> None:
         payload = struct.pack("<Q", handle) + b"\x01" + struct.pack("<Q", 8)
         ftype, rv, _ = exchange(server, hello(os.urandom(16)), frame(protocol.CALL, FIDS["C_GenerateRandom"], payload),
                                 shut_write=True)
-        assert (ftype, rv) == (protocol.REPLY, 0xB3)  # CKR_SESSION_HANDLE_INVALID
+        assert (ftype, rv) == (protocol.REPLY, CKR.SESSION_HANDLE_INVALID)
         assert raw.random(handle)[0] == 0  # still the owner's
     finally:
         raw.finalize()
@@ -144,10 +145,8 @@ def mechanism(mech: int, param: bytes, length: int) -> bytes:
     return b"\x01" + u64(mech) + b"\x01" + u64(length) + param
 
 
-CKM_SHA256, CKM_AES_GCM, CKM_RSA_AES_KEY_WRAP = 0x250, 0x1087, 0x1054
-CKA_WRAP_TEMPLATE = 0x40000211
+CKM_SHA256, CKM_AES_GCM = Mechanism.SHA256, Mechanism.AES_GCM
 SIZEOF_ATTRIBUTE = 24
-CKR_ARGUMENTS_BAD, CKR_MECHANISM_PARAM_INVALID = 0x7, 0x71
 
 
 def gcm(iv_len: int, aad_len: int = 0) -> bytes:
@@ -158,49 +157,49 @@ def gcm(iv_len: int, aad_len: int = 0) -> bytes:
 LENGTH_FAULTS = {
     "input shorter than its length": (
         "C_SeedRandom", u64(1) + b"\x01" + u64(1000) + bytes(10),
-        "pSeed: length 1000, but only 10 bytes follow", CKR_ARGUMENTS_BAD),
+        "pSeed: length 1000, but only 10 bytes follow", CKR.ARGUMENTS_BAD),
     "fixed input short": (  # C_InitToken's label: the module reads 32 bytes
         "C_InitToken", u64(0) + b"\x01" + u64(4) + b"1234" + b"\x01" + u64(3) + b"abc",
-        "pLabel: 3 bytes sent, the function reads 32", CKR_ARGUMENTS_BAD),
+        "pLabel: 3 bytes sent, the function reads 32", CKR.ARGUMENTS_BAD),
     "attribute value shorter than ulValueLen": (
         "C_FindObjectsInit", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x01" + u64(100) + b"abcd",
-        "attribute 0x3 value: length 100, but only 4 bytes follow", CKR_ARGUMENTS_BAD),
+        "attribute 0x3 value: length 100, but only 4 bytes follow", CKR.ARGUMENTS_BAD),
     "nested template shorter than ulValueLen": (
-        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(CKA_WRAP_TEMPLATE) + b"\x03" + u64(100 * SIZEOF_ATTRIBUTE)
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(Attribute.WRAP_TEMPLATE) + b"\x03" + u64(100 * SIZEOF_ATTRIBUTE)
         + b"\x01" + u64(1) + u64(0x0) + b"\x01" + u64(8) + u64(4) + b"\x01" + u64(0),
-        "ulValueLen 2400 names 100 attributes, 1 sent", CKR_ARGUMENTS_BAD),
+        "ulValueLen 2400 names 100 attributes, 1 sent", CKR.ARGUMENTS_BAD),
     "nested template in a plain attribute": (
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
         + b"\x01" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x3 is no attribute array", CKR_ARGUMENTS_BAD),
-    # CKA_ALLOWED_MECHANISMS has CKF_ARRAY_ATTRIBUTE, but holds CK_MECHANISM_TYPEs: never nested.
-    "nested template in CKA_ALLOWED_MECHANISMS": (
+        "attribute 0x3 is no attribute array", CKR.ARGUMENTS_BAD),
+    # Attribute.ALLOWED_MECHANISMS has CKF_ARRAY_ATTRIBUTE, but holds CK_MECHANISM_TYPEs: never nested.
+    "nested template in Attribute.ALLOWED_MECHANISMS": (
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x40000600) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
         + b"\x01" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x40000600 is no attribute array", CKR_ARGUMENTS_BAD),
+        "attribute 0x40000600 is no attribute array", CKR.ARGUMENTS_BAD),
     "unknown attribute entry flags": (
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x02" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x3: entry flags 2 unknown", CKR_ARGUMENTS_BAD),
+        "attribute 0x3: entry flags 2 unknown", CKR.ARGUMENTS_BAD),
     "parameter shorter than ulParameterLen": (
         "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8)), 64),
-        "8 bytes sent, its length argument says 64", CKR_ARGUMENTS_BAD),
+        "8 bytes sent, its length argument says 64", CKR.ARGUMENTS_BAD),
     "embedded length beyond its buffer": (
         "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(4096), (0, node(bytes(12)))), 48) + u64(7),
-        "CK_GCM_PARAMS.pIv: 12 bytes sent; ulIvLen = 4096 needs 4096", CKR_MECHANISM_PARAM_INVALID),
+        "CK_GCM_PARAMS.pIv: 12 bytes sent; ulIvLen = 4096 needs 4096", CKR.MECHANISM_PARAM_INVALID),
     "pointer over a length member": (
         "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(12), (0, node(bytes(12))), (8, node(bytes(4)))), 48)
         + u64(7),
-        "a pointer at offset 8, which is no pointer member of CK_GCM_PARAMS", CKR_MECHANISM_PARAM_INVALID),
+        "a pointer at offset 8, which is no pointer member of CK_GCM_PARAMS", CKR.MECHANISM_PARAM_INVALID),
     "pointers in a parameter that has none": (
         "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8), (0, node(bytes(4)))), 8),
-        "carries pointers where its mechanism's parameter has none", CKR_MECHANISM_PARAM_INVALID),
+        "carries pointers where its mechanism's parameter has none", CKR.MECHANISM_PARAM_INVALID),
     "nested struct of the wrong size": (  # CK_RSA_AES_KEY_WRAP_PARAMS.pOAEPParams -> 40-byte OAEP params
         "C_WrapKey", u64(1) + mechanism(CKM_RSA_AES_KEY_WRAP, node(u64(256, 0), (8, node(bytes(8)))), 16)
         + u64(7, 8) + b"\x02" + u64(0),
-        "pOAEPParams: 8 bytes sent; sizeof(CK_RSA_PKCS_OAEP_PARAMS) needs 40", CKR_MECHANISM_PARAM_INVALID),
+        "pOAEPParams: 8 bytes sent; sizeof(CK_RSA_PKCS_OAEP_PARAMS) needs 40", CKR.MECHANISM_PARAM_INVALID),
     "message parameter shorter than its length": (
         "C_EncryptMessage", u64(1) + b"\x01" + u64(48) + node(bytes(8)),
-        "the per-message parameter: 8 bytes sent, its length argument says 48", CKR_ARGUMENTS_BAD),
+        "the per-message parameter: 8 bytes sent, its length argument says 48", CKR.ARGUMENTS_BAD),
 }
 
 
