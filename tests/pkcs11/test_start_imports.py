@@ -1,0 +1,109 @@
+"""What a process imports before its first answer (start-up is part of the product: a test suite
+starts a tool per test). A host loads the real .so and makes the calls `pkcs11-tool -L` makes;
+the interpreter it runs in must not hold the build script, the x509/ASN.1 parsers, python-pkcs11's
+util modules or any mechanism family by then. Not timed: the rule is which modules, not how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pkcs11_shim.abi import entry
+from pkcs11_shim.build import python_handlers, read_functions
+from pkcs11_shim.mechanisms.registry import FAMILIES
+
+#: Modules that must stay out of a process that only listed slots and tokens, with why.
+NOT_AT_START: dict[str, str] = {
+    "pkcs11_shim.build": "the cffi build script",
+    "cffi": "cffi's build-time package (the embedded module needs only _cffi_backend)",
+    "cryptography.x509": "x509 (its name parser compiles regexes): EC parameters import it when used",
+    "cryptography.hazmat.primitives.serialization": "key parsing: imported where a key is parsed",
+    "asn1crypto": "python-pkcs11's util modules' ASN.1 library",
+    "pkcs11.util": "python-pkcs11's util modules (its package __init__ runs on first use)",
+    "pkcs11._pkcs11": "python-pkcs11's own PKCS#11 client",
+    "pkcs11_shim.abi.crypto_ops": "the crypto chapter: loaded on its first call",
+    "pkcs11_shim.abi.keys": "the key management chapter",
+    "pkcs11_shim.abi.objects": "the object chapter",
+    "pkcs11_shim.abi.messages": "the message-based chapter",
+    "pkcs11_shim.abi.pqc": "the PKCS#11 3.2 chapter",
+    "pkcs11_shim.abi.vendor": "nShield's login functions",
+    "pkcs11_shim.abi.mechanism_params": "mechanism parameter readers",
+    "pkcs11_shim.keymgmt": "key generation, wrapping and derivation",
+    "pkcs11_shim.kem": "key encapsulation",
+    "pkcs11_shim.attributes.keyparts": "key components <-> material",
+    "pkcs11_shim.attributes.templates": "object templates",
+    "emulator.crypto.components": "key component parsing",
+    "emulator.crypto.keygen": "key generation (a new world only)",
+    "emulator.attestation": "attestation",
+    "emulator.transfer": "key transfer packages",
+    **{f"pkcs11_shim.mechanisms.{family}": "a mechanism family: loaded with its first mechanism" for family in FAMILIES},
+}
+
+#: A Python host that makes the calls `pkcs11-tool -L` makes (C_Initialize, C_GetSlotList twice,
+#: C_GetSlotInfo and C_GetTokenInfo per slot) and prints what it got and what it imported.
+HOST = r"""
+import ctypes, json, sys
+lib = ctypes.CDLL(sys.argv[1])
+rvs = [lib.C_Initialize(None)]
+count = ctypes.c_ulong(0)
+rvs.append(lib.C_GetSlotList(1, None, ctypes.byref(count)))
+slots = (ctypes.c_ulong * count.value)()
+rvs.append(lib.C_GetSlotList(1, slots, ctypes.byref(count)))
+info = ctypes.create_string_buffer(512)  # larger than CK_SLOT_INFO and CK_TOKEN_INFO
+for slot in slots:
+    rvs.append(lib.C_GetSlotInfo(ctypes.c_ulong(slot), info))
+    rvs.append(lib.C_GetTokenInfo(ctypes.c_ulong(slot), info))
+modules = sorted(sys.modules)
+if "--then-pkcs11" in sys.argv:
+    # The package python-pkcs11 imports later is the whole package, with the same enums.
+    import pkcs11
+    from pkcs11_shim import constants
+    rvs.append(0 if callable(pkcs11.lib) and pkcs11.Attribute is constants.Attribute
+               and pkcs11.mechanisms.Mechanism is constants.Mechanism and "pkcs11.util.dh" in sys.modules else -1)
+rvs.append(lib.C_Finalize(None))
+print(json.dumps({"rvs": rvs, "slots": len(slots), "modules": modules}))
+"""
+
+
+def run_host(so_path: str, *extra: str) -> dict:
+    result = subprocess.run([sys.executable, "-c", HOST, so_path, *extra], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.splitlines()[-1])
+
+
+def loaded(modules: list[str], name: str) -> list[str]:
+    return [m for m in modules if m == name or m.startswith(name + ".")]
+
+
+@pytest.fixture(scope="module")
+def listed(so_path: str, token_label: str) -> dict:
+    """One host run over a world with a token (the fixture made it with pkcs11-tool)."""
+    return run_host(so_path)
+
+
+def test_listing_answers(listed: dict) -> None:
+    assert set(listed["rvs"]) == {0}
+    assert listed["slots"] >= 2  # the accelerator and at least the token the fixture made
+
+
+@pytest.mark.parametrize("module", sorted(NOT_AT_START))
+def test_not_imported_before_first_session(listed: dict, module: str) -> None:
+    assert loaded(listed["modules"], module) == [], NOT_AT_START[module]
+
+
+def test_python_pkcs11_imported_afterwards_is_complete(so_path: str, token_label: str) -> None:
+    assert set(run_host(so_path, "--then-pkcs11")["rvs"]) == {0}
+
+
+def test_every_listed_function_has_a_handler_once_all_chapters_load() -> None:
+    # bind() attaches most handlers on their first call, so a function the build lists but no chapter
+    # answers would only show then (CKR_GENERAL_ERROR): every chapter together must answer them all.
+    entry.load_all_chapters()
+    assert sorted(f.name for f in python_handlers(read_functions()) if f.name not in entry.HANDLERS) == []
+    assert set(entry.HANDLERS) <= {f.name for f in python_handlers(read_functions())}
