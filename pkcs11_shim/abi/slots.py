@@ -67,7 +67,7 @@ def c_get_token_info(slot_id: int, p_info: Any) -> None:
 def c_get_mechanism_list(slot_id: int, p_list: Any, pul_count: Any) -> int:
     lib = library.state()
     lib.slots.get(slot_id)
-    every = [spec.mechanism for spec in REGISTRY.all()]
+    every = REGISTRY.mechanisms()  # from the registry's catalogue: no mechanism family is imported
     offered = mechanism_policy.offered(lib.config.mechanism_rules, slot_id, set(every))
     return marshal.deliver_ulongs(p_list, pul_count, [m for m in every if m in offered])
 
@@ -76,10 +76,10 @@ def c_get_mechanism_list(slot_id: int, p_list: Any, pul_count: Any) -> int:
 def c_get_mechanism_info(slot_id: int, mechanism: int, p_info: Any) -> None:
     lib = library.state()
     lib.slots.get(slot_id)
-    spec = REGISTRY.get(mechanism)
+    info = REGISTRY.info(mechanism)
     mechanism_policy.require_allowed(slot_id, mechanism)
     marshal.require(p_info)
-    p_info.ulMinKeySize, p_info.ulMaxKeySize, p_info.flags = spec.info()
+    p_info.ulMinKeySize, p_info.ulMaxKeySize, p_info.flags = info
 
 
 @handler("C_InitToken")

@@ -38,6 +38,7 @@ NOT_AT_START: dict[str, str] = {
     "pkcs11_shim.attributes.keyparts": "key components <-> material",
     "pkcs11_shim.attributes.templates": "object templates",
     "emulator.crypto.components": "key component parsing",
+    "Crypto": "pycryptodome's secret sharing: only a quorum split or combined needs it",
     "emulator.crypto.keygen": "key generation (a new world only)",
     "emulator.attestation": "attestation",
     "emulator.transfer": "key transfer packages",
@@ -58,6 +59,15 @@ info = ctypes.create_string_buffer(512)  # larger than CK_SLOT_INFO and CK_TOKEN
 for slot in slots:
     rvs.append(lib.C_GetSlotInfo(ctypes.c_ulong(slot), info))
     rvs.append(lib.C_GetTokenInfo(ctypes.c_ulong(slot), info))
+mechanisms = 0
+if "--mechanisms" in sys.argv:
+    # What `pkcs11-tool -M` asks: the list, then CK_MECHANISM_INFO of each.
+    rvs.append(lib.C_GetMechanismList(ctypes.c_ulong(slots[0]), None, ctypes.byref(count)))
+    listed = (ctypes.c_ulong * count.value)()
+    rvs.append(lib.C_GetMechanismList(ctypes.c_ulong(slots[0]), listed, ctypes.byref(count)))
+    for mechanism in listed:
+        rvs.append(lib.C_GetMechanismInfo(ctypes.c_ulong(slots[0]), ctypes.c_ulong(mechanism), info))
+    mechanisms = len(listed)
 modules = sorted(sys.modules)
 if "--then-pkcs11" in sys.argv:
     # The package python-pkcs11 imports later is the whole package, with the same enums.
@@ -66,7 +76,7 @@ if "--then-pkcs11" in sys.argv:
     rvs.append(0 if callable(pkcs11.lib) and pkcs11.Attribute is constants.Attribute
                and pkcs11.mechanisms.Mechanism is constants.Mechanism and "pkcs11.util.dh" in sys.modules else -1)
 rvs.append(lib.C_Finalize(None))
-print(json.dumps({"rvs": rvs, "slots": len(slots), "modules": modules}))
+print(json.dumps({"rvs": rvs, "slots": len(slots), "mechanisms": mechanisms, "modules": modules}))
 """
 
 
@@ -95,6 +105,16 @@ def test_listing_answers(listed: dict) -> None:
 @pytest.mark.parametrize("module", sorted(NOT_AT_START))
 def test_not_imported_before_first_session(listed: dict, module: str) -> None:
     assert loaded(listed["modules"], module) == [], NOT_AT_START[module]
+
+
+def test_mechanism_list_and_info_import_no_family(so_path: str, token_label: str) -> None:
+    from pkcs11_shim.mechanisms.registry import REGISTRY
+
+    result = run_host(so_path, "--mechanisms")
+    assert set(result["rvs"]) == {0}
+    assert result["mechanisms"] == len(REGISTRY.mechanisms())
+    assert [m for m in result["modules"] if m.startswith("pkcs11_shim.mechanisms.")] == [
+        "pkcs11_shim.mechanisms.catalogue", "pkcs11_shim.mechanisms.numbers", "pkcs11_shim.mechanisms.registry"]
 
 
 def test_python_pkcs11_imported_afterwards_is_complete(so_path: str, token_label: str) -> None:
