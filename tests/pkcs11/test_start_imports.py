@@ -80,8 +80,51 @@ print(json.dumps({"rvs": rvs, "slots": len(slots), "mechanisms": mechanisms, "mo
 """
 
 
-def run_host(so_path: str, *extra: str) -> dict:
-    result = subprocess.run([sys.executable, "-c", HOST, so_path, *extra], capture_output=True, text=True,
+#: A host that signs once as `pkcs11-tool --sign` does: log in, find the private key by label, C_Sign.
+SIGN_HOST = r"""
+import ctypes, json, sys
+CK = ctypes.c_ulong
+class Attr(ctypes.Structure):
+    _fields_ = [("type", CK), ("pValue", ctypes.c_void_p), ("ulValueLen", CK)]
+class Mech(ctypes.Structure):
+    _fields_ = [("mechanism", CK), ("pParameter", ctypes.c_void_p), ("ulParameterLen", CK)]
+so, token_label, pin, key_label, ckm = sys.argv[1], sys.argv[2].encode(), sys.argv[3].encode(), sys.argv[4].encode(), int(sys.argv[5])
+lib = ctypes.CDLL(so)
+rvs = [lib.C_Initialize(None)]
+count = CK(0)
+rvs.append(lib.C_GetSlotList(1, None, ctypes.byref(count)))
+slots = (CK * count.value)()
+rvs.append(lib.C_GetSlotList(1, slots, ctypes.byref(count)))
+info = ctypes.create_string_buffer(512)
+slot = None
+for s in slots:
+    rvs.append(lib.C_GetTokenInfo(CK(s), info))
+    if info.raw[:32].rstrip(b" ") == token_label:  # CK_TOKEN_INFO.label comes first
+        slot = s
+session = CK(0)
+rvs.append(lib.C_OpenSession(CK(slot), CK(4), None, None, ctypes.byref(session)))  # CKF_SERIAL_SESSION
+rvs.append(lib.C_Login(session, CK(1), pin, CK(len(pin))))  # CKU_USER
+klass = CK(3)  # CKO_PRIVATE_KEY
+template = (Attr * 2)(Attr(0, ctypes.cast(ctypes.byref(klass), ctypes.c_void_p), ctypes.sizeof(CK)),
+                      Attr(3, ctypes.cast(ctypes.c_char_p(key_label), ctypes.c_void_p), len(key_label)))
+rvs.append(lib.C_FindObjectsInit(session, template, CK(2)))
+key, found = CK(0), CK(0)
+rvs.append(lib.C_FindObjects(session, ctypes.byref(key), CK(1), ctypes.byref(found)))
+rvs.append(lib.C_FindObjectsFinal(session))
+mechanism = Mech(ckm, None, 0)
+rvs.append(lib.C_SignInit(session, ctypes.byref(mechanism), key))
+length = CK(0)
+rvs.append(lib.C_Sign(session, b"message", CK(7), None, ctypes.byref(length)))
+signature = ctypes.create_string_buffer(length.value)
+rvs.append(lib.C_Sign(session, b"message", CK(7), signature, ctypes.byref(length)))
+modules = sorted(sys.modules)
+rvs.append(lib.C_Finalize(None))
+print(json.dumps({"rvs": rvs, "found": found.value, "signature": signature.raw[:length.value].hex(), "modules": modules}))
+"""
+
+
+def run_host(so_path: str, *extra: str, host: str = HOST) -> dict:
+    result = subprocess.run([sys.executable, "-c", host, so_path, *extra], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.splitlines()[-1])
@@ -115,6 +158,30 @@ def test_mechanism_list_and_info_import_no_family(so_path: str, token_label: str
     assert result["mechanisms"] == len(REGISTRY.mechanisms())
     assert [m for m in result["modules"] if m.startswith("pkcs11_shim.mechanisms.")] == [
         "pkcs11_shim.mechanisms.catalogue", "pkcs11_shim.mechanisms.numbers", "pkcs11_shim.mechanisms.registry"]
+
+
+def test_rsa_sign_loads_only_the_rsa_family(so_path: str, token_label: str, token) -> None:
+    """A signing tool's whole life: one family, still no x509, ASN.1 or python-pkcs11 util modules."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+    from pkcs11 import Attribute, KeyType, Mechanism
+
+    from p11env import USER_PIN
+
+    with token.open(user_pin=USER_PIN, rw=True) as session:
+        public, _private = session.generate_keypair(KeyType.RSA, 2048, label="start-sign", store=True)
+        numbers = RSAPublicNumbers(int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
+                                   int.from_bytes(public[Attribute.MODULUS], "big"))
+    result = run_host(so_path, token_label, USER_PIN, "start-sign", str(int(Mechanism.SHA256_RSA_PKCS)),
+                      host=SIGN_HOST)
+    assert set(result["rvs"]) == {0} and result["found"] == 1
+    numbers.public_key().verify(bytes.fromhex(result["signature"]), b"message", padding.PKCS1v15(), hashes.SHA256())
+    families = {m.rsplit(".", 1)[1] for m in result["modules"]
+                if m.startswith("pkcs11_shim.mechanisms.") and m.rsplit(".", 1)[1] in FAMILIES}
+    assert families == {"rsa"}
+    for module in ("cryptography.x509", "asn1crypto", "pkcs11.util", "pkcs11_shim.build", "cffi"):
+        assert loaded(result["modules"], module) == [], NOT_AT_START[module]
 
 
 def test_python_pkcs11_imported_afterwards_is_complete(so_path: str, token_label: str) -> None:
