@@ -33,6 +33,7 @@ NOT_AT_START: dict[str, str] = {
     "pkcs11_shim.abi.pqc": "the PKCS#11 3.2 chapter",
     "pkcs11_shim.abi.vendor": "nShield's login functions",
     "pkcs11_shim.abi.mechanism_params": "mechanism parameter readers",
+    "pkcs11_shim.mechanisms.registry": "the mechanism registry: the first mechanism question imports it",
     "pkcs11_shim.keymgmt": "key generation, wrapping and derivation",
     "pkcs11_shim.kem": "key encapsulation",
     "pkcs11_shim.attributes.keyparts": "key components <-> material",
