@@ -102,6 +102,21 @@ def softhsm_env(folder: Path) -> dict[str, str]:
     return {"SOFTHSM2_CONF": str(conf)}
 
 
+def warn_without_bytecode() -> None:
+    """The embedded interpreter compiles every module it imports that has no current .pyc and, with
+    PYTHONDONTWRITEBYTECODE set, never keeps the result: each run would pay ~0.1 s of compiling."""
+    import importlib.util
+
+    for package in ("pkcs11_shim", "emulator"):
+        source = ROOT / package / "__init__.py"
+        cached = Path(importlib.util.cache_from_source(str(source)))
+        if not cached.is_file() or cached.stat().st_mtime < source.stat().st_mtime:
+            print(f"startprobe: {package} has no compiled bytecode, so every run compiles its sources "
+                  f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}); "
+                  f"`{sys.executable} -m compileall -q pkcs11_shim emulator` first measures what a user sees",
+                  file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("module", nargs="?", default=str(DEFAULT_MODULE))
@@ -119,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.keys < 1 or args.runs < 1:
         parser.error("--keys and --runs must be at least 1")
+    warn_without_bytecode()
     with tempfile.TemporaryDirectory(prefix="startprobe-") as tmp:
         folder = Path(tmp)
         kmdata = folder / "kmdata"
