@@ -149,7 +149,7 @@ class Registry:
         self._family_of: dict[int, str] = {}
         self._loaded: set[str] = set()
         self._all_loaded = False
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a family whose import asks the registry must not hang
 
     def add(self, spec: MechanismSpec) -> None:
         if spec.mechanism in self._rows:
