@@ -184,8 +184,9 @@ class Registry:
         if row is None:
             self._load_all()  # only the rows themselves can say that a number is not there
             return
+        _number, family, _flags, _min, _max = row
         with self._lock:
-            self._load_family(row[1])
+            self._load_family(family)
 
     def get(self, mechanism: int) -> MechanismSpec:
         spec = self._rows.get(int(mechanism))
@@ -221,7 +222,8 @@ class Registry:
         if spec is None:
             row = self._catalogue.get(int(mechanism))
             if row is not None:
-                return row[3], row[4], row[2]
+                _number, _family, flags, min_key, max_key = row
+                return min_key, max_key, flags
             spec = self.get(mechanism)
         return spec.info()
 
