@@ -42,6 +42,7 @@ NOT_AT_START: dict[str, str] = {
     "Crypto": "pycryptodome's secret sharing: only a quorum split or combined needs it",
     "emulator.crypto.keygen": "key generation (a new world only)",
     "emulator.attestation": "attestation",
+    "emulator.nvram": "NVRAM-held keys: the module makes its NVRAM view when a key is first loaded",
     "emulator.transfer": "key transfer packages",
     **{f"pkcs11_shim.mechanisms.{family}": "a mechanism family: loaded with its first mechanism" for family in FAMILIES},
 }
