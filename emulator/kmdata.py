@@ -21,7 +21,6 @@ import hashlib
 import json
 import os
 import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -128,6 +127,8 @@ def content_digest(data: bytes) -> str:
 def _write_atomic(folder: Path, name: str, data: bytes, *, sync_dir: bool = True, sync: bool = True) -> FileStamp:
     """`sync` False: replaced atomically but not made durable (caches: a crash may leave the old
     file, or an empty or torn one that its reader refuses and rebuilds)."""
+    import tempfile  # with shutil and the compression modules: a process that only reads never needs it
+
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), dir=folder)
     try:
         os.fchmod(fd, FILE_MODE)
@@ -513,6 +514,8 @@ class KmStore:
             return self._write_many(items)
 
     def _write_many(self, items: list[tuple[str, bytes]]) -> list[FileStamp]:
+        import tempfile  # see _write_atomic
+
         stamps = []
         for name, data in items:
             fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(), dir=self.local)

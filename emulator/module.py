@@ -8,11 +8,13 @@ key; `load_keys` opens them, `use` hands out material only when the key's ACL pe
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import blobs, paths
 from . import keyindex
@@ -35,7 +37,6 @@ from .errors import (
 )
 from .keys import IndexedKey, Key
 from .kmdata import FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp, stamp_of
-from .nvram import Nvram
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -46,6 +47,9 @@ from .world import (
     open_world_key,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from .nvram import Nvram
 
 __all__ = ["Module", "TokenAuth", "TokenInfo"]
 
@@ -88,10 +92,18 @@ class Module:
         self._rows: dict[str, keyindex.Row] = {}
         self._index = keyindex.KeyIndex(kmdata_dir, self.world.hknso,
                                         blobcrypt.derive_subkey(world_key, b"softshield key index"))
-        self.nvram = Nvram(kmdata_dir, module_file, self.world)  # generatekey nvram=yes keys (nvram.py)
+        self._module_file = module_file
 
     def __repr__(self) -> str:
         return f"Module(esn={self.esn!r}, kmdata={str(self.kmdata)!r}, hknso={self.world.hknso!r})"
+
+    @functools.cached_property
+    def nvram(self) -> "Nvram":
+        """generatekey nvram=yes keys (nvram.py): made when a key is first loaded, not at open (a
+        process that only lists its slots never needs it)."""
+        from .nvram import Nvram
+
+        return Nvram(self.kmdata, self._module_file, self.world)
 
     # --- opening -------------------------------------------------------------------------------
     @classmethod

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 
-from Crypto.Protocol.SecretSharing import Shamir
+# pycryptodome is imported where a quorum is split or combined: a process that only lists the
+# card sets (every C_Initialize) never needs it.
 
 SECRET_BYTES = 16
 MAX_SHARES = 64  # nShield allows card sets of up to 64 cards
@@ -26,6 +27,8 @@ def split(secret: bytes, k: int, n: int) -> list[tuple[int, bytes]]:
         raise ValueError("a shared secret is 16 bytes")
     if not 1 <= k <= n <= MAX_SHARES:
         raise ValueError(f"quorum {k}/{n} is not 1 <= K <= N <= {MAX_SHARES}")
+    from Crypto.Protocol.SecretSharing import Shamir
+
     return Shamir.split(k, n, secret)
 
 
@@ -34,4 +37,6 @@ def combine(shares: list[tuple[int, bytes]]) -> bytes:
     xs = [x for x, _ in shares]
     if len(set(xs)) != len(xs):
         raise ValueError("the same share twice")
+    from Crypto.Protocol.SecretSharing import Shamir
+
     return Shamir.combine(shares)

@@ -20,7 +20,7 @@ from typing import Any
 
 from . import paths
 from .blobs import canonical_json
-from .crypto import blobcrypt, keygen
+from .crypto import blobcrypt
 from .crypto.material import PrivateMaterial
 from .errors import BlobInvalid, WorldStateError
 
@@ -119,6 +119,8 @@ def _aad(world: World, esn: str = "") -> bytes:
 
 def create_world(module: ModuleFile, cipher_suite: str = DEFAULT_CIPHER_SUITE) -> tuple[WorldFile, bytes]:
     """A new world whose KM this module can open; returns the file and KM."""
+    from .crypto import keygen  # imports the asymmetric key modules: only a new world needs them
+
     km = blobcrypt.random_key()
     knso = keygen.generate_world_signing_key()
     spki = knso.public().to_bytes()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +83,8 @@ def read_toml(path: Path | None = None) -> dict:
     path = path or toml_path()
     if not _is_file(path):
         return {}
+    import tomllib  # only when there is a file to parse: most processes have none
+
     try:
         with path.open("rb") as f:
             return tomllib.load(f)

@@ -8,9 +8,58 @@ python-pkcs11 already has.
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+import threading
+import types
 from enum import IntEnum, IntFlag
 
-from pkcs11.constants import (  # noqa: F401  (re-exported)
+
+class _PackageOnFirstUse(types.ModuleType):
+    """python-pkcs11's `pkcs11` package, its `__init__` run on first use of a name it defines.
+
+    Importing `pkcs11.constants` runs the package's `__init__`, which imports its util modules and
+    asn1crypto with them (~20 ms a process pays before its first answer). The enum modules need none
+    of that, so in a process that has not imported python-pkcs11 (a C host) the package is entered in
+    `sys.modules` with its `__path__` only; the import system loads the enum submodules into it as
+    usual, and the first attribute it does not have yet (`pkcs11.lib`, `pkcs11.Attribute`, ...) runs
+    the real `__init__` in place, so a later `import pkcs11` sees the whole package.
+    """
+
+    # Re-entrant: the `__init__` it runs reads names of its own package; another thread that asks
+    # meanwhile waits for the whole package, as it would for any module being imported.
+    _lock = threading.RLock()
+    _ran = False
+
+    def __getattr__(self, name: str) -> object:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        with _PackageOnFirstUse._lock:
+            if not _PackageOnFirstUse._ran:
+                _PackageOnFirstUse._ran = True
+                try:
+                    self.__spec__.loader.exec_module(self)
+                except BaseException:
+                    _PackageOnFirstUse._ran = False
+                    raise
+                self.__class__ = types.ModuleType  # from here on an ordinary, complete package
+        return object.__getattribute__(self, name)
+
+
+def _python_pkcs11_package() -> None:
+    if "pkcs11" in sys.modules:
+        return  # a python-pkcs11 host: its enums are the ones every caller compares with
+    spec = importlib.util.find_spec("pkcs11")
+    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
+        return  # let the plain import below report what is missing
+    package = importlib.util.module_from_spec(spec)
+    package.__class__ = _PackageOnFirstUse
+    sys.modules["pkcs11"] = package
+
+
+_python_pkcs11_package()
+
+from pkcs11.constants import (  # noqa: E402,F401  (re-exported)
     Attribute,
     CertificateType,
     MechanismFlag,
@@ -19,7 +68,7 @@ from pkcs11.constants import (  # noqa: F401  (re-exported)
     TokenFlag,
     UserType,
 )
-from pkcs11.mechanisms import MGF, KDF, KeyType, Mechanism  # noqa: F401  (re-exported)
+from pkcs11.mechanisms import MGF, KDF, KeyType, Mechanism  # noqa: E402,F401  (re-exported)
 
 
 class CKR(IntEnum):

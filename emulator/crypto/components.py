@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cryptography import x509
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import (
@@ -78,6 +77,8 @@ def curve_from_params(der: bytes) -> str:
 
     Returns a Weierstrass curve name (`secp256r1`, ...) or an Edwards/Montgomery kind (`Ed25519`,
     ...). Explicit ecParameters and implicitlyCA are not offered (InvalidKeyMaterial)."""
+    from cryptography import x509  # its name parser compiles ~20 ms of regexes: only EC parameters need it
+
     try:
         oid = asn1.decode_der(x509.ObjectIdentifier, der).dotted_string
     except ValueError:
@@ -98,6 +99,8 @@ def curve_from_params(der: bytes) -> str:
 
 def curve_params(curve: str) -> bytes:
     """DER namedCurve OID of a curve name or Edwards/Montgomery kind (RFC 5480, RFC 8410)."""
+    from cryptography import x509  # its name parser compiles ~20 ms of regexes: only EC parameters need it
+
     try:
         return asn1.encode_der(x509.ObjectIdentifier(_CURVE_TO_OID[curve]))
     except KeyError:

@@ -7,7 +7,6 @@ conversion. CKA_EC_PARAMS and DER-wrapped points are decoded with `cryptography.
 
 from __future__ import annotations
 
-from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
@@ -40,6 +39,8 @@ def curve_from_ec_params(der: bytes) -> str:
     """A curve name (`secp256r1`, ...) or material kind (`Ed25519`, `X25519`, ...) from
     CKA_EC_PARAMS: a namedCurve OID, or for Edwards/Montgomery curves also a PrintableString.
     Raises InvalidKeyMaterial if undecodable, ValueError if decodable but not supported."""
+    from cryptography import x509  # its name parser compiles ~20 ms of regexes: only EC parameters need it
+
     try:
         oid = asn1.decode_der(x509.ObjectIdentifier, der).dotted_string
     except Exception:
@@ -61,6 +62,8 @@ def curve_from_ec_params(der: bytes) -> str:
 
 def ec_params(curve_name: str) -> bytes:
     """DER namedCurve OID for a curve or Edwards/Montgomery kind."""
+    from cryptography import x509  # its name parser compiles ~20 ms of regexes: only EC parameters need it
+
     if curve_name in WEIERSTRASS_CURVES:
         oid = WEIERSTRASS_CURVES[curve_name][1]
     else:

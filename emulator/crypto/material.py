@@ -15,13 +15,15 @@ freed. Private keys are OpenSSL objects: OpenSSL clears their private components
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, mlkem, rsa, x448, x25519
-
 from ..errors import InvalidKeyMaterial
+
+# `cryptography`'s serialization and asymmetric modules are imported where a key object is first
+# parsed, encoded or classified: a process that only lists slots, or uses only secret keys, never
+# needs them (they cost ~15 ms of its start).
 
 #: Kinds of symmetric material; the value is the raw key.
 SECRET_KINDS = frozenset({"AES", "DES3", "GENERIC", "HMAC"})
@@ -57,8 +59,12 @@ class SecretBuffer(bytearray):
             pass
 
 
-def _kind_of_private(key: Any) -> str:
-    for cls, kind in (
+@functools.cache
+def _kinds() -> tuple[tuple[tuple[type, str], ...], tuple[tuple[type, str], ...]]:
+    """(private key classes, public key classes), each with the kind its keys have."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, mldsa, mlkem, rsa, x448, x25519
+
+    private = (
         (rsa.RSAPrivateKey, "RSA"),
         (ec.EllipticCurvePrivateKey, "EC"),
         (ed25519.Ed25519PrivateKey, "Ed25519"),
@@ -70,14 +76,8 @@ def _kind_of_private(key: Any) -> str:
         (mldsa.MLDSA87PrivateKey, "ML-DSA"),
         (mlkem.MLKEM768PrivateKey, "ML-KEM"),
         (mlkem.MLKEM1024PrivateKey, "ML-KEM"),
-    ):
-        if isinstance(key, cls):
-            return kind
-    raise InvalidKeyMaterial(f"unsupported private key type {type(key).__name__}")
-
-
-def _kind_of_public(key: Any) -> str:
-    for cls, kind in (
+    )
+    public = (
         (rsa.RSAPublicKey, "RSA"),
         (ec.EllipticCurvePublicKey, "EC"),
         (ed25519.Ed25519PublicKey, "Ed25519"),
@@ -89,7 +89,19 @@ def _kind_of_public(key: Any) -> str:
         (mldsa.MLDSA87PublicKey, "ML-DSA"),
         (mlkem.MLKEM768PublicKey, "ML-KEM"),
         (mlkem.MLKEM1024PublicKey, "ML-KEM"),
-    ):
+    )
+    return private, public
+
+
+def _kind_of_private(key: Any) -> str:
+    for cls, kind in _kinds()[0]:
+        if isinstance(key, cls):
+            return kind
+    raise InvalidKeyMaterial(f"unsupported private key type {type(key).__name__}")
+
+
+def _kind_of_public(key: Any) -> str:
+    for cls, kind in _kinds()[1]:
         if isinstance(key, cls):
             return kind
     raise InvalidKeyMaterial(f"unsupported public key type {type(key).__name__}")
@@ -156,6 +168,8 @@ class PrivateMaterial:
     def to_bytes(self) -> bytes:
         """PKCS#8 DER: the form the module keeps inside its blobs and wraps keys in (ML-DSA and
         ML-KEM keys in their seed form, RFC 9881 / draft-ietf-lamps-kyber-certificates)."""
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.private_bytes(
             serialization.Encoding.DER,
             serialization.PrivateFormat.PKCS8,
@@ -166,6 +180,8 @@ class PrivateMaterial:
     def from_pkcs8(cls, der: bytes | bytearray, *, trusted: bool = False) -> "PrivateMaterial":
         """Parse PKCS#8 DER (any bytes-like: a caller holding it in a bytearray wipes it after).
         `trusted` skips RSA re-validation for blobs the module authenticated."""
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_der_private_key(
                 der, password=None, unsafe_skip_rsa_key_validation=trusted
@@ -191,12 +207,16 @@ class PublicMaterial:
 
     def to_bytes(self) -> bytes:
         """SubjectPublicKeyInfo DER."""
+        from cryptography.hazmat.primitives import serialization
+
         return self.key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 
     @classmethod
     def from_spki(cls, der: bytes) -> "PublicMaterial":
+        from cryptography.hazmat.primitives import serialization
+
         try:
             key = serialization.load_der_public_key(der)
         except (ValueError, TypeError) as exc:

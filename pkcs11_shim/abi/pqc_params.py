@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..mechanisms.mldsa import SignAdditionalContext
+from ..mechanisms.params import SignAdditionalContext
 from . import mechanism_params as mp
 
 

@@ -8,7 +8,6 @@ from typing import Any
 from .. import library, mechanism_policy
 from ..constants import CK_EFFECTIVELY_INFINITE, CK_UNAVAILABLE_INFORMATION, CKR
 from ..errors import PKCS11Error
-from ..mechanisms.registry import REGISTRY
 from ..slots import MANUFACTURER, MAX_PIN_LEN, MIN_PIN_LEN, MODEL
 from ..version import LIBRARY_VERSION
 from . import marshal
@@ -67,7 +66,11 @@ def c_get_token_info(slot_id: int, p_info: Any) -> None:
 def c_get_mechanism_list(slot_id: int, p_list: Any, pul_count: Any) -> int:
     lib = library.state()
     lib.slots.get(slot_id)
-    every = [spec.mechanism for spec in REGISTRY.all()]
+    # The registry is imported by the first mechanism question, not with the slot chapter (a process
+    # that lists slots never asks); its catalogue answers without importing any mechanism family.
+    from ..mechanisms.registry import REGISTRY
+
+    every = REGISTRY.mechanisms()
     offered = mechanism_policy.offered(lib.config.mechanism_rules, slot_id, set(every))
     return marshal.deliver_ulongs(p_list, pul_count, [m for m in every if m in offered])
 
@@ -76,10 +79,12 @@ def c_get_mechanism_list(slot_id: int, p_list: Any, pul_count: Any) -> int:
 def c_get_mechanism_info(slot_id: int, mechanism: int, p_info: Any) -> None:
     lib = library.state()
     lib.slots.get(slot_id)
-    spec = REGISTRY.get(mechanism)
+    from ..mechanisms.registry import REGISTRY  # see c_get_mechanism_list
+
+    info = REGISTRY.info(mechanism)
     mechanism_policy.require_allowed(slot_id, mechanism)
     marshal.require(p_info)
-    p_info.ulMinKeySize, p_info.ulMaxKeySize, p_info.flags = spec.info()
+    p_info.ulMinKeySize, p_info.ulMaxKeySize, p_info.flags = info
 
 
 @handler("C_InitToken")

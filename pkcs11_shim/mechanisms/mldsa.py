@@ -17,7 +17,6 @@ CKP_ML_DSA_* codes we offer (1..3).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from emulator.crypto import mldsa as mldsa_crypto
@@ -48,19 +47,10 @@ from ..constants import (
 from ..errors import PKCS11Error
 from ..attributes import pqc as pqc_attrs
 from .ops import BufferedSignOp, BufferedVerifyOp, SinglePartSignOp, SinglePartVerifyOp
+from .params import SignAdditionalContext  # noqa: F401  (re-exported: the rows' parameter type)
 from .registry import MechanismSpec, Registry
 
 F = MechanismFlag
-
-
-@dataclass(frozen=True)
-class SignAdditionalContext:
-    """CK_SIGN_ADDITIONAL_CONTEXT / CK_HASH_SIGN_ADDITIONAL_CONTEXT (3.2); `hash_alg` only in the
-    latter (the CKM_ number of the hash the caller applied)."""
-
-    hedge: int
-    context: bytes = field(default=b"")
-    hash_alg: int | None = None
 
 
 HEDGES = frozenset({CKH_HEDGE_PREFERRED, CKH_HEDGE_REQUIRED, CKH_DETERMINISTIC_REQUIRED})

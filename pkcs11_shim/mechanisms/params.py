@@ -153,3 +153,13 @@ class MessageParams:
     tag_len: int
     data_len: int = 0
     struct: object = field(default=None, repr=False, compare=False)
+
+
+@dataclass(frozen=True)
+class SignAdditionalContext:
+    """CK_SIGN_ADDITIONAL_CONTEXT / CK_HASH_SIGN_ADDITIONAL_CONTEXT (3.2); `hash_alg` only in the
+    latter (the CKM_ number of the hash the caller applied)."""
+
+    hedge: int
+    context: bytes = field(default=b"")
+    hash_alg: int | None = None

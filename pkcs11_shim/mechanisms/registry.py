@@ -3,8 +3,14 @@
 A row (`MechanismSpec`) carries the CK_MECHANISM_INFO data (flags, key sizes in the unit the
 specification names for the mechanism), the key types it accepts, the name of its parameter reader
 (`abi.mechanism_params.READERS`), a validator, and the implementation callables. Family modules
-(`digest`, `mac`, `aes`, ...) each offer `register(registry)`; the registry loads them on first use,
-so importing it never imports the families (which import it).
+(`digest`, `mac`, `aes`, ...) each offer `register(registry)`; the registry loads a family when one
+of its mechanisms is first used, so importing it never imports the families (which import it), and
+a signing tool never loads the PQC, KDF or AEAD families.
+
+Which family holds a number, and the CK_MECHANISM_INFO of every row, come from `catalogue.ROWS`: data
+generated from the rows themselves (`python -m pkcs11_shim.mechanisms.registry` rewrites it; a test
+fails when it is stale), so C_GetMechanismList and C_GetMechanismInfo answer without importing any
+family. A number the catalogue lacks loads every family before it is refused.
 
 Implementation signatures (material classes from `emulator.crypto.material`; op classes in `ops`):
 
@@ -129,52 +135,148 @@ class MechanismSpec:
         return self.min_key, self.max_key, int(self.flags)
 
 
+#: A catalogue row: (CKM number, family, CK_MECHANISM_INFO flags, ulMinKeySize, ulMaxKeySize).
+CatalogueRow = tuple[int, str, int, int, int]
+
+
 class Registry:
     """Mechanism rows by number, filled by the family modules' `register()` on first use."""
 
-    def __init__(self, families: tuple[str, ...]) -> None:
+    def __init__(self, families: tuple[str, ...], catalogue: tuple[CatalogueRow, ...] = ()) -> None:
         self._families = families
+        self._catalogue = {row[0]: row for row in catalogue}
         self._rows: dict[int, MechanismSpec] = {}
-        self._loaded = False
-        self._lock = threading.Lock()
+        self._family_of: dict[int, str] = {}
+        self._loaded: set[str] = set()
+        self._all_loaded = False
+        self._lock = threading.RLock()  # a family whose import asks the registry must not hang
 
     def add(self, spec: MechanismSpec) -> None:
         if spec.mechanism in self._rows:
             raise ValueError(f"mechanism {spec.name} (0x{spec.mechanism:x}) registered twice")
         self._rows[spec.mechanism] = spec
 
-    def _load(self) -> None:
-        if self._loaded:
+    def _load_family(self, family: str) -> None:
+        """Import `family` and add its rows (the caller holds the lock); all or none of them."""
+        if family in self._loaded:
+            return
+        before = set(self._rows)
+        try:
+            importlib.import_module(f"{__package__}.{family}").register(self)
+        except BaseException:
+            for mechanism in set(self._rows) - before:
+                del self._rows[mechanism]
+            raise
+        for mechanism in set(self._rows) - before:
+            self._family_of[mechanism] = family
+        self._loaded.add(family)
+
+    def _load_all(self) -> None:
+        if self._all_loaded:
             return
         with self._lock:
-            if self._loaded:
-                return
-            try:
-                for family in self._families:
-                    importlib.import_module(f"{__package__}.{family}").register(self)
-            except BaseException:
-                self._rows.clear()
-                raise
-            self._loaded = True
+            for family in self._families:
+                self._load_family(family)
+            self._all_loaded = True
+
+    def _load_for(self, mechanism: int) -> None:
+        row = self._catalogue.get(mechanism)
+        if row is None:
+            self._load_all()  # only the rows themselves can say that a number is not there
+            return
+        _number, family, _flags, _min, _max = row
+        with self._lock:
+            self._load_family(family)
 
     def get(self, mechanism: int) -> MechanismSpec:
-        self._load()
+        spec = self._rows.get(int(mechanism))
+        if spec is not None:
+            return spec
+        self._load_for(int(mechanism))
         try:
             return self._rows[int(mechanism)]
         except KeyError:
             raise PKCS11Error(CKR.MECHANISM_INVALID, f"mechanism 0x{int(mechanism):x} not supported") from None
 
     def __contains__(self, mechanism: int) -> bool:
-        self._load()
+        if int(mechanism) not in self._rows:
+            self._load_for(int(mechanism))
         return int(mechanism) in self._rows
 
     def all(self) -> list[MechanismSpec]:
-        """Every row, by mechanism number (the order C_GetMechanismList reports)."""
-        self._load()
+        """Every row, by mechanism number (imports every family)."""
+        self._load_all()
         return [self._rows[m] for m in sorted(self._rows)]
+
+    def mechanisms(self) -> list[int]:
+        """Every mechanism number, ascending (the order C_GetMechanismList reports), from the
+        catalogue when there is one: no family is imported."""
+        if self._catalogue:
+            return sorted(self._catalogue)
+        return [spec.mechanism for spec in self.all()]
+
+    def info(self, mechanism: int) -> tuple[int, int, int]:
+        """(ulMinKeySize, ulMaxKeySize, flags) for C_GetMechanismInfo: the row's when its family is
+        loaded, else the catalogue's (CKR_MECHANISM_INVALID for a number neither has)."""
+        spec = self._rows.get(int(mechanism))
+        if spec is None:
+            row = self._catalogue.get(int(mechanism))
+            if row is not None:
+                _number, _family, flags, min_key, max_key = row
+                return min_key, max_key, flags
+            spec = self.get(mechanism)
+        return spec.info()
+
+    def loaded_families(self) -> set[str]:
+        """The families imported so far."""
+        return set(self._loaded)
+
+    def family_of(self, mechanism: int) -> str:
+        """The family whose `register()` added `mechanism` (the family must be loaded)."""
+        return self._family_of[int(mechanism)]
 
 
 FAMILIES = ("digest", "mac", "generic", "aes", "aesmodes", "des3", "keywrap", "rsa", "ec", "edwards", "derive",
             "mldsa", "mlkem")
 
-REGISTRY = Registry(FAMILIES)
+
+def catalogue_source(registry: Registry) -> str:
+    """The text of `catalogue.py` for every row of `registry` (which this loads in full)."""
+    lines = [
+        '"""Every mechanism row\'s family and CK_MECHANISM_INFO, for the registry to answer',
+        "C_GetMechanismList and C_GetMechanismInfo and to find a mechanism's family without importing any.",
+        "",
+        "Generated from the families' rows; do not edit. After changing a row, rewrite it with",
+        "",
+        "    .venv/bin/python -m pkcs11_shim.mechanisms.registry",
+        "",
+        'tests/mechanisms/test_catalogue.py fails while it is stale."""',
+        "",
+        "#: (CKM number, family, CK_MECHANISM_INFO flags, ulMinKeySize, ulMaxKeySize), by number.",
+        "ROWS: tuple[tuple[int, str, int, int, int], ...] = (",
+    ]
+    for spec in registry.all():
+        min_key, max_key, flags = spec.info()
+        lines.append(f'    (0x{spec.mechanism:08x}, "{registry.family_of(spec.mechanism)}", 0x{flags:08x}, '
+                     f"{min_key}, {max_key}),  # {spec.name}")
+    lines.append(")")
+    return "\n".join(lines) + "\n"
+
+
+def _catalogue_rows() -> tuple[CatalogueRow, ...]:
+    try:
+        from .catalogue import ROWS
+    except ImportError:  # not generated yet: every first use loads every family
+        return ()
+    return ROWS
+
+
+REGISTRY = Registry(FAMILIES, _catalogue_rows())
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    target = Path(__file__).with_name("catalogue.py")
+    target.write_text(catalogue_source(Registry(FAMILIES)))
+    print(target)
