@@ -17,6 +17,9 @@ CLIENT_SOURCES := $(wildcard native/client/*) $(wildcard native/front/*) native/
 all: build
 
 build: $(EMBEDDED) $(SO) $(CLIENT)
+	@# Start-up reads compiled modules: write them even where PYTHONDONTWRITEBYTECODE is set (a stale
+	@# .pyc is safe, Python checks it against the source).
+	@$(PY) -m compileall -q pkcs11_shim emulator softshield_cli
 
 $(EMBEDDED): $(SOURCES)
 	$(PY) -m pkcs11_shim.build --out build
@@ -30,7 +33,12 @@ test: build
 bench: build
 	$(PY) -m pytest bench --benchmark-enable --benchmark-max-time=0.5 -q -p no:cacheprovider
 	$(PY) bench/floorprobe.py 10 500 > build/bench/floor.md && cat build/bench/floor.md
-	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/floor.md build/bench/results.json docs/bench/
+	@# Start-up: one process per run, as a test suite that starts a tool per test pays it.
+	$(PY) bench/startprobe.py --header --label "softshield embedded" > build/bench/startup.md
+	$(PY) bench/startprobe.py --label "softshield forwarded (server running)" --env SOFTSHIELD_MODE=hardserver >> build/bench/startup.md
+	$(PY) bench/startprobe.py /usr/lib/softhsm/libsofthsm2.so --label SoftHSM2 >> build/bench/startup.md
+	cat build/bench/startup.md
+	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/floor.md build/bench/startup.md build/bench/results.json docs/bench/
 
 demo: build
 	$(PY) -m softshield_cli.demo

@@ -9,8 +9,9 @@ Makes a throw-away world (NFAST_KMDATA, and SOFTHSM2_CONF for SoftHSM2) with one
 test suite starts them: `pkcs11-tool --module MODULE -L` and one `pkcs11-tool --sign` (login, find,
 C_Sign). Prints one markdown table row: the median and min of `--runs` runs of each, in seconds of
 wall time, and the median CPU time (user + system) of the `-L` process, which a machine shared with
-other work disturbs less; `--header` prints the table's header first. Any module works (ours in-process, the client library
-with a running hardserver, SoftHSM2), so one run can compare them column by column.
+other work disturbs less; `--header` prints the table's header first. Any module works (ours embedded, ours forwarded with
+`--env SOFTSHIELD_MODE=hardserver`: the library starts a server on a socket of the probe's own and
+the probe stops it at the end, SoftHSM2), so one run can compare them row by row.
 """
 
 from __future__ import annotations
@@ -145,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 parser.error(f"--env {item}: expected NAME=VALUE")
             env[name] = value
+        forwarded = env.get("SOFTSHIELD_MODE") == "hardserver"
+        if forwarded:
+            # The server the library starts opens this probe's world: give it a socket of its own.
+            env.setdefault("SOFTSHIELD_HARDSERVER", str(folder / "run" / "hardserver.sock"))
         make_world(module, args.keys, env)
         message = folder / "message"
         message.write_bytes(b"startprobe message")
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         timed(list_argv, env)  # warm the page cache: every measured run then starts alike
         list_runs = [timed(list_argv, env) for _ in range(args.runs)]
         signs = [timed(sign_argv, env)[0] for _ in range(args.runs)]
+        if forwarded:
+            subprocess.run([sys.executable, "-m", "softshield_cli.main", "hardserver", "--stop", "--socket",
+                            env["SOFTSHIELD_HARDSERVER"]], cwd=ROOT, capture_output=True, timeout=60)
     lists = [wall for wall, _cpu in list_runs]
     list_cpu = statistics.median(cpu for _wall, cpu in list_runs)
     if args.header:
