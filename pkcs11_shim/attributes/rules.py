@@ -232,8 +232,11 @@ KEY_COMMON = STORAGE + (
     R(A.DERIVE, SETTABLE | DEFAULTED, default=False),
     R(A.LOCAL, TOKEN_COMPUTED),
     R(A.KEY_GEN_MECHANISM, TOKEN_COMPUTED),
-    # No footnote 8: fixed once made. Empty means "any mechanism" (SoftHSM2's reading).
-    R(A.ALLOWED_MECHANISMS, SET_ON_CREATE_ONLY | DEFAULTED, default=()),
+    # No footnote 8: fixed once made. Kept only when the template gives it, and then enforced as
+    # read back: an empty array allows no mechanism. A key made without it has no such restriction
+    # and no such attribute (C_GetAttributeValue: CKR_ATTRIBUTE_TYPE_INVALID), so what a reader sees
+    # is exactly what the key allows.
+    R(A.ALLOWED_MECHANISMS, SET_ON_CREATE_ONLY),
 )
 #: §4.9/4.10: the SPKI must agree with the key (checked against the material, `keyparts`). We do not
 #: take it from generation, unwrapping or derivation templates (the token computes it), nor change it
@@ -253,8 +256,10 @@ PUBLIC_KEY_COMMON = KEY_COMMON + PUBLIC_BY_DEFAULT + (
     _PUBLIC_KEY_INFO,
 )
 _SENSITIVE_FLAG = R(A.SENSITIVE, SETTABLE | ONLY_FALSE_TO_TRUE | DEFAULTED, default=False)
-# Token-specific default (footnote 9): TRUE, so that keys can be wrapped unless the template says no.
-_EXTRACTABLE_FLAG = R(A.EXTRACTABLE, SETTABLE | ONLY_TRUE_TO_FALSE | DEFAULTED, default=True)
+# Token-specific default (footnote 9): FALSE, as SoftHSM2 and nShield (a key leaves the module only
+# when its maker asked for that): a CKA_SENSITIVE key made without CKA_EXTRACTABLE cannot be wrapped
+# out (the Tookan attacks wrap such keys under a key the attacker made).
+_EXTRACTABLE_FLAG = R(A.EXTRACTABLE, SETTABLE | ONLY_TRUE_TO_FALSE | DEFAULTED, default=False)
 _LIFECYCLE = (
     _SENSITIVE_FLAG,
     _EXTRACTABLE_FLAG,
