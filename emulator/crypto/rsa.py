@@ -15,7 +15,8 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.backends.openssl.backend import backend as _backend
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from ..errors import CryptoFailure, InvalidKeyMaterial
@@ -178,6 +179,22 @@ def pkcs1v15_decrypt(material: PrivateMaterial, data: bytes) -> bytes:
         return private_key(material).decrypt(data, padding.PKCS1v15())
     except ValueError:
         raise CryptoFailure("PKCS#1 v1.5 decryption failed") from None
+
+
+def oaep_supported(hash_name: str, mgf_hash_name: str) -> bool:
+    """Whether `cryptography` (its OpenSSL) does OAEP with this hash and MGF1 hash: it does SHA-1 and
+    SHA-2 (224..512) for both, and refuses SHA-3 and SHA-512/t at the first encryption."""
+    known = _OAEP_SUPPORTED.get((hash_name, mgf_hash_name))
+    if known is None:
+        try:
+            known = bool(_backend.rsa_padding_supported(_oaep(hash_name, mgf_hash_name, b"")))
+        except (UnsupportedAlgorithm, ValueError):
+            known = False
+        _OAEP_SUPPORTED[(hash_name, mgf_hash_name)] = known  # a handful of names: no bound needed
+    return known
+
+
+_OAEP_SUPPORTED: dict[tuple[str, str], bool] = {}
 
 
 def oaep_encrypt(material: Any, data: bytes, hash_name: str, mgf_hash_name: str, label: bytes) -> bytes:
