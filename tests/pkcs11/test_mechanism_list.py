@@ -73,9 +73,12 @@ def test_ec_params_by_oid_and_by_curve_name(session) -> None:
     for params in (bytes.fromhex("06032b6571"), b"\x13\x0aedwards448", b"\x13\x0cedwards25519"):
         public, private = session.generate_keypair(KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
                                                    public_template={Attribute.EC_PARAMS: params})
-        signature = private.sign(b"message", mechanism=Mechanism.EDDSA)
-        assert len(signature) == (114 if b"448" in params or params.endswith(b"\x71") else 64)
-        assert public.verify(b"message", signature, mechanism=Mechanism.EDDSA)
+        ed448 = b"448" in params or params.endswith(b"\x71")
+        # PKCS#11 3.0 §2.3.14: Ed448 takes CK_EDDSA_PARAMS (phFlag FALSE, no context: pure Ed448).
+        param = p11raw.eddsa(False, b"") if ed448 else None
+        signature = private.sign(b"message", mechanism=Mechanism.EDDSA, mechanism_param=param)
+        assert len(signature) == (114 if ed448 else 64)
+        assert public.verify(b"message", signature, mechanism=Mechanism.EDDSA, mechanism_param=param)
     for params in (bytes.fromhex("06032b656e"), b"\x13\x08curve448"):
         pairs = [session.generate_keypair(ckk_montgomery, mechanism=ckm_montgomery,
                                           public_template={Attribute.EC_PARAMS: params},

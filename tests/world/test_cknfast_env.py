@@ -143,9 +143,11 @@ out = {}
 def attempt(name, fn, *args):
     out[name] = error_code(fn, *args)
 aes = [(ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 16)]
-attempt('readable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False)])
+attempt('readable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False), (ck.CKA_EXTRACTABLE, True)])
 attempt('readable_session', c.generate_key, s, ck.CKM_AES_KEY_GEN, [(ck.CKA_TOKEN, False), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 16),
-        (ck.CKA_SENSITIVE, False)])
+        (ck.CKA_SENSITIVE, False), (ck.CKA_EXTRACTABLE, True)])
+# Not sensitive, but not extractable either (the default): the value stays inside, so allowed.
+attempt('unextractable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False)])
 attempt('sensitive_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, True)])
 attempt('derive_and_encrypt', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, True),
         (0x10C, True), (ck.CKA_ENCRYPT, True)])
@@ -161,6 +163,7 @@ TEMPLATE_INCONSISTENT, KEY_SIZE_RANGE = 0xD1, 0x62
 
 @pytest.mark.parametrize("override,expect", [
     (None, {"readable_token": TEMPLATE_INCONSISTENT, "readable_session": 0, "sensitive_token": 0,
+            "unextractable_token": 0,
             "derive_and_encrypt": TEMPLATE_INCONSISTENT, "import_token": TEMPLATE_INCONSISTENT,
             "short_hmac": KEY_SIZE_RANGE}),
     ("tokenkeys", {"readable_token": 0, "import_token": TEMPLATE_INCONSISTENT}),
