@@ -38,8 +38,12 @@ from typing import Any
 
 from ..constants import (
     CKK_AES_XTS,
+    CKK_DES,
     CKK_EC_MONTGOMERY,
     CKK_HKDF,
+    CKK_MD5_HMAC,
+    CKK_SHA512_224_HMAC,
+    CKK_SHA512_256_HMAC,
     Attribute,
     CertificateType,
     KeyType,
@@ -332,7 +336,7 @@ SECRET_VALUE = table(SECRET_KEY_COMMON, (
     R(A.VALUE, MATERIAL | SENSITIVE | SET_ON_CREATE_ONLY),
     R(A.VALUE_LEN, FORBIDDEN_ON_CREATE | REQUIRED_ON_GENERATE | SET_ON_CREATE_ONLY, valid=_positive),
 ))
-# DES3 §2.10: fixed length, so no CKA_VALUE_LEN in the spec; we keep it (computed, 24) for readers and
+# DES §2.x and DES3 §2.10: fixed length, so no CKA_VALUE_LEN in the spec; we keep it (computed, 24) for readers and
 # accept it where a mechanism may use it (the mechanism checks it is 24).
 DES3_SECRET = table(SECRET_KEY_COMMON, (
     R(A.VALUE, MATERIAL | SENSITIVE | SET_ON_CREATE_ONLY),
@@ -376,7 +380,8 @@ class ClassSpec:
 
 HMAC_KEY_TYPES = (KeyType.SHA_1_HMAC, KeyType.SHA224_HMAC, KeyType.SHA256_HMAC, KeyType.SHA384_HMAC,
                   KeyType.SHA512_HMAC, KeyType.SHA3_224_HMAC, KeyType.SHA3_256_HMAC,
-                  KeyType.SHA3_384_HMAC, KeyType.SHA3_512_HMAC)
+                  KeyType.SHA3_384_HMAC, KeyType.SHA3_512_HMAC, CKK_SHA512_224_HMAC, CKK_SHA512_256_HMAC,
+                  CKK_MD5_HMAC)
 CLASSES: Mapping[int, ClassSpec] = MappingProxyType({
     ObjectClass.DATA: ClassSpec("data", None, {None: DATA}),
     ObjectClass.CERTIFICATE: ClassSpec("certificate", Attribute.CERTIFICATE_TYPE,
@@ -391,6 +396,7 @@ CLASSES: Mapping[int, ClassSpec] = MappingProxyType({
     }),
     ObjectClass.SECRET_KEY: ClassSpec("secret key", Attribute.KEY_TYPE, {
         KeyType.AES: SECRET_VALUE, KeyType.DES3: DES3_SECRET, KeyType.GENERIC_SECRET: SECRET_VALUE,
+        CKK_DES: DES3_SECRET,  # the same attributes: fixed length, CKA_VALUE_LEN computed
         **{key_type: SECRET_VALUE for key_type in HMAC_KEY_TYPES},
         CKK_AES_XTS: SECRET_VALUE, CKK_HKDF: SECRET_VALUE,  # PKCS#11 3.0 §2.14.x, §2.43
     }),

@@ -114,3 +114,30 @@ def test_new_key_generation_rows(session) -> None:
                               mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, 0x1, info=b"ctx"),
                               template={Attribute.TOKEN: False})
     assert derived[Attribute.VALUE_LEN] == 16
+
+
+def test_legacy_and_sha512_t_rows_through_the_library(session, lib) -> None:
+    """Single DES (CKM_DES_KEY_GEN, CKM_DES_CBC_PAD), CKM_MD5 and the SHA-512/t HMACs are in the slot's
+    mechanism list and run end to end (known answers: tests/vectors/test_legacy_vectors.py)."""
+    import hashlib
+    import hmac
+
+    import p11raw
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+
+    des_gen, des_cbc_pad = p11raw.mechanism(0x120, "DES_KEY_GEN"), p11raw.mechanism(0x125, "DES_CBC_PAD")
+    md5, sha512_224_hmac = p11raw.mechanism(0x210, "MD5"), p11raw.mechanism(0x49, "SHA512_224_HMAC")
+    ckk_des = p11raw.key_type(0x13, "DES")
+    offered = set(session.token.slot.get_mechanisms())
+    assert {des_gen, des_cbc_pad, md5, sha512_224_hmac, Mechanism.SHA512_HMAC} <= offered
+    key = session.generate_key(ckk_des, 64, mechanism=des_gen, template={Attribute.TOKEN: False},
+                               capabilities=pkcs11.MechanismFlag.ENCRYPT | pkcs11.MechanismFlag.DECRYPT)
+    assert key[Attribute.VALUE_LEN] == 8 and key[Attribute.KEY_GEN_MECHANISM] == des_gen
+    iv = bytes(8)
+    ciphertext = key.encrypt(b"thirteen byte", mechanism=des_cbc_pad, mechanism_param=iv)
+    assert len(ciphertext) == 16
+    assert key.decrypt(ciphertext, mechanism=des_cbc_pad, mechanism_param=iv) == b"thirteen byte"
+    assert session.digest(b"abc", mechanism=md5) == hashlib.md5(b"abc").digest()
+    secret = session.create_object({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: pkcs11.KeyType.GENERIC_SECRET,
+                                    Attribute.VALUE: b"k" * 32, Attribute.TOKEN: False, Attribute.SIGN: True})
+    assert secret.sign(b"data", mechanism=sha512_224_hmac) == hmac.new(b"k" * 32, b"data", "sha512_224").digest()
