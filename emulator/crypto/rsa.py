@@ -173,8 +173,11 @@ def pkcs1v15_encrypt(material: Any, data: bytes) -> bytes:
 
 
 def pkcs1v15_decrypt(material: PrivateMaterial, data: bytes) -> bytes:
-    """PKCS#1 v1.5 decryption; `cryptography` uses implicit rejection (a bad pad yields random bytes
-    instead of an error, the Marvin countermeasure), so this rarely raises."""
+    """PKCS#1 v1.5 decryption with implicit rejection: `cryptography`'s OpenSSL answers a malformed
+    block with a synthetic message derived from the key and the ciphertext (deterministic), in the
+    same time as a valid one, instead of an error (the Marvin/Bleichenbacher countermeasure,
+    draft-irtf-cfrg-rsa-guidance). No padding check is made here: a second code path for bad
+    padding would be the timing oracle. ValueError remains for what is not a padding question."""
     try:
         return private_key(material).decrypt(data, padding.PKCS1v15())
     except ValueError:

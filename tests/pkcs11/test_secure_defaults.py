@@ -245,6 +245,22 @@ def test_ecdh_with_a_secret_base_is_key_type_inconsistent(rsession) -> None:
                         mechanism_param=b"\x00", store=False)
 
 
+# --- 5. CKM_RSA_PKCS decryption of a malformed block (tests/mechanisms/test_rsa_pkcs_decrypt.py) -----
+
+def test_rsa_pkcs_malformed_block_is_implicitly_rejected(rsession) -> None:
+    """C_Decrypt(CKM_RSA_PKCS) of a block without a zero separator answers CKR_OK with a synthetic
+    message, the same one every time (implicit rejection, README "Mechanisms")."""
+    public, private = rsession.generate_keypair(KeyType.RSA, 2048, store=False)
+    n, e = int.from_bytes(public[Attribute.MODULUS], "big"), int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big")
+    em = b"\x00\x02" + b"\x01" * 253 + b"\x07"  # no 0x00 after the padding string
+    malformed = pow(int.from_bytes(em, "big"), e, n).to_bytes(256, "big")
+    first = private.decrypt(malformed, mechanism=Mechanism.RSA_PKCS)
+    assert private.decrypt(malformed, mechanism=Mechanism.RSA_PKCS) == first
+    message = b"the real message"
+    assert private.decrypt(public.encrypt(message, mechanism=Mechanism.RSA_PKCS), mechanism=Mechanism.RSA_PKCS) \
+        == message
+
+
 # --- 10. HKDF ------------------------------------------------------------------------------------
 
 def _rfc5869_case_1() -> dict:
