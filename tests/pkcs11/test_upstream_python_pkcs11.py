@@ -38,6 +38,12 @@ EXPECTED_DIFFERENCES: dict[str, str] = {
     "tests.test_des.DESTests.test_generate_des2_key": "two-key DES (CKK_DES2) is not offered (see README)",
 }
 
+#: Upstream tests SoftHSM2 does not pass either (it skips them) that fail here, each with the reason.
+KNOWN_FAILURES: dict[str, str] = {
+    "tests.test_ml_kem.MLKEMTests.test_generate_ml_kem_512": "ML-KEM-512 is not offered: `cryptography` "
+    "lacks it (CKR_PARAMETER_SET_NOT_SUPPORTED, see README)",
+}
+
 
 def run_suite(module: Path, label: str, out: Path, env_extra: dict[str, str]) -> dict[str, str]:
     """Run the upstream tests with pytest; returns test id -> outcome."""
@@ -120,7 +126,7 @@ def judge(ours: dict[str, str], as_softhsm: dict[str, str], theirs: dict[str, st
     ):
         for test in sorted(set(run) | passed_there):
             outcome = run.get(test, "absent")
-            if test in EXPECTED_DIFFERENCES or outcome == "passed":
+            if test in EXPECTED_DIFFERENCES or test in KNOWN_FAILURES or outcome == "passed":
                 continue
             if outcome == "failed" and test not in failed_there:
                 problems.append(f"{name}: {test} failed")
