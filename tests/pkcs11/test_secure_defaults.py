@@ -261,6 +261,26 @@ def test_rsa_pkcs_malformed_block_is_implicitly_rejected(rsession) -> None:
         == message
 
 
+# --- 6. OAEP parameters the primitive cannot do ------------------------------------------------
+
+@pytest.mark.parametrize("hash_alg,mgf", [(Mechanism.SHA3_256, 0x6), (Mechanism.SHA256, 0x7), (0x48, 0x1)],
+                         ids=["SHA3-256", "MGF1-SHA3-256", "SHA-512/224"])
+def test_oaep_unsupported_hash_refused_at_init_without_traceback(rsession, capfd, hash_alg, mgf) -> None:
+    """C_EncryptInit / C_DecryptInit / C_WrapKey with an OAEP hash `cryptography` lacks answer
+    CKR_MECHANISM_PARAM_INVALID; nothing reaches C_Encrypt to become CKR_GENERAL_ERROR and a
+    traceback on stderr."""
+    public, private = rsession.generate_keypair(KeyType.RSA, 2048, store=False)
+    param = p11raw.oaep(hash_alg, mgf)
+    with pytest.raises(exc.MechanismParamInvalid):
+        public.encrypt(b"data", mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=param)
+    with pytest.raises(exc.MechanismParamInvalid):
+        private.decrypt(bytes(256), mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=param)
+    target = rsession.generate_key(KeyType.AES, 128, store=False, template={Attribute.EXTRACTABLE: True})
+    with pytest.raises(exc.MechanismParamInvalid):
+        public.wrap_key(target, mechanism=Mechanism.RSA_PKCS_OAEP, mechanism_param=param)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 # --- 10. HKDF ------------------------------------------------------------------------------------
 
 def _rfc5869_case_1() -> dict:
