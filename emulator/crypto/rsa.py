@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.backends.openssl.backend import backend as _backend
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from ..errors import CryptoFailure, InvalidKeyMaterial
@@ -189,6 +188,9 @@ def oaep_supported(hash_name: str, mgf_hash_name: str) -> bool:
     SHA-2 (224..512) for both, and refuses SHA-3 and SHA-512/t at the first encryption."""
     known = _OAEP_SUPPORTED.get((hash_name, mgf_hash_name))
     if known is None:
+        # Imported here: only an OAEP parameter needs it (~10 ms of start-up otherwise).
+        from cryptography.hazmat.backends.openssl.backend import backend as _backend
+
         try:
             known = bool(_backend.rsa_padding_supported(_oaep(hash_name, mgf_hash_name, b"")))
         except (UnsupportedAlgorithm, ValueError):
