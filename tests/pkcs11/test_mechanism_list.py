@@ -125,9 +125,11 @@ def test_legacy_and_sha512_t_rows_through_the_library(session, lib) -> None:
     import p11raw
     from pkcs11 import Attribute, Mechanism, ObjectClass
 
-    des_gen, des_cbc_pad = p11raw.mechanism(0x120, "DES_KEY_GEN"), p11raw.mechanism(0x125, "DES_CBC_PAD")
-    md5, sha512_224_hmac = p11raw.mechanism(0x210, "MD5"), p11raw.mechanism(0x49, "SHA512_224_HMAC")
-    ckk_des = p11raw.key_type(0x13, "DES")
+    from pkcs11_shim import constants as c
+
+    des_gen, des_cbc_pad = p11raw.mechanism(c.CKM_DES_KEY_GEN, "DES_KEY_GEN"), p11raw.mechanism(c.CKM_DES_CBC_PAD, "DES_CBC_PAD")
+    md5, sha512_224_hmac = p11raw.mechanism(c.CKM_MD5, "MD5"), p11raw.mechanism(c.CKM_SHA512_224_HMAC, "SHA512_224_HMAC")
+    ckk_des = p11raw.key_type(c.CKK_DES, "DES")
     offered = set(session.token.slot.get_mechanisms())
     assert {des_gen, des_cbc_pad, md5, sha512_224_hmac, Mechanism.SHA512_HMAC} <= offered
     key = session.generate_key(ckk_des, 64, mechanism=des_gen, template={Attribute.TOKEN: False},

@@ -24,7 +24,8 @@ from p11env import USER_PIN
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11 import exceptions as exc
 
-from pkcs11_shim.constants import CKR
+from pkcs11_shim import constants
+from pkcs11_shim.constants import CKR, MGF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
@@ -32,11 +33,10 @@ import ck  # noqa: E402
 import p11raw  # noqa: E402
 import vectorfiles  # noqa: E402
 
-CKM_HKDF_KEY_GEN = p11raw.mechanism(0x402C, "HKDF_KEY_GEN")
-CKM_HKDF_DERIVE = p11raw.mechanism(0x402A, "HKDF_DERIVE")
-CKK_HKDF = p11raw.key_type(0x42, "HKDF")
-CKF_HKDF_SALT_DATA = 0x2
-SESSION_ONLY = {Attribute.TOKEN: False}
+CKM_HKDF_KEY_GEN = p11raw.mechanism(constants.CKM_HKDF_KEY_GEN, "HKDF_KEY_GEN")
+CKM_HKDF_DERIVE = p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
+CKK_HKDF = p11raw.key_type(constants.CKK_HKDF, "HKDF")
+CKF_HKDF_SALT_DATA = constants.CKF_HKDF_SALT_DATA
 
 
 @pytest.fixture(scope="module")
@@ -263,7 +263,8 @@ def test_rsa_pkcs_malformed_block_is_implicitly_rejected(rsession) -> None:
 
 # --- 6. OAEP parameters the primitive cannot do ------------------------------------------------
 
-@pytest.mark.parametrize("hash_alg,mgf", [(Mechanism.SHA3_256, 0x6), (Mechanism.SHA256, 0x7), (0x48, 0x1)],
+@pytest.mark.parametrize("hash_alg,mgf", [(Mechanism.SHA3_256, MGF.SHA3_224), (Mechanism.SHA256, MGF.SHA3_256),
+                                          (constants.CKM_SHA512_224, MGF.SHA1)],
                          ids=["SHA3-256", "MGF1-SHA3-256", "SHA-512/224"])
 def test_oaep_unsupported_hash_refused_at_init_without_traceback(rsession, capfd, hash_alg, mgf) -> None:
     """C_EncryptInit / C_DecryptInit / C_WrapKey with an OAEP hash `cryptography` lacks answer

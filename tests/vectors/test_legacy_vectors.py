@@ -19,6 +19,7 @@ import pytest
 from vectorfiles import nist_records, unhex
 
 from emulator.crypto.material import SecretMaterial
+from pkcs11_shim.constants import Mechanism
 from pkcs11_shim.mechanisms import numbers
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
@@ -80,7 +81,7 @@ def test_des_cbc_pad_and_keygen() -> None:
     ciphertext = spec.encrypt(key, iv).oneshot(b"thirteen byte")
     assert len(ciphertext) == 16 and spec.decrypt(key, iv).oneshot(ciphertext) == b"thirteen byte"
     # One DES key repeated is three-key TDEA with k1 = k2 = k3: the DES3 row agrees.
-    des3 = REGISTRY.get(0x136)  # CKM_DES3_CBC_PAD
+    des3 = REGISTRY.get(Mechanism.DES3_CBC_PAD)
     assert des3.encrypt(SecretMaterial("DES3", key.value * 3), iv).oneshot(b"thirteen byte") == ciphertext
 
 
