@@ -267,6 +267,24 @@ CKM_HKDF_DATA = 0x0000402B
 CKM_HKDF_KEY_GEN = 0x0000402C
 CKK_AES_XTS = 0x00000035
 CKK_HKDF = 0x00000042
+#: SHA-512/224 and SHA-512/256 HMAC (pkcs11t.h 3.0; the digests are CKM_SHA512_224/256 above).
+CKM_SHA512_224_HMAC = 0x00000049
+CKM_SHA512_224_HMAC_GENERAL = 0x0000004A
+CKM_SHA512_256_HMAC = 0x0000004D
+CKM_SHA512_256_HMAC_GENERAL = 0x0000004E
+CKK_SHA512_224_HMAC = 0x00000043
+CKK_SHA512_256_HMAC = 0x00000044
+# The legacy set (single DES, MD5): python-pkcs11 0.10.1 keeps these numbers only as deprecated,
+# underscore-named members; they are named here once, from its enums.
+CKM_MD5 = int(Mechanism["_MD5"])
+CKM_MD5_HMAC = int(Mechanism["_MD5_HMAC"])
+CKM_MD5_HMAC_GENERAL = int(Mechanism["_MD5_HMAC_GENERAL"])
+CKM_DES_KEY_GEN = int(Mechanism["_DES_KEY_GEN"])
+CKM_DES_ECB = int(Mechanism["_DES_ECB"])
+CKM_DES_CBC = int(Mechanism["_DES_CBC"])
+CKM_DES_CBC_PAD = int(Mechanism["_DES_CBC_PAD"])
+CKK_DES = int(KeyType["_DES"])
+CKK_MD5_HMAC = int(KeyType["_MD5_HMAC"])
 #: CK_HKDF_PARAMS.ulSaltType (3.0 §2.43.1).
 CKF_HKDF_SALT_NULL = 0x1
 CKF_HKDF_SALT_DATA = 0x2

@@ -322,11 +322,19 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
 DATA_DERIVATIONS = frozenset({CKM_HKDF_DATA})
 
 
-def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, raw: list) -> int:
+def check_derive_base(session: Session, mechanism: int, base_handle: int) -> tuple[MechanismSpec, P11Object]:
+    """The mechanism row and the base key, checked before the parameter is read: a base the
+    mechanism cannot take is CKR_KEY_TYPE_INCONSISTENT whatever the parameter says (a public key
+    or an RSA key under CKM_XOR_BASE_AND_DATA, a secret key under CKM_ECDH1_DERIVE)."""
     spec = _spec_for(session, mechanism, MechanismFlag.DERIVE, "derive")
-    spec.validate(param)
     base = session.key(base_handle)
-    check_key_for(session, spec, base, Attribute.DERIVE, None)
+    check_key_for(session, spec, base, Attribute.DERIVE, (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY))
+    return spec, base
+
+
+def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, raw: list) -> int:
+    spec, base = check_derive_base(session, mechanism, base_handle)
+    spec.validate(param)
     template = codecs.decode_template(raw)
     module = session.token.objects.module
 
@@ -350,6 +358,11 @@ def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, r
                             resolve_key).value
         attrs = templates.new_object({**template, Attribute.VALUE: value}, Origin.CREATE, is_so=session.is_so)
         return add_object(session, attrs, None).handle
+    # PKCS#11 3.0 §5.18.5: the base key's CKA_DERIVE_TEMPLATE is added to every key derived from it
+    # (ECDH and the secret-key derivations alike); a caller template contradicting it is
+    # CKR_TEMPLATE_INCONSISTENT, as for CKA_UNWRAP_TEMPLATE.
+    template = templates.with_key_template(template, base.attrs.get(Attribute.DERIVE_TEMPLATE),
+                                           CKR.TEMPLATE_INCONSISTENT, "CKA_DERIVE_TEMPLATE")
     template.setdefault(Attribute.CLASS, ObjectClass.SECRET_KEY)
     template.setdefault(Attribute.KEY_TYPE, KeyType.GENERIC_SECRET)
     attrs = templates.new_object(template, Origin.DERIVE, mechanism=mechanism, is_so=session.is_so,

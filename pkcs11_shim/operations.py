@@ -84,7 +84,7 @@ def check_key_for(session: Session, spec: MechanismSpec, key: P11Object, usage: 
     if usage is not None and not attrs.get(usage, False):
         raise PKCS11Error(CKR.KEY_FUNCTION_NOT_PERMITTED)
     allowed = attrs.get(Attribute.ALLOWED_MECHANISMS)
-    if allowed and spec.mechanism not in allowed:
+    if allowed is not None and spec.mechanism not in allowed:
         raise PKCS11Error(CKR.MECHANISM_INVALID, "mechanism not in CKA_ALLOWED_MECHANISMS")
 
 

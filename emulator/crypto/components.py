@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import (
 )
 
 from ..errors import InvalidKeyMaterial
-from . import aes, des3, digest
+from . import aes, des, des3, digest
 from .ec import OTHER_CURVE_NAMES, OTHER_CURVE_OIDS, WEIERSTRASS_CURVES
 from .material import PrivateMaterial, PublicMaterial, SecretMaterial
 
@@ -363,6 +363,7 @@ def _des3_zero_block(key: bytes) -> bytes:
 #: generic secrets and HMAC keys.
 _CHECK_VALUE = {
     "AES": lambda value: aes.ecb_encrypt(value, bytes(aes.BLOCK_SIZE))[:3],
+    "DES": lambda value: des.zero_block(value)[:3],
     "DES3": lambda value: _des3_zero_block(value)[:3],
     "GENERIC": lambda value: digest.digest("SHA1", value)[:3],
     "HMAC": lambda value: digest.digest("SHA1", value)[:3],

@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives import hashes
 
 #: name -> hash class; the names are the ones the rest of softshield uses.
 _ALGORITHMS: dict[str, type[hashes.HashAlgorithm]] = {
+    "MD5": hashes.MD5,  # CKM_MD5 and HMAC-MD5 only (legacy applications); never an OAEP/PSS/KDF hash
     "SHA1": hashes.SHA1,
     "SHA224": hashes.SHA224,
     "SHA256": hashes.SHA256,

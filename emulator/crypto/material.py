@@ -26,7 +26,7 @@ from ..errors import InvalidKeyMaterial
 # needs them (they cost ~15 ms of its start).
 
 #: Kinds of symmetric material; the value is the raw key.
-SECRET_KINDS = frozenset({"AES", "DES3", "GENERIC", "HMAC"})
+SECRET_KINDS = frozenset({"AES", "DES", "DES3", "GENERIC", "HMAC"})
 #: Kinds of asymmetric material.
 ASYMMETRIC_KINDS = frozenset({"RSA", "EC", "Ed25519", "Ed448", "X25519", "X448", "ML-DSA", "ML-KEM"})
 

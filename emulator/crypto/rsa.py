@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from ..errors import CryptoFailure, InvalidKeyMaterial
@@ -172,12 +172,34 @@ def pkcs1v15_encrypt(material: Any, data: bytes) -> bytes:
 
 
 def pkcs1v15_decrypt(material: PrivateMaterial, data: bytes) -> bytes:
-    """PKCS#1 v1.5 decryption; `cryptography` uses implicit rejection (a bad pad yields random bytes
-    instead of an error, the Marvin countermeasure), so this rarely raises."""
+    """PKCS#1 v1.5 decryption with implicit rejection: `cryptography`'s OpenSSL answers a malformed
+    block with a synthetic message derived from the key and the ciphertext (deterministic), in the
+    same time as a valid one, instead of an error (the Marvin/Bleichenbacher countermeasure,
+    draft-irtf-cfrg-rsa-guidance). No padding check is made here: a second code path for bad
+    padding would be the timing oracle. ValueError remains for what is not a padding question."""
     try:
         return private_key(material).decrypt(data, padding.PKCS1v15())
     except ValueError:
         raise CryptoFailure("PKCS#1 v1.5 decryption failed") from None
+
+
+def oaep_supported(hash_name: str, mgf_hash_name: str) -> bool:
+    """Whether `cryptography` (its OpenSSL) does OAEP with this hash and MGF1 hash: it does SHA-1 and
+    SHA-2 (224..512) for both, and refuses SHA-3 and SHA-512/t at the first encryption."""
+    known = _OAEP_SUPPORTED.get((hash_name, mgf_hash_name))
+    if known is None:
+        # Imported here: only an OAEP parameter needs it (~10 ms of start-up otherwise).
+        from cryptography.hazmat.backends.openssl.backend import backend as _backend
+
+        try:
+            known = bool(_backend.rsa_padding_supported(_oaep(hash_name, mgf_hash_name, b"")))
+        except (UnsupportedAlgorithm, ValueError):
+            known = False
+        _OAEP_SUPPORTED[(hash_name, mgf_hash_name)] = known  # a handful of names: no bound needed
+    return known
+
+
+_OAEP_SUPPORTED: dict[tuple[str, str], bool] = {}
 
 
 def oaep_encrypt(material: Any, data: bytes, hash_name: str, mgf_hash_name: str, label: bytes) -> bytes:

@@ -17,14 +17,20 @@ def _session(h_session: int) -> Any:
 
 
 def make_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any,
-             make: Callable[[Any, int, Any, list], int]) -> None:
+             make: Callable[[Any, int, Any, list], int],
+             before_param: Callable[[Any, int], None] | None = None) -> None:
     """The shape of every call that makes one key under a template (C_GenerateKey, C_UnwrapKey,
     C_DeriveKey, C_DecapsulateKey, ...): `make(session, mechanism, param, raw template)` gives the
-    handle, stored in *ph_key (which must not be NULL)."""
+    handle, stored in *ph_key (which must not be NULL). `before_param(session, mechanism)` runs
+    before the mechanism's parameter is read (C_DeriveKey checks its base key there)."""
     session = _session(h_session)
-    mechanism, param = marshal.read_mechanism(p_mechanism)
-    raw = marshal.read_template(p_template, ul_count)
+    # The arguments before the mechanism: a NULL template (count > 0) or key-handle pointer is
+    # CKR_ARGUMENTS_BAD whatever the mechanism, even one the token does not know.
     marshal.require(ph_key)
+    raw = marshal.read_template(p_template, ul_count)
+    if before_param is not None and p_mechanism != marshal.ffi.NULL:
+        before_param(session, int(p_mechanism.mechanism))
+    mechanism, param = marshal.read_mechanism(p_mechanism)
     ph_key[0] = make(session, mechanism, param, raw)
 
 
@@ -69,7 +75,8 @@ def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped:
 def c_derive_key(h_session: int, p_mechanism: Any, h_base: int, p_template: Any, ul_count: int,
                  ph_key: Any) -> None:
     make_key(h_session, p_mechanism, p_template, ul_count, ph_key, lambda session, mechanism, param, raw:
-             keymgmt.derive_key(session, mechanism, param, h_base, raw))
+             keymgmt.derive_key(session, mechanism, param, h_base, raw),
+             before_param=lambda session, mechanism: keymgmt.check_derive_base(session, mechanism, h_base))
 
 
 @handler("C_SeedRandom")

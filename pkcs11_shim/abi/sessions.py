@@ -51,6 +51,7 @@ def c_get_operation_state(h_session: int, p_state: Any, pul_len: Any) -> int:
 @handler("C_SetOperationState")
 def c_set_operation_state(h_session: int, p_state: Any, ul_len: int, h_enc_key: int, h_auth_key: int) -> None:
     session = library.state().sessions.get(h_session)
+    marshal.require(p_state)  # §5.6: pOperationState is the state to restore; NULL is no state
     if h_enc_key or h_auth_key:
         raise PKCS11Error(CKR.KEY_NOT_NEEDED)  # digest state carries no key
     operations.set_state(session, marshal.read_bytes(p_state, ul_len, code=CKR.SAVED_STATE_INVALID))

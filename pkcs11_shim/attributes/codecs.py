@@ -272,10 +272,14 @@ def encoded_size(attr: int, value: Any) -> int:
 
 
 # --- persistence ---------------------------------------------------------------------------------
-# Layout (all integers big-endian): b"SSA1", then per attribute in ascending type order:
+# Layout (all integers big-endian): b"SSA2", then per attribute in ascending type order:
 # type (8 bytes), tag (1 byte: 0 value, 1 nested array), length (4 bytes), payload. A nested array's
 # payload is the same entry list without the magic. Deterministic: equal dicts give equal bytes.
-_MAGIC = b"SSA1"
+# b"SSA1" data has the same layout, written while every key stored an empty CKA_ALLOWED_MECHANISMS
+# meaning "any mechanism": read back, that empty array is dropped (no restriction), because an empty
+# array now means what it says (no mechanism).
+_MAGIC = b"SSA2"
+_MAGIC_ANY_MECHANISM = b"SSA1"
 _ENTRY = struct.Struct(">QBI")
 _VALUE, _ARRAY = 0, 1
 
@@ -320,11 +324,22 @@ def serialize(attrs: dict[int, Any]) -> bytes:
     return _MAGIC + _serialize_entries(attrs)
 
 
+def _body_start(data: bytes) -> int:
+    if not (data.startswith(_MAGIC) or data.startswith(_MAGIC_ANY_MECHANISM)):
+        raise ValueError("not softshield attribute data")
+    return len(_MAGIC)
+
+
+def _upgrade(data: bytes, out: dict[int, Any]) -> dict[int, Any]:
+    if data.startswith(_MAGIC_ANY_MECHANISM) and out.get(Attribute.ALLOWED_MECHANISMS) == ():
+        del out[Attribute.ALLOWED_MECHANISMS]
+    return out
+
+
 def deserialize_some(data: bytes, wanted: frozenset[int]) -> dict[int, Any]:
     """Only the `wanted` top-level attributes of `serialize`d data (the others are stepped over by
     their length, not decoded): what a token object's find index needs at load time."""
-    if not data.startswith(_MAGIC):
-        raise ValueError("not softshield attribute data")
+    _body_start(data)
     out: dict[int, Any] = {}
     pos, end = len(_MAGIC), len(data)
     while pos < end:
@@ -337,12 +352,10 @@ def deserialize_some(data: bytes, wanted: frozenset[int]) -> dict[int, Any]:
         if attr in wanted and tag == _VALUE:
             out[attr] = decode(attr, bytes(data[pos:pos + length]))
         pos += length
-    return out
+    return _upgrade(data, out)
 
 
 def deserialize(data: bytes) -> dict[int, Any]:
     """The inverse of `serialize`. Structural damage raises ValueError (the blob was authenticated,
     so damage means a bug or version skew, not an attacker)."""
-    if not data.startswith(_MAGIC):
-        raise ValueError("not softshield attribute data")
-    return _deserialize_entries(bytes(data[len(_MAGIC):]))
+    return _upgrade(data, _deserialize_entries(bytes(data[_body_start(data):])))

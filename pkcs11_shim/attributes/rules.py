@@ -38,8 +38,12 @@ from typing import Any
 
 from ..constants import (
     CKK_AES_XTS,
+    CKK_DES,
     CKK_EC_MONTGOMERY,
     CKK_HKDF,
+    CKK_MD5_HMAC,
+    CKK_SHA512_224_HMAC,
+    CKK_SHA512_256_HMAC,
     Attribute,
     CertificateType,
     KeyType,
@@ -232,8 +236,11 @@ KEY_COMMON = STORAGE + (
     R(A.DERIVE, SETTABLE | DEFAULTED, default=False),
     R(A.LOCAL, TOKEN_COMPUTED),
     R(A.KEY_GEN_MECHANISM, TOKEN_COMPUTED),
-    # No footnote 8: fixed once made. Empty means "any mechanism" (SoftHSM2's reading).
-    R(A.ALLOWED_MECHANISMS, SET_ON_CREATE_ONLY | DEFAULTED, default=()),
+    # No footnote 8: fixed once made. Kept only when the template gives it, and then enforced as
+    # read back: an empty array allows no mechanism. A key made without it has no such restriction
+    # and no such attribute (C_GetAttributeValue: CKR_ATTRIBUTE_TYPE_INVALID), so what a reader sees
+    # is exactly what the key allows.
+    R(A.ALLOWED_MECHANISMS, SET_ON_CREATE_ONLY),
 )
 #: §4.9/4.10: the SPKI must agree with the key (checked against the material, `keyparts`). We do not
 #: take it from generation, unwrapping or derivation templates (the token computes it), nor change it
@@ -253,8 +260,10 @@ PUBLIC_KEY_COMMON = KEY_COMMON + PUBLIC_BY_DEFAULT + (
     _PUBLIC_KEY_INFO,
 )
 _SENSITIVE_FLAG = R(A.SENSITIVE, SETTABLE | ONLY_FALSE_TO_TRUE | DEFAULTED, default=False)
-# Token-specific default (footnote 9): TRUE, so that keys can be wrapped unless the template says no.
-_EXTRACTABLE_FLAG = R(A.EXTRACTABLE, SETTABLE | ONLY_TRUE_TO_FALSE | DEFAULTED, default=True)
+# Token-specific default (footnote 9): FALSE, as SoftHSM2 and nShield (a key leaves the module only
+# when its maker asked for that): a CKA_SENSITIVE key made without CKA_EXTRACTABLE cannot be wrapped
+# out (the Tookan attacks wrap such keys under a key the attacker made).
+_EXTRACTABLE_FLAG = R(A.EXTRACTABLE, SETTABLE | ONLY_TRUE_TO_FALSE | DEFAULTED, default=False)
 _LIFECYCLE = (
     _SENSITIVE_FLAG,
     _EXTRACTABLE_FLAG,
@@ -327,7 +336,7 @@ SECRET_VALUE = table(SECRET_KEY_COMMON, (
     R(A.VALUE, MATERIAL | SENSITIVE | SET_ON_CREATE_ONLY),
     R(A.VALUE_LEN, FORBIDDEN_ON_CREATE | REQUIRED_ON_GENERATE | SET_ON_CREATE_ONLY, valid=_positive),
 ))
-# DES3 §2.10: fixed length, so no CKA_VALUE_LEN in the spec; we keep it (computed, 24) for readers and
+# DES §2.x and DES3 §2.10: fixed length, so no CKA_VALUE_LEN in the spec; we keep it (computed, 24) for readers and
 # accept it where a mechanism may use it (the mechanism checks it is 24).
 DES3_SECRET = table(SECRET_KEY_COMMON, (
     R(A.VALUE, MATERIAL | SENSITIVE | SET_ON_CREATE_ONLY),
@@ -371,7 +380,8 @@ class ClassSpec:
 
 HMAC_KEY_TYPES = (KeyType.SHA_1_HMAC, KeyType.SHA224_HMAC, KeyType.SHA256_HMAC, KeyType.SHA384_HMAC,
                   KeyType.SHA512_HMAC, KeyType.SHA3_224_HMAC, KeyType.SHA3_256_HMAC,
-                  KeyType.SHA3_384_HMAC, KeyType.SHA3_512_HMAC)
+                  KeyType.SHA3_384_HMAC, KeyType.SHA3_512_HMAC, CKK_SHA512_224_HMAC, CKK_SHA512_256_HMAC,
+                  CKK_MD5_HMAC)
 CLASSES: Mapping[int, ClassSpec] = MappingProxyType({
     ObjectClass.DATA: ClassSpec("data", None, {None: DATA}),
     ObjectClass.CERTIFICATE: ClassSpec("certificate", Attribute.CERTIFICATE_TYPE,
@@ -386,6 +396,7 @@ CLASSES: Mapping[int, ClassSpec] = MappingProxyType({
     }),
     ObjectClass.SECRET_KEY: ClassSpec("secret key", Attribute.KEY_TYPE, {
         KeyType.AES: SECRET_VALUE, KeyType.DES3: DES3_SECRET, KeyType.GENERIC_SECRET: SECRET_VALUE,
+        CKK_DES: DES3_SECRET,  # the same attributes: fixed length, CKA_VALUE_LEN computed
         **{key_type: SECRET_VALUE for key_type in HMAC_KEY_TYPES},
         CKK_AES_XTS: SECRET_VALUE, CKK_HKDF: SECRET_VALUE,  # PKCS#11 3.0 §2.14.x, §2.43
     }),

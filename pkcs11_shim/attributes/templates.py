@@ -87,7 +87,7 @@ def _always_sensitive(origin: Origin, attrs: dict, mechanism: int | None, base: 
 
 
 def _never_extractable(origin: Origin, attrs: dict, mechanism: int | None, base: Mapping | None) -> bool:
-    unextractable = not attrs.get(Attribute.EXTRACTABLE, True)
+    unextractable = not attrs.get(Attribute.EXTRACTABLE, False)
     if origin in GENERATED:
         return unextractable
     if origin is Origin.DERIVE:
@@ -292,9 +292,14 @@ def check_modify(current: dict, changes: dict, *, is_so: bool, copying: bool) ->
         if rule is None:
             raise _fail(CKR.TEMPLATE_INCONSISTENT, attr, "not an attribute of this kind of object")
         value = _check_value(rule, value)
+        if rule.has(Flag.TOKEN_COMPUTED):
+            # Footnotes 2,4,6: the token alone sets these (CKA_LOCAL, CKA_KEY_GEN_MECHANISM,
+            # CKA_ALWAYS_SENSITIVE, ...); giving one is CKR_ATTRIBUTE_READ_ONLY even with the value
+            # it already has, as in every template that makes an object.
+            raise _fail(CKR.ATTRIBUTE_READ_ONLY, attr, "set by the token alone")
         old = current.get(attr, rule.default if rule.has_default else None)
         if attr in current and _same(attr, old, value):
-            continue  # restating the current value changes nothing, even for a read-only attribute
+            continue  # restating the current value changes nothing, even for a fixed attribute
         if not rule.flags & may_change:
             hint = " except by C_CopyObject" if rule.has(Flag.COPY_MODIFIABLE) else ""
             raise _fail(CKR.ATTRIBUTE_READ_ONLY, attr, "cannot be changed" + hint)

@@ -1,9 +1,12 @@
 """Edwards and Montgomery curve mechanisms (PKCS#11 3.0 §2.3.5-2.3.14): key pair generation for
 Ed25519/Ed448 and X25519/X448, and CKM_EDDSA.
 
-CK_EDDSA_PARAMS is optional. Without it, or with phFlag FALSE and no context, the signature is pure
-Ed25519 / Ed448 (SoftHSM2 treats every parameter so). Ed25519ph/Ed25519ctx and Ed448ph/contexts are
-refused with CKR_MECHANISM_PARAM_INVALID, because `cryptography` does not implement them. Pure
+CK_EDDSA_PARAMS (PKCS#11 3.0 §2.3.14, RFC 8032 §5): an Ed25519 key without it signs pure Ed25519;
+with it, the variant is Ed25519ctx (phFlag FALSE, even with an empty context) or Ed25519ph, which
+`cryptography` does not implement: refused. An Ed448 key needs it (Ed448 always has a context):
+phFlag FALSE and an empty context is pure Ed448; a context or Ed448ph is refused for the same reason.
+Every refusal is CKR_MECHANISM_PARAM_INVALID at C_SignInit / C_VerifyInit, never a silent fallback to
+the pure variant (SoftHSM2 drops the parameter, which gives signatures no Ed25519ctx verifier takes). Pure
 EdDSA reads the message twice, so multi-part signing keeps the input until final (as Kryoptic).
 Sizes in CK_MECHANISM_INFO are curve bits (255, 448), as Kryoptic reports.
 """
@@ -53,13 +56,24 @@ def _key(material: Any, *, private: bool) -> Any:
     return material
 
 
+def _check_variant(material: Any, param: params.EddsaParams | None) -> None:
+    """Only the pure variants are offered: Ed25519 without a parameter, Ed448 with one that names
+    no prehash and no context (`validate_eddsa` has refused prehash and contexts already)."""
+    if material.kind == "Ed25519" and param is not None:
+        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "CK_EDDSA_PARAMS with an Ed25519 key is Ed25519ctx/ph")
+    if material.kind == "Ed448" and param is None:
+        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "an Ed448 key needs CK_EDDSA_PARAMS")
+
+
 def sign(material: Any, param: Any) -> BufferedSignOp:
     m = _key(material, private=True)
+    _check_variant(m, param)
     return BufferedSignOp(lambda data: edwards_crypto.eddsa_sign(m, data))
 
 
 def verify(material: Any, param: Any) -> BufferedVerifyOp:
     m = _key(material, private=False)
+    _check_variant(m, param)
     return BufferedVerifyOp(lambda data, sig: edwards_crypto.eddsa_verify(m, data, sig),
                             edwards_crypto.SIGNATURE_LEN[m.kind])
 

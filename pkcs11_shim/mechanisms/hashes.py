@@ -24,6 +24,12 @@ DIGEST_MECHANISMS: dict[int, str] = {
     Mechanism.SHA3_512: "SHA3_512",
 }
 
+#: Digest mechanisms offered for C_Digest only: MD5 (RFC 1321) is broken for collisions, so no
+#: parameter (OAEP, PSS, HKDF, SP 800-108) may name it.
+LEGACY_DIGESTS: dict[int, str] = {
+    numbers.CKM_MD5: "MD5",
+}
+
 #: CKG_MGF1_* -> hash name.
 MGF1_HASHES: dict[int, str] = {
     MGF.SHA1: "SHA1",

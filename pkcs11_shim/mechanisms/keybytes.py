@@ -2,7 +2,7 @@
 
 - A secret key is wrapped as its value; a private key as PKCS#8 PrivateKeyInfo (PKCS#11 3.0 §2.x
   "wrapping/unwrapping private keys"); public keys are never wrapped.
-- `target_kind` (the `unwrap` argument) is a material kind: `AES`, `DES3`, `GENERIC`, `HMAC` for
+- `target_kind` (the `unwrap` argument) is a material kind: `AES`, `DES`, `DES3`, `GENERIC`, `HMAC` for
   secret keys; for private keys a kind of `emulator.crypto.material.ASYMMETRIC_KINDS`, one of the
   key-type names `EC_EDWARDS` / `EC_MONTGOMERY` (either curve), or `PRIVATE` (any).
 - Key types map onto secret material kinds by `SECRET_KINDS`.
@@ -20,7 +20,16 @@ from emulator.crypto.material import (
 )
 from emulator.errors import InvalidKeyMaterial
 
-from ..constants import CKK_AES_XTS, CKK_HKDF, CKR, KeyType
+from ..constants import (
+    CKK_AES_XTS,
+    CKK_DES,
+    CKK_HKDF,
+    CKK_MD5_HMAC,
+    CKK_SHA512_224_HMAC,
+    CKK_SHA512_256_HMAC,
+    CKR,
+    KeyType,
+)
 from ..errors import PKCS11Error
 
 #: CKK -> secret material kind.
@@ -37,6 +46,11 @@ SECRET_KINDS_BY_KEY_TYPE: dict[int, str] = {
     KeyType.SHA3_256_HMAC: "HMAC",
     KeyType.SHA3_384_HMAC: "HMAC",
     KeyType.SHA3_512_HMAC: "HMAC",
+    CKK_SHA512_224_HMAC: "HMAC",
+    CKK_SHA512_256_HMAC: "HMAC",
+    # The legacy set nShield keeps behind its weak-algorithm assurances: single DES, HMAC-MD5.
+    CKK_DES: "DES",
+    CKK_MD5_HMAC: "HMAC",
     # AES-XTS keys (two AES keys side by side) and HKDF keys are plain secret values (3.0 §2.14.x,
     # §2.43): generic material whose key type says what it is for.
     CKK_AES_XTS: "GENERIC",
@@ -44,8 +58,11 @@ SECRET_KINDS_BY_KEY_TYPE: dict[int, str] = {
 }
 HMAC_KEY_TYPES = frozenset(k for k, kind in SECRET_KINDS_BY_KEY_TYPE.items() if kind == "HMAC")
 #: Lengths a kind's value may have (None: any non-empty length).
-VALID_LENGTHS: dict[str, tuple[int, ...] | None] = {"AES": (16, 24, 32), "DES3": (24,), "GENERIC": None,
+VALID_LENGTHS: dict[str, tuple[int, ...] | None] = {"AES": (16, 24, 32), "DES": (8,), "DES3": (24,), "GENERIC": None,
                                                     "HMAC": None}
+#: Kinds whose key type fixes the length (DES, DES3: no CKA_VALUE_LEN in their key tables).
+FIXED_LENGTH: dict[str, int] = {kind: lengths[0] for kind, lengths in VALID_LENGTHS.items()
+                                if lengths is not None and len(lengths) == 1}
 #: Private-key target kinds that name more than one material kind.
 PRIVATE_ALIASES = {"EC_EDWARDS": {"Ed25519", "Ed448"}, "EC_MONTGOMERY": {"X25519", "X448"},
                    "PRIVATE": set(ASYMMETRIC_KINDS)}
@@ -87,8 +104,8 @@ def unwrapped(value: bytes, target_kind: str, value_len: int | None, *, padded: 
             if value_len <= 0 or value_len > len(value) or (not padded and value_len != len(value)):
                 raise PKCS11Error(CKR.WRAPPED_KEY_INVALID, "unwrapped value does not match CKA_VALUE_LEN")
             value = value[:value_len]
-        elif padded and target_kind == "DES3":
-            value = value[:24]
+        elif padded and target_kind in FIXED_LENGTH:
+            value = value[:FIXED_LENGTH[target_kind]]
         check_secret_length(target_kind, len(value), CKR.WRAPPED_KEY_INVALID)
         return SecretMaterial(target_kind, value)
     try:
@@ -111,8 +128,8 @@ def derived(key_type: int, value: bytes, value_len: int | None, *, keep: str = "
         allowed = VALID_LENGTHS[kind]
         if allowed is None or len(value) in allowed:
             value_len = len(value)
-        elif kind == "DES3" and len(value) >= 24:
-            value_len = 24  # DES3 keys have no CKA_VALUE_LEN: the key type fixes the length
+        elif kind in FIXED_LENGTH and len(value) >= FIXED_LENGTH[kind]:
+            value_len = FIXED_LENGTH[kind]  # DES/DES3 keys have no CKA_VALUE_LEN: the key type fixes it
         else:
             raise PKCS11Error(CKR.TEMPLATE_INCOMPLETE, f"CKA_VALUE_LEN needed to derive a {kind} key")
     if value_len <= 0 or value_len > len(value):

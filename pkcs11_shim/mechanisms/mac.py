@@ -1,5 +1,7 @@
-"""MAC mechanisms: HMAC over SHA-1/SHA-2/SHA-3 (PKCS#11 3.0 §2.20+), AES-CMAC (§2.14.9) and DES3-CMAC,
-each with its *_GENERAL variant, whose CK_MAC_GENERAL_PARAMS gives the output length."""
+"""MAC mechanisms: HMAC over SHA-1/SHA-2 (SHA-512/224 and SHA-512/256 included)/SHA-3 (PKCS#11 3.0
+§2.20+) and over MD5 (the legacy set nShield keeps behind its weak-algorithm assurances), AES-CMAC
+(§2.14.9) and DES3-CMAC, each with its *_GENERAL variant, whose CK_MAC_GENERAL_PARAMS gives the
+output length."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ from emulator.errors import InvalidKeyMaterial
 
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
+from . import numbers
 from .keybytes import check_secret_length
 from .ops import MacSignOp, MacVerifyOp, key_size_error
 from .registry import MechanismSpec, Registry, no_parameter
@@ -29,6 +32,13 @@ HMAC_ROWS = (
     (Mechanism.SHA3_256_HMAC, Mechanism.SHA3_256_HMAC_GENERAL, "SHA3_256", KeyType.SHA3_256_HMAC),
     (Mechanism.SHA3_384_HMAC, Mechanism.SHA3_384_HMAC_GENERAL, "SHA3_384", KeyType.SHA3_384_HMAC),
     (Mechanism.SHA3_512_HMAC, Mechanism.SHA3_512_HMAC_GENERAL, "SHA3_512", KeyType.SHA3_512_HMAC),
+    (numbers.CKM_SHA512_224_HMAC, numbers.CKM_SHA512_224_HMAC_GENERAL, "SHA512_224", numbers.CKK_SHA512_224_HMAC),
+    (numbers.CKM_SHA512_256_HMAC, numbers.CKM_SHA512_256_HMAC_GENERAL, "SHA512_256", numbers.CKK_SHA512_256_HMAC),
+)
+#: HMAC over the legacy MD5 (RFC 2104, RFC 2202 vectors): registered like the others, but not a PRF
+#: the KDF rows offer (`derive.PRFS` reads HMAC_ROWS only).
+LEGACY_HMAC_ROWS = (
+    (numbers.CKM_MD5_HMAC, numbers.CKM_MD5_HMAC_GENERAL, "MD5", numbers.CKK_MD5_HMAC),
 )
 #: HMAC key sizes in bytes, as SoftHSM2 reports them for CK_MECHANISM_INFO (RFC 2104 allows any
 #: length; keys longer than the hash block are hashed first).
@@ -86,7 +96,7 @@ def _cmac_ops(general: bool, cipher: str = "AES", block: int = CMAC_BLOCK) -> tu
 
 
 def register(registry: Registry) -> None:
-    for plain, general, hash_name, key_type in HMAC_ROWS:
+    for plain, general, hash_name, key_type in HMAC_ROWS + LEGACY_HMAC_ROWS:
         key_types = frozenset({KeyType.GENERIC_SECRET, key_type})
         for mechanism, is_general in ((plain, False), (general, True)):
             sign, verify = _hmac_ops(hash_name, is_general)

@@ -69,7 +69,8 @@ FLAG_FIELDS: tuple[tuple[int, str], ...] = (
 def ckm_name(mechanism: int) -> str:
     """CKM_ name of a number: python-pkcs11's enum, else our own `numbers`."""
     try:
-        return "CKM_" + Mechanism(mechanism).name
+        # python-pkcs11 keeps the deprecated numbers (single DES, MD5) as `_DES_ECB` ...
+        return "CKM_" + Mechanism(mechanism).name.lstrip("_")
     except ValueError:
         pass
     for attr, value in vars(numbers).items():

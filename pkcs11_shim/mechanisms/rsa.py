@@ -86,6 +86,12 @@ def validate_oaep(param: Any) -> None:
         raise _invalid("CK_RSA_PKCS_OAEP_PARAMS required")
     if param.hash_alg not in DIGEST_MECHANISMS or param.mgf not in MGF1_HASHES:
         raise _invalid("unsupported OAEP hash or MGF")
+    # Refused here, at Init (encrypt, decrypt, wrap, unwrap, RSA-AES wrap all validate through this),
+    # what the primitive cannot do: OAEP over SHA-3 or SHA-512/t is a valid PKCS#11 parameter that
+    # `cryptography` would only refuse at the first C_Encrypt.
+    if not rsa_crypto.oaep_supported(DIGEST_MECHANISMS[param.hash_alg], MGF1_HASHES[param.mgf]):
+        raise _invalid(f"OAEP with {DIGEST_MECHANISMS[param.hash_alg]} and MGF1-{MGF1_HASHES[param.mgf]} "
+                       "is not offered")
     # PKCS#11 3.0 §2.1.8: the only source is CKZ_DATA_SPECIFIED. A zero source with no label is
     # accepted as well, because some callers leave the field unset when they pass no label.
     if param.source != numbers.CKZ_DATA_SPECIFIED and (param.source != 0 or param.source_data):

@@ -206,3 +206,18 @@ def test_serialize_round_trips_random_attribute_sets(attrs: dict, nested: dict) 
     assert codecs.deserialize(codecs.serialize(attrs)) == attrs
     raw = [(a, codecs.encode(a, v)) for a, v in attrs.items()]
     assert codecs.decode_template(raw) == attrs
+
+
+def test_attribute_data_of_the_previous_format_keeps_any_mechanism() -> None:
+    """Blobs written while every key stored an empty CKA_ALLOWED_MECHANISMS meaning "any mechanism"
+    (b"SSA1") read back without the attribute; the current format keeps an explicit empty array,
+    which allows no mechanism."""
+    attrs = {Attribute.CLASS: 4, Attribute.LABEL: "k", Attribute.ALLOWED_MECHANISMS: ()}
+    current = codecs.serialize(attrs)
+    assert current.startswith(b"SSA2") and codecs.deserialize(current) == attrs
+    previous = b"SSA1" + current[4:]
+    assert codecs.deserialize(previous) == {Attribute.CLASS: 4, Attribute.LABEL: "k"}
+    wanted = frozenset({Attribute.CLASS, Attribute.ALLOWED_MECHANISMS})
+    assert codecs.deserialize_some(previous, wanted) == {Attribute.CLASS: 4}
+    restricted = {**attrs, Attribute.ALLOWED_MECHANISMS: (0x1081,)}
+    assert codecs.deserialize(b"SSA1" + codecs.serialize(restricted)[4:]) == restricted

@@ -98,7 +98,7 @@ def test_round_trip_through_get_attribute_value(rsa_key: PrivateMaterial) -> Non
     template = {**p11_rsa.decode_rsa_private_key(der), A.SENSITIVE: True}
     stored, material = create(template)
     assert not templates.readable(stored, A.PRIVATE_EXPONENT)
-    open_key, material = create({**template, A.SENSITIVE: False})
+    open_key, material = create({**template, A.SENSITIVE: False, A.EXTRACTABLE: True})
     assert templates.readable(open_key, A.PRIVATE_EXPONENT)
     assert keyparts.secret_attributes(material)[A.PRIVATE_EXPONENT] == template[A.PRIVATE_EXPONENT]
 

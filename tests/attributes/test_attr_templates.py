@@ -60,11 +60,13 @@ def test_secret_key_defaults() -> None:
     assert attrs[A.CLASS] == ObjectClass.SECRET_KEY and attrs[A.KEY_TYPE] == KeyType.AES
     expected = {A.TOKEN: False, A.PRIVATE: True, A.MODIFIABLE: True, A.COPYABLE: True, A.DESTROYABLE: True,
                 A.LABEL: "", A.ID: b"", A.START_DATE: b"", A.END_DATE: b"", A.DERIVE: False,
-                A.SENSITIVE: False, A.EXTRACTABLE: True, A.WRAP_WITH_TRUSTED: False, A.TRUSTED: False,
+                A.SENSITIVE: False, A.EXTRACTABLE: False, A.WRAP_WITH_TRUSTED: False, A.TRUSTED: False,
                 A.ENCRYPT: True, A.DECRYPT: True, A.SIGN: True, A.VERIFY: True, A.WRAP: True, A.UNWRAP: True,
-                A.ALLOWED_MECHANISMS: (), A.WRAP_TEMPLATE: {}, A.UNWRAP_TEMPLATE: {}, A.DERIVE_TEMPLATE: {}}
+                A.WRAP_TEMPLATE: {}, A.UNWRAP_TEMPLATE: {}, A.DERIVE_TEMPLATE: {}}
     for attr, value in expected.items():
         assert attrs[attr] == value, A(attr).name
+    # No restriction given, none reported: an empty array would say "no mechanism".
+    assert A.ALLOWED_MECHANISMS not in attrs
     assert attrs[A.VALUE] == bytes(range(16))  # material stays for the caller to split off
 
 
@@ -116,8 +118,11 @@ def test_computed_for_created_keys() -> None:
 
 
 def test_generated_keys_follow_their_own_flags() -> None:
-    attrs = secret(Origin.GENERATE)  # defaults: not sensitive, extractable
-    assert attrs[A.ALWAYS_SENSITIVE] is False and attrs[A.NEVER_EXTRACTABLE] is False
+    attrs = secret(Origin.GENERATE)  # defaults: not sensitive, not extractable
+    assert attrs[A.EXTRACTABLE] is False
+    assert attrs[A.ALWAYS_SENSITIVE] is False and attrs[A.NEVER_EXTRACTABLE] is True
+    opened = secret(Origin.GENERATE, SENSITIVE=True, EXTRACTABLE=True)
+    assert opened[A.ALWAYS_SENSITIVE] is True and opened[A.NEVER_EXTRACTABLE] is False
     pair = new_object({}, Origin.GENERATE_PAIR, object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC,
                       mechanism=Mechanism.EC_KEY_PAIR_GEN)
     assert pair[A.LOCAL] is True and pair[A.KEY_GEN_MECHANISM] == Mechanism.EC_KEY_PAIR_GEN
@@ -415,8 +420,18 @@ def test_fixed_attributes_are_read_only(copying: bool, name: str, value: Any) ->
 
 def test_restating_a_read_only_value_is_no_change() -> None:
     current = aes()
-    merged = modify(current, CLASS=ObjectClass.SECRET_KEY, KEY_TYPE=KeyType.AES, LOCAL=False)
+    merged = modify(current, CLASS=ObjectClass.SECRET_KEY, KEY_TYPE=KeyType.AES)
     assert merged == current
+
+
+@pytest.mark.parametrize("copying", [False, True])
+@pytest.mark.parametrize("name", ["KEY_GEN_MECHANISM", "LOCAL", "ALWAYS_SENSITIVE", "NEVER_EXTRACTABLE"])
+def test_token_computed_attributes_are_read_only_even_restated(copying: bool, name: str) -> None:
+    """PKCS#11 3.0 §4.7 footnotes 2,4,6: CKA_KEY_GEN_MECHANISM and the other values the token computes
+    cannot be given by the application, not even with the value they have."""
+    generated = secret(Origin.GENERATE)
+    assert code(lambda: modify(generated, copying=copying, **{name: generated[getattr(A, name)]})) \
+        == CKR.ATTRIBUTE_READ_ONLY
 
 
 def test_modify_errors_by_kind() -> None:
@@ -513,8 +528,9 @@ def test_matches() -> None:
 
 def test_wrap_template_matching() -> None:
     wrap_template = {A.CLASS: ObjectClass.SECRET_KEY, A.EXTRACTABLE: True}
-    assert matches(aes(), wrap_template)
+    assert matches(aes(EXTRACTABLE=True), wrap_template)
     assert not matches(aes(EXTRACTABLE=False), wrap_template)
+    assert not matches(aes(), wrap_template)  # the default is unextractable
 
 
 # --- object_size ---------------------------------------------------------------------------------------------

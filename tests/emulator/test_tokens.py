@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 
+from emulator import blobs
 from emulator.acl import Acl
 from emulator.crypto import keygen
 from emulator.errors import (
@@ -134,6 +136,33 @@ def test_token_key_sealed_under_logical_key(tmp_path: Path, module: Module, toke
     so2 = module.login(second.hash, "so", SO_PIN)
     with pytest.raises(AuthenticationFailed, match="not the logged-in one"):
         module.load_key_file(key.file_path, so2)
+
+
+def test_token_blob_does_not_decrypt_under_another_tokens_key(module: Module, token: str) -> None:
+    """The refusal is cryptographic, not only the owner check above: the blob's material is sealed
+    under a key derived from its token's logical key, and neither another token's blob key nor the
+    module key opens it (the AEAD tag fails), even with the header naming the other token."""
+    auth = module.login(token, "user", USER_PIN)
+    key = Key(keygen.generate_secret("AES", 32), Acl(()), protection="token", token=token)
+    module.store_key(key, auth)
+    second = module.init_token("second", SO_PIN)
+    module.init_user_pin(second.hash, module.login(second.hash, "so", SO_PIN), USER_PIN)
+    other = module.login(second.hash, "user", USER_PIN)
+    raw = blobs.parse(key.file_path.read_bytes(), "blob")
+    own_key, other_key = module._tokens.blob_key(auth), module._tokens.blob_key(other)
+    assert own_key != other_key
+    assert blobs.decode(raw, own_key, "blob").material.value == key.material.value  # the control
+    for wrong in (other_key, module._module_blob_key):
+        with pytest.raises(BlobInvalid, match="authentication failed"):
+            blobs.decode(raw, wrong, "blob")
+    # The header rewritten to name the other token (what the owner check reads): still refused.
+    header = json.loads(raw.aad[blobs._PREFIX.size:])
+    forged = blobs.canonical_json({**header, "token": second.hash})
+    aad = blobs._PREFIX.pack(blobs.MAGIC, blobs.FORMAT_VERSION, len(forged)) + forged
+    renamed = blobs.parse(aad + raw.sealed, "blob")
+    assert renamed.header.token == second.hash
+    with pytest.raises(BlobInvalid, match="authentication failed"):
+        blobs.decode(renamed, other_key, "blob")
 
 
 def test_reinit_destroys_objects_and_keeps_hash(kmdata: Path, module: Module, token: str) -> None:

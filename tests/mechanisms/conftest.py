@@ -27,6 +27,7 @@ def keys() -> dict[str, Any]:
         "aes192": aes(None, KeyType.AES, 24),
         "aes256": aes(None, KeyType.AES, 32),
         "des3": REGISTRY.get(Mechanism.DES3_KEY_GEN).generate(None, KeyType.DES3, None),
+        "des": REGISTRY.get(numbers.CKM_DES_KEY_GEN).generate(None, numbers.CKK_DES, None),
         "generic32": generic(None, KeyType.GENERIC_SECRET, 32),
         "generic20": generic(None, KeyType.GENERIC_SECRET, 20),
         "hmac64": generic(None, KeyType.SHA512_HMAC, 64),

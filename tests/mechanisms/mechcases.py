@@ -159,6 +159,18 @@ CASES: list[Case] = [
                                      Mechanism.CONCATENATE_BASE_AND_KEY, Mechanism.CONCATENATE_BASE_AND_DATA,
                                      Mechanism.CONCATENATE_DATA_AND_BASE, Mechanism.XOR_BASE_AND_DATA,
                                      Mechanism.EXTRACT_KEY_FROM_KEY)),
+    # SHA-512/t HMACs and the legacy set (MD5, HMAC-MD5, single DES).
+    Case(numbers.CKM_SHA512_224_HMAC, "hmac64"),
+    Case(numbers.CKM_SHA512_256_HMAC, "hmac64"),
+    Case(numbers.CKM_SHA512_224_HMAC_GENERAL, "generic20", 12),
+    Case(numbers.CKM_SHA512_256_HMAC_GENERAL, "generic20", 32),
+    Case(numbers.CKM_MD5),
+    Case(numbers.CKM_MD5_HMAC, "hmac64"),
+    Case(numbers.CKM_MD5_HMAC_GENERAL, "generic20", 10),
+    Case(numbers.CKM_DES_KEY_GEN),
+    Case(numbers.CKM_DES_ECB, "des"),
+    Case(numbers.CKM_DES_CBC, "des", IV8),
+    Case(numbers.CKM_DES_CBC_PAD, "des", IV8, data=DATA[:43], wraps_private=True),
     # PKCS#11 3.2 ML-DSA (always hedged: not deterministic) and ML-KEM (covered in tests/pqc).
     Case(Mechanism.ML_DSA_KEY_PAIR_GEN),
     Case(Mechanism.ML_DSA, "mldsa44", deterministic=False),

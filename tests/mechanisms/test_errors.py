@@ -188,7 +188,7 @@ SIGNERS = [
     (Mechanism.ECDSA_SHA384, "p384", None, 96),
     (Mechanism.ECDSA_SHA512, "p521", None, 132),
     (Mechanism.EDDSA, "ed25519", None, 64),
-    (Mechanism.EDDSA, "ed448", None, 114),
+    (Mechanism.EDDSA, "ed448", params.EddsaParams(False, b""), 114),  # Ed448 needs CK_EDDSA_PARAMS
 ]
 
 

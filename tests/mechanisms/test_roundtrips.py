@@ -163,6 +163,7 @@ def test_digest(case: Case) -> None:
 GENERATE = {
     Mechanism.AES_KEY_GEN: [(KeyType.AES, n, ("AES", n)) for n in (16, 24, 32)],
     Mechanism.DES3_KEY_GEN: [(KeyType.DES3, None, ("DES3", 24))],
+    numbers.CKM_DES_KEY_GEN: [(numbers.CKK_DES, None, ("DES", 8))],
     Mechanism.GENERIC_SECRET_KEY_GEN: [(KeyType.GENERIC_SECRET, 1, ("GENERIC", 1)),
                                        (KeyType.GENERIC_SECRET, 100, ("GENERIC", 100)),
                                        (KeyType.SHA256_HMAC, 32, ("HMAC", 32))],
@@ -178,7 +179,7 @@ def test_generate(case: Case) -> None:
         material = spec.generate(None, key_type, value_len)
         assert (material.kind, len(material.value)) == (kind, size)
         assert material.value != spec.generate(None, key_type, value_len).value
-    if case.mechanism == Mechanism.DES3_KEY_GEN:
+    if case.mechanism in (Mechanism.DES3_KEY_GEN, numbers.CKM_DES_KEY_GEN):
         assert all(bin(b).count("1") % 2 == 1 for b in material.value)  # odd parity (FIPS 46-3)
 
 

@@ -73,9 +73,12 @@ def test_ec_params_by_oid_and_by_curve_name(session) -> None:
     for params in (bytes.fromhex("06032b6571"), b"\x13\x0aedwards448", b"\x13\x0cedwards25519"):
         public, private = session.generate_keypair(KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
                                                    public_template={Attribute.EC_PARAMS: params})
-        signature = private.sign(b"message", mechanism=Mechanism.EDDSA)
-        assert len(signature) == (114 if b"448" in params or params.endswith(b"\x71") else 64)
-        assert public.verify(b"message", signature, mechanism=Mechanism.EDDSA)
+        ed448 = b"448" in params or params.endswith(b"\x71")
+        # PKCS#11 3.0 §2.3.14: Ed448 takes CK_EDDSA_PARAMS (phFlag FALSE, no context: pure Ed448).
+        param = p11raw.eddsa(False, b"") if ed448 else None
+        signature = private.sign(b"message", mechanism=Mechanism.EDDSA, mechanism_param=param)
+        assert len(signature) == (114 if ed448 else 64)
+        assert public.verify(b"message", signature, mechanism=Mechanism.EDDSA, mechanism_param=param)
     for params in (bytes.fromhex("06032b656e"), b"\x13\x08curve448"):
         pairs = [session.generate_keypair(ckk_montgomery, mechanism=ckm_montgomery,
                                           public_template={Attribute.EC_PARAMS: params},
@@ -111,3 +114,32 @@ def test_new_key_generation_rows(session) -> None:
                               mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, 0x1, info=b"ctx"),
                               template={Attribute.TOKEN: False})
     assert derived[Attribute.VALUE_LEN] == 16
+
+
+def test_legacy_and_sha512_t_rows_through_the_library(session, lib) -> None:
+    """Single DES (CKM_DES_KEY_GEN, CKM_DES_CBC_PAD), CKM_MD5 and the SHA-512/t HMACs are in the slot's
+    mechanism list and run end to end (known answers: tests/vectors/test_legacy_vectors.py)."""
+    import hashlib
+    import hmac
+
+    import p11raw
+    from pkcs11 import Attribute, Mechanism, ObjectClass
+
+    from pkcs11_shim import constants as c
+
+    des_gen, des_cbc_pad = p11raw.mechanism(c.CKM_DES_KEY_GEN, "DES_KEY_GEN"), p11raw.mechanism(c.CKM_DES_CBC_PAD, "DES_CBC_PAD")
+    md5, sha512_224_hmac = p11raw.mechanism(c.CKM_MD5, "MD5"), p11raw.mechanism(c.CKM_SHA512_224_HMAC, "SHA512_224_HMAC")
+    ckk_des = p11raw.key_type(c.CKK_DES, "DES")
+    offered = set(session.token.slot.get_mechanisms())
+    assert {des_gen, des_cbc_pad, md5, sha512_224_hmac, Mechanism.SHA512_HMAC} <= offered
+    key = session.generate_key(ckk_des, 64, mechanism=des_gen, template={Attribute.TOKEN: False},
+                               capabilities=pkcs11.MechanismFlag.ENCRYPT | pkcs11.MechanismFlag.DECRYPT)
+    assert key[Attribute.VALUE_LEN] == 8 and key[Attribute.KEY_GEN_MECHANISM] == des_gen
+    iv = bytes(8)
+    ciphertext = key.encrypt(b"thirteen byte", mechanism=des_cbc_pad, mechanism_param=iv)
+    assert len(ciphertext) == 16
+    assert key.decrypt(ciphertext, mechanism=des_cbc_pad, mechanism_param=iv) == b"thirteen byte"
+    assert session.digest(b"abc", mechanism=md5) == hashlib.md5(b"abc").digest()
+    secret = session.create_object({Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: pkcs11.KeyType.GENERIC_SECRET,
+                                    Attribute.VALUE: b"k" * 32, Attribute.TOKEN: False, Attribute.SIGN: True})
+    assert secret.sign(b"data", mechanism=sha512_224_hmac) == hmac.new(b"k" * 32, b"data", "sha512_224").digest()

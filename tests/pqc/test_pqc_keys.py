@@ -132,7 +132,8 @@ def test_decapsulate_needs_decapsulate_attribute(session, raw, raw_session) -> N
 
 
 def test_token_keys_persist_and_wrap_as_pkcs8(token, session, raw, raw_session) -> None:
-    pub, priv = _mldsa(session, MLDSAParameterSet.ML_DSA_65, store=True, label="pq-token")
+    pub, priv = _mldsa(session, MLDSAParameterSet.ML_DSA_65, store=True, label="pq-token",
+                       private_template={Attribute.EXTRACTABLE: True})  # wrapped below; the default is FALSE
     wrapper = session.generate_key(KeyType.AES, 256, template={Attribute.WRAP: True, Attribute.UNWRAP: True})
     wrapped = wrapper.wrap_key(priv, mechanism=Mechanism.AES_KEY_WRAP_PAD)
     # (python-pkcs11's unwrap template carries CKA_ENCRYPT, which private keys do not have.)

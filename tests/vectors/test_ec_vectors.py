@@ -107,10 +107,14 @@ def test_ed25519(secret: bytes, public: bytes, message: bytes, signature: bytes)
     assert op.final() == signature
     pub = PublicMaterial(ed25519.Ed25519PublicKey.from_public_bytes(public))
     spec.verify(pub, None).oneshot(message, signature)
-    # CK_EDDSA_PARAMS with phFlag FALSE and no context is pure Ed25519, as without a parameter.
-    pure = params.EddsaParams(prehash=False, context=b"")
-    spec.validate(pure)
-    assert spec.sign(private, pure).oneshot(message) == signature
+    # PKCS#11 3.0 §2.3.14: with CK_EDDSA_PARAMS an Ed25519 key signs Ed25519ctx (phFlag FALSE, even with
+    # no context) or Ed25519ph, which `cryptography` lacks: refused at Init, never signed as pure Ed25519.
+    for variant in (params.EddsaParams(prehash=False, context=b""), params.EddsaParams(prehash=True, context=b"")):
+        for factory, key in ((spec.sign, private), (spec.verify, pub)):
+            with pytest.raises(PKCS11Error) as err:
+                spec.validate(variant)
+                factory(key, variant)
+            assert err.value.rv == CKR.MECHANISM_PARAM_INVALID
 
 
 def _ed448_vectors() -> list:
@@ -128,6 +132,14 @@ def test_ed448(vector: dict) -> None:
         return
     private = PrivateMaterial(ed448.Ed448PrivateKey.from_private_bytes(unhex(vector["SECRET"])))
     message, signature = unhex(vector["MESSAGE"]), unhex(vector["SIGNATURE"])
-    assert spec.sign(private, None).oneshot(message) == signature
+    # Ed448 always has a context (RFC 8032 §5.2): the parameter is required; phFlag FALSE with an
+    # empty context is pure Ed448.
+    pure = params.EddsaParams(prehash=False, context=b"")
+    spec.validate(pure)
+    assert spec.sign(private, pure).oneshot(message) == signature
     pub = PublicMaterial(ed448.Ed448PublicKey.from_public_bytes(unhex(vector["PUBLIC"])))
-    spec.verify(pub, None).oneshot(message, signature)
+    spec.verify(pub, pure).oneshot(message, signature)
+    for factory, key in ((spec.sign, private), (spec.verify, pub)):
+        with pytest.raises(PKCS11Error) as err:
+            factory(key, None)
+        assert err.value.rv == CKR.MECHANISM_PARAM_INVALID

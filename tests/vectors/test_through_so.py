@@ -286,7 +286,16 @@ def test_eddsa(session, oid: bytes, seed: bytes, message: bytes, signature: byte
         with pytest.raises(MechanismParamInvalid):
             private.sign(message, mechanism=Mechanism.EDDSA, mechanism_param=p11raw.eddsa(False, context))
         return
+    if oid == OID_ED448:
+        # Ed448 needs CK_EDDSA_PARAMS (phFlag FALSE, no context: pure Ed448); without it, refused.
+        with pytest.raises(MechanismParamInvalid):
+            private.sign(message, mechanism=Mechanism.EDDSA)
+        assert private.sign(message, mechanism=Mechanism.EDDSA, mechanism_param=p11raw.eddsa(False, b"")) == signature
+        return
     assert private.sign(message, mechanism=Mechanism.EDDSA) == signature
+    # With the parameter an Ed25519 key would sign Ed25519ctx, which is not offered.
+    with pytest.raises(MechanismParamInvalid):
+        private.sign(message, mechanism=Mechanism.EDDSA, mechanism_param=p11raw.eddsa(False, b""))
 
 
 # --- HMAC (RFC 4231), SHA-3 ------------------------------------------------------------------------

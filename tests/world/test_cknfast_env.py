@@ -9,6 +9,8 @@ import pytest
 
 from worldenv import World, python_child
 
+from pkcs11_shim.constants import CKR
+
 ACC = "loadshared accelerator"
 
 
@@ -85,7 +87,8 @@ def test_no_accelerator_slots(world):
 
 def test_fake_accelerator_login(world):
     body = "s = c.open(c.slot_by_label('loadshared accelerator'))\nemit({'rv': login_rv(c, s, b'anything')})"
-    assert child(world, body)["rv"] != 0
+    # nShield documents that C_Login always fails on the accelerator slot: no user PIN there.
+    assert child(world, body)["rv"] == CKR.USER_PIN_NOT_INITIALIZED
     assert child(world, body, {"CKNFAST_FAKE_ACCELERATOR_LOGIN": "1"})["rv"] == 0
 
 
@@ -143,9 +146,11 @@ out = {}
 def attempt(name, fn, *args):
     out[name] = error_code(fn, *args)
 aes = [(ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 16)]
-attempt('readable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False)])
+attempt('readable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False), (ck.CKA_EXTRACTABLE, True)])
 attempt('readable_session', c.generate_key, s, ck.CKM_AES_KEY_GEN, [(ck.CKA_TOKEN, False), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 16),
-        (ck.CKA_SENSITIVE, False)])
+        (ck.CKA_SENSITIVE, False), (ck.CKA_EXTRACTABLE, True)])
+# Not sensitive, but not extractable either (the default): the value stays inside, so allowed.
+attempt('unextractable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False)])
 attempt('sensitive_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, True)])
 attempt('derive_and_encrypt', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, True),
         (0x10C, True), (ck.CKA_ENCRYPT, True)])
@@ -156,11 +161,12 @@ out['import_token'] = ck.raw(c.lib, 'C_CreateObject', ck.CK_ULONG(s), tmpl.array
 attempt('short_hmac', c.generate_key, s, ck.CKM_GENERIC_SECRET_KEY_GEN, [(ck.CKA_TOKEN, False), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 8)])
 emit(out)
 """
-TEMPLATE_INCONSISTENT, KEY_SIZE_RANGE = 0xD1, 0x62
+TEMPLATE_INCONSISTENT, KEY_SIZE_RANGE = CKR.TEMPLATE_INCONSISTENT, CKR.KEY_SIZE_RANGE
 
 
 @pytest.mark.parametrize("override,expect", [
     (None, {"readable_token": TEMPLATE_INCONSISTENT, "readable_session": 0, "sensitive_token": 0,
+            "unextractable_token": 0,
             "derive_and_encrypt": TEMPLATE_INCONSISTENT, "import_token": TEMPLATE_INCONSISTENT,
             "short_hmac": KEY_SIZE_RANGE}),
     ("tokenkeys", {"readable_token": 0, "import_token": TEMPLATE_INCONSISTENT}),

@@ -6,6 +6,7 @@ key pkcs11-tool exports."""
 from __future__ import annotations
 
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
@@ -31,7 +32,7 @@ def sign_and_verify(world: World, label: str, tmp_path, *, slot: tuple[str, str]
     public = serialization.load_der_public_key(pub.read_bytes())
     # raises InvalidSignature on a wrong signature
     public.verify(sig.read_bytes(), data.read_bytes(), padding.PKCS1v15(), hashes.SHA256())
-    with pytest.raises(Exception):
+    with pytest.raises(InvalidSignature):
         public.verify(sig.read_bytes(), data.read_bytes() + b"x", padding.PKCS1v15(), hashes.SHA256())
 
 

@@ -178,7 +178,7 @@ int main(int argc, char **argv)
     CK_RV rv = ((fn_login)t240->C_Login)(session, CKU_USER, (CK_UTF8CHAR_PTR)argv[3], strlen(argv[3]));
     report("2.40.C_Login", rv == CKR_USER_ALREADY_LOGGED_IN ? CKR_OK : rv, NULL);
     CK_ULONG pset = CKP_ML_KEM_768;
-    CK_BBOOL no = CK_FALSE;
+    CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
     CK_ATTRIBUTE pub_tpl[] = {{CKA_PARAMETER_SET, &pset, sizeof pset}};
     CK_ATTRIBUTE priv_tpl[] = {{CKA_PRIVATE, &no, sizeof no}};
     CK_MECHANISM keygen = {CKM_ML_KEM_KEY_PAIR_GEN, NULL, 0};
@@ -204,18 +204,19 @@ int main(int argc, char **argv)
     CK_ATTRIBUTE secret_tpl[] = {
         {CKA_CLASS, &secret_class, sizeof secret_class}, {CKA_KEY_TYPE, &generic, sizeof generic},
         {CKA_VALUE_LEN, &len32, sizeof len32}, {CKA_SENSITIVE, &no, sizeof no},
+        {CKA_EXTRACTABLE, &yes, sizeof yes}, /* CKA_VALUE is read below; the default is FALSE */
     };
     CK_MECHANISM kem = {CKM_ML_KEM, NULL, 0};
     CK_BYTE ciphertext[2048];
     CK_ULONG ct_len = 0;
     CK_OBJECT_HANDLE k_enc = 0, k_dec = 0;
     char extra[64];
-    rv = ((fn_encap)t32->C_EncapsulateKey)(session, &kem, pub, secret_tpl, 4, NULL, &ct_len, &k_enc);
+    rv = ((fn_encap)t32->C_EncapsulateKey)(session, &kem, pub, secret_tpl, 5, NULL, &ct_len, &k_enc);
     snprintf(extra, sizeof extra, "length=%lu key=%lu", ct_len, k_enc);
     report("3.2.C_EncapsulateKey.length", rv, extra);
-    rv = ((fn_encap)t32->C_EncapsulateKey)(session, &kem, pub, secret_tpl, 4, ciphertext, &ct_len, &k_enc);
+    rv = ((fn_encap)t32->C_EncapsulateKey)(session, &kem, pub, secret_tpl, 5, ciphertext, &ct_len, &k_enc);
     report("3.2.C_EncapsulateKey", rv, NULL);
-    rv = ((fn_decap)t32->C_DecapsulateKey)(session, &kem, priv, secret_tpl, 4, ciphertext, ct_len, &k_dec);
+    rv = ((fn_decap)t32->C_DecapsulateKey)(session, &kem, priv, secret_tpl, 5, ciphertext, ct_len, &k_dec);
     report("3.2.C_DecapsulateKey", rv, NULL);
     CK_BYTE v1[32], v2[32];
     CK_ATTRIBUTE a1 = {CKA_VALUE, v1, sizeof v1}, a2 = {CKA_VALUE, v2, sizeof v2};
