@@ -8,11 +8,13 @@ its fields are outputs (the tag) that must be written back into the caller's str
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from emulator.acl import Action
 
-from .. import library
+from .. import library, operations
 from ..constants import (
     CKF_MESSAGE_DECRYPT,
     CKF_MESSAGE_ENCRYPT,
@@ -62,16 +64,25 @@ def _message_init(kind: str) -> Any:
             key = session.key(h_key)
             check_key_for(session, spec, key, usage, None)
             material = session.token.objects.module.use(key.key, action)
-            session.ops[kind] = factory(material, param)
+            session.ops[kind] = operations.ActiveOperation(kind, spec, factory(material, param), key)
 
     return init
 
 
 def _op(session: Any, kind: str) -> Any:
-    op = session.ops.get(kind)
-    if op is None:
-        raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED)
-    return op
+    return operations.active(session, kind).op
+
+
+@contextmanager
+def _ends_message(op: Any) -> Iterator[None]:
+    """An error in C_*MessageNext ends the message in progress, not the operation (see
+    `operations`); CKR_BUFFER_TOO_SMALL keeps it, as everywhere."""
+    try:
+        yield
+    except PKCS11Error as exc:
+        if exc.rv != CKR.BUFFER_TOO_SMALL:
+            op.abandon()
+        raise
 
 
 def _final(kind: str) -> Any:
@@ -116,9 +127,10 @@ def _next(kind: str) -> Any:
         session = _session(h_session)
         with session.lock:
             op = _op(session, kind)
-            capacity = marshal.output_capacity(p_out, pul_out)
-            out = op.next(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_in, ul_in), capacity, flags)
-            return marshal.deliver(p_out, pul_out, out)
+            with _ends_message(op):
+                capacity = marshal.output_capacity(p_out, pul_out)
+                out = op.next(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_in, ul_in), capacity, flags)
+                return marshal.deliver(p_out, pul_out, out)
 
     return call
 
