@@ -18,7 +18,8 @@ operation. The rules, applied here and nowhere else:
 - *Init while the kind is active: CKR_OPERATION_ACTIVE, and the active operation stays as it was.
   *Init with a NULL mechanism ends the active operation (3.0 §5.8.1 and each *Init).
 - A call while output is held, other than the call that made it: CKR_OPERATION_ACTIVE (in FINAL the
-  operation is in its final phase; no update, key digest or other call can follow).
+  operation is in its final phase; no update, key digest or other call can follow). An update's
+  empty output is the exception: there is nothing to collect, so the next call finds it taken.
 - A single-part call (C_Encrypt, C_Digest, C_Sign, C_Verify, ...) after an update:
   CKR_OPERATION_ACTIVE.
 - Every error but CKR_BUFFER_TOO_SMALL ends the operation the call names (§5.8 C_Encrypt and each
@@ -207,6 +208,10 @@ def active(session: Session, kind_name: str) -> ActiveOperation:
 
 def _refuse_held(op: ActiveOperation) -> None:
     """A call that would feed or finish the context while output is held for another call."""
+    if op.pending is not None and not op.pending.ends and not op.pending.out:
+        # An update whose output is empty left nothing to collect: a caller told "0 bytes" may go
+        # on without repeating it (its input is consumed; only the repeat must not feed it twice).
+        op.pending = None
     if op.pending is not None:
         raise PKCS11Error(CKR.OPERATION_ACTIVE, f"the {op.pending.call} result is held for the caller "
                                                 "(final phase): repeat that call with a large enough buffer")
@@ -240,6 +245,7 @@ def _deliver(session: Session, op: ActiveOperation, call: str, data: bytes, out:
 
 def _compute(op: ActiveOperation, step: str, data: bytes) -> Any:
     if step == "oneshot":
+        _refuse_after_update(op, step)
         return op.op.oneshot(data)
     if step == "update":
         out = op.op.update(data)
@@ -253,8 +259,6 @@ def run(session: Session, kind_name: str, step: str, data: bytes, capacity: int 
     length query. Returns the output; the caller delivers it by the two-call convention."""
     with session.lock, guard(session, kind_name):
         op = active(session, kind_name)
-        if op.pending is None:
-            _refuse_after_update(op, step)
         out = _produce(op, step, data, lambda: _compute(op, step, data))
         return _deliver(session, op, step, data, out, capacity, ends=step != "update")
 
@@ -293,8 +297,6 @@ def dual(session: Session, first: str, second: str, data: bytes, capacity: int |
     with session.lock, guard(session, first, second):
         a, b = active(session, first), active(session, second)
         _refuse_held(b)
-        if a.pending is None:
-            _refuse_after_update(a, "update")
         out = _produce(a, call, data, lambda: _compute(a, "update", data))
         _deliver(session, a, call, data, out, capacity, ends=False)
         if a.pending is None:

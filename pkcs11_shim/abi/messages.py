@@ -4,6 +4,13 @@ A message operation is started by C_Message*Init with a mechanism whose registry
 `message_<kind>` factory (and the matching CKF_MESSAGE_* flag); the per-message parameter (for
 AES-GCM the IV and tag buffers) is handed to the operation as the C pointer it is, because some of
 its fields are outputs (the tag) that must be written back into the caller's structure.
+
+State (the model of `operations`): the operation lives from C_Message*Init to C_Message*Final (or
+C_SessionCancel with its CKF_MESSAGE_* flag). C_Message*Init takes no parameter for AES-GCM/CCM (3.0
+§2.14.x: "Call C_MessageEncryptInit() for CKM_AES_GCM mechanism key K"; NSS and Kryoptic alike);
+C_*Message, C_*MessageBegin and every C_*MessageNext take the message's parameter and refuse a NULL
+one (CKR_MECHANISM_PARAM_INVALID). A length query computes nothing; an error in C_*MessageNext ends
+the message begun, not the operation.
 """
 
 from __future__ import annotations
