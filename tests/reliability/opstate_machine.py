@@ -13,7 +13,8 @@ during a call (a logged traceback), fails the step.
     python opstate_machine.py sequences [--kmdata DIR]
 
 `run` drives each kind (the kind's own calls are ~3 in 4 of the steps, the rest any kind's) until
-that kind has had N steps, and prints {"steps": {kind: steps}, "calls": total} as JSON.
+that kind has had N steps in its own run, and prints {"focused": {kind: its steps in its own run},
+"steps": {kind: all its steps}, "calls": C calls} as JSON.
 `sequences` runs the fixed sequences `test_operation_state.py` pins and prints their codes.
 It runs in its own process on a fresh world (--kmdata, else a temporary directory), fd 2 redirected
 to a file. `make fuzz` runs it with OPSTATE_STEPS (default 2000) steps per kind.
@@ -940,6 +941,35 @@ def sequences(lib: Library) -> dict[str, list[int]]:
         codes += [call(begin, *p, None, UL(0)), call(nxt, None, UL(0), data, UL(16), big, byref(UL(64)), UL(0)),
                   call(nxt, *p, data, UL(16), big, byref(UL(64)), UL(CKF_END_OF_MESSAGE)), call(final)]
     out["message_null_parameter"] = codes
+    # C_SessionCancel(CKF_MESSAGE_ENCRYPT) ends a message-based encryption.
+    out["cancel_message"] = [call("C_MessageEncryptInit", byref(gcm), aes),
+                             call("C_SessionCancel", UL(CKF_MESSAGE_ENCRYPT)),
+                             call("C_MessageEncryptInit", byref(gcm), aes), call("C_MessageEncryptFinal"),
+                             call("C_MessageEncryptFinal")]
+    # C_GetOperationState refuses a digest whose result is held; the result is still collected.
+    size = UL(0)
+    out["state_while_held"] = [call("C_DigestInit", byref(sha256)), call("C_DigestUpdate", b"abc", UL(3)),
+                               call("C_GetOperationState", None, byref(UL(0))),
+                               call("C_DigestFinal", None, byref(size)),
+                               call("C_GetOperationState", None, byref(UL(0))),
+                               call("C_DigestFinal", big, byref(UL(64)))]
+    # ECB: an update whose output is empty (5 bytes buffered). Its length query, then the same call
+    # (collects the empty output: the 5 bytes are not fed twice), then another update of 11.
+    ecb_mech, _ = ck.mechanism(Mechanism.AES_ECB)
+    first, second = b"12345", b"67890abcdef"
+    length = UL(0)
+    codes = [call("C_EncryptInit", byref(ecb_mech), aes),
+             call("C_EncryptUpdate", first, UL(5), None, byref(length)), length.value,
+             call("C_EncryptUpdate", first, UL(5), big, byref(UL(64)))]
+    size = UL(64)
+    codes += [call("C_EncryptUpdate", second, UL(11), big, byref(size)),
+              int(big.raw[:size.value] == ecb(first + second, True))]
+    # ... and a caller told "0 bytes" that goes straight on to the next part.
+    codes += [call("C_EncryptUpdate", first, UL(5), None, byref(length)), length.value]
+    size = UL(64)
+    codes += [call("C_EncryptUpdate", second, UL(11), big, byref(size)),
+              int(big.raw[:size.value] == ecb(first + second, True)), call("C_EncryptFinal", big, byref(UL(64)))]
+    out["empty_update_output"] = codes
     return out
 
 
@@ -972,15 +1002,18 @@ def main() -> int:
             print(json.dumps(sequences(lib)))
             return 0
         counts: Counter = Counter()
+        focused: dict[str, int] = {}
         for kind in (KINDS if args.kind == "all" else args.kind.split(",")):
+            before = counts[kind]
             drive(lib, kind, args.steps, args.examples, args.derandomize, counts)
+            focused[kind] = counts[kind] - before
     except BaseException:
         import traceback
 
         # fd 2 is the library's file: the failure goes to stdout, where the test shows it.
         print(traceback.format_exc(), flush=True)
         return 1
-    print(json.dumps({"steps": dict(counts), "calls": lib.calls}))
+    print(json.dumps({"focused": focused, "steps": dict(counts), "calls": lib.calls}))
     return 0
 
 
