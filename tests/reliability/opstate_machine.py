@@ -32,6 +32,7 @@ import tempfile
 from collections import Counter
 from ctypes import byref, c_char_p, c_void_p
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -231,7 +232,8 @@ class Library:
     def __init__(self) -> None:
         self.stderr = tempfile.TemporaryFile()
         os.dup2(self.stderr.fileno(), 2)
-        self.lib = ck.load()
+        # OPSTATE_SO: another build of the library (the client library, with SOFTSHIELD_HARDSERVER).
+        self.lib = ck.load(Path(os.environ.get("OPSTATE_SO", str(ck.SO))))
         self.client = ck.Client(self.lib)
         self.client.initialize()
         self.calls = 0
