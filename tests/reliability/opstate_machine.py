@@ -49,6 +49,7 @@ UL = ctypes.c_ulong
 AES_KEY = bytes(range(16))
 HMAC_KEY = bytes(range(100, 132))
 GCM_IV = bytes(range(12))
+CBC_IV = bytes(range(50, 66))
 TAG_LEN = 16
 BUF = 4096
 USER_PIN = b"1234"
@@ -73,11 +74,12 @@ ONESHOT = {"digest": "C_Digest", "encrypt": "C_Encrypt", "decrypt": "C_Decrypt",
 DUAL = {"C_DigestEncryptUpdate": ("encrypt", "digest", False), "C_DecryptDigestUpdate": ("decrypt", "digest", True),
         "C_SignEncryptUpdate": ("encrypt", "sign", False), "C_DecryptVerifyUpdate": ("decrypt", "verify", True)}
 #: which mechanisms each kind is initialised with in the test ("multi": multi-part capable)
-MECHS = {"digest": ("sha256",), "encrypt": ("ecb",), "decrypt": ("ecb",), "sign": ("hmac", "rsa"),
+MECHS = {"digest": ("sha256",), "encrypt": ("ecb", "cbcpad"), "decrypt": ("ecb", "cbcpad"), "sign": ("hmac", "rsa"),
          "verify": ("hmac", "rsa"), "sign_recover": ("rsa",), "verify_recover": ("rsa",),
          "verify_signature": ("hmac",), "message_encrypt": ("gcm",), "message_decrypt": ("gcm",),
          "message_sign": ("hmac",), "message_verify": ("hmac",)}
-MECH_NUMBER = {"sha256": Mechanism.SHA256, "ecb": Mechanism.AES_ECB, "hmac": Mechanism.SHA256_HMAC,
+MECH_NUMBER = {"sha256": Mechanism.SHA256, "ecb": Mechanism.AES_ECB, "cbcpad": Mechanism.AES_CBC_PAD,
+               "hmac": Mechanism.SHA256_HMAC,
                "rsa": Mechanism.RSA_PKCS, "gcm": Mechanism.AES_GCM}
 CANCEL = {"encrypt": MechanismFlag.ENCRYPT, "decrypt": MechanismFlag.DECRYPT, "digest": MechanismFlag.DIGEST,
           "sign": MechanismFlag.SIGN, "verify": MechanismFlag.VERIFY, "sign_recover": MechanismFlag.SIGN_RECOVER,
@@ -96,6 +98,23 @@ def ecb(data: bytes, encrypt: bool) -> bytes:
     c = Cipher(algorithms.AES(AES_KEY), modes.ECB())
     ctx = c.encryptor() if encrypt else c.decryptor()
     return ctx.update(data) + ctx.finalize()
+
+
+def cbc(data: bytes, encrypt: bool) -> bytes:
+    """AES-CBC without padding under CBC_IV (whole blocks)."""
+    c = Cipher(algorithms.AES(AES_KEY), modes.CBC(CBC_IV))
+    ctx = c.encryptor() if encrypt else c.decryptor()
+    return ctx.update(data) + ctx.finalize()
+
+
+def pkcs7(data: bytes) -> bytes:
+    n = 16 - len(data) % 16
+    return data + bytes([n]) * n
+
+
+def unpkcs7(data: bytes) -> bytes | None:
+    n = data[-1] if data else 0
+    return data[:-n] if 1 <= n <= 16 and data.endswith(bytes([n]) * n) else None
 
 
 def mac(data: bytes) -> bytes:
@@ -133,6 +152,7 @@ class Op:
     held: tuple[str, bytes, bytes, bool] | None = None  # (call, input, output, ends)
     acc: bytes = b""  # input absorbed (digest, MAC, verification)
     rest: bytes = b""  # ECB: input not yet a whole block
+    emitted: int = 0  # CBC-PAD: output bytes given out so far
     keyed: bool = False  # C_DigestKey fed key bytes: the state cannot be saved
     signature: bytes = b""  # C_VerifySignatureInit's signature
     message: tuple[bytes, bytes] | None = None  # message based: (aad, buffered input) of a message begun
@@ -192,6 +212,8 @@ class Model:
             if op.rest:
                 raise Ended(length_error, kind)
             return b""
+        if op.mech == "cbcpad":
+            return self.cbc_pad(kind, op, step, data)
         if op.mech in ("sha256", "hmac"):
             fn = (lambda d: hashlib.sha256(d).digest()) if op.mech == "sha256" else mac
             if step == "update":
@@ -204,6 +226,36 @@ class Model:
                 raise Ended(CKR.SIGNATURE_LEN_RANGE, kind)
             raise AssertionError("verify_recover is answered in Machine.oneshot")
         return self.rsa.sign(data)
+
+    @staticmethod
+    def cbc_pad(kind: str, op: Op, step: str, data: bytes) -> bytes:
+        """CKM_AES_CBC_PAD, from the whole input so far (CBC output is prefix-consistent): encryption
+        gives every whole block at once; decryption holds the last block back for the padding."""
+        if kind == "encrypt":
+            if step == "oneshot":
+                return cbc(pkcs7(data), True)
+            if step == "update":
+                op.multipart = True
+                op.acc += data
+                out = cbc(op.acc[:len(op.acc) // 16 * 16], True)[op.emitted:]
+            else:
+                out = cbc(pkcs7(op.acc), True)[op.emitted:]
+            op.emitted += len(out)
+            return out
+        whole = data if step == "oneshot" else op.acc + data
+        if step == "update":
+            op.multipart = True
+            op.acc = whole
+            blocks = len(whole) // 16
+            out = cbc(whole[:blocks * 16], False)[:max(blocks - 1, 0) * 16][op.emitted:]
+            op.emitted += len(out)
+            return out
+        if len(whole) % 16 or len(whole) < 16:
+            raise Ended(CKR.ENCRYPTED_DATA_LEN_RANGE, kind)
+        plain = unpkcs7(cbc(whole, False))
+        if plain is None:
+            raise Ended(CKR.ENCRYPTED_DATA_INVALID, kind)
+        return plain[op.emitted if step == "final" else 0:]
 
     def produce(self, kind: str, step: str, data: bytes, hold: bool, call: str | None = None,
                 compute_kind: str | None = None) -> bytes:
@@ -340,10 +392,10 @@ class Machine:
         return exc.rv
 
     def _mechanism(self, mech: str) -> tuple[ck.CK_MECHANISM, Any]:
-        return ck.mechanism(MECH_NUMBER[mech])
+        return ck.mechanism(MECH_NUMBER[mech], CBC_IV if mech == "cbcpad" else None)
 
     def _key_for(self, kind: str, mech: str) -> int:
-        if mech in ("ecb", "gcm"):
+        if mech in ("ecb", "cbcpad", "gcm"):
             return self.lib.keys["aes"]
         if mech == "hmac":
             return self.lib.keys["hmac"]
@@ -770,7 +822,9 @@ def _dry(model: Model, kind: str, step: str, data: bytes) -> bytes:
 def strategies() -> dict[str, Any]:
     from hypothesis import strategies as st
 
-    data = st.one_of(st.sampled_from([b"", b"a", b"ab", bytes(16), bytes(range(32))]), st.binary(max_size=48))
+    # A valid CBC-PAD ciphertext among them, so that padded decryption also succeeds.
+    sealed = cbc(pkcs7(b"hello"), True)
+    data = st.one_of(st.sampled_from([b"", b"a", b"ab", bytes(16), bytes(range(32)), sealed]), st.binary(max_size=48))
     mode = st.sampled_from(["query", "short", "exact", "big"])
     flavor = st.sampled_from(["good", "bad", "short"])
     target = st.sampled_from([b"", b"a", b"ab"])
