@@ -213,8 +213,8 @@ def _refuse_held(op: ActiveOperation) -> None:
         # on without repeating it (its input is consumed; only the repeat must not feed it twice).
         op.pending = None
     if op.pending is not None:
-        raise PKCS11Error(CKR.OPERATION_ACTIVE, f"the {op.pending.call} result is held for the caller "
-                                                "(final phase): repeat that call with a large enough buffer")
+        raise PKCS11Error(CKR.OPERATION_ACTIVE, f"{op.phase}: the output of {op.pending.call} is held for the "
+                                                "caller; repeat that call with a large enough buffer")
 
 
 def _refuse_after_update(op: ActiveOperation, step: str) -> None:
@@ -336,7 +336,7 @@ def get_state(session: Session) -> bytes:
             # Only keyless digest state can leave the module: key-bearing state would expose keys.
             raise PKCS11Error(CKR.STATE_UNSAVEABLE)
         op = session.ops["digest"]
-        if op.pending is not None:
+        if op.phase == "FINAL":
             raise PKCS11Error(CKR.STATE_UNSAVEABLE, "a digest result is held: the context that made it is spent")
         return _STATE_MAGIC + struct.pack("<QB", op.spec.mechanism, op.multipart) + op.op.state()
 
