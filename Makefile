@@ -45,6 +45,7 @@ demo: build
 
 fuzz: build
 	$(PY) tests/reliability/fuzz_cabi.py run --examples $${FUZZ_EXAMPLES:-5000}
+	$(PY) tests/reliability/opstate_machine.py run --kind all --steps $${OPSTATE_STEPS:-2000}
 
 clean:
 	rm -rf build

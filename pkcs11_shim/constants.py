@@ -218,7 +218,9 @@ CKU_CONTEXT_SPECIFIC = 2
 CKF_DONT_BLOCK = 0x1
 #: 3.0 message-based calls: C_EncryptMessageNext flag marking the last part.
 CKF_END_OF_MESSAGE = 0x1
-#: C_SessionCancel flags are the CKF_* mechanism flags of the operations to cancel.
+#: C_SessionCancel flags are the CKF_* mechanism flags of the operations to cancel, and this one
+#: for a C_FindObjectsInit search (3.0 §5.6.9).
+CKF_FIND_OBJECTS = 0x40
 #: CK_UNAVAILABLE_INFORMATION (§3.6): (CK_ULONG)~0 on LP64.
 CK_UNAVAILABLE_INFORMATION = 0xFFFFFFFFFFFFFFFF
 #: CK_EFFECTIVELY_INFINITE for session counts in CK_TOKEN_INFO.

@@ -1,19 +1,53 @@
-"""Cryptographic operation state: init / update / final, one active operation per kind (§5.8-5.13).
+"""Cryptographic operation state (PKCS#11 3.0 §5.2, §5.8-5.17): one model for every kind.
 
-A result that the caller cannot take yet (NULL buffer, or too small) is kept with the input it
-answers, so the second call of the two-call convention returns it without computing (or consuming
-input) twice, and the operation stays active (§5.2). Any other failure ends the operation.
+An operation of a kind (encrypt, decrypt, digest, sign, verify, sign_recover, verify_recover, the 3.2
+signature-first verify, the 3.0 message-based kinds, find) lives in `session.ops[kind]` from its
+*Init to the call that ends it; at most one per kind and session. Its phase:
+
+    READY           after *Init: a single-part call or the first update may come
+    UPDATING        after an update (or C_DigestKey): more updates, or the final call
+    PENDING_UPDATE  an update computed output the caller did not take
+    FINAL           a final or single-part call computed its result the caller did not take
+
+"Did not take": a NULL buffer (a length query, answered CKR_OK) or a buffer too small
+(CKR_BUFFER_TOO_SMALL). The output is held (`Pending`) with the call and the input that made it, so
+the primitive context, which has consumed that input (or been finalized), is never asked again: only
+the same call with the same input collects it (§5.2), and collecting a final result ends the
+operation. The rules, applied here and nowhere else:
+
+- *Init while the kind is active: CKR_OPERATION_ACTIVE, and the active operation stays as it was.
+  *Init with a NULL mechanism ends the active operation (3.0 §5.8.1 and each *Init).
+- A call while output is held, other than the call that made it: CKR_OPERATION_ACTIVE (in FINAL the
+  operation is in its final phase; no update, key digest or other call can follow). An update's
+  empty output is the exception: there is nothing to collect, so the next call finds it taken.
+- A single-part call (C_Encrypt, C_Digest, C_Sign, C_Verify, ...) after an update:
+  CKR_OPERATION_ACTIVE.
+- Every error but CKR_BUFFER_TOO_SMALL ends the operation the call names (§5.8 C_Encrypt and each
+  function's text: "a call ... which results in an error terminates the operation"), the two
+  CKR_OPERATION_ACTIVE answers above included; `guard` is that rule. A dual-function call (§5.13)
+  names two operations; its error ends both.
+- A verification (C_Verify, C_VerifyFinal, C_VerifySignature, C_VerifySignatureFinal) always ends.
+- C_SessionCancel ends the kinds its flags name; C_GetOperationState answers CKR_STATE_UNSAVEABLE
+  while a result is held (the context that made it is spent).
+- Message-based operations (`abi.messages`): the operation is C_Message*Init .. C_Message*Final; a
+  length query computes nothing there (the output is as long as the input), and an error ends the
+  message in progress (Begin .. Next with CKF_END_OF_MESSAGE), not the operation.
+- Find (`management.find_*`): C_FindObjectsInit .. C_FindObjectsFinal; C_FindObjects hands out the
+  next handles and has no held output.
 """
 
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 from emulator.acl import Action
 
-from .constants import Attribute, CKR, MechanismFlag, ObjectClass
+from .constants import (CKF_FIND_OBJECTS, CKF_MESSAGE_DECRYPT, CKF_MESSAGE_ENCRYPT, CKF_MESSAGE_SIGN,
+                        CKF_MESSAGE_VERIFY, CKR, Attribute, MechanismFlag, ObjectClass)
 from . import mechanism_policy
 from .errors import PKCS11Error
 from .mechanisms.registry import REGISTRY, MechanismSpec
@@ -45,10 +79,21 @@ KINDS: dict[str, OperationKind] = {
     )
 }
 
-#: CKF_* flags C_SessionCancel names, and the operation kinds they cancel (3.0 §5.6.9).
+#: The 3.0 message-based kinds (`abi.messages` makes them) and their CKF_MESSAGE_* flags.
+MESSAGE_KINDS: dict[str, int] = {
+    "message_encrypt": CKF_MESSAGE_ENCRYPT, "message_decrypt": CKF_MESSAGE_DECRYPT,
+    "message_sign": CKF_MESSAGE_SIGN, "message_verify": CKF_MESSAGE_VERIFY,
+}
+
+#: CKF_* flags C_SessionCancel names, and the operation kinds they cancel (3.0 §5.6.9): the
+#: mechanism flag of each kind (CKF_VERIFY also ends a C_VerifySignatureInit operation), the
+#: CKF_MESSAGE_* flags and CKF_FIND_OBJECTS.
 CANCEL_FLAGS: tuple[tuple[int, str], ...] = tuple(
     (k.flag, k.name) for k in KINDS.values()
-) + ((0x40, "find"),)  # CKF_FIND_OBJECTS
+) + tuple((flag, name) for name, flag in MESSAGE_KINDS.items()) + ((CKF_FIND_OBJECTS, "find"),)
+
+#: Every key of `session.ops` that is an operation of the model (keymgmt keeps a wrap cache there too).
+OPERATION_KINDS = frozenset(KINDS) | frozenset(MESSAGE_KINDS) | {"find"}
 
 #: Key classes each kind may use (public keys encrypt and verify, private keys decrypt and sign).
 ALLOWED_CLASSES: dict[str, tuple[int, ...]] = {
@@ -62,6 +107,16 @@ ALLOWED_CLASSES: dict[str, tuple[int, ...]] = {
 }
 
 
+@dataclass(frozen=True)
+class Pending:
+    """Output a call computed that the caller has not taken yet (NULL buffer, or too small)."""
+
+    call: str  # "oneshot", "update", "final", or a dual-function call ("update+digest", ...)
+    data: bytes  # the input that call consumed
+    out: bytes
+    ends: bool  # delivering it ends the operation (a final or single-part result)
+
+
 @dataclass(eq=False)
 class ActiveOperation:
     kind: str
@@ -69,8 +124,15 @@ class ActiveOperation:
     op: Any
     key: P11Object | None = None
     needs_context_login: bool = False
-    pending: tuple[str, bytes, bytes] | None = None
+    pending: Pending | None = None
     multipart: bool = False
+
+    @property
+    def phase(self) -> str:
+        """READY, UPDATING, PENDING_UPDATE or FINAL (see the module docstring)."""
+        if self.pending is not None:
+            return "FINAL" if self.pending.ends else "PENDING_UPDATE"
+        return "UPDATING" if self.multipart else "READY"
 
 
 def check_key_for(session: Session, spec: MechanismSpec, key: P11Object, usage: int | None,
@@ -113,10 +175,26 @@ def begin(session: Session, kind_name: str, mechanism: int, param: Any, key_hand
         session.ops[kind_name] = ActiveOperation(kind_name, spec, op, key, needs_login)
 
 
-def end(session: Session, kind_name: str) -> None:
-    """Terminate the operation of that kind, if one is active."""
+def end(session: Session, *kind_names: str) -> None:
+    """Terminate the operations of those kinds, where one is active."""
     with session.lock:
-        session.ops.pop(kind_name, None)
+        for kind_name in kind_names:
+            session.ops.pop(kind_name, None)
+
+
+@contextmanager
+def guard(session: Session, *kind_names: str) -> Iterator[None]:
+    """§5.2: a call that fails with anything but CKR_BUFFER_TOO_SMALL ends the operations it names
+    (bad arguments included); an unexpected exception ends them too before the boundary logs it."""
+    try:
+        yield
+    except PKCS11Error as exc:
+        if exc.rv != CKR.BUFFER_TOO_SMALL:
+            end(session, *kind_names)
+        raise
+    except BaseException:
+        end(session, *kind_names)
+        raise
 
 
 def active(session: Session, kind_name: str) -> ActiveOperation:
@@ -128,58 +206,78 @@ def active(session: Session, kind_name: str) -> ActiveOperation:
     return op
 
 
-def run(session: Session, kind_name: str, step: str, data: bytes, capacity: int | None) -> bytes:
-    """One call that produces output: step is "oneshot", "update" or "final"."""
-    with session.lock:
-        op = active(session, kind_name)
-        if step == "oneshot" and op.multipart:
-            raise PKCS11Error(CKR.OPERATION_ACTIVE, "single-part call after an update")
-        if op.pending is not None and op.pending[0] == step and op.pending[1] == data:
-            out = op.pending[2]
-        elif op.pending is not None:
-            # The last call's output was computed (its input is consumed by the context) but not
-            # delivered; any call but that one again would need the context as it was before.
-            raise PKCS11Error(CKR.OPERATION_ACTIVE, f"the output of the last {op.pending[0]} call is still "
-                                                    "pending: repeat that call with a large enough buffer")
-        else:
-            try:
-                if step == "oneshot":
-                    out = op.op.oneshot(data)
-                elif step == "update":
-                    out = op.op.update(data)
-                    op.multipart = True
-                else:
-                    out = op.op.final()
-            except BaseException:
-                session.ops.pop(kind_name, None)
-                raise
-            out = bytes(out or b"")
-        if capacity is None or capacity < len(out):
-            op.pending = (step, data, out)
-            return out
+def _refuse_held(op: ActiveOperation) -> None:
+    """A call that would feed or finish the context while output is held for another call."""
+    if op.pending is not None and not op.pending.ends and not op.pending.out:
+        # An update whose output is empty left nothing to collect: a caller told "0 bytes" may go
+        # on without repeating it (its input is consumed; only the repeat must not feed it twice).
         op.pending = None
-        if step != "update":
-            session.ops.pop(kind_name, None)
+    if op.pending is not None:
+        raise PKCS11Error(CKR.OPERATION_ACTIVE, f"{op.phase}: the output of {op.pending.call} is held for the "
+                                                "caller; repeat that call with a large enough buffer")
+
+
+def _refuse_after_update(op: ActiveOperation, step: str) -> None:
+    if step == "oneshot" and op.multipart:
+        raise PKCS11Error(CKR.OPERATION_ACTIVE, "single-part call after an update")
+
+
+def _produce(op: ActiveOperation, call: str, data: bytes, compute: Callable[[], Any]) -> bytes:
+    """The held output if this is the call that made it, else compute (refused while output is held)."""
+    held = op.pending
+    if held is not None and held.call == call and held.data == data:
+        return held.out
+    _refuse_held(op)
+    return bytes(compute() or b"")
+
+
+def _deliver(session: Session, op: ActiveOperation, call: str, data: bytes, out: bytes, capacity: int | None,
+             ends: bool) -> bytes:
+    """Hold `out` when the caller cannot take it; else clear the hold and end the operation if `ends`."""
+    if capacity is None or capacity < len(out):
+        op.pending = Pending(call, data, out, ends)
+    else:
+        op.pending = None
+        if ends:
+            session.ops.pop(op.kind, None)
+    return out
+
+
+def _compute(op: ActiveOperation, step: str, data: bytes) -> Any:
+    if step == "oneshot":
+        _refuse_after_update(op, step)
+        return op.op.oneshot(data)
+    if step == "update":
+        out = op.op.update(data)
+        op.multipart = True
         return out
+    return op.op.final()
+
+
+def run(session: Session, kind_name: str, step: str, data: bytes, capacity: int | None) -> bytes:
+    """One call that produces output: step is "oneshot", "update" or "final"; capacity None is a
+    length query. Returns the output; the caller delivers it by the two-call convention."""
+    with session.lock, guard(session, kind_name):
+        op = active(session, kind_name)
+        out = _produce(op, step, data, lambda: _compute(op, step, data))
+        return _deliver(session, op, step, data, out, capacity, ends=step != "update")
 
 
 def absorb(session: Session, kind_name: str, data: bytes) -> None:
-    """An update that produces no output (digest, sign, verify)."""
-    with session.lock:
+    """An update that produces no output (digest, sign, verify, signature-first verify)."""
+    with session.lock, guard(session, kind_name):
         op = active(session, kind_name)
-        try:
-            op.op.update(data)
-            op.multipart = True
-        except BaseException:
-            session.ops.pop(kind_name, None)
-            raise
+        _refuse_held(op)
+        op.op.update(data)
+        op.multipart = True
 
 
 def verify(session: Session, kind_name: str, step: str, data: bytes, signature: bytes) -> None:
-    with session.lock:
+    """C_Verify / C_VerifyFinal (and the signature-first forms): the operation ends either way."""
+    with session.lock, guard(session, kind_name):
         op = active(session, kind_name)
-        if step == "oneshot" and op.multipart:
-            raise PKCS11Error(CKR.OPERATION_ACTIVE, "single-part call after an update")
+        _refuse_held(op)
+        _refuse_after_update(op, step)
         try:
             if step == "oneshot":
                 op.op.oneshot(data, signature)
@@ -189,9 +287,29 @@ def verify(session: Session, kind_name: str, step: str, data: bytes, signature: 
             session.ops.pop(kind_name, None)
 
 
+def dual(session: Session, first: str, second: str, data: bytes, capacity: int | None, *,
+         feed_output: bool) -> bytes:
+    """A dual-function update (§5.13): `first` (encrypt or decrypt) makes the output; once it is
+    delivered, `second` (digest, sign or verify) absorbs the caller's input, or the output when
+    `feed_output` (decrypt-then-digest/verify). Held output is held on `first`, under a call name
+    of its own, so only the same dual call collects it."""
+    call = f"update+{second}"
+    with session.lock, guard(session, first, second):
+        a, b = active(session, first), active(session, second)
+        _refuse_held(b)
+        out = _produce(a, call, data, lambda: _compute(a, "update", data))
+        _deliver(session, a, call, data, out, capacity, ends=False)
+        if a.pending is None:
+            b.op.update(out if feed_output else data)
+            b.multipart = True
+        return out
+
+
 def digest_key(session: Session, key_handle: int) -> None:
-    with session.lock:
+    """C_DigestKey: an update whose input is a secret key's value."""
+    with session.lock, guard(session, "digest"):
         op = active(session, "digest")
+        _refuse_held(op)
         key = session.key(key_handle)
         if key.attrs.get(Attribute.CLASS) != ObjectClass.SECRET_KEY:
             raise PKCS11Error(CKR.KEY_INDIGESTIBLE)
@@ -202,9 +320,7 @@ def digest_key(session: Session, key_handle: int) -> None:
 
 def cancel(session: Session, flags: int) -> None:
     with session.lock:
-        for flag, kind_name in CANCEL_FLAGS:
-            if flags & flag:
-                session.ops.pop(kind_name, None)
+        end(session, *(kind_name for flag, kind_name in CANCEL_FLAGS if flags & flag))
 
 
 # --- C_GetOperationState / C_SetOperationState (digests) -------------------------------------
@@ -213,13 +329,15 @@ _STATE_MAGIC = b"SSOS1"
 
 def get_state(session: Session) -> bytes:
     with session.lock:
-        kinds = [k for k in session.ops if k != "find"]
+        kinds = [k for k in session.ops if k in OPERATION_KINDS and k != "find"]
         if not kinds:
             raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED)
         if kinds != ["digest"]:
             # Only keyless digest state can leave the module: key-bearing state would expose keys.
             raise PKCS11Error(CKR.STATE_UNSAVEABLE)
         op = session.ops["digest"]
+        if op.phase == "FINAL":
+            raise PKCS11Error(CKR.STATE_UNSAVEABLE, "a digest result is held: the context that made it is spent")
         return _STATE_MAGIC + struct.pack("<QB", op.spec.mechanism, op.multipart) + op.op.state()
 
 

@@ -1,12 +1,13 @@
-"""Encryption, decryption, digests, signatures and the dual-function calls (PKCS#11 3.0 §5.8-5.17)."""
+"""Encryption, decryption, digests, signatures and the dual-function calls (PKCS#11 3.0 §5.8-5.17).
+
+Each handler reads its arguments inside `operations.guard`, so a bad argument ends the operation as
+any other error does; the operation's state (held output, final phase) is `operations`' alone."""
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from .. import library, operations
-from ..constants import CKR
 from ..errors import PKCS11Error
 from . import marshal
 from .entry import handler
@@ -29,21 +30,10 @@ def _init(kind: str, with_key: bool = True) -> Any:
     return init
 
 
-@contextmanager
-def _ends_on_error(session: Any, kind: str) -> Iterator[None]:
-    """§5.2: a failure other than CKR_BUFFER_TOO_SMALL ends the operation, bad arguments included."""
-    try:
-        yield
-    except PKCS11Error as exc:
-        if exc.rv != CKR.BUFFER_TOO_SMALL:
-            operations.end(session, kind)
-        raise
-
-
 def _output_step(kind: str, step: str) -> Any:
     def call(h_session: int, p_in: Any, ul_in: int, p_out: Any, pul_out: Any) -> int:
         session = _session(h_session)
-        with _ends_on_error(session, kind):
+        with operations.guard(session, kind):
             capacity = marshal.output_capacity(p_out, pul_out)
             data = marshal.read_bytes(p_in, ul_in)
             out = operations.run(session, kind, step, data, capacity)
@@ -55,7 +45,7 @@ def _output_step(kind: str, step: str) -> Any:
 def _final(kind: str) -> Any:
     def call(h_session: int, p_out: Any, pul_out: Any) -> int:
         session = _session(h_session)
-        with _ends_on_error(session, kind):
+        with operations.guard(session, kind):
             capacity = marshal.output_capacity(p_out, pul_out)
             out = operations.run(session, kind, "final", b"", capacity)
             return marshal.deliver(p_out, pul_out, out)
@@ -66,7 +56,7 @@ def _final(kind: str) -> Any:
 def _absorb(kind: str) -> Any:
     def call(h_session: int, p_part: Any, ul_part: int) -> None:
         session = _session(h_session)
-        with _ends_on_error(session, kind):
+        with operations.guard(session, kind):
             operations.absorb(session, kind, marshal.read_bytes(p_part, ul_part))
 
     return call
@@ -75,7 +65,7 @@ def _absorb(kind: str) -> Any:
 def _verify(kind: str) -> Any:
     def call(h_session: int, p_data: Any, ul_data: int, p_sig: Any, ul_sig: int) -> None:
         session = _session(h_session)
-        with _ends_on_error(session, kind):
+        with operations.guard(session, kind):
             data = marshal.read_bytes(p_data, ul_data)
             signature = marshal.read_bytes(p_sig, ul_sig)
             operations.verify(session, kind, "oneshot", data, signature)
@@ -85,7 +75,7 @@ def _verify(kind: str) -> Any:
 
 def _verify_final(h_session: int, p_sig: Any, ul_sig: int) -> None:
     session = _session(h_session)
-    with _ends_on_error(session, "verify"):
+    with operations.guard(session, "verify"):
         operations.verify(session, "verify", "final", b"", marshal.read_bytes(p_sig, ul_sig))
 
 
@@ -121,26 +111,19 @@ for _name, _fn in {
 
 @handler("C_DigestKey")
 def c_digest_key(h_session: int, h_key: int) -> None:
-    operations.digest_key(_session(h_session), h_key)
+    operations.digest_key(_session(h_session), h_key)  # an update: its error ends the digest
 
 
 def _dual(first: str, second: str, feed_output: bool) -> Any:
-    """Dual-function updates (§5.13): the second operation absorbs once the output is delivered.
-
-    feed_output: the second operation digests/verifies the first one's output (decrypt-then-X)
-    instead of the caller's input (X-then-encrypt).
-    """
+    """Dual-function updates (§5.13): `operations.dual`; an error ends both operations."""
 
     def call(h_session: int, p_in: Any, ul_in: int, p_out: Any, pul_out: Any) -> int:
         session = _session(h_session)
-        operations.active(session, second)
-        capacity = marshal.output_capacity(p_out, pul_out)
-        data = marshal.read_bytes(p_in, ul_in)
-        out = operations.run(session, first, "update", data, capacity)
-        rv = marshal.deliver(p_out, pul_out, out)
-        if rv == CKR.OK and capacity is not None:
-            operations.absorb(session, second, out if feed_output else data)
-        return rv
+        with operations.guard(session, first, second):
+            capacity = marshal.output_capacity(p_out, pul_out)
+            data = marshal.read_bytes(p_in, ul_in)
+            out = operations.dual(session, first, second, data, capacity, feed_output=feed_output)
+            return marshal.deliver(p_out, pul_out, out)
 
     return call
 

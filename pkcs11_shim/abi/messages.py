@@ -4,15 +4,24 @@ A message operation is started by C_Message*Init with a mechanism whose registry
 `message_<kind>` factory (and the matching CKF_MESSAGE_* flag); the per-message parameter (for
 AES-GCM the IV and tag buffers) is handed to the operation as the C pointer it is, because some of
 its fields are outputs (the tag) that must be written back into the caller's structure.
+
+State (the model of `operations`): the operation lives from C_Message*Init to C_Message*Final (or
+C_SessionCancel with its CKF_MESSAGE_* flag). C_Message*Init takes no parameter for AES-GCM/CCM (3.0
+§2.14.x: "Call C_MessageEncryptInit() for CKM_AES_GCM mechanism key K"; NSS and Kryoptic alike);
+C_*Message, C_*MessageBegin and every C_*MessageNext take the message's parameter and refuse a NULL
+one (CKR_MECHANISM_PARAM_INVALID). A length query computes nothing; an error in C_*MessageNext ends
+the message begun, not the operation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from emulator.acl import Action
 
-from .. import library
+from .. import library, operations
 from ..constants import (
     CKF_MESSAGE_DECRYPT,
     CKF_MESSAGE_ENCRYPT,
@@ -62,16 +71,25 @@ def _message_init(kind: str) -> Any:
             key = session.key(h_key)
             check_key_for(session, spec, key, usage, None)
             material = session.token.objects.module.use(key.key, action)
-            session.ops[kind] = factory(material, param)
+            session.ops[kind] = operations.ActiveOperation(kind, spec, factory(material, param), key)
 
     return init
 
 
 def _op(session: Any, kind: str) -> Any:
-    op = session.ops.get(kind)
-    if op is None:
-        raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED)
-    return op
+    return operations.active(session, kind).op
+
+
+@contextmanager
+def _ends_message(op: Any) -> Iterator[None]:
+    """An error in C_*MessageNext ends the message in progress, not the operation (see
+    `operations`); CKR_BUFFER_TOO_SMALL keeps it, as everywhere."""
+    try:
+        yield
+    except PKCS11Error as exc:
+        if exc.rv != CKR.BUFFER_TOO_SMALL:
+            op.abandon()
+        raise
 
 
 def _final(kind: str) -> Any:
@@ -116,9 +134,10 @@ def _next(kind: str) -> Any:
         session = _session(h_session)
         with session.lock:
             op = _op(session, kind)
-            capacity = marshal.output_capacity(p_out, pul_out)
-            out = op.next(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_in, ul_in), capacity, flags)
-            return marshal.deliver(p_out, pul_out, out)
+            with _ends_message(op):
+                capacity = marshal.output_capacity(p_out, pul_out)
+                out = op.next(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_in, ul_in), capacity, flags)
+                return marshal.deliver(p_out, pul_out, out)
 
     return call
 

@@ -96,32 +96,23 @@ def c_verify_signature_init(h_session: int, p_mechanism: Any, h_key: int, p_sign
         active.op = SignatureFirstVerify(active.op, signature)
 
 
-def _ending_on_error(session: Any, call: Any) -> None:
-    """§5.2: a failed call ends the operation."""
-    try:
-        call()
-    except PKCS11Error:
-        operations.end(session, KIND)
-        raise
-
-
 @handler("C_VerifySignature")
 def c_verify_signature(h_session: int, p_data: Any, ul_data: int) -> None:
     session = _session(h_session)
-    _ending_on_error(session, lambda: operations.verify(
-        session, KIND, "oneshot", marshal.read_bytes(p_data, ul_data), b""))
+    with operations.guard(session, KIND):
+        operations.verify(session, KIND, "oneshot", marshal.read_bytes(p_data, ul_data), b"")
 
 
 @handler("C_VerifySignatureUpdate")
 def c_verify_signature_update(h_session: int, p_part: Any, ul_part: int) -> None:
     session = _session(h_session)
-    _ending_on_error(session, lambda: operations.absorb(session, KIND, marshal.read_bytes(p_part, ul_part)))
+    with operations.guard(session, KIND):
+        operations.absorb(session, KIND, marshal.read_bytes(p_part, ul_part))
 
 
 @handler("C_VerifySignatureFinal")
 def c_verify_signature_final(h_session: int) -> None:
-    session = _session(h_session)
-    _ending_on_error(session, lambda: operations.verify(session, KIND, "final", b"", b""))
+    operations.verify(_session(h_session), KIND, "final", b"", b"")
 
 
 # --- C_GetSessionValidationFlags (3.2 §5.6) -------------------------------------------------------

@@ -134,7 +134,10 @@ class AeadMessageOp:
              flags: int) -> bytes:
         if self._pending is None:
             raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED, "no C_*MessageBegin")
-        p, aad, buffered, iv = self._pending
+        _begun, aad, buffered, iv = self._pending
+        # 3.0 §2.14.x: the message's parameter is passed to Begin and to every Next; the last part's
+        # is the one the tag goes to (the same structure as Begin's).
+        p = self._param(ffi, p_param, ul_param)
         last = bool(flags & CKF_END_OF_MESSAGE)
         needed = len(buffered) + len(data) if last else 0
         if capacity is None or capacity < needed:
@@ -143,9 +146,11 @@ class AeadMessageOp:
             buffered += data
             return b""
         self._pending = None
-        # The parameter of the last part is the one the tag goes to (the same structure as Begin's).
-        p = self._param(ffi, p_param, ul_param) if p_param != ffi.NULL else p
         return self._run(ffi, p, iv, aad, bytes(buffered) + data)
+
+    def abandon(self) -> None:
+        """End the message in progress (a failed C_*MessageNext); the operation stays."""
+        self._pending = None
 
 
 def factory(kind: str, encrypt: bool, key_of: Callable[[Any], bytes]) -> Callable[[Any, Any], AeadMessageOp]:
