@@ -47,6 +47,11 @@ def local_dir(kmdata: Path) -> Path:
     return kmdata / "local"
 
 
+def world_exists(kmdata: Path) -> bool:
+    """Whether `kmdata` holds a Security World (its world file), without creating anything."""
+    return (local_dir(kmdata) / WORLD_FILE).is_file()
+
+
 def module_file(esn: str) -> str:
     return MODULE_PREFIX + esn
 

@@ -207,8 +207,21 @@ class Byok:
         e.add_argument("--out-dir", default=".", help="where the packages go (default: current folder)")
         e.add_argument("--import-key", metavar="PEM", help="make this RSA key pair the KEK instead of generating "
                        "one (tests that must hold the KEK's private key)")
+        k = sub.add_parser("package", help="one step for a cloud vault: reduce a key's ACL for the vault's KEK "
+                           "(ACS quorum) and write its .byok")
+        k.add_argument("--kek", required=True, metavar="FILE", help="the vault's KEK: PEM public key "
+                       "(az keyvault key download) or JSON Web Key (az keyvault key show)")
+        k.add_argument("--kek-kid", metavar="KID", help="the KEK's kid (required with PEM; else taken from the JWK)")
+        k.add_argument("--key", required=True, metavar="APP:IDENT|URI", help="the module-protected key to "
+                       "transfer: e.g. simple:contosokey, or a pkcs11: URI")
+        k.add_argument("--out", required=True, metavar="FILE.byok", help="the .byok to write")
+        k.add_argument("--oaep-hash", default="SHA-1", choices=sorted(transfer.OAEP_HASHES),
+                       help="OAEP hash of the RSA part (SHA-1, as the BYOK specification says)")
+        from .pins import add_pin_file_option
+
+        add_pin_file_option(k)
         i = sub.add_parser("import", help="import a .byok transfer package under this world's KEK")
-        i.add_argument("--file", required=True, help="TransferPackage-NAME.byok (or KeyTransferPackage-NAME.byok)")
+        i.add_argument("--file", required=True, help="TransferPackage-NAME.byok (or the internal KeyTransferPackage-NAME.internal.json)")
         i.add_argument("--name", required=True, help="label of the imported key")
         i.add_argument("--kty", choices=sorted(IMPORT_USAGE), help="key type inside the package (the legacy "
                        "package records it; default RSA, as `az keyvault key import --kty`)")
@@ -218,6 +231,8 @@ class Byok:
         try:
             if args.byok_command == "export-kek":
                 return _export_kek(args)
+            if args.byok_command == "package":
+                return _package(args)
             return _import(args)
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
@@ -255,6 +270,39 @@ def _export_kek(args: argparse.Namespace) -> int:
     print(f"Security World package: {world_path} (hknso {module.world.hknso})")
     print(f"Signed by module {module.esn}; warrant by {vendor_root.ROOT_NAME} (EMULATED), "
           f"root key hash: {vendor_root.format_hash(root_hash)}")
+    print("Result: SUCCESS")
+    return 0
+
+
+def _package(args: argparse.Namespace) -> int:
+    """KeyTransferRemote -ModifyAcls then -Package in one step, for a KEK file from the vault. Every
+    input is checked before the quorum is asked for; the .byok appears only when it is complete."""
+    from . import keyref, keytransfer
+
+    out = Path(args.out)
+    if out.exists():
+        raise CommandError(f"--out {out}: already exists (a .byok is never overwritten)")
+    target = keytransfer.transfer_target(None, None, args.kek, args.kek_kid, None)
+    app, ident = keyref.resolve(args.key)
+    module = keytransfer.open_module()
+    keytransfer.require_module_protected(module, app, ident)
+    if (module.local / transfer.transfer_file_name(ident)).exists():
+        copy = transfer.read_key_file(module, transfer.TRANSFER_APP, ident)
+        transfer.check_transfer_copy(copy, target)  # reduced for this KEK before: package it again
+        print(f"{copy.file_path.name}: already reduced for KEK {target.kek_hash}")
+    else:
+        copy = keytransfer.reduce_acl(module, app, ident, target, args.pin_file)
+        print(f"Reduced copy of {paths.key_file(app, ident)} written: {copy.file_path}")
+        for line in copy.acl.describe():
+            print(line)
+    _copy, ciphertext = keytransfer.wrap_copy(module, ident, target, args.oaep_hash)
+    doc = transfer.neutral_package(target, ciphertext, module.esn, args.oaep_hash)
+    partial = out.with_name(f".{out.name}.partial")
+    transfer.write_json(partial, doc)
+    partial.replace(out)
+    print(f"Key {paths.key_file(app, ident)} wrapped for KEK {target.kek_hash} ({target.form}, RSA-{target.key_size}) "
+          f"with CKM_RSA_AES_KEY_WRAP, OAEP {args.oaep_hash}")
+    print(f"Transfer package (.byok, kid {target.kid}): {out}")
     print("Result: SUCCESS")
     return 0
 

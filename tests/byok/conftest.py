@@ -59,7 +59,7 @@ def flow(tmp_path_factory) -> Flow:
             *flow.transfer_args("TEST"), "--pin-file", env.pin_file("pins-2-3", [3, 2]))
     out["package"] = env.run(source, "keytransfer", "-Package", "-KeyIdentifier", "contosokey",
                              *flow.transfer_args("EU"), "-SubscriptionId", "sub-1", "-KeyFriendlyName",
-                             "Contoso").stdout
+                             "Contoso", "-InternalPackage").stdout
     for name, oaep in (("Fmt1", []), ("Fmt256", ["-OaepHash", "SHA-256"])):
         env.run(source, "keytransfer", "-Package", "-KeyIdentifier", "fmtkey", *flow.transfer_args("TEST"),
                 "-SubscriptionId", "sub-1", "-KeyFriendlyName", name, *oaep)

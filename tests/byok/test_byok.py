@@ -222,7 +222,7 @@ def test_package_writes_the_vendor_neutral_byok(flow):
 
 def test_package_writes_the_legacy_package(flow):
     neutral = json.loads((flow.env.work / "TransferPackage-Contoso.byok").read_text())
-    legacy = json.loads((flow.env.work / "KeyTransferPackage-Contoso.byok").read_text())
+    legacy = json.loads((flow.env.work / "KeyTransferPackage-Contoso.internal.json").read_text())
     assert legacy["format"] == "softshield-legacy-byok" and legacy["subscription_id"] == "sub-1"
     assert legacy["target"]["kek_hash"] == kek_hash(flow, "EU")
     assert legacy["source"]["key_file"] == "key_xferacld_contosokey"
@@ -341,7 +341,7 @@ def test_edited_byok_fails_the_unwrap(flow):
 
 
 def test_legacy_package_imports_too(flow):
-    r = flow.env.run(flow.target, "byok", "import", "--file", "KeyTransferPackage-Contoso.byok", "--name",
+    r = flow.env.run(flow.target, "byok", "import", "--file", "KeyTransferPackage-Contoso.internal.json", "--name",
                      "contoso-legacy")
     assert r.stdout.startswith("Imported RSA key `contoso-legacy' (legacy package) under KEK " + kek_hash(flow, "EU"))
     _module, key = _imported(flow, "contoso-legacy")
