@@ -92,6 +92,12 @@ def rsa_public_spki(*, pem: bytes | None = None, n: int | None = None, e: int | 
     except (ValueError, TypeError, AssertionError) as exc:
         raise BlobInvalid(f"not an RSA public key ({exc})") from None
     if not isinstance(key, rsa.RSAPublicKey):
-        raise BlobInvalid(f"a {type(key).__name__.removeprefix('_').replace('PublicKey', '')} key, not RSA")
+        from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
+
+        kinds = ((ec.EllipticCurvePublicKey, "an EC"), (ed25519.Ed25519PublicKey, "an Ed25519"),
+                 (ed448.Ed448PublicKey, "an Ed448"), (x25519.X25519PublicKey, "an X25519"),
+                 (x448.X448PublicKey, "an X448"))
+        kind = next((text for cls, text in kinds if isinstance(key, cls)), "another")
+        raise BlobInvalid(f"{kind} key, not RSA")
     der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return der, key.key_size
