@@ -63,12 +63,18 @@ def load_certificate(data: bytes, what: str) -> HolderCertificate:
     return HolderCertificate(cert, public)
 
 
-def load_holder_key(data: bytes, what: str) -> HolderKey:
-    """An unencrypted PEM RSA private key."""
+def load_holder_key(data: bytes, what: str, password: bytes | None = None) -> HolderKey:
+    """A PEM RSA private key; an encrypted one (PKCS#8 or OpenSSL's) opened with `password`."""
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise BlobInvalid(f"{what}: not an unencrypted PEM private key ({exc})") from None
+        key = serialization.load_pem_private_key(data, password=password or None)
+    except TypeError:
+        if password:
+            raise BlobInvalid(f"{what}: not encrypted, but a password was given for it") from None
+        raise BlobInvalid(f"{what}: an encrypted PEM private key: give its password (--passwords)") from None
+    except ValueError as exc:
+        if password and b"ENCRYPTED" in data:
+            raise BlobInvalid(f"{what}: the password does not open this key") from None
+        raise BlobInvalid(f"{what}: not a PEM private key ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise BlobInvalid(f"{what}: not an RSA private key")
     return HolderKey(key)
