@@ -111,10 +111,9 @@ def transfer_target(kek_package: str | None, world_package: str | None, kek_file
 
 def open_module() -> Module:
     """The module of an existing world: a transfer never starts a new one."""
-    kmdata = paths.resolve_kmdata()
-    if not paths.world_exists(kmdata):
-        raise CommandError(f"there is no Security World in {paths.local_dir(kmdata)} (make one with `softshield new-world`)")
-    return Module.open(kmdata)
+    from .inspect import existing_module
+
+    return existing_module()
 
 
 #: nShield's tool transfers only module-protected keys; a card-set or softcard key is refused so.
