@@ -163,12 +163,30 @@ def import_kek(label: str, pem: bytes) -> bytes:
 
 
 # --- the import ---------------------------------------------------------------------------------
-#: The imported key's usage by key type (C_UnwrapKey template): what a vault's imported key does.
-IMPORT_USAGE = {"RSA": {"SIGN": True, "DECRYPT": True}, "EC": {"SIGN": True, "DERIVE": True}}
+#: The imported key by key type: its class and usage (C_UnwrapKey template), what a vault's key of
+#: that type does (RSA-HSM: sign/decrypt; EC-HSM: sign; oct-HSM: encrypt/decrypt/wrap/unwrap). Every
+#: usage is stated, True or False: one key, one purpose, as the module's assurances want.
+IMPORT_KINDS = {
+    "RSA": ("PRIVATE_KEY", {"SIGN": True, "DECRYPT": True, "UNWRAP": False, "DERIVE": False}),
+    "EC": ("PRIVATE_KEY", {"SIGN": True, "DECRYPT": False, "UNWRAP": False, "DERIVE": False}),
+    "AES": ("SECRET_KEY", {"ENCRYPT": True, "DECRYPT": True, "WRAP": True, "UNWRAP": True, "SIGN": False,
+                           "VERIFY": False, "DERIVE": False}),
+}
+IMPORT_USAGE = IMPORT_KINDS  # the --kty choices
 
 
-def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple[str, str]:
-    """C_UnwrapKey under the KEK whose hash the package names; (the new key's ident, its key hash)."""
+def _labelled(session: Any, name: str) -> list[Any]:
+    from pkcs11 import Attribute as A, ObjectClass
+
+    return [obj for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY)
+            for obj in session.get_objects({A.CLASS: cls, A.LABEL: name})]
+
+
+def unwrap_import(request: transfer.ImportRequest, name: str, kty: str | None,
+                  replace: bool = False) -> tuple[str, str, str]:
+    """C_UnwrapKey under the KEK whose hash the package names; (key type, the new key's ident, its
+    key hash). Without `kty` each type is tried in turn: the .byok does not say what it holds, and
+    an unwrap that fails leaves nothing behind."""
     import pkcs11
     from pkcs11 import Attribute as A, KeyType, ObjectClass
 
@@ -180,20 +198,33 @@ def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple
         if not keks:
             raise CommandError(f"no Key Exchange Key with hash {request.kek_hash} in this world: the package was "
                                "made for another KEK or another world")
-        # python-pkcs11 fills every capability in; a private key has no CKA_ENCRYPT/VERIFY/WRAP, so
-        # those go back to DEFAULT (dropped from the template) and only the key's own usage is sent.
-        template = {**{attr: pkcs11.DEFAULT for attr in (A.ENCRYPT, A.VERIFY, A.WRAP)},
-                    A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
-                    A.ID: name.encode(), A.COPYABLE: False, A.UNWRAP: False, A.DECRYPT: False, A.DERIVE: False,
-                    **_attrs(IMPORT_USAGE[kty])}
-        try:
-            key = keks[0].unwrap_key(ObjectClass.PRIVATE_KEY, KeyType[kty], request.ciphertext,
-                                     mechanism=rsa_aes_mechanism(), mechanism_param=rsa_aes_param(request.oaep_hash),
-                                     store=True, template=template)
-        except pkcs11.exceptions.PKCS11Error as exc:
-            raise CommandError(f"C_UnwrapKey under KEK {request.kek_hash} failed ({type(exc).__name__}): the package "
-                               f"was not made for this KEK, was damaged, or does not hold an {kty} key") from None
-        return bytes(key[p11client.CKA_NFKM_ID]).decode(), bytes(key[p11client.CKA_NFKM_HASH]).hex()
+        existing = _labelled(session, name)
+        if existing and not replace:
+            raise CommandError(f"a key named `{name}' already exists in this world: choose another --name, or "
+                               "--replace it")
+        failures = []
+        for kind in ([kty] if kty else list(IMPORT_KINDS)):
+            cls_name, usage = IMPORT_KINDS[kind]
+            # python-pkcs11 fills every capability in; those the class lacks go back to DEFAULT
+            # (dropped from the template), and only the key's own usage is sent.
+            absent = (A.ENCRYPT, A.VERIFY, A.WRAP) if cls_name == "PRIVATE_KEY" else (A.SIGN_RECOVER,)
+            template = {**{attr: pkcs11.DEFAULT for attr in absent},
+                        A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
+                        A.ID: name.encode(), A.COPYABLE: False, **_attrs(usage)}
+            try:
+                key = keks[0].unwrap_key(ObjectClass[cls_name], KeyType[kind], request.ciphertext,
+                                         mechanism=rsa_aes_mechanism(),
+                                         mechanism_param=rsa_aes_param(request.oaep_hash), store=True,
+                                         template=template)
+            except pkcs11.exceptions.PKCS11Error as exc:
+                failures.append(type(exc).__name__)
+                continue
+            for old in existing:
+                old.destroy()
+            return kind, bytes(key[p11client.CKA_NFKM_ID]).decode(), bytes(key[p11client.CKA_NFKM_HASH]).hex()
+        what = f"an {kty} key" if kty else "an RSA, EC or AES key"
+        raise CommandError(f"C_UnwrapKey under KEK {request.kek_hash} failed ({', '.join(dict.fromkeys(failures))}): "
+                           f"the package was not made for this KEK, was damaged, or does not hold {what}")
 
 
 @command("byok", "byok", "target side of BYOK: export-kek (KEK + world packages), import (a .byok file)")
@@ -223,8 +254,9 @@ class Byok:
         i = sub.add_parser("import", help="import a .byok transfer package under this world's KEK")
         i.add_argument("--file", required=True, help="TransferPackage-NAME.byok (or the internal KeyTransferPackage-NAME.internal.json)")
         i.add_argument("--name", required=True, help="label of the imported key")
-        i.add_argument("--kty", choices=sorted(IMPORT_USAGE), help="key type inside the package (the legacy "
-                       "package records it; default RSA, as `az keyvault key import --kty`)")
+        i.add_argument("--kty", choices=sorted(IMPORT_KINDS), help="key type inside the package (default: the "
+                       "type the legacy package records, else found by the unwrap itself)")
+        i.add_argument("--replace", action="store_true", help="replace the key already named --name")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -318,8 +350,10 @@ def _import(args: argparse.Namespace) -> int:
     if request.hknso != module.world.hknso:
         raise CommandError(f"{path.name} is for Security World {request.hknso}; this world is "
                            f"{module.world.hknso}: import it where its KEK lives")
-    kty = args.kty or request.key_kind or "RSA"
-    ident, key_hash = unwrap_import(request, args.name, kty)
+    kind = args.kty or request.key_kind
+    if kind and kind not in IMPORT_KINDS:
+        raise CommandError(f"{path.name} holds a {kind} key: byok import takes {', '.join(IMPORT_KINDS)} keys")
+    kty, ident, key_hash = unwrap_import(request, args.name, kind, args.replace)
     print(f"Imported {kty} key `{args.name}' ({request.kind} package) under KEK {request.kek_hash}")
     print(f"Key file: {module.local / paths.key_file('pkcs11', ident)} (non-exportable, bound to world "
           f"{module.world.hknso})")
