@@ -31,7 +31,7 @@ def _protection(module, header_protection: str, token: str | None) -> str:
 
 
 def _key_rows(module):
-    """(file name, app, ident, plainname, protection, owner, problem, storage) of every key file. Module
+    """(file name, app, ident, plainname, protection, owner, problem, storage, kind) of every key file. Module
     keys are opened to verify them (the module can, without cards); token keys are checked as far
     as their header, since their tag can only be verified with the token loaded."""
     from emulator import blobs, nvram, paths
@@ -43,11 +43,11 @@ def _key_rows(module):
             header = blobs.parse(data, name).header
             storage = nvram.storage_of(data, name)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is listed, with why
-            rows.append((name, "?", "?", "", "?", None, str(exc), "?"))
+            rows.append((name, "?", "?", "", "?", None, str(exc), "?", "?"))
             continue
         rows.append((name, header.app, header.ident, header.plainname,
                      _protection(module, header.protection, header.token), header.token,
-                     verify_problem(module, module._store.path(name), header.protection), storage))
+                     verify_problem(module, module._store.path(name), header.protection), storage, header.kind))
     return rows
 
 
@@ -126,7 +126,7 @@ def key_lines(module, app: str | None = None, ident: str | None = None) -> list[
     if not rows:
         return ["Key list: no keys"]
     lines = [f"Key list - {len(rows)} keys"]
-    for name, key_app, key_ident, plainname, protection, owner, problem, storage in rows:
+    for name, key_app, key_ident, plainname, protection, owner, problem, storage, _kind in rows:
         owner_text = f" {owner}" if owner else ""
         lines.append(f" AppName {key_app:<10} Ident {key_ident}")
         lines.append(f"   name `{plainname}' protection {protection}{owner_text}")
@@ -211,7 +211,7 @@ def world_data(module) -> dict:
 def key_list_data(module, app: str | None = None, ident: str | None = None) -> list[dict]:
     return [{"file": name, "app": key_app, "ident": key_ident, "name": plainname, "protection": protection,
              "owner_hash": owner, "storage": storage, "usable": not problem, "problem": problem}
-            for name, key_app, key_ident, plainname, protection, owner, problem, storage in _key_rows(module)
+            for name, key_app, key_ident, plainname, protection, owner, problem, storage, _kind in _key_rows(module)
             if (app is None or key_app == app) and (ident is None or key_ident == ident)]
 
 
@@ -428,7 +428,8 @@ def rocs_rows(module) -> list[dict]:
     count in the bracket, as rocs prints them)."""
     from emulator import softcards
 
-    keys = _key_rows(module)
+    # A key pair is one key (its public half is a file of its own): rocs counts private and secret keys.
+    keys = [r for r in _key_rows(module) if not r[8].startswith("public")]
     rows = []
     for c in module.cardsets.list():
         owned = [r for r in keys if r[5] == c.hash]
