@@ -140,16 +140,28 @@ def generate_kek(label: str, size: int) -> bytes:
         return _rsa_spki(public[A.MODULUS], public[A.PUBLIC_EXPONENT])
 
 
-def import_kek(label: str, pem: bytes) -> bytes:
-    """An existing RSA key pair made the KEK (C_CreateObject with the attributes generate_kek
-    gives): for tests and for an operator whose KEK comes from elsewhere. Returns its SPKI."""
+def load_kek_private(pem: bytes) -> Any:
+    """The RSA private key --import-key names, checked before anything is made."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from pkcs11 import Attribute as A, KeyType, ObjectClass
 
-    private = serialization.load_pem_private_key(pem, password=None)
+    if b"PRIVATE KEY-----" not in pem:
+        raise CommandError("--import-key takes the KEK's private key (PEM); a vault's KEK public key goes to "
+                           "`softshield byok package --kek FILE` or `keytransfer -KekFile FILE`")
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--import-key: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(private, rsa.RSAPrivateKey) or private.key_size not in KEK_SIZES:
         raise CommandError(f"--import-key: an RSA {'/'.join(map(str, KEK_SIZES))} private key (PEM) is needed")
+    return private
+
+
+def import_kek(label: str, private: Any) -> bytes:
+    """An existing RSA key pair made the KEK (C_CreateObject with the attributes generate_kek
+    gives): for tests and for an operator whose KEK comes from elsewhere. Returns its SPKI."""
+    from pkcs11 import Attribute as A, KeyType, ObjectClass
+
     n = private.private_numbers()
     with accelerator(p11client.load()).open(rw=True) as session:
         common = {A.TOKEN: True, A.KEY_TYPE: KeyType.RSA, A.LABEL: label,
@@ -273,16 +285,18 @@ class Byok:
 def _export_kek(args: argparse.Namespace) -> int:
     if not REGION_RE.match(args.name):
         raise CommandError(f"--name {args.name!r}: a region tag is 1-16 upper-case letters and digits")
+    private = None
+    if args.import_key:
+        try:
+            private = load_kek_private(Path(args.import_key).read_bytes())
+        except OSError as exc:
+            raise CommandError(f"--import-key {args.import_key}: {exc.strerror}") from None
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = Module.open()
     label = f"BYOK-KEK-{args.name}"
-    if args.import_key:
-        try:
-            pem = Path(args.import_key).read_bytes()
-        except OSError as exc:
-            raise CommandError(f"--import-key {args.import_key}: {exc.strerror}") from None
-        spki = import_kek(label, pem)
+    if private is not None:
+        spki = import_kek(label, private)
     else:
         spki = generate_kek(label, args.size)
     kek_hash = hashlib.sha1(spki).hexdigest()

@@ -166,7 +166,7 @@ def key_detail(module, app: str, ident: str) -> dict:
     detail = {"app": app, "ident": ident, "file": str(path), "name": h.plainname, "type": h.kind,
               "protection": _protection(module, h.protection, h.token), "owner_hash": h.token,
               "storage": nvram.storage_of(data, name), "blob_length": len(data),
-              "recovery": recovery_of(module, raw), "acl": Acl.from_dict(h.acl).describe(),
+              "acl": Acl.from_dict(h.acl).describe(),
               "hash": None, "usable": True, "problem": None}
     if h.protection == "module":
         problem = verify_problem(module, path, h.protection)
@@ -176,16 +176,11 @@ def key_detail(module, app: str, ident: str) -> dict:
     return detail
 
 
-def recovery_of(module, raw) -> str:
-    """"enabled" when the blob carries a recovery blob under the world's recovery key."""
-    return "enabled" if getattr(raw, "recovery", None) else "disabled"
-
-
 def key_detail_lines(detail: dict) -> list[str]:
     rows = [("name", f"`{detail['name']}'"), ("type", detail["type"]), ("hash", detail["hash"] or
             ("(verified with its token loaded)" if detail["usable"] else "-")),
             ("protection", detail["protection"] + (f" {detail['owner_hash']}" if detail["owner_hash"] else "")),
-            ("recovery", detail["recovery"].capitalize()), ("storage", detail["storage"]),
+            ("storage", detail["storage"]),
             ("blob length", str(detail["blob_length"])), ("file", detail["file"])]
     lines = [f"Key AppName {detail['app']} Ident {detail['ident']}"]
     lines += [f"  {label:<13} {value}" for label, value in rows]

@@ -214,3 +214,13 @@ def test_existing_out_file_is_never_overwritten(cloud):
     assert (r.returncode, r.stderr) == (1, "softshield byok: --out taken.byok: already exists (a .byok is never "
                                            "overwritten)\n")
     assert (cloud.env.work / "taken.byok").read_text() == "mine"
+
+
+def test_export_kek_with_a_public_key_says_where_it_goes(cloud, tmp_path):
+    target = tmp_path / "target"
+    r = cloud.env.run(target, "byok", "export-kek", "--name", "EU", "--import-key", "KEK.publickey.pem",
+                      "--out-dir", str(tmp_path / "pk"), check=False)
+    assert (r.returncode, r.stderr) == (1, "softshield byok: --import-key takes the KEK's private key (PEM); a vault's "
+                                           "KEK public key goes to `softshield byok package --kek FILE` or "
+                                           "`keytransfer -KekFile FILE`\n")
+    assert not target.exists() and not (tmp_path / "pk").exists()
