@@ -246,9 +246,15 @@ class NfkmInfo:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        from . import keyref
+
         if args.key_list is not None and len(args.key_list) > 2:
-            raise CommandError("-k takes at most APP and IDENT")
+            raise CommandError("-k takes at most APP and IDENT (or one pkcs11: URI)")
         module = existing_module()
+        if args.key_list and keyref.is_uri(args.key_list[0]):
+            if len(args.key_list) > 1:
+                raise CommandError("-k takes one pkcs11: URI, or APP and IDENT")
+            args.key_list = list(keyref.resolve_uri(args.key_list[0]))
         chosen = args.key_list is not None or args.name_list or args.cardset_list or args.softcard_list
         show_world = args.world_info or not chosen
         app, ident = (args.key_list or []) + [None] * (2 - len(args.key_list or []))

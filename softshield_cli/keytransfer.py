@@ -61,7 +61,7 @@ class KeyTransfer:
         mode.add_argument("-ModifyAcls", action="store_true", help="write key_xferacld_IDENT (needs the ACS quorum)")
         mode.add_argument("-Package", action="store_true", help="write TransferPackage-NAME.byok")
         p.add_argument("-KeyAppName", default="simple", help="app of the key to transfer (default simple)")
-        p.add_argument("-KeyIdentifier", required=True, help="ident of the key")
+        p.add_argument("-KeyIdentifier", required=True, help="ident of the key, or its pkcs11: URI (then no -KeyAppName)")
         p.add_argument("-ExchangeKeyPackage", help="BYOK-KEK-pkg-REGION-1 (with -NewSecurityWorldPackage)")
         p.add_argument("-NewSecurityWorldPackage", help="BYOK-SecurityWorld-pkg-REGION-1")
         p.add_argument("-KekFile", help="the vault's KEK instead of packages: PEM public key "
@@ -81,6 +81,10 @@ class KeyTransfer:
         target = transfer_target(args.ExchangeKeyPackage, args.NewSecurityWorldPackage, args.KekFile, args.KekKid,
                                  args.root_hash)
         module = open_module()
+        from . import keyref
+
+        if keyref.is_uri(args.KeyIdentifier):
+            args.KeyAppName, args.KeyIdentifier = keyref.resolve_uri(args.KeyIdentifier)
         try:
             if args.ModifyAcls:
                 return _modify_acls(module, args, target)

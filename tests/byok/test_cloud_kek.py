@@ -131,8 +131,8 @@ def test_jwk_key_object_packages_an_aes_key_whose_ciphertext_decrypts(cloud):
 
 def test_keytransfer_two_steps_with_a_kek_file(cloud):
     """KeyTransferRemote -ModifyAcls / -Package with -KekFile: the nShield user's two steps."""
-    modify = cloud.env.run(cloud.source, "keytransfer", "-ModifyAcls", "-KeyAppName", "simple", "-KeyIdentifier",
-                           "twostep", "-KekFile", "KEK.publickey.pem", "-KekKid", KID, "--pin-file", cloud.quorum)
+    modify = cloud.env.run(cloud.source, "keytransfer", "-ModifyAcls", "-KeyIdentifier",
+                           "pkcs11:token=loadshared%20accelerator;object=twostep;type=private", "-KekFile", "KEK.publickey.pem", "-KekKid", KID, "--pin-file", cloud.quorum)
     kek_hash = __import__("hashlib").sha1(cloud.kek.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)).hexdigest()
     assert f"ExportAsBlob only under wrapping key hash {kek_hash}\nResult: SUCCESS" in modify.stdout

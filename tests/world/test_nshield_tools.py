@@ -168,6 +168,7 @@ def test_aclprint_and_kmfile_dump_take_a_uri(world):
     assert world.cli("aclprint", KEY_URI).stdout == by_name
     assert world.cli("aclprint", "-K", KEY_URI).stdout == by_name
     assert world.cli("kmfile-dump", KEY_URI).stdout == world.cli("kmfile-dump", "key_simple_modkey").stdout
+    assert world.cli("nfkminfo", "-k", KEY_URI).stdout == world.cli("nfkminfo", "-k", "simple", "modkey").stdout
     r = world.cli("aclprint", "pkcs11:token=loadshared%20accelerator;object=nothing", check=False)
     assert (r.returncode, r.stderr) == (1, "softshield aclprint: pkcs11:token=loadshared%20accelerator;object=nothing: "
                                            "no key matches this URI (a card-set or softcard key is visible only with "
