@@ -228,6 +228,11 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
 
     if params["protect"] == "token":
         preload.preload_cardset(args, params["cardset"])  # sets NFAST_NFKM_TOKENSFILE for the library
+    from emulator import recovery
+
+    # recovery=yes|no: whether the module adds a recovery blob under the world's recovery key (the
+    # library in this process reads it when it writes the new key's blob).
+    os.environ[recovery.POLICY_ENV] = params["recovery"]
     lib = p11client.load()
     token, pin = _login(args, params, lib)
     private = params["protect"] != "module"

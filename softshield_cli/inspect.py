@@ -166,7 +166,7 @@ def key_detail(module, app: str, ident: str) -> dict:
     detail = {"app": app, "ident": ident, "file": str(path), "name": h.plainname, "type": h.kind,
               "protection": _protection(module, h.protection, h.token), "owner_hash": h.token,
               "storage": nvram.storage_of(data, name), "blob_length": len(data),
-              "acl": Acl.from_dict(h.acl).describe(),
+              "recovery": "enabled" if h.recovery else "disabled", "acl": Acl.from_dict(h.acl).describe(),
               "hash": None, "usable": True, "problem": None}
     if h.protection == "module":
         problem = verify_problem(module, path, h.protection)
@@ -180,7 +180,7 @@ def key_detail_lines(detail: dict) -> list[str]:
     rows = [("name", f"`{detail['name']}'"), ("type", detail["type"]), ("hash", detail["hash"] or
             ("(verified with its token loaded)" if detail["usable"] else "-")),
             ("protection", detail["protection"] + (f" {detail['owner_hash']}" if detail["owner_hash"] else "")),
-            ("storage", detail["storage"]),
+            ("recovery", detail["recovery"].capitalize()), ("storage", detail["storage"]),
             ("blob length", str(detail["blob_length"])), ("file", detail["file"])]
     lines = [f"Key AppName {detail['app']} Ident {detail['ident']}"]
     lines += [f"  {label:<13} {value}" for label, value in rows]
@@ -340,6 +340,8 @@ class KmFileDump:
                                  ("token", h.token or "-"), ("kind", h.kind)):
                 print(f" {label:<11} {value}")
             print(f" appdata     {len(base64.b64decode(h.appdata))} bytes (PKCS#11 attributes)")
+            print(" recovery    " + (f"yes: {len(base64.b64decode(h.recovery))}-byte recovery blob under the world's "
+                                     "recovery key (not shown)" if h.recovery else "no (no recovery blob)"))
             print(" acl:")
             for line in Acl.from_dict(h.acl).describe():
                 print("   " + line)
@@ -448,10 +450,19 @@ class Rocs:
     @staticmethod
     def configure(p: argparse.ArgumentParser) -> None:
         p.add_argument("-m", "--module", type=int, default=1)
+        p.add_argument("--recover", metavar="OLD", help="recover the keys of card set or softcard OLD (lost) into "
+                       "--to, with the ACS quorum (--pin-file); keys made with recovery=no stay behind")
+        p.add_argument("--to", metavar="NEW", help="the card set that protects the recovered keys")
+        p.add_argument("--to-pin-file", metavar="FILE", help="the cards (and PINs) of the --to card set")
+        from .pins import add_pin_file_option
+
+        add_pin_file_option(p)
         add_json_option(p)
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
+        if args.recover:
+            return _recover(args)
         rows = rocs_rows(existing_module())
         if args.json:
             print_json(rows)
@@ -462,3 +473,55 @@ class Rocs:
                        if row["kind"] == "cardset" else "(softcard)")
             print(f"{number:>3} {row['name']:<24} {row['keys']:>4} ({row['keys']:>4})  {sharing}")
         return 0
+
+
+def _token_hash(module, name: str) -> str:
+    from emulator import softcards
+    from emulator.errors import EmulatorError
+
+    for lookup in (lambda: module.cardsets.by_name(name).hash, lambda: softcards.by_name(module, name).hash):
+        try:
+            return lookup()
+        except EmulatorError:
+            continue
+    raise CommandError(f"no card set or softcard `{name}' in this world")
+
+
+def _recover(args: argparse.Namespace) -> int:
+    """rocs' recovery: the ACS quorum re-protects a lost token's recoverable keys by another card set."""
+    import sys
+
+    from emulator import recovery, worldadmin
+    from emulator.errors import EmulatorError
+
+    from .pins import PinSource
+
+    if not args.to or not args.to_pin_file:
+        raise CommandError("--recover OLD needs --to NEW and --to-pin-file (the new card set's cards)")
+    module = existing_module()
+    old, new = _token_hash(module, args.recover), module.cardsets.by_name(args.to)
+    place = worldadmin.Place.of(module.kmdata)
+    world_file = place.world_file()
+    if world_file.acs is None:
+        raise CommandError("this Security World has no ACS: nothing can authorise a recovery")
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731 - card reading goes to stderr
+    try:
+        acs = worldadmin.acs_ref(world_file)
+        _world, _km, knso = worldadmin.open_acs(place, PinSource(args.pin_file).cards(place.reader, acs.k), say)
+        auth = module.cardsets.login(new.hash, PinSource(args.to_pin_file).cards(module.reader, new.k), say)
+        outcomes = recovery.recover_token_keys(module, knso, old, auth)
+    except EmulatorError as exc:
+        raise CommandError(str(exc)) from None
+    rows = [{"key": o.old, "recovered_as": o.new, "reason": o.reason or None} for o in outcomes]
+    if args.json:
+        print_json(rows)
+    else:
+        print(f"Recovering the keys of `{args.recover}' into card set `{args.to}' (ACS quorum):")
+        for o in outcomes:
+            print(f" {o.old}: " + (f"recovered as {o.new}" if o.new else f"NOT RECOVERED: {o.reason}"))
+        if not outcomes:
+            print(" (no keys)")
+    refused = [o for o in outcomes if o.new is None]
+    if refused:
+        raise CommandError(f"{len(refused)} of {len(outcomes)} keys were not recovered (made with recovery=no)")
+    return 0
