@@ -224,3 +224,14 @@ def test_export_kek_with_a_public_key_says_where_it_goes(cloud, tmp_path):
                                            "KEK public key goes to `softshield byok package --kek FILE` or "
                                            "`keytransfer -KekFile FILE`\n")
     assert not target.exists() and not (tmp_path / "pk").exists()
+
+
+def test_a_card_given_twice_says_so(cloud):
+    twice = cloud.env.work / "pins-twice"
+    twice.write_text("acs-1.card 1111\nacs-1.card 1111\n")
+    r = cloud.env.run(cloud.source, "byok", "package", "--kek", "KEK.json", "--key", "simple:refused", "--out",
+                      "twice.byok", "--pin-file", str(twice), check=False)
+    assert (r.returncode, r.stderr) == (1, "softshield byok: the PIN file names card acs-1.card twice: present each "
+                                           "card of the quorum once\n")
+    assert not (cloud.env.work / "twice.byok").exists()
+    assert not (cloud.source / "local" / "key_xferacld_refused").exists()
