@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import blobs, paths
-from .crypto import blobcrypt, escrow
+from .crypto import blobcrypt
 from .errors import BlobInvalid, CryptoFailure, WorldStateError
 from .kmdata import KmStore
 
@@ -45,6 +45,8 @@ def _body(doc: dict[str, Any]) -> bytes:
 
 def create(store: KmStore, hknso: str, km: bytes, knso_der: bytes) -> None:
     """Write the world's recovery key pair (new-world --initialize, under the writer lock)."""
+    from .crypto import escrow  # RSA and x509: loaded only where a recovery blob is made or opened
+
     private, public = escrow.new_recovery_key()
     doc = {"format": FORMAT, "version": 1, "hknso": hknso, "kre_public": base64.b64encode(public).decode(),
            "kra_sealed": base64.b64encode(blobcrypt.seal(_kra_key(knso_der), private, hknso.encode())).decode()}
@@ -94,6 +96,8 @@ def _aad(hknso: str, app: str, ident_owner: str, kind: str) -> bytes:
 
 
 def recovery_blob(kre: RecoveryPublic, hknso: str, app: str, kind: str, material: bytes | bytearray) -> str:
+    from .crypto import escrow
+
     return base64.b64encode(escrow.recovery_encrypt(kre.spki, bytes(material), _aad(hknso, app, "", kind))).decode()
 
 
@@ -108,6 +112,8 @@ def open_kra(store: KmStore, hknso: str, knso_der: bytes) -> bytes:
 
 def recover_material(kra: bytes, raw: blobs.RawBlob, hknso: str, what: str) -> bytes:
     """The material in a blob's recovery section (CryptoFailure if none or not this world's)."""
+    from .crypto import escrow
+
     h = raw.header
     if not h.recovery:
         raise CryptoFailure(f"{what}: no recovery blob (made with recovery=no)")

@@ -6,7 +6,6 @@ card-set keys in a key transfer."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tomllib
