@@ -9,10 +9,14 @@ sub-key of the SD key for that file's name (crypto/blobcrypt.py), the name as as
     {"format": "softshield-security-domain", "version": 1, "emulated": ...,
      "world": {"hknso", "cipher_suite"},
      "EncData": {"alg": "A256GCM", "kdf": "HKDF-SHA256", "data": [{"tag": FILE, "sealed"}]},
-     "SharedKeys": {"required": K, "enc_shares": [{"enc_key", "alg": "RSA-OAEP-256", "x5t_256", "spki_sha256"}]}}
+     "SharedKeys": {"required": K, "enc_shares": [{"enc_key", "alg": "RSA-OAEP-256", "x5t_256", "spki_sha256"}]},
+     "mac": HMAC-SHA256 under a sub-key of the SD key of the canonical JSON of everything above}
 
-Restore needs K of the matching private keys and an empty kmdata; afterwards the world opens and
-every module-protected key of the original loads.
+Each item's seal binds its content to its name, but not the list: without `mac` a file with one
+item removed, duplicated or moved would still restore, short of a key. `mac` covers the whole
+document (header fields, the item list in order, the shares), so any such change refuses the whole
+restore before a file is written. Restore needs K of the matching private keys and an empty
+kmdata; afterwards the world opens and every module-protected key of the original loads.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import paths, shamir
+from .blobs import canonical_json
 from .crypto import blobcrypt, escrow
 from .errors import AuthenticationFailed, BlobInvalid, CryptoFailure, QuorumNotMet, WorldStateError
 from .kmdata import KmStore, ensure_dir
@@ -30,6 +35,7 @@ from .vendor_root import EMULATED
 from .world import WorldFile
 
 SD_FORMAT = "softshield-security-domain"
+SD_VERSION = 2  # 2: the whole document authenticated (`mac`)
 MIN_CERTS, MAX_CERTS = 3, 10  # "The number of wrapping keys {N} should be in range [3, 10]." (S12)
 MIN_QUORUM, MAX_QUORUM = 2, 10  # "The quorum of security domain {q} should be in range [2, 10]." (S13)
 _SKIP = {paths.LOCK_FILE, paths.CHANGES_FILE}
@@ -42,6 +48,12 @@ def _b64(data: bytes) -> str:
 
 def _file_key(master: bytes, tag: str) -> bytes:
     return blobcrypt.derive_subkey(master, b"softshield security domain", b"file\x00" + tag.encode())
+
+
+def _manifest(master: bytes, sd: dict[str, Any]) -> tuple[bytes, bytes]:
+    """(the key, the bytes) of the document's authenticator: everything but `mac`, canonical JSON."""
+    body = {name: value for name, value in sd.items() if name != "mac"}
+    return blobcrypt.derive_subkey(master, b"softshield security domain", b"manifest"), canonical_json(body)
 
 
 def export_names(kmdata: Path) -> list[str]:
@@ -83,17 +95,23 @@ def export_security_domain(kmdata: Path, certificates: list[tuple[str, bytes]], 
         sealed = blobcrypt.seal(_file_key(master, name), store.read(name), name.encode())
         data.append({"tag": name, "sealed": _b64(sealed)})
         step()
-    return {"format": SD_FORMAT, "version": 1, "emulated": EMULATED,
-            "world": {"hknso": world.hknso, "cipher_suite": world.cipher_suite},
-            "EncData": {"alg": "A256GCM", "kdf": "HKDF-SHA256", "data": data},
-            "SharedKeys": {"required": quorum, "enc_shares": enc_shares}}
+    sd = {"format": SD_FORMAT, "version": SD_VERSION, "emulated": EMULATED,
+          "world": {"hknso": world.hknso, "cipher_suite": world.cipher_suite},
+          "EncData": {"alg": "A256GCM", "kdf": "HKDF-SHA256", "data": data},
+          "SharedKeys": {"required": quorum, "enc_shares": enc_shares}}
+    sd["mac"] = _b64(blobcrypt.mac(*_manifest(master, sd)))
+    return sd
 
 
-def recover_files(sd: dict[str, Any], keys: list[tuple[str, bytes]]) -> dict[str, bytes]:
-    """The world's files, opened with a quorum of the holders' private keys."""
+def recover_files(sd: dict[str, Any], keys: list[tuple[str, bytes]],
+                  passwords: list[bytes | None] | None = None) -> dict[str, bytes]:
+    """The world's files, opened with a quorum of the holders' private keys (the i-th password, if
+    any, opens the i-th key); the whole document is authenticated before any item is opened."""
     try:
-        if sd.get("format") != SD_FORMAT:
-            raise ValueError(f"format {sd.get('format')!r}")
+        if not isinstance(sd, dict) or sd.get("format") != SD_FORMAT:
+            raise ValueError(f"format {sd.get('format')!r}" if isinstance(sd, dict) else "not a JSON object")
+        if sd.get("version") != SD_VERSION:
+            raise ValueError(f"version {sd.get('version')!r} is not {SD_VERSION}: export the world again")
         required = int(sd["SharedKeys"]["required"])
         enc_shares = sd["SharedKeys"]["enc_shares"]
         items = sd["EncData"]["data"]
@@ -101,8 +119,9 @@ def recover_files(sd: dict[str, Any], keys: list[tuple[str, bytes]]) -> dict[str
         raise BlobInvalid(f"not a softshield security domain file ({exc})") from None
     by_spki = {entry.get("spki_sha256"): entry for entry in enc_shares}
     shares: dict[int, bytes] = {}
-    for name, data in keys:
-        key = escrow.load_holder_key(data, name)
+    passwords = list(passwords or [])
+    for index, (name, data) in enumerate(keys):
+        key = escrow.load_holder_key(data, name, passwords[index] if index < len(passwords) else None)
         entry = by_spki.get(key.spki_sha256)
         if entry is None:
             raise AuthenticationFailed(f"{name}: matches none of the security domain's certificates (wrong key)")
@@ -116,6 +135,13 @@ def recover_files(sd: dict[str, Any], keys: list[tuple[str, bytes]]) -> dict[str
                            f"{len(shares)} distinct key(s) given")
     chosen = sorted(shares.items())[:required]
     master = shamir.combine([(x, y[:16]) for x, y in chosen]) + shamir.combine([(x, y[16:]) for x, y in chosen])
+    try:
+        authenticator = base64.b64decode(sd["mac"], validate=True)
+    except (KeyError, TypeError, ValueError):
+        raise BlobInvalid("the security domain file has no valid authenticator (mac): nothing restored") from None
+    if not blobcrypt.mac_matches(*_manifest(master, sd), authenticator):
+        raise AuthenticationFailed("the security domain file was altered (an item removed, added, duplicated, "
+                                   "reordered or edited, or a header field changed): nothing restored")
     files: dict[str, bytes] = {}
     for item in items:
         tag = str(item.get("tag", "")) if isinstance(item, dict) else ""
@@ -129,15 +155,21 @@ def recover_files(sd: dict[str, Any], keys: list[tuple[str, bytes]]) -> dict[str
         if plain is None:
             raise AuthenticationFailed(f"security domain item {tag}: authentication failed (the keys do not "
                                        "reconstruct this security domain's key, or the file was edited)")
+        if tag in files:
+            raise BlobInvalid(f"security domain names {tag} twice")
         files[tag] = plain
     if paths.WORLD_FILE not in files:
         raise BlobInvalid("security domain holds no world file")
+    world = WorldFile.from_bytes(files[paths.WORLD_FILE]).world
+    if (world.hknso, world.cipher_suite) != (sd["world"].get("hknso"), sd["world"].get("cipher_suite")):
+        raise AuthenticationFailed("the security domain's header names another world than the one it holds")
     return files
 
 
-def restore_security_domain(kmdata: Path, sd: dict[str, Any], keys: list[tuple[str, bytes]]) -> list[str]:
+def restore_security_domain(kmdata: Path, sd: dict[str, Any], keys: list[tuple[str, bytes]],
+                            passwords: list[bytes | None] | None = None) -> list[str]:
     """Write the recovered world into an EMPTY kmdata; returns the names written."""
-    files = recover_files(sd, keys)
+    files = recover_files(sd, keys, passwords)
     ensure_dir(kmdata)
     store = KmStore(paths.local_dir(kmdata))
     ensure_dir(store.local)

@@ -43,6 +43,9 @@ _PREFIX = struct.Struct(">4sBI")
 HEADER_FIELDS = frozenset(
     {"world", "app", "ident", "protection", "token", "kind", "acl", "appdata", "plainname"}
 )
+#: Optional: the key's material encrypted to the world's recovery key (recovery.py), in the
+#: authenticated header so that it cannot be added, swapped or stripped without the tag failing.
+OPTIONAL_FIELDS = frozenset({"recovery"})
 #: Headers larger than this are refused before parsing (appdata holds PKCS#11 attributes: small).
 MAX_HEADER = 1 << 20
 
@@ -60,6 +63,7 @@ class BlobHeader:
     acl: Any
     appdata: str
     plainname: str
+    recovery: str | None = None
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,10 @@ def material_bytes(material: Material | None) -> bytes | bytearray:
     return material.to_bytes()
 
 
-def encode(key: Key, world: str, seal_key: bytes) -> bytes:
-    """The blob of `key` in world `world`, its material sealed under `seal_key`."""
-    header = canonical_json({
+def encode(key: Key, world: str, seal_key: bytes, recovery: str | None = None) -> bytes:
+    """The blob of `key` in world `world`, its material sealed under `seal_key` (and, with
+    `recovery`, that recovery blob in the header)."""
+    fields = {
         "world": world,
         "app": key.app,
         "ident": key.ident,
@@ -93,7 +98,10 @@ def encode(key: Key, world: str, seal_key: bytes) -> bytes:
         "acl": key.acl.to_dict(),
         "appdata": base64.b64encode(key.appdata).decode("ascii"),
         "plainname": key.plainname,
-    })
+    }
+    if recovery is not None:
+        fields["recovery"] = recovery
+    header = canonical_json(fields)
     aad = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header)) + header
     return aad + blobcrypt.seal(seal_key, material_bytes(key.material), aad)
 
@@ -114,8 +122,10 @@ def parse(data: bytes, what: str) -> RawBlob:
         fields = json.loads(data[_PREFIX.size:end].decode("ascii"))
     except (UnicodeDecodeError, ValueError):
         raise BlobInvalid(f"{what}: header is not valid JSON (edited)") from None
-    if not isinstance(fields, dict) or set(fields) != HEADER_FIELDS:
+    if not isinstance(fields, dict) or not HEADER_FIELDS <= set(fields) <= HEADER_FIELDS | OPTIONAL_FIELDS:
         raise BlobInvalid(f"{what}: header does not have the blob fields (edited)")
+    if not isinstance(fields.get("recovery", ""), str):
+        raise BlobInvalid(f"{what}: header field recovery is not a string (edited)")
     for name in HEADER_FIELDS - {"acl", "token"}:
         if not isinstance(fields[name], str):
             raise BlobInvalid(f"{what}: header field {name} is not a string (edited)")
@@ -149,8 +159,10 @@ def decode(raw: RawBlob, seal_key: bytes, what: str) -> Key:
         acl = Acl.from_dict(header.acl)
         appdata = base64.b64decode(header.appdata.encode("ascii"), validate=True)
         material = _material(header.kind, plaintext)
-        return Key(material, acl, app=header.app, ident=header.ident, protection=header.protection,
-                   token=header.token, appdata=appdata, plainname=header.plainname)
+        key = Key(material, acl, app=header.app, ident=header.ident, protection=header.protection,
+                  token=header.token, appdata=appdata, plainname=header.plainname)
+        key.recoverable = bool(header.recovery)
+        return key
     except (AclInvalid, InvalidKeyMaterial, binascii.Error, ValueError) as exc:
         # Authentic but unreadable: written by a newer or broken writer.
         raise BlobInvalid(f"{what}: authentic blob with unusable contents: {exc}") from None

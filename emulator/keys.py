@@ -28,6 +28,9 @@ class Key:
     appdata: bytes = field(default=b"", repr=False)  # opaque here; authenticated in the blob
     plainname: str = ""
     file_path: Path | None = field(default=None, init=False)  # set once stored or loaded
+    #: Whether its blob carries a recovery blob (recovery.py); None for a key not yet stored, whose
+    #: blob gets one when the world has a recovery key and the process's policy asks for it.
+    recoverable: bool | None = field(default=None, init=False, repr=False)
     # Set by the Module the key passes through: secret keys are hashed under a world key.
     _secret_hasher: Callable[[bytes], str] | None = field(default=None, init=False, repr=False)
     _hash: str = field(default="", init=False, repr=False)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import blobs, paths
+from . import blobs, paths, recovery
 from . import keyindex
 from .acl import Acl, Action
 from .cards import Reader, reader_dir
@@ -81,6 +81,8 @@ class Module:
         store.attach_ledger(VersionLedger(store.local, blobcrypt.derive_subkey(world_key, b"softshield version ledger"),
                                           self.world.hknso))
         self._module_blob_key = blobcrypt.derive_subkey(world_key, b"softshield module blob")
+        # KRE of an administered world (recovery.py): new keys' recovery blobs are encrypted to it.
+        self._kre = recovery.RecoveryPublic.of(store, self.world.hknso, world_key) if self.administered else None
         self._hash_key = blobcrypt.derive_subkey(world_key, b"softshield secret key hash")
         self._tokens = TokenStore(store, world_key, self._destroy_token_objects)
         self.reader = Reader(reader_dir(kmdata_dir), ledger=store.ledger)
@@ -209,7 +211,7 @@ class Module:
         else:
             seal_key = self._module_blob_key
         name = paths.key_file(key.app, key.ident)
-        data = blobs.encode(key, self.world.hknso, seal_key)
+        data = blobs.encode(key, self.world.hknso, seal_key, self._recovery_blob(key, name))
         with self._store.writer_lock():
             self._require_owner(key.token)
             stamp = self._store.write(name, data)
@@ -219,6 +221,18 @@ class Module:
         with self._cache_lock:
             self._cache[name] = _Cached(stamp, key, login_check)
             self._rows[name] = self._row_of(key, stamp, data)
+
+    def _recovery_blob(self, key: Key, name: str) -> str | None:
+        """The recovery section of the key's blob: kept as the key had it when it was stored before
+        (its file says), else as the process's policy says for a new key (recovery.POLICY_ENV)."""
+        if self._kre is None or key.material is None:
+            return None
+        if key.recoverable is None:
+            existing = self._store.path(name)
+            key.recoverable = recovery.recovery_of(existing) if existing.exists() else recovery.enabled_for_new_keys()
+        if not key.recoverable:
+            return None
+        return recovery.recovery_blob(self._kre, self.world.hknso, key.app, key.kind, blobs.material_bytes(key.material))
 
     def _require_owner(self, token: str | None) -> None:
         if token is not None and not self._store.exists(paths.softcard_file(token)) \
@@ -243,8 +257,9 @@ class Module:
                 seal_key, login_check = self._tokens.blob_key(checked[key.token]), checked[key.token].check_value
             else:
                 seal_key = self._module_blob_key
-            sealed.append((key, paths.key_file(key.app, key.ident),
-                           blobs.encode(key, self.world.hknso, seal_key), login_check))
+            name = paths.key_file(key.app, key.ident)
+            sealed.append((key, name, blobs.encode(key, self.world.hknso, seal_key, self._recovery_blob(key, name)),
+                           login_check))
         with self._store.writer_lock():
             for token in {k.token for k in keys}:
                 self._require_owner(token)

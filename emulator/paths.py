@@ -32,19 +32,33 @@ TOKEN_IDENT_RE = re.compile(r"^uc([0-9a-f]{40})-[0-9a-f]{40}$")
 
 
 def resolve_kmdata(kmdata: str | os.PathLike | None = None) -> Path:
-    """The argument, else NFAST_KMDATA, else $XDG_DATA_HOME/softshield/kmdata, else ~/.local/share/..."""
+    """The argument, else NFAST_KMDATA, else the folder above NFAST_KMLOCAL, else
+    $XDG_DATA_HOME/softshield/kmdata, else ~/.local/share/..."""
     if kmdata is not None and str(kmdata) != "":
         return Path(kmdata).expanduser()
     env = os.environ.get("NFAST_KMDATA")
     if env:
         return Path(env).expanduser()
+    kmlocal = os.environ.get("NFAST_KMLOCAL")
+    if kmlocal:
+        return Path(kmlocal).expanduser().parent
     xdg = os.environ.get("XDG_DATA_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
     return base / "softshield" / "kmdata"
 
 
 def local_dir(kmdata: Path) -> Path:
-    return kmdata / "local"
+    """`<kmdata>/local`; NFAST_KMLOCAL names it directly, as nShield's tools read it (N2: NFAST_KMLOCAL,
+    else $NFAST_KMDATA/local), for the kmdata the environment names."""
+    kmlocal = os.environ.get("NFAST_KMLOCAL")
+    if kmlocal and Path(kmdata) == resolve_kmdata():
+        return Path(kmlocal).expanduser()
+    return Path(kmdata) / "local"
+
+
+def world_exists(kmdata: Path) -> bool:
+    """Whether `kmdata` holds a Security World (its world file), without creating anything."""
+    return (local_dir(kmdata) / WORLD_FILE).is_file()
 
 
 def module_file(esn: str) -> str:

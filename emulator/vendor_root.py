@@ -123,7 +123,9 @@ def pinned_root_hash(explicit: str | None = None) -> str:
     published = root_store_dir() / "root_hash"
     if published.exists():
         return normalise_hash(published.read_text())
-    return normalise_hash(format_hash(VendorRoot.open().hash))
+    # A verifier never makes the root it checks against: with no root store there is nothing to pin.
+    raise AttestationFailed(f"no pinned vendor root: {root_store_dir()} holds no root_hash (give --root-hash HASH, "
+                            "or SOFTSHIELD_ROOT_HASH, as the tool's published root)")
 
 
 def verify_warrant(warrant: Any, pinned: str) -> tuple[str, bytes]:

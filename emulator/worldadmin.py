@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from . import paths, shamir
+from . import paths, recovery, shamir
 from .blobs import canonical_json
 from .cards import Card, CardSetRef, Reader, new_set_hash, reader_dir
 from .crypto import blobcrypt, suites
@@ -207,6 +207,7 @@ def initialize(place: Place, *, cipher_suite: str, k: int, n: int, pins: list[by
         say("Card writing complete.")
         world_file = WorldFile(world, {module.esn: _module_share(module, world, km)}, b"", acs)
         place.store.write(paths.module_file(module.esn), module.to_bytes())
+        recovery.create(place.store, world.hknso, km, knso_der)  # KRE/KRA: keys made with recovery=yes
         # The world file last: its presence is what says "created".
         place.store.write(paths.WORLD_FILE, world_file.to_bytes())
         place.store.bump()

@@ -140,16 +140,28 @@ def generate_kek(label: str, size: int) -> bytes:
         return _rsa_spki(public[A.MODULUS], public[A.PUBLIC_EXPONENT])
 
 
-def import_kek(label: str, pem: bytes) -> bytes:
-    """An existing RSA key pair made the KEK (C_CreateObject with the attributes generate_kek
-    gives): for tests and for an operator whose KEK comes from elsewhere. Returns its SPKI."""
+def load_kek_private(pem: bytes) -> Any:
+    """The RSA private key --import-key names, checked before anything is made."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from pkcs11 import Attribute as A, KeyType, ObjectClass
 
-    private = serialization.load_pem_private_key(pem, password=None)
+    if b"PRIVATE KEY-----" not in pem:
+        raise CommandError("--import-key takes the KEK's private key (PEM); a vault's KEK public key goes to "
+                           "`softshield byok package --kek FILE` or `keytransfer -KekFile FILE`")
+    try:
+        private = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
+        raise CommandError(f"--import-key: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(private, rsa.RSAPrivateKey) or private.key_size not in KEK_SIZES:
         raise CommandError(f"--import-key: an RSA {'/'.join(map(str, KEK_SIZES))} private key (PEM) is needed")
+    return private
+
+
+def import_kek(label: str, private: Any) -> bytes:
+    """An existing RSA key pair made the KEK (C_CreateObject with the attributes generate_kek
+    gives): for tests and for an operator whose KEK comes from elsewhere. Returns its SPKI."""
+    from pkcs11 import Attribute as A, KeyType, ObjectClass
+
     n = private.private_numbers()
     with accelerator(p11client.load()).open(rw=True) as session:
         common = {A.TOKEN: True, A.KEY_TYPE: KeyType.RSA, A.LABEL: label,
@@ -163,12 +175,30 @@ def import_kek(label: str, pem: bytes) -> bytes:
 
 
 # --- the import ---------------------------------------------------------------------------------
-#: The imported key's usage by key type (C_UnwrapKey template): what a vault's imported key does.
-IMPORT_USAGE = {"RSA": {"SIGN": True, "DECRYPT": True}, "EC": {"SIGN": True, "DERIVE": True}}
+#: The imported key by key type: its class and usage (C_UnwrapKey template), what a vault's key of
+#: that type does (RSA-HSM: sign/decrypt; EC-HSM: sign; oct-HSM: encrypt/decrypt/wrap/unwrap). Every
+#: usage is stated, True or False: one key, one purpose, as the module's assurances want.
+IMPORT_KINDS = {
+    "RSA": ("PRIVATE_KEY", {"SIGN": True, "DECRYPT": True, "UNWRAP": False, "DERIVE": False}),
+    "EC": ("PRIVATE_KEY", {"SIGN": True, "DECRYPT": False, "UNWRAP": False, "DERIVE": False}),
+    "AES": ("SECRET_KEY", {"ENCRYPT": True, "DECRYPT": True, "WRAP": True, "UNWRAP": True, "SIGN": False,
+                           "VERIFY": False, "DERIVE": False}),
+}
+IMPORT_USAGE = IMPORT_KINDS  # the --kty choices
 
 
-def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple[str, str]:
-    """C_UnwrapKey under the KEK whose hash the package names; (the new key's ident, its key hash)."""
+def _labelled(session: Any, name: str) -> list[Any]:
+    from pkcs11 import Attribute as A, ObjectClass
+
+    return [obj for cls in (ObjectClass.PRIVATE_KEY, ObjectClass.SECRET_KEY, ObjectClass.PUBLIC_KEY)
+            for obj in session.get_objects({A.CLASS: cls, A.LABEL: name})]
+
+
+def unwrap_import(request: transfer.ImportRequest, name: str, kty: str | None,
+                  replace: bool = False) -> tuple[str, str, str]:
+    """C_UnwrapKey under the KEK whose hash the package names; (key type, the new key's ident, its
+    key hash). Without `kty` each type is tried in turn: the .byok does not say what it holds, and
+    an unwrap that fails leaves nothing behind."""
     import pkcs11
     from pkcs11 import Attribute as A, KeyType, ObjectClass
 
@@ -180,20 +210,33 @@ def unwrap_import(request: transfer.ImportRequest, name: str, kty: str) -> tuple
         if not keks:
             raise CommandError(f"no Key Exchange Key with hash {request.kek_hash} in this world: the package was "
                                "made for another KEK or another world")
-        # python-pkcs11 fills every capability in; a private key has no CKA_ENCRYPT/VERIFY/WRAP, so
-        # those go back to DEFAULT (dropped from the template) and only the key's own usage is sent.
-        template = {**{attr: pkcs11.DEFAULT for attr in (A.ENCRYPT, A.VERIFY, A.WRAP)},
-                    A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
-                    A.ID: name.encode(), A.COPYABLE: False, A.UNWRAP: False, A.DECRYPT: False, A.DERIVE: False,
-                    **_attrs(IMPORT_USAGE[kty])}
-        try:
-            key = keks[0].unwrap_key(ObjectClass.PRIVATE_KEY, KeyType[kty], request.ciphertext,
-                                     mechanism=rsa_aes_mechanism(), mechanism_param=rsa_aes_param(request.oaep_hash),
-                                     store=True, template=template)
-        except pkcs11.exceptions.PKCS11Error as exc:
-            raise CommandError(f"C_UnwrapKey under KEK {request.kek_hash} failed ({type(exc).__name__}): the package "
-                               f"was not made for this KEK, was damaged, or does not hold an {kty} key") from None
-        return bytes(key[p11client.CKA_NFKM_ID]).decode(), bytes(key[p11client.CKA_NFKM_HASH]).hex()
+        existing = _labelled(session, name)
+        if existing and not replace:
+            raise CommandError(f"a key named `{name}' already exists in this world: choose another --name, or "
+                               "--replace it")
+        failures = []
+        for kind in ([kty] if kty else list(IMPORT_KINDS)):
+            cls_name, usage = IMPORT_KINDS[kind]
+            # python-pkcs11 fills every capability in; those the class lacks go back to DEFAULT
+            # (dropped from the template), and only the key's own usage is sent.
+            absent = (A.ENCRYPT, A.VERIFY, A.WRAP) if cls_name == "PRIVATE_KEY" else (A.SIGN_RECOVER,)
+            template = {**{attr: pkcs11.DEFAULT for attr in absent},
+                        A.TOKEN: True, A.PRIVATE: False, A.SENSITIVE: True, A.EXTRACTABLE: False, A.LABEL: name,
+                        A.ID: name.encode(), A.COPYABLE: False, **_attrs(usage)}
+            try:
+                key = keks[0].unwrap_key(ObjectClass[cls_name], KeyType[kind], request.ciphertext,
+                                         mechanism=rsa_aes_mechanism(),
+                                         mechanism_param=rsa_aes_param(request.oaep_hash), store=True,
+                                         template=template)
+            except pkcs11.exceptions.PKCS11Error as exc:
+                failures.append(type(exc).__name__)
+                continue
+            for old in existing:
+                old.destroy()
+            return kind, bytes(key[p11client.CKA_NFKM_ID]).decode(), bytes(key[p11client.CKA_NFKM_HASH]).hex()
+        what = f"an {kty} key" if kty else "an RSA, EC or AES key"
+        raise CommandError(f"C_UnwrapKey under KEK {request.kek_hash} failed ({', '.join(dict.fromkeys(failures))}): "
+                           f"the package was not made for this KEK, was damaged, or does not hold {what}")
 
 
 @command("byok", "byok", "target side of BYOK: export-kek (KEK + world packages), import (a .byok file)")
@@ -207,17 +250,33 @@ class Byok:
         e.add_argument("--out-dir", default=".", help="where the packages go (default: current folder)")
         e.add_argument("--import-key", metavar="PEM", help="make this RSA key pair the KEK instead of generating "
                        "one (tests that must hold the KEK's private key)")
+        k = sub.add_parser("package", help="one step for a cloud vault: reduce a key's ACL for the vault's KEK "
+                           "(ACS quorum) and write its .byok")
+        k.add_argument("--kek", required=True, metavar="FILE", help="the vault's KEK: PEM public key "
+                       "(az keyvault key download) or JSON Web Key (az keyvault key show)")
+        k.add_argument("--kek-kid", metavar="KID", help="the KEK's kid (required with PEM; else taken from the JWK)")
+        k.add_argument("--key", required=True, metavar="APP:IDENT|URI", help="the module-protected key to "
+                       "transfer: e.g. simple:contosokey, or a pkcs11: URI")
+        k.add_argument("--out", required=True, metavar="FILE.byok", help="the .byok to write")
+        k.add_argument("--oaep-hash", default="SHA-1", choices=sorted(transfer.OAEP_HASHES),
+                       help="OAEP hash of the RSA part (SHA-1, as the BYOK specification says)")
+        from .pins import add_pin_file_option
+
+        add_pin_file_option(k)
         i = sub.add_parser("import", help="import a .byok transfer package under this world's KEK")
-        i.add_argument("--file", required=True, help="TransferPackage-NAME.byok (or KeyTransferPackage-NAME.byok)")
+        i.add_argument("--file", required=True, help="TransferPackage-NAME.byok (or the internal KeyTransferPackage-NAME.internal.json)")
         i.add_argument("--name", required=True, help="label of the imported key")
-        i.add_argument("--kty", choices=sorted(IMPORT_USAGE), help="key type inside the package (the legacy "
-                       "package records it; default RSA, as `az keyvault key import --kty`)")
+        i.add_argument("--kty", choices=sorted(IMPORT_KINDS), help="key type inside the package (default: the "
+                       "type the legacy package records, else found by the unwrap itself)")
+        i.add_argument("--replace", action="store_true", help="replace the key already named --name")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
         try:
             if args.byok_command == "export-kek":
                 return _export_kek(args)
+            if args.byok_command == "package":
+                return _package(args)
             return _import(args)
         except EmulatorError as exc:
             raise CommandError(str(exc)) from None
@@ -226,16 +285,18 @@ class Byok:
 def _export_kek(args: argparse.Namespace) -> int:
     if not REGION_RE.match(args.name):
         raise CommandError(f"--name {args.name!r}: a region tag is 1-16 upper-case letters and digits")
+    private = None
+    if args.import_key:
+        try:
+            private = load_kek_private(Path(args.import_key).read_bytes())
+        except OSError as exc:
+            raise CommandError(f"--import-key {args.import_key}: {exc.strerror}") from None
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     module = Module.open()
     label = f"BYOK-KEK-{args.name}"
-    if args.import_key:
-        try:
-            pem = Path(args.import_key).read_bytes()
-        except OSError as exc:
-            raise CommandError(f"--import-key {args.import_key}: {exc.strerror}") from None
-        spki = import_kek(label, pem)
+    if private is not None:
+        spki = import_kek(label, private)
     else:
         spki = generate_kek(label, args.size)
     kek_hash = hashlib.sha1(spki).hexdigest()
@@ -259,6 +320,39 @@ def _export_kek(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package(args: argparse.Namespace) -> int:
+    """KeyTransferRemote -ModifyAcls then -Package in one step, for a KEK file from the vault. Every
+    input is checked before the quorum is asked for; the .byok appears only when it is complete."""
+    from . import keyref, keytransfer
+
+    out = Path(args.out)
+    if out.exists():
+        raise CommandError(f"--out {out}: already exists (a .byok is never overwritten)")
+    target = keytransfer.transfer_target(None, None, args.kek, args.kek_kid, None)
+    app, ident = keyref.resolve(args.key)
+    module = keytransfer.open_module()
+    keytransfer.require_module_protected(module, app, ident)
+    if (module.local / transfer.transfer_file_name(ident)).exists():
+        copy = transfer.read_key_file(module, transfer.TRANSFER_APP, ident)
+        transfer.check_transfer_copy(copy, target)  # reduced for this KEK before: package it again
+        print(f"{copy.file_path.name}: already reduced for KEK {target.kek_hash}")
+    else:
+        copy = keytransfer.reduce_acl(module, app, ident, target, args.pin_file)
+        print(f"Reduced copy of {paths.key_file(app, ident)} written: {copy.file_path}")
+        for line in copy.acl.describe():
+            print(line)
+    _copy, ciphertext = keytransfer.wrap_copy(module, ident, target, args.oaep_hash)
+    doc = transfer.neutral_package(target, ciphertext, module.esn, args.oaep_hash)
+    partial = out.with_name(f".{out.name}.partial")
+    transfer.write_json(partial, doc)
+    partial.replace(out)
+    print(f"Key {paths.key_file(app, ident)} wrapped for KEK {target.kek_hash} ({target.form}, RSA-{target.key_size}) "
+          f"with CKM_RSA_AES_KEY_WRAP, OAEP {args.oaep_hash}")
+    print(f"Transfer package (.byok, kid {target.kid}): {out}")
+    print("Result: SUCCESS")
+    return 0
+
+
 def _import(args: argparse.Namespace) -> int:
     module = Module.open()
     path = Path(args.file)
@@ -270,8 +364,10 @@ def _import(args: argparse.Namespace) -> int:
     if request.hknso != module.world.hknso:
         raise CommandError(f"{path.name} is for Security World {request.hknso}; this world is "
                            f"{module.world.hknso}: import it where its KEK lives")
-    kty = args.kty or request.key_kind or "RSA"
-    ident, key_hash = unwrap_import(request, args.name, kty)
+    kind = args.kty or request.key_kind
+    if kind and kind not in IMPORT_KINDS:
+        raise CommandError(f"{path.name} holds a {kind} key: byok import takes {', '.join(IMPORT_KINDS)} keys")
+    kty, ident, key_hash = unwrap_import(request, args.name, kind, args.replace)
     print(f"Imported {kty} key `{args.name}' ({request.kind} package) under KEK {request.kek_hash}")
     print(f"Key file: {module.local / paths.key_file('pkcs11', ident)} (non-exportable, bound to world "
           f"{module.world.hknso})")

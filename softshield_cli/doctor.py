@@ -45,10 +45,22 @@ def check_c_host() -> Check:
         return False, "pkcs11-tool not installed", "apt-get install opensc"
     if not so.is_file():
         return False, "no library to load", "build it: make"
-    try:
-        result = subprocess.run([tool, "--module", str(so), "-I"], capture_output=True, text=True, timeout=60)
-    except subprocess.TimeoutExpired:
-        return False, "pkcs11-tool -I did not finish in 60 s", "run it by hand with CKNFAST_DEBUG=10 to see where it stops"
+    import tempfile
+
+    from emulator import paths
+    from pkcs11_shim import config
+
+    with tempfile.TemporaryDirectory(prefix="softshield-doctor-") as scratch:
+        env = dict(os.environ)
+        if not paths.world_exists(paths.resolve_kmdata(config.Config.load().kmdata)):
+            # The library makes a world on first use; a check must not: it loads against a scratch kmdata.
+            env.pop("NFAST_KMLOCAL", None)
+            env["NFAST_KMDATA"] = scratch
+        try:
+            result = subprocess.run([tool, "--module", str(so), "-I"], capture_output=True, text=True, timeout=60,
+                                    env=env)
+        except subprocess.TimeoutExpired:
+            return False, "pkcs11-tool -I did not finish in 60 s", "run it by hand with CKNFAST_DEBUG=10 to see where it stops"
     text = result.stdout + result.stderr
     if result.returncode == 0 and "Cryptoki version" in text:
         version = next((l.split("version", 1)[1].strip(" :") for l in text.splitlines() if "Cryptoki version" in l), "")

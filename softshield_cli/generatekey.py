@@ -31,6 +31,19 @@ CURVES = {"NISTP256": "secp256r1", "P-256": "secp256r1", "NISTP384": "secp384r1"
           "NISTP521": "secp521r1", "P-521": "secp521r1"}
 SIZES = {"RSA": (1024, 8192), "AES": (128, 256), "DES3": (168, 168), "HMAC": (64, 2048)}
 PROTECTIONS = ("module", "token", "softcard")
+#: What each key type may do, stated in every template (python-pkcs11 turns these flags into explicit
+#: CKA_SIGN/CKA_DERIVE/... values; its own defaults give an EC key both SIGN and DERIVE, which the
+#: module's security assurances refuse for a token key: one key, one purpose, as nShield's
+#: ECDSA and ECDH types are). Names are pkcs11.MechanismFlag members.
+CAPABILITIES = {
+    "RSA": ("ENCRYPT", "DECRYPT", "SIGN", "VERIFY", "WRAP", "UNWRAP"),
+    "EC": ("SIGN", "VERIFY"), "ECDSA": ("SIGN", "VERIFY"), "ECDH": ("DERIVE",),
+    "Ed25519": ("SIGN", "VERIFY"),
+    "AES": ("ENCRYPT", "DECRYPT", "SIGN", "VERIFY", "WRAP", "UNWRAP"),
+    "DES3": ("ENCRYPT", "DECRYPT", "SIGN", "VERIFY", "WRAP", "UNWRAP"),
+    "HMAC": ("SIGN", "VERIFY"),
+    "ML-DSA": ("SIGN", "VERIFY"), "ML-KEM": ("ENCAPSULATE", "DECAPSULATE"),
+}
 #: Post-quantum families (PKCS#11 3.2): parameter set by `paramset=ML-DSA-65` or `size=65`, the
 #: default first. ML-KEM-512 is left out: the library's `cryptography` lacks it.
 PARAMETER_SETS = {"ML-DSA": ("ML-DSA-65", "ML-DSA-44", "ML-DSA-87"), "ML-KEM": ("ML-KEM-768", "ML-KEM-1024")}
@@ -194,6 +207,16 @@ def _login(args, params, lib):
     return p11client.token(lib, params["cardset"]), preload.PRELOADED_PIN
 
 
+def capabilities(key_type: str, family: str):
+    """The pkcs11.MechanismFlag of a key type (CAPABILITIES)."""
+    from functools import reduce
+
+    from pkcs11 import MechanismFlag
+
+    names = CAPABILITIES.get(key_type) or CAPABILITIES[family]
+    return reduce(lambda a, b: a | b, (MechanismFlag[name] for name in names))
+
+
 def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tuple[str, str]:
     """Generate through PKCS#11; returns (app, ident) of the key file."""
     import pkcs11
@@ -205,6 +228,11 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
 
     if params["protect"] == "token":
         preload.preload_cardset(args, params["cardset"])  # sets NFAST_NFKM_TOKENSFILE for the library
+    from emulator import recovery
+
+    # recovery=yes|no: whether the module adds a recovery blob under the world's recovery key (the
+    # library in this process reads it when it writes the new key's blob).
+    os.environ[recovery.POLICY_ENV] = params["recovery"]
     lib = p11client.load()
     token, pin = _login(args, params, lib)
     private = params["protect"] != "module"
@@ -212,6 +240,7 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
     label = params.get("plainname") or params.get("ident") or ""
     common = {Attribute.TOKEN: True, Attribute.LABEL: label}
     family, key_type = params["family"], params["type"]
+    caps = capabilities(key_type, family)
     try:
         with token.open(rw=True, user_pin=pin, attribute_mapper=p11client.mapper()) as session, \
                 Progress(f"generating {key_type} key" + (f" ({params['paramset']})" if params.get("paramset") else
@@ -225,7 +254,7 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
                 kt = KeyType.ML_DSA if family == "ML-DSA" else KeyType.ML_KEM
                 mech = Mechanism.ML_DSA_KEY_PAIR_GEN if family == "ML-DSA" else Mechanism.ML_KEM_KEY_PAIR_GEN
                 _pub, key = session.generate_keypair(kt, public_template=pub, private_template=priv, mechanism=mech,
-                                                     store=True)
+                                                     store=True, capabilities=caps)
             elif family in ("RSA", "EC", "Ed25519"):
                 pub = dict(common)
                 priv = common | {Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
@@ -239,14 +268,13 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
                 elif family == "EC":
                     pub[Attribute.EC_PARAMS] = encode_named_curve_parameters(CURVES[params["curve"].upper()])
                     mech, pub[Attribute.KEY_TYPE] = Mechanism.EC_KEY_PAIR_GEN, KeyType.EC
-                    if key_type == "ECDH":
-                        priv[Attribute.DERIVE] = True
                 else:
                     pub[Attribute.EC_PARAMS] = encode_named_curve_parameters("1.3.101.112")
                     mech, pub[Attribute.KEY_TYPE] = Mechanism.EC_EDWARDS_KEY_PAIR_GEN, KeyType.EC_EDWARDS
                 length = int(params["size"]) if family == "RSA" else None  # python-pkcs11 wants it for RSA
                 _pub, key = session.generate_keypair(pub[Attribute.KEY_TYPE], length, public_template=pub,
-                                                     private_template=priv, mechanism=mech, store=True)
+                                                     private_template=priv, mechanism=mech, store=True,
+                                                     capabilities=caps)
             else:
                 tmpl = common | {Attribute.PRIVATE: private, Attribute.SENSITIVE: True,
                                  Attribute.EXTRACTABLE: False} | naming
@@ -257,11 +285,10 @@ def generate(args: argparse.Namespace, app: str, params: dict[str, str]) -> tupl
                     kt, mech = KeyType.DES3, Mechanism.DES3_KEY_GEN
                 else:
                     kt, mech = KeyType.GENERIC_SECRET, Mechanism.GENERIC_SECRET_KEY_GEN
-                    tmpl[Attribute.SIGN], tmpl[Attribute.VERIFY] = True, True
                 if family != "DES3":
                     tmpl[Attribute.VALUE_LEN] = size // 8
                 key = session.generate_key(kt, size if family != "DES3" else 192, template=tmpl,
-                                           mechanism=mech, store=True)
+                                           mechanism=mech, store=True, capabilities=caps)
             ident = bytes(key[p11client.CKA_NFKM_ID]).decode()
             key_app = key[p11client.CKA_NFKM_APPNAME]
     except pkcs11.exceptions.PKCS11Error as exc:

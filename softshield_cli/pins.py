@@ -90,7 +90,11 @@ class PinSource:
         presented = []
         if self.lines is not None:
             while (item := self.next("", "")) is not None:
-                presented.append((reader.resolve(item[0]), item[1]))
+                path = reader.resolve(item[0])
+                if any(path == seen for seen, _pin in presented):
+                    # One card counts once in a quorum; reading it again would only fail its PIN check.
+                    raise CommandError(f"the PIN file names card {item[0]} twice: present each card of the quorum once")
+                presented.append((path, item[1]))
             return presented
         for index in range(1, k + 1):
             item = self.next(f"Insert card {index} of {k}, then enter its PIN", "PIN: ")

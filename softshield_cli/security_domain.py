@@ -1,7 +1,10 @@
 """`softshield security-domain export | restore`: world backup with a quorum (emulator/backup.py).
 
-    export --certificates c0.cer c1.cer c2.cer --quorum 2 --out sd.json
-    restore --in sd.json --keys k0.pem k2.pem          (into an empty NFAST_KMDATA)
+    export --sd-wrapping-keys c0.cer c1.cer c2.cer --sd-quorum 2 --security-domain-file sd.json
+    restore --sd-file sd.json --sd-wrapping-keys k0.pem k2.pem [--passwords P0 P2]   (into an empty kmdata)
+
+The flags are the Azure CLI's (`az keyvault security-domain download` / `upload`); the shorter
+--certificates/--quorum/--out and --in/--keys are the same options.
 """
 
 from __future__ import annotations
@@ -31,12 +34,18 @@ class SecurityDomain:
     def configure(p: argparse.ArgumentParser) -> None:
         sub = p.add_subparsers(dest="sd_command", required=True, metavar="ACTION")
         e = sub.add_parser("export", help="encrypt the world's secrets to 3..10 certificates, quorum 2..N")
-        e.add_argument("--certificates", nargs="+", required=True, help="RSA certificates (PEM or DER)")
-        e.add_argument("--quorum", type=int, required=True)
-        e.add_argument("--out", required=True, help="security domain file (JSON)")
+        e.add_argument("--sd-wrapping-keys", "--certificates", dest="certificates", nargs="+", required=True,
+                       metavar="CERT", help="3..10 RSA certificates (PEM or DER), one per share holder")
+        e.add_argument("--sd-quorum", "--quorum", dest="quorum", type=int, required=True, metavar="N",
+                       help="how many holders' keys a restore needs (2..number of certificates)")
+        e.add_argument("--security-domain-file", "--out", dest="out", required=True, metavar="FILE",
+                       help="security domain file to write (JSON)")
         r = sub.add_parser("restore", help="restore the world into an empty kmdata with a quorum of private keys")
-        r.add_argument("--in", dest="infile", required=True)
-        r.add_argument("--keys", nargs="+", required=True, help="PEM private keys matching the certificates")
+        r.add_argument("--sd-file", "--in", dest="infile", required=True, metavar="FILE", help="security domain file")
+        r.add_argument("--sd-wrapping-keys", "--keys", dest="keys", nargs="+", required=True, metavar="KEY",
+                       help="PEM private keys matching the certificates (a quorum of them)")
+        r.add_argument("--passwords", nargs="+", default=[], metavar="PASSWORD",
+                       help="passwords of encrypted PEM keys, in the order of --sd-wrapping-keys")
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
@@ -55,8 +64,11 @@ class SecurityDomain:
             try:
                 sd = json.loads(Path(args.infile).read_bytes())
             except (OSError, ValueError) as exc:
-                raise CommandError(f"--in {args.infile}: not a security domain file ({exc})") from None
-            names = backup.restore_security_domain(kmdata, sd, [_read(k) for k in args.keys])
+                raise CommandError(f"--sd-file {args.infile}: not a security domain file ({exc})") from None
+            if len(args.passwords) > len(args.keys):
+                raise CommandError(f"{len(args.passwords)} passwords for {len(args.keys)} keys (--passwords)")
+            passwords = [p.encode() if p else None for p in args.passwords]
+            names = backup.restore_security_domain(kmdata, sd, [_read(k) for k in args.keys], passwords)
             module = Module.open(kmdata)
             loaded, skipped = 0, 0
             for name in names:

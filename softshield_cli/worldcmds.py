@@ -33,7 +33,8 @@ class NewWorld:
         action.add_argument("-l", "--program", action="store_true", help="add a module to the existing world")
         action.add_argument("--recover", action="store_true", help="re-initialise a module from the world (ACS)")
         p.add_argument("-c", "--cipher-suite", default="DLf3072s256mAEScSP800131Ar1")
-        p.add_argument("-m", "--module", type=int, default=1)
+        p.add_argument("-m", "--module", type=int, default=None,
+                       help="module number (default 1; with --program, the next free number)")
         p.add_argument("-Q", "--acs-quorum", default="1/1", metavar="K/N")
         p.add_argument("--acs-name", default="acs", help="card file names: <name>-<n>.card")
         p.add_argument("-f", "--force", action="store_true", help="replace an existing world")
@@ -49,17 +50,26 @@ class NewWorld:
             world_file = place.world_file()
             if world_file is None:
                 raise CommandError("no existing world to load")
+            if args.program and args.module is not None:
+                # The module --program loads is a new one: it takes the next number, as on a host
+                # whose modules #1..#M-1 are already in the world. Another number is refused
+                # before a card is read (--recover re-initialises an existing module).
+                following = len(worldadmin.module_files(place.store)) + 1
+                if args.module != following:
+                    raise CommandError(f"--module={args.module}: the module --program adds is #{following} "
+                                       f"(modules #1..#{following - 1} are programmed; --recover --module=N "
+                                       "re-initialises one of them)")
             ref = worldadmin.acs_ref(world_file)
             presented = pins.cards(place.reader, ref.k)
             if args.program:
                 worldadmin.program(place, presented, say=print)
             else:
-                worldadmin.recover(place, presented, args.module, say=print)
+                worldadmin.recover(place, presented, args.module or 1, say=print)
             return 0
         k, n = worldadmin.parse_quorum(args.acs_quorum)
         names = [cards.card_file_name(args.acs_name, i) for i in range(1, n + 1)]
         worldadmin.initialize(place, cipher_suite=args.cipher_suite, k=k, n=n, pins=pins.new_pins(names),
-                              module_number=args.module, force=args.force, acs_name=args.acs_name, say=print)
+                              module_number=args.module or 1, force=args.force, acs_name=args.acs_name, say=print)
         return 0
 
 

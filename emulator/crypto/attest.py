@@ -75,3 +75,29 @@ def public_pem(spki_der: bytes) -> bytes:
 def public_pem_of_private(private_pem: bytes) -> bytes:
     return serialization.load_pem_private_key(private_pem, password=None).public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def rsa_public_spki(*, pem: bytes | None = None, n: int | None = None, e: int | None = None) -> tuple[bytes, int]:
+    """(SubjectPublicKeyInfo DER, modulus bits) of an RSA public key given as PEM or as (n, e);
+    BlobInvalid names what is wrong (a private key, another algorithm, an impossible exponent)."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    try:
+        if pem is not None:
+            if b"PRIVATE KEY-----" in pem:
+                raise BlobInvalid("a private key: give the KEK's public key (az keyvault key download)")
+            key = serialization.load_pem_public_key(pem)
+        else:
+            key = rsa.RSAPublicNumbers(e, n).public_key()
+    except (ValueError, TypeError, AssertionError) as exc:
+        raise BlobInvalid(f"not an RSA public key ({exc})") from None
+    if not isinstance(key, rsa.RSAPublicKey):
+        from cryptography.hazmat.primitives.asymmetric import ed448, ed25519, x448, x25519
+
+        kinds = ((ec.EllipticCurvePublicKey, "an EC"), (ed25519.Ed25519PublicKey, "an Ed25519"),
+                 (ed448.Ed448PublicKey, "an Ed448"), (x25519.X25519PublicKey, "an X25519"),
+                 (x448.X448PublicKey, "an X448"))
+        kind = next((text for cls, text in kinds if isinstance(key, cls)), "another")
+        raise BlobInvalid(f"{kind} key, not RSA")
+    der = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return der, key.key_size

@@ -63,12 +63,57 @@ def load_certificate(data: bytes, what: str) -> HolderCertificate:
     return HolderCertificate(cert, public)
 
 
-def load_holder_key(data: bytes, what: str) -> HolderKey:
-    """An unencrypted PEM RSA private key."""
+def load_holder_key(data: bytes, what: str, password: bytes | None = None) -> HolderKey:
+    """A PEM RSA private key; an encrypted one (PKCS#8 or OpenSSL's) opened with `password`."""
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise BlobInvalid(f"{what}: not an unencrypted PEM private key ({exc})") from None
+        key = serialization.load_pem_private_key(data, password=password or None)
+    except TypeError:
+        if password:
+            raise BlobInvalid(f"{what}: not encrypted, but a password was given for it") from None
+        raise BlobInvalid(f"{what}: an encrypted PEM private key: give its password (--passwords)") from None
+    except ValueError as exc:
+        if password and b"ENCRYPTED" in data:
+            raise BlobInvalid(f"{what}: the password does not open this key") from None
+        raise BlobInvalid(f"{what}: not a PEM private key ({exc})") from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise BlobInvalid(f"{what}: not an RSA private key")
     return HolderKey(key)
+
+
+# --- the world's recovery key (KRE/KRA): key recovery blobs -----------------------------------------
+RECOVERY_BITS = 3072
+
+
+def new_recovery_key() -> tuple[bytes, bytes]:
+    """(PKCS#8 DER of the private half, SPKI DER of the public half) of a new RSA recovery key."""
+    private = rsa.generate_private_key(65537, RECOVERY_BITS)
+    return (private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()),
+            private.public_key().public_bytes(serialization.Encoding.DER,
+                                              serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
+def recovery_encrypt(public_spki: bytes, data: bytes, aad: bytes) -> bytes:
+    """RSA-OAEP-256 of a fresh AES-256 key, then AES-256-GCM of `data` under it (nonce || ct || tag)."""
+    from .blobcrypt import random_key, seal
+
+    public = serialization.load_der_public_key(public_spki)
+    assert isinstance(public, rsa.RSAPublicKey)
+    key = random_key()
+    return public.encrypt(key, _OAEP) + seal(key, data, aad)
+
+
+def recovery_decrypt(private_pkcs8: bytes, blob: bytes, aad: bytes, what: str) -> bytes:
+    from .blobcrypt import try_unseal
+
+    private = serialization.load_der_private_key(private_pkcs8, password=None)
+    assert isinstance(private, rsa.RSAPrivateKey)
+    size = private.key_size // 8
+    try:
+        key = private.decrypt(blob[:size], _OAEP)
+    except ValueError:
+        raise CryptoFailure(f"{what}: the recovery blob is not for this world's recovery key") from None
+    plain = try_unseal(key, blob[size:], aad)
+    if plain is None:
+        raise CryptoFailure(f"{what}: the recovery blob does not authenticate (edited)")
+    return plain

@@ -50,6 +50,9 @@ def flow(tmp_path_factory) -> Flow:
     for ident in ("contosokey", "fmtkey", "plainkey"):
         env.run(source, "generatekey", "--batch", "simple", "type=RSA", "size=2048", "protect=module",
                 f"ident={ident}", f"plainname={ident}", "nvram=no")
+    for ident, spec in (("aeskey", ["type=AES", "size=256"]), ("eckey", ["type=ECDSA", "curve=NISTP256"])):
+        env.run(source, "generatekey", "--batch", "simple", *spec, "protect=module", f"ident={ident}",
+                f"plainname={ident}")
     source_public = public_pem(env, source, "contosokey")
     flow = Flow(env, source, target, packages, kek_pem, out, source_public)
     quorum = env.pin_file("pins-1-3", [1, 3])
@@ -59,10 +62,15 @@ def flow(tmp_path_factory) -> Flow:
             *flow.transfer_args("TEST"), "--pin-file", env.pin_file("pins-2-3", [3, 2]))
     out["package"] = env.run(source, "keytransfer", "-Package", "-KeyIdentifier", "contosokey",
                              *flow.transfer_args("EU"), "-SubscriptionId", "sub-1", "-KeyFriendlyName",
-                             "Contoso").stdout
+                             "Contoso", "-InternalPackage").stdout
     for name, oaep in (("Fmt1", []), ("Fmt256", ["-OaepHash", "SHA-256"])):
         env.run(source, "keytransfer", "-Package", "-KeyIdentifier", "fmtkey", *flow.transfer_args("TEST"),
                 "-SubscriptionId", "sub-1", "-KeyFriendlyName", name, *oaep)
+    for ident, name in (("aeskey", "Aes"), ("eckey", "Ec")):
+        env.run(source, "keytransfer", "-ModifyAcls", "-KeyIdentifier", ident, *flow.transfer_args("EU"),
+                "--pin-file", quorum)
+        env.run(source, "keytransfer", "-Package", "-KeyIdentifier", ident, *flow.transfer_args("EU"),
+                "-SubscriptionId", "sub-1", "-KeyFriendlyName", name)
     out["import"] = env.run(target, "byok", "import", "--file", "TransferPackage-Contoso.byok",
                             "--name", "contoso").stdout
     return flow

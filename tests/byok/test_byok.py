@@ -222,7 +222,7 @@ def test_package_writes_the_vendor_neutral_byok(flow):
 
 def test_package_writes_the_legacy_package(flow):
     neutral = json.loads((flow.env.work / "TransferPackage-Contoso.byok").read_text())
-    legacy = json.loads((flow.env.work / "KeyTransferPackage-Contoso.byok").read_text())
+    legacy = json.loads((flow.env.work / "KeyTransferPackage-Contoso.internal.json").read_text())
     assert legacy["format"] == "softshield-legacy-byok" and legacy["subscription_id"] == "sub-1"
     assert legacy["target"]["kek_hash"] == kek_hash(flow, "EU")
     assert legacy["source"]["key_file"] == "key_xferacld_contosokey"
@@ -327,7 +327,7 @@ def test_replay_of_a_byok_for_another_kek_fails(flow):
     assert r.returncode == 1
     assert r.stderr.strip() == (f"softshield byok: C_UnwrapKey under KEK {kek_hash(flow, 'TEST')} failed "
                                 "(WrappedKeyInvalid): the package was not made for this KEK, was damaged, or does not "
-                                "hold an RSA key")
+                                "hold an RSA, EC or AES key")
 
 
 def test_edited_byok_fails_the_unwrap(flow):
@@ -341,7 +341,7 @@ def test_edited_byok_fails_the_unwrap(flow):
 
 
 def test_legacy_package_imports_too(flow):
-    r = flow.env.run(flow.target, "byok", "import", "--file", "KeyTransferPackage-Contoso.byok", "--name",
+    r = flow.env.run(flow.target, "byok", "import", "--file", "KeyTransferPackage-Contoso.internal.json", "--name",
                      "contoso-legacy")
     assert r.stdout.startswith("Imported RSA key `contoso-legacy' (legacy package) under KEK " + kek_hash(flow, "EU"))
     _module, key = _imported(flow, "contoso-legacy")
@@ -395,3 +395,44 @@ def test_modify_acls_in_a_world_without_acs_is_refused(flow):
     assert r.stderr.strip() == ("softshield keytransfer: this Security World has no Administrator Card Set (make one "
                                 "with `softshield new-world --initialize --acs-quorum=K/N`): no quorum can authorise "
                                 "the transfer")
+
+
+# --- byok import: every type -Package makes, found by the unwrap; names are unique ---------------------
+@pytest.mark.parametrize("package, name, kind", [("TransferPackage-Aes.byok", "imported-aes", "AES"),
+                                                 ("TransferPackage-Ec.byok", "imported-ec", "EC")])
+def test_import_detects_the_key_type(flow, package, name, kind):
+    r = flow.env.run(flow.target, "byok", "import", "--file", package, "--name", name)
+    assert r.stdout.startswith(f"Imported {kind} key `{name}' (neutral package) under KEK {kek_hash(flow, 'EU')}")
+    _module, key = _imported(flow, name)
+    assert key.kind == {"AES": "secret:AES", "EC": "private:EC"}[kind]
+    assert not {Action.EXPORT_AS_BLOB, Action.EXPORT_PLAIN} & key.acl.actions()
+
+
+def test_imported_aes_key_decrypts_what_the_source_key_encrypted(flow):
+    flow.env.run(flow.target, "byok", "import", "--file", "TransferPackage-Aes.byok", "--name", "aes-roundtrip")
+    code = """
+        import pkcs11
+        from pkcs11 import Attribute as A, Mechanism, ObjectClass
+        token = pkcs11.lib({so!r}).get_token(token_label="loadshared accelerator")
+        with token.open() as s:
+            [key] = list(s.get_objects({{A.CLASS: ObjectClass.SECRET_KEY, A.LABEL: {label!r}}}))
+            print(key.{op}(bytes.fromhex({data!r}), mechanism=Mechanism.AES_CBC_PAD, mechanism_param=bytes(16)).hex())
+    """
+    ciphertext = flow.env.python(flow.source, code.format(so=str(SO), label="aeskey", op="encrypt",
+                                                         data=b"across worlds".hex())).strip()
+    plain = flow.env.python(flow.target, code.format(so=str(SO), label="aes-roundtrip", op="decrypt", data=ciphertext))
+    assert bytes.fromhex(plain.strip()) == b"across worlds"
+
+
+def test_import_under_a_taken_name_is_refused_unless_replace(flow):
+    r = flow.env.run(flow.target, "byok", "import", "--file", "TransferPackage-Contoso.byok", "--name", "contoso",
+                     check=False)
+    assert (r.returncode, r.stderr) == (1, "softshield byok: a key named `contoso' already exists in this world: "
+                                           "choose another --name, or --replace it\n")
+    flow.env.run(flow.target, "byok", "import", "--file", "TransferPackage-Ec.byok", "--name", "twice")
+    before = _imported(flow, "twice")[1].key_hash
+    flow.env.run(flow.target, "byok", "import", "--file", "TransferPackage-Aes.byok", "--name", "twice", "--replace")
+    module = Module.open(flow.target)
+    keys, _ = module.load_keys(None)
+    named = [k for k in keys if k.plainname == "twice"]
+    assert [k.kind for k in named] == ["secret:AES"] and named[0].key_hash != before

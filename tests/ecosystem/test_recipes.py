@@ -12,7 +12,7 @@ from ecoenv import ROOT, SO, USER_PIN, run
 RECIPES = ROOT / "docs" / "recipes"
 #: README order: later recipes use what earlier ones made (the key, its PEM, the PKCS#8 file).
 ORDER = ("generate.sh", "list.sh", "export-pubkey.sh", "sign.sh", "import-pkcs8.sh", "certificate.sh",
-         "wrap_unwrap.py", "python_pkcs11.py")
+         "wrap_unwrap.py", "wrap-unwrap-pkcs11-tool.sh", "python_pkcs11.py")
 #: Recipes that need a server, each run verbatim by its own test: openssh.sh by test_openssh.py.
 SERVER_RECIPES = ("openssh.sh",)
 
@@ -51,6 +51,9 @@ def test_recipe(name: str, env: dict, workdir: Path):
         "import-pkcs8.sh": lambda: "label:      imported-ec" in out,
         "certificate.sh": lambda: "Certificate Object" in out and "subject:    DN: CN=recipe-rsa" in out,
         "wrap_unwrap.py": lambda: "unwrapped copy decrypts" in out,
+        "wrap-unwrap-pkcs11-tool.sh": lambda: "Key wrapped" in out and "Key unwrapped" in out
+        and len((workdir / "datakey.wrapped").read_bytes()) == 24
+        and "the unwrapped copy decrypts what the original encrypted" in out,
         "python_pkcs11.py": lambda: "recipe-ec" in out and "recipe-rsa" in out,
     }
     assert checks[name](), out

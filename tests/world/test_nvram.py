@@ -84,7 +84,7 @@ def test_inspection_shows_nvram(made):
 @pytest.mark.parametrize("cards, reason", [
     (None, "no PIN file given and no terminal to ask on: use --pin-file FILE"),
     ({"acs-2.card": "2222"}, "nvram: NVRAM allocation needs 2 of the 3 cards of ACS `acs'; 1 presented (--pin-file)"),
-    ({"acs-2.card": "2222", "acs-2.card ": "2222"}, "already"),
+    ({"acs-2.card": "2222", "acs-2.card ": "2222"}, "the PIN file names card acs-2.card twice"),
     ({"acs-1.card": "1111", "acs-2.card": "9999"}, "acs-2.card"),
 ])
 def test_no_quorum_leaves_nothing(made, tmp_path, cards, reason):
