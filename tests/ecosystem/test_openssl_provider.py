@@ -59,18 +59,35 @@ def ec_key(token_label: str) -> str:
     return f"pkcs11:token={token_label};object=ossl-ec;type=private"
 
 
+def _public_pem(uri: str) -> bytes:
+    """The public key as PEM, from the token's public attributes. (`openssl pkey -in <public URI>`
+    does not load public keys with pkcs11-provider 1.0 on OpenSSL 3.0, against SoftHSM2 either; and
+    pkcs11-tool 0.23's --read-object of an EC key uses parameters it has freed, which fails or not
+    depending on what else the process allocated.)"""
+    import pkcs11
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from pkcs11 import Attribute, KeyType, ObjectClass
+    from pkcs11.util.ec import encode_ec_public_key
+
+    token = uri.split("token=")[1].split(";")[0]
+    label = uri.split("object=")[1].split(";")[0]
+    with pkcs11.lib(str(SO)).get_token(token_label=token).open() as session:
+        key = session.get_key(ObjectClass.PUBLIC_KEY, label=label)
+        if key.key_type == KeyType.RSA:
+            public = rsa.RSAPublicNumbers(int.from_bytes(key[Attribute.PUBLIC_EXPONENT], "big"),
+                                          int.from_bytes(key[Attribute.MODULUS], "big")).public_key()
+        else:
+            public = serialization.load_der_public_key(encode_ec_public_key(key))
+    return public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
 @pytest.mark.parametrize("key", ["rsa_key", "ec_key"])
 def test_dgst_sign_with_a_key_made_by_another_process(key: str, served: dict, request, tmp_path: Path) -> None:
     uri = request.getfixturevalue(key)
     data = tmp_path / "data.txt"
     data.write_text("signed through OpenSSL 3's pkcs11 provider\n")
-    # The public key as pkcs11-tool reads it (SubjectPublicKeyInfo): `openssl pkey -in <public URI>`
-    # does not load public keys with pkcs11-provider 1.0 on OpenSSL 3.0, against SoftHSM2 either.
-    label = uri.split("object=")[1].split(";")[0]
-    pkcs11_tool("--token-label", uri.split("token=")[1].split(";")[0], "--read-object", "--type", "pubkey",
-                "--label", label, "-o", str(tmp_path / "pub.der"))
-    run("openssl", "pkey", "-pubin", "-inform", "DER", "-in", str(tmp_path / "pub.der"), "-out",
-        str(tmp_path / "pub.pem"))
+    (tmp_path / "pub.pem").write_bytes(_public_pem(uri))
     run("openssl", "dgst", "-sha256", "-sign", uri, "-out", str(tmp_path / "sig"), str(data), env=served)
     # Verified by OpenSSL's default provider alone, from the exported public key.
     ok = run("openssl", "dgst", "-sha256", "-verify", str(tmp_path / "pub.pem"), "-signature",
