@@ -84,11 +84,12 @@ class Server:
         raise AssertionError(f"hardserver did not start:\n{self.log.read_text()}")
 
     def _all_workers_ready(self, text: str) -> bool:
-        """Listening, and with several workers every one taking clients (the dispatcher listens once
+        """Listening, and with several workers every one taking clients (the dispatcher accepts once
         the first is ready): a test that places clients on workers needs them all."""
         if "listening on" not in text:
             return False
-        return self.workers == 1 or len(set(re.findall(r"worker (\d+) \(pid \d+\) takes clients", text))) == self.workers
+        ready = set(re.findall(r"worker (\d+) \(pid \d+\) takes clients", text))
+        return self.workers == 1 or len(ready) == self.workers
 
     def worker_of(self, pid: int) -> int:
         """The worker the dispatcher gave the client process `pid` (its log line); 0 with one worker."""
