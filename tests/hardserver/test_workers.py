@@ -13,11 +13,12 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
 
-from hsenv import CKR_OK, RawClient, Server, init_token, new_server, run_worker, worker
+from hsenv import CKR_OK, ROOT, SERVER_SO, RawClient, Server, init_token, new_server, run_worker, worker
 
 CKS_RW_PUBLIC_SESSION = 2
 CKA_PRIVATE = 0x2
@@ -183,3 +184,42 @@ def test_sigterm_stops_every_worker(two_workers: Server) -> None:
     assert not server.socket.exists()
     for pid in workers.values():
         assert not os.path.exists(f"/proc/{pid}")
+
+
+def _softshield_hardserver(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "softshield_cli.main", "hardserver", *args], cwd=ROOT,
+                          env={**os.environ, **env}, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("args, env, message", [
+    (["--workers", "0"], {}, "--workers 0: give 1 or more"),
+    ([], {"SOFTSHIELD_HARDSERVER_WORKERS": "many"},
+     "SOFTSHIELD_HARDSERVER_WORKERS=many is not a number of workers (1 or more)"),
+])
+def test_a_bad_worker_count_is_one_line(tmp_path, args: list[str], env: dict[str, str], message: str) -> None:
+    done = _softshield_hardserver("--socket", str(tmp_path / "run" / "hs.sock"), *args, **env)
+    assert done.returncode != 0
+    assert done.stderr.strip() == f"softshield hardserver: {message}"
+    assert not (tmp_path / "run").exists()
+
+
+def test_worker_count_from_cknfastrc(tmp_path) -> None:
+    rc = tmp_path / "cknfastrc"
+    rc.write_text("SOFTSHIELD_HARDSERVER_WORKERS = 3\n")
+    sock = tmp_path / "run" / "hs.sock"
+    log = tmp_path / "hs.log"
+    env = {k: v for k, v in os.environ.items() if k != "SOFTSHIELD_HARDSERVER_WORKERS"}
+    env.update(SOFTSHIELD_CKNFASTRC=str(rc), NFAST_KMDATA=str(tmp_path / "kmdata"))
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(sock)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "listening on" not in log.read_text() and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()
+            time.sleep(0.1)
+        assert f"hardserver listening on {sock} (module {SERVER_SO}, 3 workers)" in log.read_text()
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=60) == 0
+    assert "hardserver stopped (3 workers)" in log.read_text()
