@@ -162,11 +162,14 @@ def test_client_processes(sessions, hardservers) -> None:
         configs[f"w{workers}"] = (CLIENT_SO, backends.OURS.labels["main"], KWP["ours"],
                                   {"SOFTSHIELD_HARDSERVER": str(sock)})
     rates: dict[tuple[str, int], list[float]] = {}
+    load_before = os.getloadavg()[0]
     for _round in range(ROUNDS):
         for name, (so, label, mechanism, env) in configs.items():
             for processes in PROCESSES:
                 rates.setdefault((name, processes), []).append(_clients(processes, so, label, mechanism, env))
     soft_note = "each process loads it; CKM_AES_KEY_WRAP_PAD"
+    # The machine's 1-minute load average around the measurement (others' work on a shared machine).
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
     for workers in WORKER_COUNTS:
         server = f"hardserver, {_plural(workers, 'worker')}"
         for processes in PROCESSES:
@@ -178,4 +181,4 @@ def test_client_processes(sessions, hardservers) -> None:
         op = f"{MANY}: {many} processes over 1, aggregate ({server})"
         for impl, name in (("ours", f"w{workers}"), ("softhsm", "softhsm")):
             scale = statistics.median(m / o for m, o in zip(rates[(name, many)], rates[(name, one)]))
-            record(op, impl, scale, unit="x", group="hardserver-clients")
+            record(op, impl, scale, unit="x", group="hardserver-clients", note=load if impl == "ours" else "")
