@@ -44,9 +44,9 @@ def test_eight_clients_at_once(server, token) -> None:
 
 
 def test_client_killed_mid_operation_leaves_no_sessions(server, token) -> None:
-    """The server closes a killed client's sessions. ulSessionCount counts the sessions of the module
-    that answers (with several workers, the clients of one worker), so the count is read by the
-    killed client's worker in its log line, which names the client's pid."""
+    """The server closes a killed client's sessions, and its log line names the client's pid and how
+    many it closed. (ulSessionCount counts the sessions of the module that answers, with several
+    workers those of one worker's clients: the next test reads it with one worker.)"""
     proc = worker(server, "3.12", "hold", token, "3", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.3)  # inside its encrypt loop
