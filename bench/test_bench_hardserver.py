@@ -2,14 +2,22 @@
 beside in-process mode, on the same token: the difference is the cost of the socket hop.
 
 python-pkcs11's wrap_key makes two C_WrapKey calls (length query, then the wrap), so client mode
-pays two round trips per wrap; the note on each client-mode row states the added time per wrap."""
+pays two round trips per wrap; the note on each client-mode row states the added time per wrap.
+
+Many clients: 1 and 4 client processes (bench/clientprobe.py) wrapping at once through one
+hardserver with 1 and with 2 worker processes, against the same processes each loading SoftHSM2;
+the aggregate wraps/s of all processes, and the 4-process aggregate over one process's rate."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pkcs11
 import pytest
@@ -73,3 +81,104 @@ def test_wrap_client_mode(benchmark, sessions, client_session, mode: str, case: 
         hop = seconds - SECONDS[("in-process", case)]
         note = f"socket hop +{hop * 1e6:.0f} µs per wrap (2 C_WrapKey round trips)"
     record(f"{case} ({mode})", "ours", 1 / seconds, note=note, group="hardserver")
+
+
+# ---- many client processes ------------------------------------------------------------------------
+PROBE = Path(__file__).with_name("clientprobe.py")
+CLIENT_SECONDS = 0.2 if backends.SMOKE else float(os.environ.get("SOFTSHIELD_BENCH_CLIENT_SECONDS", "2"))
+ROUNDS = 1 if backends.SMOKE else int(os.environ.get("SOFTSHIELD_BENCH_CLIENT_ROUNDS", "3"))
+PROCESSES = (1, 4)
+KWP = {"ours": Mechanism.AES_KEY_WRAP_KWP, "softhsm": Mechanism.AES_KEY_WRAP_PAD}
+WORKER_COUNTS = (1, 2)
+MANY = "wrap AES_KEY_WRAP_KWP AES-256"
+
+
+@contextlib.contextmanager
+def _hardserver(workers: int):
+    """A hardserver with `workers` worker processes over the bench's kmdata; yields its socket."""
+    sock = backends.WORK / f"hs-w{workers}" / "hs.sock"
+    log = backends.WORK / f"hardserver-w{workers}.log"
+    env = {**os.environ, "NFAST_KMDATA": str(backends.KMDATA)}
+    proc = subprocess.Popen([sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(sock),
+                             "--workers", str(workers)], cwd=backends.ROOT, env=env, stdout=open(log, "w"),
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        # Listening, and (with several) every worker taking clients, so that the clients spread.
+        while not ("listening on" in log.read_text()
+                   and (workers == 1 or len(set(re.findall(r"worker (\d+) \(pid \d+\) takes clients",
+                                                           log.read_text()))) == workers)):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        yield sock
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def _clients(count: int, so: Path | str, label: str, mechanism: int, env: dict[str, str]) -> float:
+    """Aggregate wraps/s of `count` processes wrapping at once (each its own rate, summed). They start
+    one after the other: SoftHSM2 rewrites its token file in place at login, so processes that log in
+    at the same moment can read it half written (CKR_GENERAL_ERROR, or no such token)."""
+    procs = []
+    for _ in range(count):
+        proc = subprocess.Popen([sys.executable, str(PROBE), str(so), label, hex(mechanism), str(CLIENT_SECONDS)],
+                                env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        procs.append(proc)
+        assert proc.stdout.readline().strip() == "ready", (so, proc.communicate(timeout=60))
+    for proc in procs:
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    rate = 0.0
+    for proc in procs:
+        out, err = proc.communicate(timeout=60 + 4 * CLIENT_SECONDS)
+        assert proc.returncode == 0, err
+        wraps, seconds = out.split()
+        rate += int(wraps) / float(seconds)
+    return rate
+
+
+def _plural(n: int, word: str, suffix: str = "s") -> str:
+    return f"{n} {word}{suffix if n > 1 else ''}"
+
+
+@pytest.fixture(scope="module")
+def hardservers():
+    """{workers: socket} for 1 and 2 workers, both running for the whole measurement (idle costs nothing)."""
+    with contextlib.ExitStack() as stack:
+        yield {w: stack.enter_context(_hardserver(w)) for w in WORKER_COUNTS}
+
+
+def test_client_processes(sessions, hardservers) -> None:
+    """1 and 4 python-pkcs11 processes wrapping at once: through one hardserver with 1 and with 2
+    workers, and each process loading SoftHSM2 itself (the peer). The configurations take turns for
+    ROUNDS rounds and each figure is the median, so that load from elsewhere on a shared machine
+    falls on all of them alike."""
+    if not CLIENT_SO.is_file():
+        pytest.skip("no client library: make build")
+    configs = {"softhsm": (backends.SOFTHSM_SO, backends.SOFTHSM.labels["main"], KWP["softhsm"], {})}
+    for workers, sock in hardservers.items():
+        configs[f"w{workers}"] = (CLIENT_SO, backends.OURS.labels["main"], KWP["ours"],
+                                  {"SOFTSHIELD_HARDSERVER": str(sock)})
+    rates: dict[tuple[str, int], list[float]] = {}
+    load_before = os.getloadavg()[0]
+    for _round in range(ROUNDS):
+        for name, (so, label, mechanism, env) in configs.items():
+            for processes in PROCESSES:
+                rates.setdefault((name, processes), []).append(_clients(processes, so, label, mechanism, env))
+    soft_note = "each process loads it; CKM_AES_KEY_WRAP_PAD"
+    # The machine's 1-minute load average around the measurement (others' work on a shared machine).
+    load = f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after, {os.cpu_count()} cores"
+    for workers in WORKER_COUNTS:
+        server = f"hardserver, {_plural(workers, 'worker')}"
+        for processes in PROCESSES:
+            op = f"{MANY}, {_plural(processes, 'client process', 'es')} at once ({server})"
+            record(op, "ours", statistics.median(rates[(f"w{workers}", processes)]), group="hardserver-clients")
+            record(op, "softhsm", statistics.median(rates[("softhsm", processes)]), note=soft_note,
+                   group="hardserver-clients")
+        many, one = PROCESSES[-1], PROCESSES[0]
+        op = f"{MANY}: {many} processes over 1, aggregate ({server})"
+        for impl, name in (("ours", f"w{workers}"), ("softhsm", "softhsm")):
+            scale = statistics.median(m / o for m, o in zip(rates[(name, many)], rates[(name, one)]))
+            record(op, impl, scale, unit="x", group="hardserver-clients", note=load if impl == "ours" else "")

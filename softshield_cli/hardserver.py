@@ -1,6 +1,7 @@
 """`softshield hardserver`: serve the module to many processes on a local socket (nShield's hardserver).
 
-    softshield hardserver [--socket PATH] [--library SO] [--kmdata DIR] [--idle-timeout S] [--log-level info]
+    softshield hardserver [--socket PATH] [--library SO] [--kmdata DIR] [--idle-timeout S] [--workers N]
+                          [--log-level info]
     softshield hardserver --stop [--socket PATH]
 
 build/libsoftshield-pkcs11.so forwards here from every process it does not embed the module into
@@ -8,7 +9,9 @@ build/libsoftshield-pkcs11.so forwards here from every process it does not embed
 nobody listens; build/libsoftshield-client.so always forwards. Every PKCS#11 call is answered by the
 one module this process owns. SIGTERM, Ctrl-C or `--stop` closes every client's sessions and
 finalizes the module; with an idle timeout the server does the same once it has had no client for
-that long.
+that long. With more than one worker (default: one per core), a dispatcher process accepts and hands
+each client process to one worker process, each a module over the same kmdata
+(pkcs11_shim.hardserver.dispatch); `--workers 1` serves every client from this one process.
 """
 
 from __future__ import annotations
@@ -36,6 +39,9 @@ class Hardserver:
         p.add_argument("--idle-timeout", type=float, default=None, metavar="SECONDS",
                        help="exit after this long without clients (default: SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT, "
                             "else 0 = never; a server the library starts uses 300)")
+        p.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="worker processes, each a module over the same kmdata (default: "
+                            "SOFTSHIELD_HARDSERVER_WORKERS, else one per core; 1 = this process serves alone)")
         p.add_argument("--ready-fd", type=int, default=None, help=argparse.SUPPRESS)  # the starting library's pipe
         p.add_argument("--stop", action="store_true", help="stop the server on the socket (its pid file) and exit")
 
@@ -60,8 +66,11 @@ class Hardserver:
         idle = args.idle_timeout
         if idle is None:
             idle = _idle_from_config()
+        workers = args.workers if args.workers is not None else _workers_from_config()
+        if workers < 1:
+            raise CommandError(f"--workers {workers}: give 1 or more")
         try:
-            return server.run(socket_path, library, idle_timeout=idle, ready_fd=args.ready_fd)
+            return server.run(socket_path, library, idle_timeout=idle, ready_fd=args.ready_fd, workers=workers)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
 
@@ -74,3 +83,19 @@ def _idle_from_config() -> float:
         return float(value) if value else 0.0
     except ValueError:
         raise CommandError(f"SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT={value} is not a number of seconds") from None
+
+
+def _workers_from_config() -> int:
+    """SOFTSHIELD_HARDSERVER_WORKERS (environment, else cknfastrc), else the cores we may run on."""
+    from pkcs11_shim.config import rc_value
+
+    value = os.environ.get("SOFTSHIELD_HARDSERVER_WORKERS") or rc_value("SOFTSHIELD_HARDSERVER_WORKERS")
+    if not value:
+        return len(os.sched_getaffinity(0))
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise CommandError(f"SOFTSHIELD_HARDSERVER_WORKERS={value} is not a number of workers (1 or more)")
+    return count

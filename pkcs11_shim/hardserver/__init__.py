@@ -17,4 +17,6 @@ listens, and the C-only libsoftshield-client.so (both built by pkcs11_shim.clien
 - `visibility`: which arguments are object handles (shared by the rules that hide objects), and
   session objects per application: another client's do not exist for a client.
 - `server`: the socket, one thread per connection, start-up and clean shutdown.
+- `dispatch`: with several workers, the process that owns the socket and hands each client process
+  to one worker process; `worker`: such a worker, a `server` whose connections come from it.
 """

@@ -19,6 +19,7 @@ HEADER = struct.Struct("<4sHHII")
 
 HELLO, CALL, REPLY, ERROR = 1, 2, 3, 4
 HELLO_PAYLOAD = struct.Struct("<IIQ16s")  # sizeof(CK_ULONG), sizeof(void *), pid, client token
+PAYLOAD_TIMEOUT = 30.0  # seconds for the rest of a frame once its header arrived
 
 
 class ProtocolError(Exception):
@@ -47,12 +48,8 @@ def _recv_exact(sock: socket.socket, n: int, what: str, *, at_boundary: bool = F
     return b"".join(chunks)
 
 
-def read_frame(sock: socket.socket, payload_timeout: float | None = 30.0) -> tuple[int, int, bytes]:
-    """(frame type, function id, payload). Waits for a header as long as the client likes (pooled
-    connections sit idle), then expects the rest of the frame within `payload_timeout`."""
-    sock.settimeout(None)
-    header = _recv_exact(sock, HEADER.size, "frame header", at_boundary=True)
-    sock.settimeout(payload_timeout)
+def parse_header(header: bytes) -> tuple[int, int, int]:
+    """(frame type, function id, payload length) of a whole header, or the ProtocolError refusing it."""
     magic, version, ftype, fid, length = HEADER.unpack(header)
     if magic != MAGIC:
         raise ProtocolError(f"bad magic {magic!r} (not a softshield client?)")
@@ -62,11 +59,28 @@ def read_frame(sock: socket.socket, payload_timeout: float | None = 30.0) -> tup
         raise ProtocolError(f"payload of {length} bytes exceeds the {MAX_PAYLOAD}-byte limit")
     if ftype not in (HELLO, CALL):
         raise ProtocolError(f"unexpected frame type {ftype}")
+    return ftype, fid, length
+
+
+def read_frame(sock: socket.socket, payload_timeout: float | None = PAYLOAD_TIMEOUT) -> tuple[int, int, bytes]:
+    """(frame type, function id, payload). Waits for a header as long as the client likes (pooled
+    connections sit idle), then expects the rest of the frame within `payload_timeout`."""
+    sock.settimeout(None)
+    header = _recv_exact(sock, HEADER.size, "frame header", at_boundary=True)
+    sock.settimeout(payload_timeout)
+    ftype, fid, length = parse_header(header)
     try:
         payload = _recv_exact(sock, length, "frame payload") if length else b""
     except socket.timeout:
         raise ProtocolError(f"truncated frame: payload of {length} bytes did not arrive") from None
     return ftype, fid, payload
+
+
+def hello_fields(ftype: int, payload: bytes) -> tuple[int, int, int, bytes]:
+    """(sizeof(CK_ULONG), sizeof(void *), pid, client token) of a connection's first frame."""
+    if ftype != HELLO or len(payload) != HELLO_PAYLOAD.size:
+        raise ProtocolError("the first frame must be HELLO")
+    return HELLO_PAYLOAD.unpack(payload)
 
 
 def send_frame(sock: socket.socket, ftype: int, fid: int, payload: bytes) -> None:

@@ -184,12 +184,15 @@ class Hardserver:
             pass
         conn.close()
 
-    def _hello(self, conn: socket.socket) -> Client:
+    def _hello(self, conn: socket.socket, handed: bytes | None = None) -> Client:
+        """Answer the connection's HELLO: read here, or `handed` over by the dispatcher that read it
+        (pkcs11_shim.hardserver.dispatch) and checked it is one."""
         assert self.codec is not None and self.clients is not None
-        ftype, _fid, payload = protocol.read_frame(conn)
-        if ftype != protocol.HELLO or len(payload) != protocol.HELLO_PAYLOAD.size:
-            raise ProtocolError("the first frame must be HELLO")
-        ulong_size, ptr_size, pid, token = protocol.HELLO_PAYLOAD.unpack(payload)
+        if handed is None:
+            ftype, _fid, payload = protocol.read_frame(conn)
+        else:
+            ftype, payload = protocol.HELLO, handed
+        ulong_size, ptr_size, pid, token = protocol.hello_fields(ftype, payload)
         ffi = self.codec.ffi
         if ulong_size != ffi.sizeof("CK_ULONG") or ptr_size != ffi.sizeof("void *"):
             raise ProtocolError(f"client ABI (CK_ULONG {ulong_size}, pointer {ptr_size} bytes) differs from the server's")
@@ -212,11 +215,11 @@ class Hardserver:
             rv = self.clients.dispatch(client, plan, args)
         return self.codec.encode(rv, replies)
 
-    def _serve_connection(self, conn: socket.socket) -> None:
+    def _serve_connection(self, conn: socket.socket, handed: bytes | None = None) -> None:
         assert self.codec is not None and self.clients is not None
         client: Client | None = None
         try:
-            client = self._hello(conn)
+            client = self._hello(conn, handed)
             while not self.stopping.is_set():
                 ftype, fid, payload = protocol.read_frame(conn)
                 if ftype != protocol.CALL:
@@ -250,6 +253,10 @@ class Hardserver:
             conn.close()
             if client is not None and not self.stopping.is_set():
                 self.clients.detach(client)
+            self._ended(conn)
+
+    def _ended(self, conn: socket.socket) -> None:
+        """A connection is closed and its client detached (a worker tells its dispatcher)."""
 
     # ---- shutdown -----------------------------------------------------------------------------
     def stop(self, *_signal: Any) -> None:
@@ -293,10 +300,15 @@ class Hardserver:
 
 
 def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0,
-        ready_fd: int | None = None) -> int:
+        ready_fd: int | None = None, workers: int = 1) -> int:
     """Serve until SIGTERM or SIGINT (or idle_timeout seconds without clients); returns the exit
     status. ready_fd, when given, gets "ready" once the socket listens and is closed: the library
-    that started this server waits on it."""
+    that started this server waits on it. More than one worker: this process accepts and hands each
+    client to one of `workers` module processes (pkcs11_shim.hardserver.dispatch)."""
+    if workers > 1:
+        from pkcs11_shim.hardserver.dispatch import Dispatcher
+
+        return Dispatcher(socket_path, library, idle_timeout, workers).run(ready_fd)
     server = Hardserver(socket_path, library, idle_timeout)
     server.open_module()
     server.bind()

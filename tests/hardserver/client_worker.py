@@ -3,9 +3,11 @@
     python client_worker.py CLIENT_SO COMMAND TOKEN_LABEL [ARGS...]
 
 Commands: tour (the mechanisms python-pkcs11 and pkcs11-tool users reach for), genkey KEY (a token
-AES key; prints the CBC encryption of a known block), stress KEY N (N rounds against a shared
-token key), hold N (N sessions, then operations until killed), wait (a session, then after a line
-on stdin the result of using it twice). Prints one result line per step; exits 1 on failure.
+AES key; prints the CBC encryption of a known block), keep KEY (genkey, then "ready", and stays
+until a line on stdin), encrypt KEY (that encryption with another client's token key), stress KEY N
+(N rounds against a shared token key), pool KEY N (N tasks of a 6-thread pool on one session),
+hold N (N sessions, then operations until killed), wait (a session, then after a line on stdin the
+result of using it twice). Prints one result line per step; exits 1 on failure.
 """
 
 from __future__ import annotations
@@ -76,6 +78,38 @@ def main() -> int:
         with token.open(user_pin=PIN, rw=True) as session:
             key = session.generate_key(KeyType.AES, 256, label=rest[0], id=b"\x42", store=True)
             print(key.encrypt(bytes(16), mechanism=Mechanism.AES_CBC, mechanism_param=IV).hex())
+    elif command == "keep":
+        # genkey, then stay connected (logged in) until a line on stdin.
+        with token.open(user_pin=PIN, rw=True) as session:
+            key = session.generate_key(KeyType.AES, 256, label=rest[0], store=True)
+            print(key.encrypt(bytes(16), mechanism=Mechanism.AES_CBC, mechanism_param=IV).hex(), flush=True)
+            print("ready", flush=True)
+            sys.stdin.readline()
+    elif command == "encrypt":
+        # The CBC encryption of a zero block under the token key KEY, made by another client.
+        with token.open(user_pin=PIN) as session:
+            key = session.get_key(label=rest[0], key_type=KeyType.AES)
+            print(key.encrypt(bytes(16), mechanism=Mechanism.AES_CBC, mechanism_param=IV).hex())
+    elif command == "pool":
+        # A thread pool sharing one session (and one key in it): calls from several threads at once,
+        # so the client library opens several connections.
+        from concurrent.futures import ThreadPoolExecutor
+
+        session = token.open(user_pin=PIN, rw=True)
+        shared = session.get_key(label=rest[0], key_type=KeyType.AES)
+
+        def task(i: int) -> bytes:
+            data = os.urandom(64 + i % 32)
+            assert shared.decrypt(shared.encrypt(data, mechanism_param=IV), mechanism_param=IV) == data
+            own = session.generate_key(KeyType.AES, 128, store=False)
+            assert own.decrypt(own.encrypt(data, mechanism_param=IV), mechanism_param=IV) == data
+            return session.generate_random(256)
+
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            randoms = list(pool.map(task, range(int(rest[1]))))
+        assert len(set(randoms)) == len(randoms) and {len(r) for r in randoms} == {32}
+        session.close()
+        print("pool ok", os.getpid())
     elif command == "stress":
         with token.open(user_pin=PIN, rw=True) as session:
             shared = session.get_key(label=rest[0], key_type=KeyType.AES)

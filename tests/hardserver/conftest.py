@@ -36,3 +36,15 @@ def server():
 @pytest.fixture(scope="module")
 def token(server) -> str:
     return init_token(server)
+
+
+@pytest.fixture(scope="module")
+def one_module_server():
+    """A server with one worker, whatever the default: for the rules between clients that share one
+    module (logins joined, session objects hidden, session counts). With several workers only the
+    clients of one worker share a module, and the dispatcher puts two clients on two workers."""
+    srv = new_server(workers=1)
+    yield srv
+    if srv.alive():
+        srv.terminate()
+    shutil.rmtree(srv.work, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -42,16 +43,25 @@ def venv_python(version: str) -> Path:
     return python
 
 
+def default_workers() -> int:
+    """The worker count a server started here gets: SOFTSHIELD_HARDSERVER_WORKERS (so the suite runs
+    with any count), else one per core, as `softshield hardserver` chooses."""
+    value = os.environ.get("SOFTSHIELD_HARDSERVER_WORKERS")
+    return int(value) if value else len(os.sched_getaffinity(0))
+
+
 class Server:
     """A `softshield hardserver` subprocess; restartable on the same socket and kmdata."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, workers: int | None = None) -> None:
         self.work = work
+        self.workers = workers or default_workers()
         self.kmdata = work / "kmdata"
         self.kmdata.mkdir(exist_ok=True)
         self.socket = work / "run" / "hardserver.sock"
         self.log = work / "hardserver.log"
         self.proc: subprocess.Popen | None = None
+        self.stopped: list[int] = []
         # These tests start, stop and kill their own server: a client must never start another one.
         self.env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(self.socket), "NFAST_KMDATA": str(self.kmdata),
                     "SOFTSHIELD_HARDSERVER_TIMEOUT": "120", "SOFTSHIELD_HARDSERVER_AUTOSTART": "0"}
@@ -61,16 +71,50 @@ class Server:
         seen = self.log.stat().st_size if self.log.exists() else 0
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(self.socket),
-             "--kmdata", str(self.kmdata), "--library", str(SERVER_SO), "--log-level", "debug"],
+             "--kmdata", str(self.kmdata), "--library", str(SERVER_SO), "--log-level", "debug",
+             "--workers", str(self.workers)],
             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=self.env)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"hardserver exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            if "listening on" in self.log.read_text()[seen:]:
+            if self._all_workers_ready(self.log.read_text()[seen:]):
                 return
             time.sleep(0.1)
         raise AssertionError(f"hardserver did not start:\n{self.log.read_text()}")
+
+    def _all_workers_ready(self, text: str) -> bool:
+        """Listening, and with several workers every one taking clients (the dispatcher accepts once
+        the first is ready): a test that places clients on workers needs them all."""
+        if "listening on" not in text:
+            return False
+        ready = set(re.findall(r"worker (\d+) \(pid \d+\) takes clients", text))
+        return self.workers == 1 or len(ready) == self.workers
+
+    def worker_of(self, pid: int) -> int:
+        """The worker the dispatcher gave the client process `pid` (its log line); 0 with one worker."""
+        if self.workers == 1:
+            return 0
+        found = re.findall(rf"client pid {pid} on worker (\d+) \(pid \d+\)", self.log_text())
+        assert found, f"no worker serves client pid {pid}:\n{self.log_text()}"
+        return int(found[-1])
+
+    def worker_pids(self) -> dict[int, int]:
+        """worker index -> pid of the workers now taking clients (the latest of each index)."""
+        return {int(i): int(pid) for i, pid in re.findall(r"worker (\d+) \(pid (\d+)\) takes clients", self.log_text())}
+
+    def processes(self) -> list[int]:
+        """The server's pids: the dispatcher (or the only process) and its workers."""
+        assert self.proc is not None
+        pids = [self.proc.pid]
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            if int(fields[1]) == self.proc.pid:
+                pids.append(int(stat.parent.name))
+        return pids
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -89,22 +133,33 @@ class Server:
         """SIGSTOP, returning once every server thread is stopped: kill() returns before a thread
         running on the other core has stopped, and that thread could still answer a request."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-        tasks = Path(f"/proc/{self.proc.pid}/task")
+        self.stopped = self.processes()  # with workers, they answer the calls: stop them all
+        for pid in self.stopped:
+            os.kill(pid, signal.SIGSTOP)
         deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
-            states = [_task_state(task) for task in tasks.iterdir()]
+            states = [_task_state(task) for pid in self.stopped for task in _tasks(pid)]
             if all(state in (None, "T", "t") for state in states):
                 return
             time.sleep(0.01)
         raise AssertionError(f"server {self.proc.pid} did not stop within {limit}s")
 
     def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
+        for pid in self.stopped:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
 
     def log_text(self) -> str:
         return self.log.read_text()
+
+
+def _tasks(pid: int) -> list[Path]:
+    try:
+        return list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return []
 
 
 def _task_state(task: Path) -> str | None:
@@ -213,8 +268,8 @@ class RawClient:
         raise AssertionError(f"no token {label}")
 
 
-def new_server() -> Server:
+def new_server(workers: int | None = None) -> Server:
     work = Path(tempfile.mkdtemp(prefix="softshield-hs-"))
-    server = Server(work)
+    server = Server(work, workers)
     server.start()
     return server

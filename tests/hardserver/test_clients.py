@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from hsenv import IV, RawClient, pkcs11_tool, run_worker, worker  # noqa: F401
+from hsenv import IV, RawClient, init_token, pkcs11_tool, run_worker, worker  # noqa: F401
 
 
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
@@ -44,6 +44,28 @@ def test_eight_clients_at_once(server, token) -> None:
 
 
 def test_client_killed_mid_operation_leaves_no_sessions(server, token) -> None:
+    """The server closes a killed client's sessions, and its log line names the client's pid and how
+    many it closed. (ulSessionCount counts the sessions of the module that answers, with several
+    workers those of one worker's clients: the next test reads it with one worker.)"""
+    proc = worker(server, "3.12", "hold", token, "3", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == "ready"
+    time.sleep(0.3)  # inside its encrypt loop
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    gone = f"client pid {proc.pid} gone: 3 session(s) closed"
+    deadline = time.monotonic() + 20
+    while gone not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gone in server.log_text()
+    assert server.alive()
+    # The token is usable (and logged out: the killed client held the only login).
+    assert "tour ok" in run_worker(server, "3.13", "tour", token)
+
+
+def test_session_count_follows_a_killed_client(one_module_server) -> None:
+    """Seen from a client of the same module: the count rises by the sessions another client opens
+    and falls back when it is killed (one worker, so that both clients share its module)."""
+    server, token = one_module_server, init_token(one_module_server)
     raw = RawClient()
     assert raw.initialize(server) == 0
     try:
@@ -52,17 +74,13 @@ def test_client_killed_mid_operation_leaves_no_sessions(server, token) -> None:
         proc = worker(server, "3.12", "hold", token, "3", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert proc.stdout.readline().strip() == "ready"
         assert raw.session_count(slot) == before + 3
-        time.sleep(0.3)  # inside its encrypt loop
+        time.sleep(0.3)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
         deadline = time.monotonic() + 20
         while raw.session_count(slot) != before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert raw.session_count(slot) == before
-        assert server.alive()
-        assert "3 session(s) closed" in server.log_text()
-        # The token is usable (and logged out: the killed client held the only login).
-        assert "tour ok" in run_worker(server, "3.13", "tour", token)
     finally:
         raw.finalize()
 

@@ -88,6 +88,12 @@ class Client(RawClient):
         return self.lib.C_EncryptInit(ulong(session), ctypes.byref(mech), ulong(key))
 
 
+@pytest.fixture(scope="module")
+def server(one_module_server):
+    """These rules hold between clients of one module: one worker serves them all."""
+    return one_module_server
+
+
 @pytest.fixture
 def holder(server, token):
     """Client A: logged in to the token, encrypting with a private session key until killed."""

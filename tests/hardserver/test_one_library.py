@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -38,7 +39,9 @@ class AutoWorld:
         self.pid_file = self.run / "hardserver.pid"
         self.log = self.run / "hardserver.log"
         (self.work / "kmdata").mkdir()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("SOFTSHIELD_")}
+        # The server's worker count may come from the environment (the suite runs with any count).
+        self.env = {k: v for k, v in os.environ.items()
+                    if not k.startswith("SOFTSHIELD_") or k == "SOFTSHIELD_HARDSERVER_WORKERS"}
         self.env.update({"NFAST_KMDATA": str(self.work / "kmdata"), "SOFTSHIELD_HARDSERVER": str(self.socket),
                          "SOFTSHIELD_HARDSERVER_IDLE_TIMEOUT": "120", "XDG_RUNTIME_DIR": str(self.work / "xdg")})
 
@@ -54,6 +57,11 @@ class AutoWorld:
 
     def server_pid(self) -> int:
         return int(self.pid_file.read_text())
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes the server's log names (none when one process serves alone)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return [int(pid) for pid in re.findall(r"worker \d+ \(pid (\d+)\) takes clients", text)]
 
     def listening_lines(self) -> int:
         return self.log.read_text().count("hardserver listening on") if self.log.exists() else 0
@@ -241,6 +249,7 @@ def test_started_server_exits_when_idle(world: AutoWorld) -> None:
     assert not _alive(pid)
     assert not world.socket.exists() and not world.pid_file.exists()
     assert "no client for 1 s: exiting" in world.log.read_text()
+    _assert_every_module_finalized(world)
 
 
 def test_mode_from_cknfastrc(world: AutoWorld, tmp_path: Path) -> None:
@@ -254,6 +263,16 @@ def test_mode_from_cknfastrc(world: AutoWorld, tmp_path: Path) -> None:
     result, _, _ = world.host(sys.executable)  # the module's own Python, forwarded because the file says so
     assert (result["initialize"], result["description"]) == (CKR.OK, FORWARDED)
     assert _alive(world.server_pid())
+
+
+def _assert_every_module_finalized(world: AutoWorld) -> None:
+    """Each worker (or the one process) closed its clients' sessions and finalized its module
+    before the server exited, and no worker outlives it."""
+    workers = world.worker_pids()
+    expected = int(os.environ.get("SOFTSHIELD_HARDSERVER_WORKERS") or len(os.sched_getaffinity(0)))
+    assert len(workers) == (expected if expected > 1 else 0)
+    assert not [w for w in workers if _alive(w)]
+    assert world.log.read_text().count("module finalized (rv 0x0)") == max(1, len(workers))
 
 
 def _softshield(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -278,6 +297,7 @@ def test_stop_stops_the_server_and_says_when_there_is_none(world: AutoWorld) -> 
     stopped = _softshield("hardserver", "--stop", "--socket", str(world.socket), env=world.env)
     assert stopped.returncode == 0 and stopped.stdout.strip() == f"hardserver {pid} on {world.socket} stopped"
     assert not _alive(pid) and not world.socket.exists() and not world.pid_file.exists()
+    _assert_every_module_finalized(world)
     again = _softshield("hardserver", "--stop", "--socket", str(world.socket), env=world.env)
     assert again.returncode != 0
     assert again.stderr.strip() == f"softshield hardserver: no hardserver pid file at {world.pid_file}"

@@ -123,6 +123,12 @@ CALLS: list[tuple[str, Call, int, str]] = [
 ]
 
 
+@pytest.fixture(scope="module")
+def server(one_module_server):
+    """These rules hold between clients of one module: one worker serves them all."""
+    return one_module_server
+
+
 @pytest.fixture
 def two_clients(server, token):
     """(A, A's session, B's process, B's session key, B's session data object)."""
