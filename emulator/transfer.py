@@ -10,7 +10,7 @@ Source module (KeyTransferRemote, nshield-workflow.md §4), all through the PKCS
     hash) is the one that counts.
 Target module: `parse_package` checks a package; C_UnwrapKey under the KEK imports it.
 
-Package formats (README "Bring your own key"): the vendor-neutral `.byok` JSON (schema_version
+Package formats (docs/byok.md): the vendor-neutral `.byok` JSON (schema_version
 1.0.0, S4) and a legacy-style package of our own.
 """
 

@@ -7,7 +7,7 @@ short keys. `CKNFAST_OVERRIDE_SECURITY_ASSURANCES` lists, separated by `;` (or `
 waive: `all`, `none`, a check's token below, `shortkey_<alg>=<bits>` to lower one minimum, and
 `silent` (no log line for a waived check). The tokens are nShield's names; which attribute
 combination each one covers is our reading of them (the vendor's exact rules are not public in the
-material we had: see README, Security World).
+material we had: see docs/security-world.md).
 
 The SAM applies in worlds made by `new-world` (an administered estate, as on a real nShield);
 the world `Module.open` makes on first use is a developer's soft token and skips it unless

@@ -1,4 +1,4 @@
-"""Print the README's "Mechanisms" table (markdown) from the mechanism registry.
+"""Print the mechanism table of docs/mechanisms.md (markdown) from the mechanism registry.
 
     .venv/bin/python scripts/mechanism_table.py
 

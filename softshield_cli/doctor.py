@@ -3,7 +3,7 @@
 Each check is a function returning (ok, what was found, the fix); the checks run in the order a
 problem would block the next one: the library file, the library loading in a C host (pkcs11-tool
 -I, a fresh process, the way any application loads it), the config file, the kmdata directory and
-its Security World, then the tools the README's recipes use. Exit status 1 when a check fails.
+its Security World, then the tools the recipes (docs/recipes) use. Exit status 1 when a check fails.
 """
 
 from __future__ import annotations

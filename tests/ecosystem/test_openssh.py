@@ -1,5 +1,5 @@
 """OpenSSH with the library: the accelerator slot hidden by CKNFAST_NO_ACCELERATOR_SLOTS, and the
-README's OpenSSH recipe (docs/recipes/openssh.sh) run verbatim against a throw-away sshd on
+The OpenSSH recipe (docs/recipes/openssh.sh, shown in docs/tools.md) run verbatim against a throw-away sshd on
 127.0.0.1 (its own port, host key and config in a temp folder; `sshd -D`, stopped by the test).
 
 ssh, ssh-keygen -D and ssh-agent's ssh-pkcs11-helper are C hosts: each loads the library in process.

@@ -1,4 +1,5 @@
-"""Every README recipe (docs/recipes/) runs against the real library and does what it says."""
+"""Every recipe (docs/recipes/) runs against the real library and does what it says, and the page that
+shows it (docs/tools.md; the tour on the README's front page) shows it as it is."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ ORDER = ("generate.sh", "list.sh", "export-pubkey.sh", "sign.sh", "import-pkcs8.
          "wrap_unwrap.py", "wrap-unwrap-pkcs11-tool.sh", "python_pkcs11.py")
 #: Recipes that need a server, each run verbatim by its own test: openssh.sh by test_openssh.py.
 SERVER_RECIPES = ("openssh.sh",)
+#: recipe -> the page that shows it whole (the tour is run by test_tour.py).
+PAGES = {**{name: ROOT / "docs" / "tools.md" for name in ORDER + SERVER_RECIPES}, "tour.sh": ROOT / "README.md"}
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +31,13 @@ def env(token_label: str) -> dict:
 
 
 def test_every_recipe_is_listed():
-    assert sorted(p.name for p in RECIPES.iterdir() if p.suffix in (".sh", ".py")) == sorted(ORDER + SERVER_RECIPES)
-    readme = (ROOT / "README.md").read_text()
-    for name in ORDER + SERVER_RECIPES:
-        # The README shows each script whole, in a block titled with its path: what CI runs is what
+    assert sorted(p.name for p in RECIPES.iterdir() if p.suffix in (".sh", ".py")) == sorted(PAGES)
+    for name, page in PAGES.items():
+        # The page shows each script whole, in a block titled with its path: what CI runs is what
         # a reader copies.
         lang = "sh" if name.endswith(".sh") else "python"
         shown = f'```{lang} title="docs/recipes/{name}"\n{(RECIPES / name).read_text()}```'
-        assert shown in readme, f"README does not show docs/recipes/{name} as it is"
+        assert shown in page.read_text(), f"{page.relative_to(ROOT)} does not show docs/recipes/{name} as it is"
 
 
 @pytest.mark.parametrize("name", ORDER)

@@ -1,5 +1,5 @@
 """C_GetInfo in client mode answers what the in-process library answers: cryptokiVersion 3.2 through
-every table (README, PQC section), whichever table the host obtained last. The same C host
+every table (docs/compatibility.md, PQC section), whichever table the host obtained last. The same C host
 (tests/pqc/c/host32.c) and the same expectations as tests/pqc/test_c_interfaces.py, run against the
 client library; before, the client rewrote the version to the table obtained last (2.40 after
 C_GetFunctionList, 3.0 after C_GetInterface 3.0)."""

@@ -1,4 +1,4 @@
-"""CKM_RSA_PKCS decryption of a malformed PKCS#1 v1.5 block: implicit rejection (README, "Mechanisms").
+"""CKM_RSA_PKCS decryption of a malformed PKCS#1 v1.5 block: implicit rejection (docs/mechanisms.md).
 
 The answer: CKR_OK with a synthetic message (`cryptography`'s OpenSSL derives it from the key and the
 ciphertext, so the same ciphertext always gives the same bytes), never CKR_ENCRYPTED_DATA_INVALID.

@@ -249,7 +249,7 @@ def test_ecdh_with_a_secret_base_is_key_type_inconsistent(rsession) -> None:
 
 def test_rsa_pkcs_malformed_block_is_implicitly_rejected(rsession) -> None:
     """C_Decrypt(CKM_RSA_PKCS) of a block without a zero separator answers CKR_OK with a synthetic
-    message, the same one every time (implicit rejection, README "Mechanisms")."""
+    message, the same one every time (implicit rejection, docs/mechanisms.md)."""
     public, private = rsession.generate_keypair(KeyType.RSA, 2048, store=False)
     n, e = int.from_bytes(public[Attribute.MODULUS], "big"), int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big")
     em = b"\x00\x02" + b"\x01" * 253 + b"\x07"  # no 0x00 after the padding string

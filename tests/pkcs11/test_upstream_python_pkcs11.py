@@ -26,22 +26,22 @@ UPSTREAM = ROOT / "build" / "upstream" / f"python-pkcs11-{metadata.version('pyth
 
 #: Upstream tests that pass on SoftHSM2 but not here, each with the reason.
 EXPECTED_DIFFERENCES: dict[str, str] = {
-    "tests.test_dsa.DSATests.test_generate_keypair_and_sign": "DSA is not offered (see README)",
-    "tests.test_dsa.DSATests.test_generate_keypair_directly": "DSA is not offered (see README)",
-    "tests.test_dsa.DSATests.test_generate_params": "DSA is not offered (see README)",
-    "tests.test_x509.X509Tests.test_verify_certificate_dsa": "DSA is not offered (see README)",
-    "tests.test_dh.DHTests.test_derive_key": "finite-field DH is not offered (see README)",
-    "tests.test_dh.DHTests.test_generate_params": "finite-field DH is not offered (see README)",
+    "tests.test_dsa.DSATests.test_generate_keypair_and_sign": "DSA is not offered (see docs/compatibility.md)",
+    "tests.test_dsa.DSATests.test_generate_keypair_directly": "DSA is not offered (see docs/compatibility.md)",
+    "tests.test_dsa.DSATests.test_generate_params": "DSA is not offered (see docs/compatibility.md)",
+    "tests.test_x509.X509Tests.test_verify_certificate_dsa": "DSA is not offered (see docs/compatibility.md)",
+    "tests.test_dh.DHTests.test_derive_key": "finite-field DH is not offered (see docs/compatibility.md)",
+    "tests.test_dh.DHTests.test_generate_params": "finite-field DH is not offered (see docs/compatibility.md)",
     "tests.test_ecc.ECCTests.test_import_key_params": "explicit EC domain parameters are refused "
     "(CKR_DOMAIN_PARAMS_INVALID): named curves only, as nShield",
-    "tests.test_des.DESTests.test_encrypt_des2": "two-key DES (CKK_DES2) is not offered (see README)",
-    "tests.test_des.DESTests.test_generate_des2_key": "two-key DES (CKK_DES2) is not offered (see README)",
+    "tests.test_des.DESTests.test_encrypt_des2": "two-key DES (CKK_DES2) is not offered (see docs/compatibility.md)",
+    "tests.test_des.DESTests.test_generate_des2_key": "two-key DES (CKK_DES2) is not offered (see docs/compatibility.md)",
 }
 
 #: Upstream tests SoftHSM2 does not pass either (it skips them) that fail here, each with the reason.
 KNOWN_FAILURES: dict[str, str] = {
     "tests.test_ml_kem.MLKEMTests.test_generate_ml_kem_512": "ML-KEM-512 is not offered: `cryptography` "
-    "lacks it (CKR_PARAMETER_SET_NOT_SUPPORTED, see README)",
+    "lacks it (CKR_PARAMETER_SET_NOT_SUPPORTED, see docs/compatibility.md)",
 }
 
 

@@ -1,4 +1,4 @@
-"""The operation state model (README "Operation state", pkcs11_shim/operations.py) written out as
+"""The operation state model (docs/library.md, "Operation state", pkcs11_shim/operations.py) written out as
 the specification `opstate_machine.py` holds the .so to: the operation kinds and their C functions,
 the oracle for every output (`cryptography`, hashlib, hmac), and `Model`, which says for each call the
 exact CKR and output and changes as the library must."""
@@ -131,7 +131,7 @@ class Ended(Exception):
 
 
 class Model:
-    """The operation state model of the README, call by call. Each method returns the expected
+    """The operation state model of docs/library.md, call by call. Each method returns the expected
     (rv, output) and changes the model as the library must change; `Ended` carries an error that
     ends operations (the caller removes them)."""
 

@@ -1,4 +1,4 @@
-"""The operation state model (pkcs11_shim/operations.py, README "Operation state") through the real
+"""The operation state model (pkcs11_shim/operations.py, docs/library.md, "Operation state") through the real
 .so, in a child process per test (opstate_machine.py) with fd 2 checked after every C call.
 
 - The four digest sequences an outside fuzzer found: after a final-phase answer (a length query or
