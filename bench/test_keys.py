@@ -108,3 +108,36 @@ def test_sign(benchmark, sessions, impl: str, kind: str) -> None:
     seconds = measure(benchmark, fn)
     record("C_Sign SHA256-RSA-PSS RSA-2048" if kind == "rsa" else "C_Sign ECDSA P-256 (prehashed)", impl,
            1 / seconds, group="sign")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_session_key_generation(benchmark, sessions, impl: str) -> None:
+    """C_GenerateKey of a session AES-256 key, destroyed again (the cryptography figure: 32 random
+    bytes for the key)."""
+    if impl == "cryptography":
+        def fn() -> None:
+            os.urandom(32)
+    else:
+        session = sessions[impl]
+
+        def fn() -> None:
+            session.generate_key(KeyType.AES, 256, store=False).destroy()
+    fn()
+    seconds = measure(benchmark, fn)
+    record("C_GenerateKey session AES-256 (+ C_DestroyObject)", impl, 1 / seconds, group="keygen")
+
+
+@pytest.mark.parametrize("impl", IMPLS)
+def test_generate_random(benchmark, sessions, impl: str) -> None:
+    """C_GenerateRandom of 32 bytes (the cryptography figure: os.urandom, which its keys use)."""
+    if impl == "cryptography":
+        def fn() -> bytes:
+            return os.urandom(32)
+    else:
+        session = sessions[impl]
+
+        def fn() -> bytes:
+            return session.generate_random(256)  # python-pkcs11 takes bits
+    assert len(fn()) == 32
+    seconds = measure(benchmark, fn)
+    record("C_GenerateRandom 32 bytes", impl, 1 / seconds, group="random")

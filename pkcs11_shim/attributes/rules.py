@@ -113,14 +113,20 @@ class AttributeRule:
     #: Value check beyond the codec's type check: False -> CKR_ATTRIBUTE_VALUE_INVALID.
     valid: Callable[[Any], bool] | None = field(default=None, compare=False)
 
+    #: `flags` as a plain int: every object made tests a dozen rules, and enum.Flag's `&` costs a
+    #: Python call where an int's costs nothing.
+    bits: int = field(default=0, init=False, compare=False, repr=False)
+
     def __post_init__(self) -> None:
+        object.__setattr__(self, "bits", self.flags._value_)
         problems = rule_problems(self)
         if problems:
             raise ValueError(f"rule for attribute 0x{self.attr:x}: {'; '.join(problems)}")
 
     def has(self, flag: Flag) -> bool:
         """All of `flag`'s bits are set (composite flags such as TOKEN_COMPUTED need every bit)."""
-        return bool(flag) and (self.flags & flag) == flag
+        bits = flag._value_
+        return bits != 0 and (self.bits & bits) == bits
 
     @property
     def has_default(self) -> bool:

@@ -212,6 +212,7 @@ def new_object(template: dict[int, Any], origin: Origin, *, object_class: int | 
             raise _fail(CKR.ATTRIBUTE_TYPE_INVALID, attr, "not a known attribute")
     cls, sub, tbl = _table(template, object_class, key_type)
     required, forbidden = ORIGIN_FLAGS[origin]
+    required_bits, forbidden_bits = required._value_, forbidden._value_
 
     attrs: dict[int, Any] = {}
     for attr, value in template.items():
@@ -219,7 +220,7 @@ def new_object(template: dict[int, Any], origin: Origin, *, object_class: int | 
         rule = tbl.get(attr)
         if rule is None:
             raise _fail(CKR.TEMPLATE_INCONSISTENT, attr, "not an attribute of this kind of object")
-        if rule.flags & forbidden:
+        if rule.bits & forbidden_bits:
             raise _fail(CKR.ATTRIBUTE_READ_ONLY, attr, f"must not be given to {origin.value}")
         value = _check_value(rule, value)
         if rule.has(Flag.SO_ONLY_TRUE) and value is True and not is_so:
@@ -229,7 +230,7 @@ def new_object(template: dict[int, Any], origin: Origin, *, object_class: int | 
     attrs[Attribute.CLASS] = cls
     if sub is not None:
         attrs[rules.CLASSES[cls].subtype_attr] = sub
-    missing = [attr for attr, rule in tbl.items() if rule.flags & required and attr not in attrs]
+    missing = [attr for attr, rule in tbl.items() if rule.bits & required_bits and attr not in attrs]
     if missing:
         raise _fail(CKR.TEMPLATE_INCOMPLETE, missing[0], f"required by {origin.value}")
     for attr, rule in tbl.items():
