@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import blobs, paths, recovery
 from . import keyindex
@@ -36,7 +37,6 @@ from .errors import (
 )
 from .keys import IndexedKey, Key
 from .kmdata import FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp, stamp_of
-from .nvram import Nvram, NvramAuthority, NvramRef, allocate
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -47,6 +47,9 @@ from .world import (
     open_world_key,
     utc_now,
 )
+
+if TYPE_CHECKING:
+    from .nvram import Nvram, NvramAuthority, NvramRef
 
 __all__ = ["Module", "TokenAuth", "TokenInfo"]
 
@@ -99,11 +102,15 @@ class Module:
     @functools.cached_property
     def nvram(self) -> Nvram:
         """generatekey nvram=yes keys (nvram.py): made when a key is first loaded, not at open (a
-        process that only lists its slots never needs it)."""
+        process that only lists its slots never needs it, nor the NVRAM code: imported here)."""
+        from .nvram import Nvram
+
         return Nvram(self.kmdata, self._module_file, self.world)
 
     def allocate_nvram(self, authority: NvramAuthority, app: str, ident: str) -> NvramRef:
         """Move key_<app>_<ident>'s blob into this module's NVRAM (nvram.allocate)."""
+        from .nvram import allocate
+
         return allocate(self._store, self.nvram, authority, app, ident)
 
     # --- opening -------------------------------------------------------------------------------
