@@ -20,7 +20,7 @@ ACL_FORMAT = 1
 
 
 class Action(str, enum.Enum):
-    """nShield-style permission names (nshield-workflow.md §1.6). Names nShield's public docs do not
+    """nShield-style permission names (nShield's ACL permission groups). Names nShield's public docs do not
     show (UnwrapKey, DeriveKey, DigestKey, Destroy) are our own, in the same style."""
 
     ENCRYPT = "Encrypt"

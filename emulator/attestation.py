@@ -1,6 +1,6 @@
 """KEK and Security World packages signed by a module, and their verification (verifykeypackage).
 
-The chain, as on nShield's legacy BYOK toolset (nshield-workflow.md §4, §7), emulated:
+The chain, as on nShield's legacy BYOK toolset (KeyTransferRemote and the module's KLF2 warrant), emulated:
     vendor root (vendor_root.py, outside every world)  --signs-->  module warrant (ESN, KLF2)
     module KLF2 (derived from the module key)           --signs-->  KEK package, World package
 The KEK package states the KEK's public key, key hash, ACL and the world and module it was made
@@ -19,6 +19,7 @@ from typing import Any
 
 from . import paths, vendor_root
 from .acl import Acl, Action
+from .blobs import json_object
 from .crypto import attest
 from .errors import BlobInvalid
 from .keys import Key
@@ -123,14 +124,10 @@ class VerifiedTarget:
 
 def load_package(path: Path, what: str) -> dict[str, Any]:
     try:
-        doc = json.loads(Path(path).read_bytes())
+        data = Path(path).read_bytes()
     except FileNotFoundError:
         raise BlobInvalid(f"{what} {path}: no such file") from None
-    except ValueError:
-        raise BlobInvalid(f"{what} {path}: not a softshield package (not JSON)") from None
-    if not isinstance(doc, dict):
-        raise BlobInvalid(f"{what} {path}: not a softshield package")
-    return doc
+    return json_object(data, f"{what} {path}: not a softshield package")
 
 
 def _check_signed(doc: dict[str, Any], fmt: str, what: str, pinned: str) -> str:

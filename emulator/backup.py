@@ -1,4 +1,4 @@
-"""World backup with a quorum: the security domain (Managed HSM's, nshield-workflow.md §6).
+"""World backup with a quorum: the security domain (Azure Managed HSM's).
 
 Export: a random 32-byte security-domain key is split K-of-N with Shamir (shamir.py, two 16-byte
 halves sharing x); holder i's share is RSA-OAEP-256 encrypted to certificate i's key
@@ -36,8 +36,8 @@ from .world import WorldFile
 
 SD_FORMAT = "softshield-security-domain"
 SD_VERSION = 2  # 2: the whole document authenticated (`mac`)
-MIN_CERTS, MAX_CERTS = 3, 10  # "The number of wrapping keys {N} should be in range [3, 10]." (S12)
-MIN_QUORUM, MAX_QUORUM = 2, 10  # "The quorum of security domain {q} should be in range [2, 10]." (S13)
+MIN_CERTS, MAX_CERTS = 3, 10  # "The number of wrapping keys {N} should be in range [3, 10]." (az keyvault security-domain)
+MIN_QUORUM, MAX_QUORUM = 2, 10  # "The quorum of security domain {q} should be in range [2, 10]." (az keyvault security-domain)
 _SKIP = {paths.LOCK_FILE, paths.CHANGES_FILE}
 Step = Callable[[], None]
 

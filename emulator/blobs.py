@@ -77,6 +77,18 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
+def json_object(data: bytes, refusal: str) -> dict[str, Any]:
+    """`data` parsed as a JSON object, else BlobInvalid(`refusal`), with "(not JSON)" when it does
+    not parse at all: the first check every reader of a JSON file someone hands us makes."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise BlobInvalid(f"{refusal} (not JSON)") from None
+    if not isinstance(doc, dict):
+        raise BlobInvalid(refusal)
+    return doc
+
+
 def material_bytes(material: Material | None) -> bytes | bytearray:
     if material is None:
         return b""

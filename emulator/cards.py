@@ -6,7 +6,7 @@ logical token (shamir.py), sealed with AES-256-GCM under a key derived from the 
 scrypt (crypto/pinkdf) and bound to the world (hknso), set and card number. A wrong PIN is counted
 in the card file itself (written atomically under the reader's lock, as a smart card keeps its own
 counter) and the card locks after MAX_CARD_FAILURES. Card files are not MACed (a card is its own
-authority), so the module's version ledger (kmdata.VersionLedger) records each card's current
+authority), so the module's version ledger (ledger.VersionLedger) records each card's current
 content: an edited or older copy of a card (a counter reset) is refused. K distinct cards of the same set and world with
 their right PINs give back the logical token, checked against the set's public check value.
 """
@@ -35,7 +35,7 @@ CARD_SUFFIX = ".card"
 #: Wrong PINs in a row before a card refuses to be read.
 MAX_CARD_FAILURES = 5
 MIN_PIN_LEN = 1
-MAX_PIN_LEN = 512  # ckinittoken's limit for card passphrases (nshield-workflow.md §1.3)
+MAX_PIN_LEN = 512  # ckinittoken's limit for card passphrases
 
 
 def reader_dir(kmdata: Path) -> Path:

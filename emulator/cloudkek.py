@@ -1,9 +1,9 @@
-"""A cloud vault's Key Exchange Key as the vault hands it out (cloud-byok.md, the vendor-neutral flow).
+"""A cloud vault's Key Exchange Key as the vault hands it out (the vendor-neutral BYOK flow).
 
 `az keyvault key download --encoding PEM` writes the KEK's public key as a PEM SubjectPublicKeyInfo
 (the identifier then comes separately); `az keyvault key show` prints a JSON document whose `key`
 object is the JSON Web Key (RFC 7517/7518 §6.3: `kid`, `kty` RSA or RSA-HSM, `n`, `e` base64url,
-`key_ops`). The BYOK specification (S4) allows RSA 2048/3072/4096 KEKs whose only operation is
+`key_ops`). The Azure Key Vault BYOK specification allows RSA 2048/3072/4096 KEKs whose only operation is
 `import`. `load_kek` accepts either form and refuses anything else before a key is touched.
 """
 

@@ -1,12 +1,11 @@
 """The per-owner key index: what login needs from every key blob of one owner, in one sealed file.
 
-Listing 10,000 token keys used to open, authenticate and decrypt every blob (~300 us each: path
-lookups, JSON header, ACL parse, ledger check, GCM): 3 s at login, where SoftHSM2 takes 0.2 s. An
-index row holds what a listing needs without opening the blob: the file's stamp (mtime, size,
+Opening, authenticating and decrypting a blob costs ~300 us (path lookups, JSON header, ACL parse,
+ledger check, GCM): 3 s at login for 10,000 token keys, where SoftHSM2 takes 0.2 s. An index row holds what a listing needs without opening the blob: the file's stamp (mtime, size,
 inode) and content digest, and the header fields (protection, kind, ACL, appdata, plainname) that
 the blob carries in the clear under its tag. `Module.load_keys` takes a row only when the file's
-stamp is the indexed one and the version ledger accepts the indexed digest; any other file is read
-as before and the index rewritten. The material is read from the blob (and checked against the
+stamp is the indexed one and the version ledger accepts the indexed digest; any other key is read
+from its blob and the index rewritten. The material is read from the blob (and checked against the
 digest) when the key is first used.
 
 Files: `<kmdata>/cache/index-<owner>-<protection>`, owner `ua` (the accelerator) or a token hash.
@@ -28,7 +27,7 @@ from typing import Any
 
 from .crypto import blobcrypt
 from .errors import BlobInvalid
-from .kmdata import FileStamp, _write_atomic, ensure_dir, sweep_dead_temps
+from .fileio import FileStamp, ensure_dir, sweep_dead_temps, write_atomic
 
 INDEX_DIR = "cache"
 INDEX_FORMAT = 1
@@ -59,7 +58,8 @@ class KeyIndex:
     def seal_key(self, protection: str, token_blob_key: bytes | None) -> bytes:
         if protection == "module":
             return self._module_key
-        assert token_blob_key is not None
+        if token_blob_key is None:
+            raise ValueError(f"a {protection} index is sealed under its token's blob key, and none was given")
         return blobcrypt.derive_subkey(token_blob_key, b"softshield token index")
 
     def _aad(self, owner: str, protection: str) -> bytes:
@@ -104,5 +104,5 @@ class KeyIndex:
         ensure_dir(self.folder)
         sweep_dead_temps(self.folder)  # a writer killed between its temp file and the rename
         with contextlib.suppress(OSError):  # a cache that cannot be written is only slower
-            _write_atomic(self.folder, f"index-{owner}-{protection}",
+            write_atomic(self.folder, f"index-{owner}-{protection}",
                           blobcrypt.seal(seal_key, body, self._aad(owner, protection)), sync_dir=False, sync=False)

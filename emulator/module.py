@@ -49,7 +49,7 @@ from .world import (
 )
 
 if TYPE_CHECKING:
-    from .nvram import Nvram
+    from .nvram import Nvram, NvramAuthority, NvramRef
 
 __all__ = ["Module", "TokenAuth", "TokenInfo"]
 
@@ -100,12 +100,18 @@ class Module:
         return f"Module(esn={self.esn!r}, kmdata={str(self.kmdata)!r}, hknso={self.world.hknso!r})"
 
     @functools.cached_property
-    def nvram(self) -> "Nvram":
+    def nvram(self) -> Nvram:
         """generatekey nvram=yes keys (nvram.py): made when a key is first loaded, not at open (a
-        process that only lists its slots never needs it)."""
+        process that only lists its slots never needs it, nor the NVRAM code: imported here)."""
         from .nvram import Nvram
 
         return Nvram(self.kmdata, self._module_file, self.world)
+
+    def allocate_nvram(self, authority: NvramAuthority, app: str, ident: str) -> NvramRef:
+        """Move key_<app>_<ident>'s blob into this module's NVRAM (nvram.allocate)."""
+        from .nvram import allocate
+
+        return allocate(self._store, self.nvram, authority, app, ident)
 
     # --- opening -------------------------------------------------------------------------------
     @classmethod
@@ -199,28 +205,32 @@ class Module:
 
     def store_key(self, key: Key, auth: TokenAuth | None = None) -> None:
         """Write the key's blob (atomically) and count the change; token protection needs `auth`."""
+        name, data, login_check = self._seal(key, auth, {})
+        with self._store.writer_lock():
+            self._require_owner(key.token)
+            stamp = self._store.write(name, data)
+            self._store.bump()
+        self._remember([(key, name, data, login_check)], [stamp])
+
+    def _seal(self, key: Key, auth: TokenAuth | None,
+              checked: dict[str, TokenAuth]) -> tuple[str, bytes, str | None]:
+        """The key's file name, its sealed blob and the login check value its cache entry needs.
+        A token's login is checked once per token: `checked` keeps the ones already checked."""
         self._bind(key)
         if not key.ident:
             key.ident = self.new_ident(key.token)
         self._check_name(key)
         login_check = None
         if key.protection == "token":
-            assert key.token is not None
-            auth = self._check_auth(auth, key.token)
-            seal_key, login_check = self._tokens.blob_key(auth), auth.check_value
+            if key.token is None:
+                raise InvalidKeyMaterial("a token-protected key needs an owning token")
+            if key.token not in checked:
+                checked[key.token] = self._check_auth(auth, key.token)
+            seal_key, login_check = self._tokens.blob_key(checked[key.token]), checked[key.token].check_value
         else:
             seal_key = self._module_blob_key
         name = paths.key_file(key.app, key.ident)
-        data = blobs.encode(key, self.world.hknso, seal_key, self._recovery_blob(key, name))
-        with self._store.writer_lock():
-            self._require_owner(key.token)
-            stamp = self._store.write(name, data)
-            self._store.bump()
-        key.file_path = self._store.path(name)
-        # The caller's object is now what this file holds: later loads return this same object.
-        with self._cache_lock:
-            self._cache[name] = _Cached(stamp, key, login_check)
-            self._rows[name] = self._row_of(key, stamp, data)
+        return name, blobs.encode(key, self.world.hknso, seal_key, self._recovery_blob(key, name)), login_check
 
     def _recovery_blob(self, key: Key, name: str) -> str | None:
         """The recovery section of the key's blob: kept as the key had it when it was stored before
@@ -242,29 +252,17 @@ class Module:
     def store_keys(self, keys: list[Key], auth: TokenAuth | None = None) -> None:
         """Bulk `store_key` (imports, fixtures): every blob durable on return, one sync and one
         change for the lot instead of two fsyncs and a counter write per key."""
-        sealed: list[tuple[Key, str, bytes, str | None]] = []
         checked: dict[str, TokenAuth] = {}
-        for key in keys:
-            self._bind(key)
-            if not key.ident:
-                key.ident = self.new_ident(key.token)
-            self._check_name(key)
-            login_check = None
-            if key.protection == "token":
-                assert key.token is not None
-                if key.token not in checked:
-                    checked[key.token] = self._check_auth(auth, key.token)
-                seal_key, login_check = self._tokens.blob_key(checked[key.token]), checked[key.token].check_value
-            else:
-                seal_key = self._module_blob_key
-            name = paths.key_file(key.app, key.ident)
-            sealed.append((key, name, blobs.encode(key, self.world.hknso, seal_key, self._recovery_blob(key, name)),
-                           login_check))
+        sealed = [(key, *self._seal(key, auth, checked)) for key in keys]
         with self._store.writer_lock():
             for token in {k.token for k in keys}:
                 self._require_owner(token)
             stamps = self._store.write_many([(name, data) for _key, name, data, _check in sealed])
             self._store.bump()
+        self._remember(sealed, stamps)
+
+    def _remember(self, sealed: list[tuple[Key, str, bytes, str | None]], stamps: list[FileStamp]) -> None:
+        """The callers' objects are now what these files hold: later loads return these same objects."""
         with self._cache_lock:
             for (key, name, data, login_check), stamp in zip(sealed, stamps):
                 key.file_path = self._store.path(name)

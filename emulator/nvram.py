@@ -32,7 +32,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from . import blobs, paths
 from .blobs import RawBlob, canonical_json
@@ -40,10 +40,7 @@ from .crypto import blobcrypt, suites
 from .crypto.material import wipe
 from .errors import BlobInvalid, EmulatorError, KeyNotFound, QuorumNotMet
 from .kmdata import KmStore, ensure_dir
-
-if TYPE_CHECKING:
-    from .module import Module
-    from .world import ModuleFile
+from .world import ModuleFile, World, utc_now
 
 #: Stands where a blob's sealed part would: 27 bytes a GCM nonce (random) never starts with.
 REF_MAGIC = b"softshield nvram reference\x00"
@@ -102,6 +99,8 @@ class NvramAuthority:
 def authorise(kmdata: Path, presented: Iterable[tuple[Path, bytes]],
               say: Callable[[str], None] = lambda line: None) -> NvramAuthority:
     """Read the ACS quorum (worldadmin.open_acs: K distinct cards, right PINs, counters kept)."""
+    # Imported here, not at the top: only `generatekey nvram=yes` opens the ACS, and the card and
+    # Shamir code behind worldadmin need not load in every process that loads an NVRAM key.
     from . import worldadmin
 
     place = worldadmin.Place.of(kmdata)
@@ -121,10 +120,10 @@ def authorise(kmdata: Path, presented: Iterable[tuple[Path, bytes]],
 class Nvram:
     """One module's NVRAM store."""
 
-    def __init__(self, kmdata: Path, module_file: ModuleFile, world: Any) -> None:
+    def __init__(self, kmdata: Path, module_file: ModuleFile, world: World) -> None:
         self.esn = module_file.esn
         self.folder = nvram_dir(kmdata, self.esn)
-        self._world = world  # world.World: hknso, cipher suite, KNSO's public key
+        self.world = world  # hknso, cipher suite, KNSO's public key
         self._mac_key = blobcrypt.derive_subkey(module_file.module_key, _MAC_LABEL, self.esn.encode())
         self._store: KmStore | None = None
 
@@ -146,12 +145,12 @@ class Nvram:
 
     def put(self, name: str, raw: RawBlob, authority: NvramAuthority) -> NvramRef:
         """Write the entry holding `raw`'s sealed part; returns the reference the key file gets."""
-        if authority.hknso != self._world.hknso:
-            raise QuorumNotMet(f"the ACS presented is of world {authority.hknso}, not this world {self._world.hknso}")
-        entry = {"format": ENTRY_FORMAT, "esn": self.esn, "world": self._world.hknso, "name": name,
+        if authority.hknso != self.world.hknso:
+            raise QuorumNotMet(f"the ACS presented is of world {authority.hknso}, not this world {self.world.hknso}")
+        entry = {"format": ENTRY_FORMAT, "esn": self.esn, "world": self.world.hknso, "name": name,
                  "aad": _digest(raw.aad), "sealed": base64.b64encode(raw.sealed).decode("ascii"),
-                 "sealed_digest": _digest(raw.sealed), "allocated": _now()}
-        signature = suites.sign_with_knso(self._world.cipher_suite, bytes(authority.knso_pkcs8), self._signed(entry))
+                 "sealed_digest": _digest(raw.sealed), "allocated": utc_now()}
+        signature = suites.sign_with_knso(self.world.cipher_suite, bytes(authority.knso_pkcs8), self._signed(entry))
         body = canonical_json(entry)
         doc = {"entry": entry, "knso_sig": base64.b64encode(signature).decode("ascii"),
                "mac": blobcrypt.mac(self._mac_key, body).hex()}
@@ -172,7 +171,7 @@ class Nvram:
             raise BlobInvalid(f"{what}: blob is in NVRAM of module {self.esn}, but its NVRAM entry is gone "
                               "(freed or erased): the key cannot load") from None
         entry = self._verified(data, what)
-        if entry["name"] != what or entry["esn"] != self.esn or entry["world"] != self._world.hknso:
+        if entry["name"] != what or entry["esn"] != self.esn or entry["world"] != self.world.hknso:
             raise BlobInvalid(f"{what}: NVRAM entry is for {entry['name']} of module {entry['esn']} in world "
                               f"{entry['world']}, not this key file")
         if entry["aad"] != _digest(raw.aad) or entry["sealed_digest"] != ref.sealed_digest:
@@ -196,7 +195,7 @@ class Nvram:
             raise BlobInvalid(f"{what}: NVRAM entry is unreadable (edited)") from None
         if not blobcrypt.mac_matches(self._mac_key, canonical_json(entry), tag):
             raise BlobInvalid(f"{what}: NVRAM entry failed authentication (edited, or not written by module {self.esn})")
-        if not suites.verify_with_knso(self._world.cipher_suite, self._world.knso_public, self._signed(entry), sig):
+        if not suites.verify_with_knso(self.world.cipher_suite, self.world.knso_public, self._signed(entry), sig):
             raise BlobInvalid(f"{what}: NVRAM entry has no valid ACS (KNSO) allocation signature")
         return entry
 
@@ -207,18 +206,12 @@ class Nvram:
         return self._opened().delete(name)
 
 
-def _now() -> str:
-    from .world import utc_now
-
-    return utc_now()
-
-
-def allocate(module: Module, authority: NvramAuthority, app: str, ident: str) -> NvramRef:
-    """Move the blob of key_<app>_<ident> into `module`'s NVRAM (generatekey nvram=yes). The entry is
-    written first, then the key file is replaced by its reference: a crash between the two leaves
-    the ordinary key file (an unused entry), never a key file pointing at nothing."""
+def allocate(store: KmStore, nvram: Nvram, authority: NvramAuthority, app: str, ident: str) -> NvramRef:
+    """Move the blob of key_<app>_<ident> from the kmdata `store` (whose ledger records the key
+    file's rewrite) into `nvram` (generatekey nvram=yes). The entry is written first, then the key
+    file is replaced by its reference: a crash between the two leaves the ordinary key file (an
+    unused entry), never a key file pointing at nothing."""
     name = paths.key_file(app, ident)
-    store = module._store  # the kmdata store: the key file's rewrite goes through its ledger
     with store.writer_lock():
         try:
             data, _stamp, stale = store.read_current(name)
@@ -229,13 +222,13 @@ def allocate(module: Module, authority: NvramAuthority, app: str, ident: str) ->
         raw = blobs.parse(data, name)
         if reference_of(raw, name) is not None:
             raise EmulatorError(f"{name}: its blob is already in NVRAM")
-        blobs.check_binding(raw, world=module.world.hknso, app=app, ident=ident, what=name)
-        ref = module.nvram.put(name, raw, authority)
+        blobs.check_binding(raw, world=nvram.world.hknso, app=app, ident=ident, what=name)
+        ref = nvram.put(name, raw, authority)
         try:
             reference = REF_MAGIC + canonical_json({"esn": ref.esn, "sealed_digest": ref.sealed_digest})
             store.write(name, raw.aad + reference)
             store.bump()
         except BaseException:
-            module.nvram.free(name)
+            nvram.free(name)
             raise
     return ref

@@ -1,4 +1,4 @@
-"""Where kmdata lives and what its files are called (nShield layout, nshield-workflow.md §1.2).
+"""Where kmdata lives and what its files are called (the layout nShield's Security World files documentation gives).
 
     <kmdata>/local/world                 the Security World
     <kmdata>/local/module_<ESN>          one module's key and its share of the world
@@ -24,7 +24,7 @@ ESN_RE = re.compile(r"^[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}$")
 HASH_RE = re.compile(r"^[0-9a-f]{40}$")
 # App names never hold "_", so "key_<app>_<ident>" splits at the first "_" after "key_".
 APP_RE = re.compile(r"^[a-z0-9]+$")
-# nShield idents: digits, dashes and lowercase letters (nshield-workflow.md §1.2).
+# nShield idents: digits, dashes and lowercase letters (as `generatekey` accepts them).
 IDENT_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 #: ident of a pkcs11 key on the accelerator slot, and of one on a token.
 ACCELERATOR_IDENT_RE = re.compile(r"^ua[0-9a-f]{40}$")
@@ -48,8 +48,8 @@ def resolve_kmdata(kmdata: str | os.PathLike | None = None) -> Path:
 
 
 def local_dir(kmdata: Path) -> Path:
-    """`<kmdata>/local`; NFAST_KMLOCAL names it directly, as nShield's tools read it (N2: NFAST_KMLOCAL,
-    else $NFAST_KMDATA/local), for the kmdata the environment names."""
+    """`<kmdata>/local`; NFAST_KMLOCAL names it directly, as nShield's tools read it (Security World files:
+    NFAST_KMLOCAL, else $NFAST_KMDATA/local), for the kmdata the environment names."""
     kmlocal = os.environ.get("NFAST_KMLOCAL")
     if kmlocal and Path(kmdata) == resolve_kmdata():
         return Path(kmlocal).expanduser()

@@ -1,4 +1,4 @@
-"""Key recovery: nShield's recovery keys (KRE/KRA, nshield-workflow.md §1.5) and `rocs`.
+"""Key recovery: nShield's recovery keys (KRE/KRA) and `rocs`.
 
 A world made by `new-world` has a recovery key pair (file `world_recovery`): its public half
 (KRE) in the clear, authenticated by a MAC under a key of the world key KM (so a module only ever

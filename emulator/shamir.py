@@ -3,7 +3,7 @@
 The choice: pycryptodome's `Crypto.Protocol.SecretSharing.Shamir` (Shamir's scheme over GF(2^128),
 for 16-byte secrets), a well-kept library, instead of code of our own. A card set's logical token is
 therefore a 16-byte (128-bit) secret; every key it protects is derived from it with HKDF, which
-matches the 128-bit security strength of all the supported cipher suites (nshield-workflow.md §1.4).
+matches the 128-bit security strength of all the supported cipher suites.
 """
 
 from __future__ import annotations

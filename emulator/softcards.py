@@ -1,8 +1,9 @@
 """Softcards (`ppmk --new NAME`): a logical token protected by a passphrase alone.
 
 A softcard is the same kind of logical token C_InitToken makes in load-sharing mode (tokens.py:
-`softcard_<hash>`, the hash unrelated to the passphrase, N3): its 32-byte logical key is sealed under
-a scrypt-derived key of the passphrase, and keys protected by it are sealed under that logical key.
+`softcard_<hash>`, the hash unrelated to the passphrase, as nShield's softcard documentation
+says): its 32-byte logical key is sealed under a scrypt-derived key of the passphrase, and keys
+protected by it are sealed under that logical key.
 Both the user and the security-officer wrap use the softcard's passphrase, so `ppmk` softcards and
 PKCS#11 tokens are one thing with one file format.
 """

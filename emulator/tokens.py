@@ -193,7 +193,8 @@ class TokenStore:
 
     def _unwrap(self, record: TokenRecord, user: str, pin: bytes) -> bytes | None:
         wrap = record.so if user == "so" else record.user
-        assert wrap is not None
+        if wrap is None:
+            raise PinNotInitialized(f"token {record.hash}: the {user} PIN has not been set")
         return blobcrypt.try_unseal(self._pin_key(record.hash, user, pin, wrap.salt), wrap.sealed,
                                     self._aad(record.hash, user))
 
@@ -244,7 +245,7 @@ class TokenStore:
             self._verify_pin(token, "so", so_pin)
         with self._store.writer_lock():
             if token is None:
-                token = hashlib.sha1(os.urandom(32)).hexdigest()  # unrelated to any PIN (N3)
+                token = hashlib.sha1(os.urandom(32)).hexdigest()  # unrelated to any PIN, as nShield names softcards
                 created = utc_now()
             else:
                 created = self.read(token).created

@@ -1,6 +1,6 @@
 """Key transfer (BYOK): the ACS login, the transfer copy's ACL, the package formats, the checks.
 
-Source module (KeyTransferRemote, nshield-workflow.md §4), all through the PKCS#11 library:
+Source module (KeyTransferRemote), all through the PKCS#11 library:
   * `AcsLogin`: the accelerator slot's SO login (C_LoginBegin/Next/End, CKU_SO) is the world's ACS
     quorum, KNSO's authority, which is what lets the vendor tool rewrite an ACL the key itself would
     not let its user widen.
@@ -10,8 +10,8 @@ Source module (KeyTransferRemote, nshield-workflow.md §4), all through the PKCS
     hash) is the one that counts.
 Target module: `parse_package` checks a package; C_UnwrapKey under the KEK imports it.
 
-Package formats (docs/byok.md): the vendor-neutral `.byok` JSON (schema_version
-1.0.0, S4) and a legacy-style package of our own.
+Package formats (docs/byok.md): the vendor-neutral `.byok` JSON (schema_version 1.0.0 of the
+Azure Key Vault BYOK specification) and a legacy-style package of our own.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Callable, Iterable
 from . import paths
 from .acl import Acl, Action
 from .attestation import VerifiedTarget
+from .blobs import json_object
 from .crypto.material import PrivateMaterial, wipe
 from .errors import BlobInvalid, KeyNotFound, QuorumNotMet, WorldStateError
 from .keys import Key
@@ -35,7 +36,7 @@ TRANSFER_APP = "xferacld"
 SCHEMA_VERSION = "1.0.0"
 ENC = "CKM_RSA_AES_KEY_WRAP"
 LEGACY_FORMAT = "softshield-legacy-byok"
-#: OAEP hash of the RSA part: SHA-1 is what the published spec says (S4); SHA-256 on request.
+#: OAEP hash of the RSA part: SHA-1 is what the published BYOK specification says; SHA-256 on request.
 OAEP_HASHES = {"SHA-1": "SHA1", "SHA-256": "SHA256"}
 AES_BITS = 256
 GENERATOR = "softshield keytransfer 0.1.0 (EMULATED); source HSM: softshield emulated nShield module {esn}"
@@ -49,7 +50,7 @@ class TransferRefused(WorldStateError):
 def present_acs_quorum(kmdata: Path, presented: Iterable[tuple[Path, bytes]],
                        say: Callable[[str], None] = lambda line: None) -> bytes:
     """KNSO's private key (PKCS#8), opened by a quorum of ACS cards: the authority that lets the
-    transfer tool rewrite a key's ACL. Uses issue 3's worldadmin.open_acs."""
+    transfer tool rewrite a key's ACL (worldadmin.open_acs reads the cards)."""
     from . import worldadmin
 
     presented = list(presented)
@@ -162,7 +163,7 @@ def _unb64url(text: str) -> bytes:
 
 
 def neutral_package(target: VerifiedTarget, ciphertext: bytes, esn: str, oaep_hash: str = "SHA-1") -> dict[str, Any]:
-    """The vendor-neutral .byok JSON (S4). With SHA-256 the header says so in `oaep_hash`, a field
+    """The vendor-neutral .byok JSON (Azure Key Vault BYOK specification). With SHA-256 the header says so in `oaep_hash`, a field
     of ours: the published format knows only SHA-1, so a SHA-1 file carries no extra field."""
     header: dict[str, Any] = {"kid": target.kid, "alg": "dir", "enc": ENC}
     if oaep_hash != "SHA-1":
@@ -197,15 +198,10 @@ class ImportRequest:
 
 
 def parse_package(data: bytes, what: str) -> ImportRequest:
-    """Either format; the checks an importer makes before touching a key (S4 §5)."""
+    """Either format; the checks an importer makes before touching a key (BYOK specification, "Key transfer blob")."""
     from .attestation import parse_kid
 
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise BlobInvalid(f"{what}: not a BYOK package (not JSON)") from None
-    if not isinstance(doc, dict):
-        raise BlobInvalid(f"{what}: not a BYOK package")
+    doc = json_object(data, f"{what}: not a BYOK package")
     try:
         if doc.get("format") == LEGACY_FORMAT:
             target = doc["target"]

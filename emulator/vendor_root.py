@@ -1,7 +1,7 @@
 """The emulated vendor root ("KWARN-EMU-1") and the module warrants it issues.
 
 On nShield the factory warrant binds a module's long-term signing key (KLF2, ECDSA P-521) to its
-ESN, signed by Entrust's root (nshield-workflow.md §1.5, §7); verifykeypackage pins the root's hash.
+ESN, signed by Entrust's root (nShield's KLF2 warrant); verifykeypackage pins the root's hash.
 Here the root is an ECDSA P-521 key in a store *outside every kmdata*: `$SOFTSHIELD_ROOT_STORE`,
 else `~/.local/share/softshield/vendor-root/` (created, 0700, on first use). A world the user
 controls never holds the root's private key; only its public key travels, inside each warrant.

@@ -124,11 +124,25 @@ def _acs_aad(world: World, acs: dict[str, Any], what: str) -> bytes:
     return canonical_json(world.facts()) + b"\x00acs\x00" + what.encode() + b"\x00" + canonical_json(_acs_public(acs))
 
 
-def acs_ref(world_file: WorldFile) -> CardSetRef:
+def _acs_of(world_file: WorldFile) -> dict:
     acs = world_file.acs
     if acs is None:
         raise WorldStateError("this world has no Administrator Card Set (it is the default world made on "
                               "first use): make a real one with `softshield new-world --initialize`")
+    return acs
+
+
+def _current_world(place: Place) -> WorldFile:
+    """The world file as it is now (re-read under the writer lock): gone means another process removed
+    the world after the quorum was read."""
+    current = place.world_file()
+    if current is None:
+        raise WorldStateError(f"the world file in {place.store.local} was removed while the ACS was read")
+    return current
+
+
+def acs_ref(world_file: WorldFile) -> CardSetRef:
+    acs = _acs_of(world_file)
     return CardSetRef("ACS", acs["name"], acs["hash"], int(acs["k"]), int(acs["n"]), world_file.world.hknso,
                       acs["lt_check"])
 
@@ -164,8 +178,7 @@ def open_acs(place: Place, presented: Presented, say: Say = _quiet) -> tuple[Wor
     presented = list(presented)
     checked = place.reader.ledger is not None
     lt = place.reader.read_quorum(ref, presented, say)
-    acs = world_file.acs
-    assert acs is not None
+    acs = _acs_of(world_file)
     km = blobcrypt.unseal(blobcrypt.derive_subkey(lt, b"softshield acs km"), base64.b64decode(acs["km"]),
                           _acs_aad(world_file.world, acs, "km"), what="world file")
     if not checked:
@@ -220,8 +233,7 @@ def program(place: Place, presented: Presented, say: Say = _quiet) -> tuple[int,
     """new-world --program: a new module joins the world (needs the ACS quorum)."""
     world_file, km, _knso = open_acs(place, presented, say)
     with place.store.writer_lock():
-        current = place.world_file()
-        assert current is not None
+        current = _current_world(place)
         module = ModuleFile(new_esn(), utc_now(), blobcrypt.random_key())
         shares = dict(current.module_shares)
         shares[module.esn] = _module_share(module, current.world, km)
@@ -237,8 +249,7 @@ def recover(place: Place, presented: Presented, module_number: int = 1, say: Say
     """new-world --recover: re-initialise module #N (new module key) and load the world into it."""
     world_file, km, _knso = open_acs(place, presented, say)
     with place.store.writer_lock():
-        current = place.world_file()
-        assert current is not None
+        current = _current_world(place)
         modules = module_files(place.store)
         if not 1 <= module_number <= len(modules):
             raise WorldStateError(f"no module #{module_number} (this host has {len(modules)} module(s))")
@@ -257,11 +268,9 @@ def replace_acs(place: Place, presented: Presented, *, k: int, n: int, pins: lis
                 say: Say = _quiet) -> dict:
     """racs: the old quorum opens KM and KNSO, a new ACS (new logical token, new cards) seals them."""
     world_file, km, knso = open_acs(place, presented, say)
-    assert world_file.acs is not None
-    name = name or world_file.acs["name"]
+    name = name or _acs_of(world_file)["name"]
     with place.store.writer_lock():
-        current = place.world_file()
-        assert current is not None
+        current = _current_world(place)
         acs, lt = _new_acs(current.world, km, knso, k, n, name)
         ref = CardSetRef("ACS", name, acs["hash"], k, n, current.world.hknso, acs["lt_check"])
         # The old cards' files are overwritten when the new set has the same name: they are worthless now.

@@ -228,7 +228,7 @@ CK_EFFECTIVELY_INFINITE = 0
 #: Bit set in attribute types whose value is an array of CK_ATTRIBUTE (CKA_WRAP_TEMPLATE etc.).
 CKF_ARRAY_ATTRIBUTE = 0x40000000
 
-#: nCipher vendor base (see shared/reference/nshield-workflow.md §2): CKA_NCIPHER = VENDOR | base.
+#: nCipher vendor base (nShield's cknfast headers): CKA_NCIPHER = VENDOR | base.
 NFCK_VENDOR_NCIPHER = 0xDE436972
 CKA_VENDOR_DEFINED = 0x80000000
 CKA_NCIPHER = CKA_VENDOR_DEFINED | NFCK_VENDOR_NCIPHER
@@ -256,7 +256,7 @@ CKA_NAME_HASH_ALGORITHM = 0x0000008C
 CKA_PUBLIC_KEY_INFO = 0x00000129
 #: CK_RSA_PKCS_OAEP_SOURCE_TYPE (§2.1.8).
 CKZ_DATA_SPECIFIED = 0x00000001
-# More 3.0 numbers python-pkcs11 0.10.1 lacks (pkcs11t.h 3.0), for the issue-4 mechanism set.
+# More 3.0 numbers python-pkcs11 0.10.1 lacks (pkcs11t.h 3.0) for the mechanisms the registry offers.
 CKM_ECDSA_SHA3_224 = 0x00001047
 CKM_ECDSA_SHA3_256 = 0x00001048
 CKM_ECDSA_SHA3_384 = 0x00001049

@@ -14,12 +14,11 @@ from emulator.crypto.material import SecretMaterial
 
 from .attributes import codecs, keyparts, templates
 from .attributes.templates import Origin
-from .constants import CKM_HKDF_DATA, Attribute, CKR, KeyType, Mechanism, MechanismFlag, ObjectClass
+from .constants import CKM_HKDF_DATA, CKM_RSA_AES_KEY_WRAP, Attribute, CKR, KeyType, Mechanism, MechanismFlag, ObjectClass
 from . import library, mechanism_policy, policy
 from .errors import PKCS11Error
 from .management import add_object, with_material_attributes
 from .mechanisms.hashes import DIGEST_MECHANISMS
-from .mechanisms.numbers import CKM_RSA_AES_KEY_WRAP
 from .mechanisms.registry import REGISTRY, MechanismSpec
 from .nfkm_naming import take_naming
 from .objects import P11Object

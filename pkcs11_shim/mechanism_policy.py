@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from . import constants
 from .constants import CKR, Mechanism
 from .errors import PKCS11Error
-from .mechanisms import numbers
 
 
 @lru_cache(maxsize=None)
 def mechanism_number(name: str) -> int:
-    """CKM_ name (or 0x number) -> number: python-pkcs11's enum, else our own `numbers`."""
+    """CKM_ name (or 0x number) -> number: python-pkcs11's enum, else `constants`."""
     text = name.strip()
     if text.lower().startswith("0x"):
         return int(text, 16)
@@ -25,7 +25,7 @@ def mechanism_number(name: str) -> int:
         return int(Mechanism[bare])
     except KeyError:
         pass
-    value = getattr(numbers, "CKM_" + bare, None)
+    value = getattr(constants, "CKM_" + bare, None)
     if isinstance(value, int):
         return value
     raise ValueError(f"unknown mechanism {name}")

@@ -2,7 +2,7 @@
 
 The file names each loaded card set or softcard and carries its logical token sealed under a key of
 this world (emulator Module.seal_preload). A token listed there counts as logged in: as on nShield,
-C_Login then succeeds without checking the PIN given (nshield-workflow.md §1.8).
+C_Login then succeeds without checking the PIN given (as nShield's `preload` documents).
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ ACCELERATOR_SLOT = 0
 ACCELERATOR_LABEL = "loadshared accelerator"
 MANUFACTURER = "softshield"
 MODEL = "nShield emulator"
-MAX_PIN_LEN = 256  # what cknfast reports (nshield-workflow.md §1.3)
+MAX_PIN_LEN = 256  # what cknfast reports as CK_TOKEN_INFO.ulMaxPinLen
 MIN_PIN_LEN = 4
 
 
@@ -108,7 +108,7 @@ class SlotTable:
         self.refresh()
 
     def _visible(self, infos: list) -> list:
-        """The tokens this process shows as slots (nShield N5, and CKNFAST_CARDSET_HASH).
+        """The tokens this process shows as slots (nShield's load-sharing mode, and CKNFAST_CARDSET_HASH).
 
         CKNFAST_LOADSHARING (our default 1, as under preload): every card set and softcard is a
         virtual slot. CKNFAST_LOADSHARING=0: the module's card reader only, i.e. card sets whose
@@ -152,7 +152,7 @@ class SlotTable:
                 token.label = info.label
                 next_slot = max(next_slot, token.slot_id + 1)
             if not self.load_sharing or self.library.config.get("CKNFAST_CARDSET_HASH"):
-                # C_InitToken makes softcard-like tokens: a load-sharing feature (N5); and a
+                # C_InitToken makes softcard-like tokens: a load-sharing feature in nShield's PKCS#11; and a
                 # CKNFAST_CARDSET_HASH process sees that one set only.
                 return
             if self._spare is None or self._spare.slot_id < next_slot:

@@ -117,7 +117,7 @@ def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
 
 
 # --- the KEK ------------------------------------------------------------------------------------
-#: The KEK's private half: unwrap only (S4: `import` "mutually exclusive with all other key operations").
+#: The KEK's private half: unwrap only (BYOK specification: `import` "mutually exclusive with all other key operations").
 KEK_PRIVATE = {"PRIVATE": False, "SENSITIVE": True, "EXTRACTABLE": False, "UNWRAP": True, "SIGN": False,
                "SIGN_RECOVER": False, "DECRYPT": False, "DERIVE": False, "COPYABLE": False, "MODIFIABLE": False}
 KEK_PUBLIC = {"PRIVATE": False, "WRAP": True, "ENCRYPT": False, "VERIFY": False, "VERIFY_RECOVER": False}

@@ -56,7 +56,7 @@ class Param:
     default: str | None = None
 
 
-#: The parameter echo, in nShield's order (nshield-workflow.md §1.7).
+#: The parameter echo, in nShield's order.
 ECHO = (
     Param("operation", "Operation to perform"),
     Param("application", "Application"),
@@ -317,13 +317,13 @@ def nvram_authority(args: argparse.Namespace, kmdata: Path):
 
 def store_in_nvram(kmdata: Path, app: str, ident: str, authority) -> None:
     """Move the new key's blob into the module's NVRAM; failing that, the new key is removed."""
-    from emulator import nvram, paths
+    from emulator import paths
     from emulator.errors import EmulatorError
     from emulator.module import Module
 
     module = Module.open(kmdata)
     try:
-        ref = nvram.allocate(module, authority, app, ident)
+        ref = module.allocate_nvram(authority, app, ident)
     except EmulatorError as exc:
         name = paths.key_file(app, ident)
         with module._store.writer_lock():  # nothing half-done: the key without its NVRAM goes

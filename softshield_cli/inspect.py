@@ -361,12 +361,7 @@ class KmFileDump:
                 raise CommandError(f"{path.name} does not load: {problem}")
             print(" verified    yes (tag checked under the world's module key)")
             return 0
-        try:
-            doc = json.loads(data)
-        except ValueError:
-            raise CommandError(f"{path.name}: not a kmdata file softshield knows") from None
-        if not isinstance(doc, dict):
-            raise CommandError(f"{path.name}: not a kmdata file softshield knows")
+        doc = blobs.json_object(data, f"{path.name}: not a kmdata file softshield knows")
         secret = {"module_key", "sealed", "knso_private", "km", "knso", "modules", "so", "user", "salt", "mac"}
 
         def show(value, indent):

@@ -1,4 +1,4 @@
-"""`softshield keytransfer -ModifyAcls | -Package ...` (KeyTransferRemote.exe, nshield-workflow.md §4).
+"""`softshield keytransfer -ModifyAcls | -Package ...` (KeyTransferRemote.exe).
 
 Both go through the PKCS#11 library, as the vendor's tool goes through the module:
 -ModifyAcls: the SO logs in to the accelerator slot with the ACS quorum (C_LoginBegin/Next/End,
@@ -263,7 +263,7 @@ def wrap_copy(module: Module, ident: str, target: Any, oaep_hash: str) -> tuple[
 
 
 def package_name(friendly: str) -> Path:
-    """The one .byok -Package writes (the name of the RMS flow's transfer package, S3)."""
+    """The one .byok -Package writes (the name of the Azure RMS flow's transfer package)."""
     return Path(f"TransferPackage-{friendly}.byok")
 
 

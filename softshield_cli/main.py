@@ -69,6 +69,11 @@ class CommandError(Exception):
     """A failure the user can act on: printed as one line, exit status 1."""
 
 
+class CommandModuleBroken(Exception):
+    """A command module in COMMAND_MODULES failed to import: an installation fault, reported as one
+    line naming the module rather than a CLI that quietly lacks the command."""
+
+
 def command(name: str, group: str, help_text: str):
     def register(cls):
         COMMANDS[name] = (group, help_text, cls.configure, cls.run)
@@ -81,9 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     for module in COMMAND_MODULES:
         try:
             importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a command module not written yet is skipped; a broken one is not
-                raise
+        except Exception as exc:
+            raise CommandModuleBroken(f"command module {module} does not import: {type(exc).__name__}: {exc}") from exc
     parser = argparse.ArgumentParser(
         prog="softshield",
         description="softshield: an nShield-style HSM emulator behind a PKCS#11 library.",
@@ -112,7 +116,11 @@ def user_error(exc: Exception) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except CommandModuleBroken as exc:
+        print(f"softshield: {exc}", file=sys.stderr)
+        return 1
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):
         parser.print_help()

@@ -1,6 +1,6 @@
 """Signatures for attestation: the emulated vendor root, module KLF2 keys, signed packages.
 
-ECDSA P-521 with SHA-512, as nShield's KLF2 (nshield-workflow.md §1.5, §7). vendor_root.py and
+ECDSA P-521 with SHA-512, as nShield's KLF2 module signing key. vendor_root.py and
 attestation.py define the formats; this module holds the primitive calls they need.
 """
 

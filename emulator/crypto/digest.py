@@ -46,12 +46,6 @@ def digest_size(name: str) -> int:
     return size if size is not None else algorithm(name).digest_size
 
 
-def block_size(name: str) -> int:
-    size = algorithm(name).block_size
-    assert size is not None
-    return size
-
-
 class HashContext:
     """A running hash: update, finalize (once), copy."""
 

@@ -1,7 +1,7 @@
 """Primitives of the security domain (world backup to a quorum of RSA key holders, backup.py).
 
 Each holder's share is RSA-OAEP-256 (SHA-256, MGF1-SHA-256) encrypted to the key of the holder's
-X.509 certificate, as Managed HSM's security domain encrypts shares (nshield-workflow.md §6).
+X.509 certificate, as Managed HSM's security domain encrypts shares.
 """
 
 from __future__ import annotations
@@ -98,7 +98,8 @@ def recovery_encrypt(public_spki: bytes, data: bytes, aad: bytes) -> bytes:
     from .blobcrypt import random_key, seal
 
     public = serialization.load_der_public_key(public_spki)
-    assert isinstance(public, rsa.RSAPublicKey)
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise BlobInvalid("the recovery key is not an RSA key")
     key = random_key()
     return public.encrypt(key, _OAEP) + seal(key, data, aad)
 
@@ -107,7 +108,8 @@ def recovery_decrypt(private_pkcs8: bytes, blob: bytes, aad: bytes, what: str) -
     from .blobcrypt import try_unseal
 
     private = serialization.load_der_private_key(private_pkcs8, password=None)
-    assert isinstance(private, rsa.RSAPrivateKey)
+    if not isinstance(private, rsa.RSAPrivateKey):
+        raise BlobInvalid(f"{what}: the recovery key is not an RSA key")
     size = private.key_size // 8
     try:
         key = private.decrypt(blob[:size], _OAEP)

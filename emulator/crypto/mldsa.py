@@ -14,12 +14,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import mldsa
 
-from ..errors import CryptoFailure, InvalidKeyMaterial
+from ..errors import CryptoFailure
 from .material import PrivateMaterial, PublicMaterial
+from .seeded import ParameterSets, SeededScheme
 
 KIND = "ML-DSA"
 #: Parameter set name -> (private class, public class, public key length, signature length).
-PARAMETER_SETS = {
+PARAMETER_SETS: ParameterSets = {
     "ML-DSA-44": (mldsa.MLDSA44PrivateKey, mldsa.MLDSA44PublicKey, 1312, 2420),
     "ML-DSA-65": (mldsa.MLDSA65PrivateKey, mldsa.MLDSA65PublicKey, 1952, 3309),
     "ML-DSA-87": (mldsa.MLDSA87PrivateKey, mldsa.MLDSA87PublicKey, 2592, 4627),
@@ -43,57 +44,15 @@ PREHASHES = {
 }
 
 
-def parameter_set_of(material: PrivateMaterial | PublicMaterial) -> str:
-    key = material.key
-    for name, (private_cls, public_cls, _, _) in PARAMETER_SETS.items():
-        if isinstance(key, (private_cls, public_cls)):
-            return name
-    raise InvalidKeyMaterial("not an ML-DSA key")
-
-
-def signature_len(material: PrivateMaterial | PublicMaterial) -> int:
-    return PARAMETER_SETS[parameter_set_of(material)][3]
-
-
-def _classes(parameter_set: str) -> tuple:
-    try:
-        return PARAMETER_SETS[parameter_set]
-    except KeyError:
-        raise ValueError(f"ML-DSA parameter set {parameter_set!r} not supported") from None
-
-
-def generate(parameter_set: str) -> PrivateMaterial:
-    return PrivateMaterial(_classes(parameter_set)[0].generate(), KIND)
-
-
-def from_seed(parameter_set: str, seed: bytes) -> PrivateMaterial:
-    """FIPS 204 ML-DSA.KeyGen_internal from xi."""
-    if len(seed) != SEED_LEN:
-        raise InvalidKeyMaterial(f"an ML-DSA seed is {SEED_LEN} bytes, not {len(seed)}")
-    return PrivateMaterial(_classes(parameter_set)[0].from_seed_bytes(seed), KIND)
-
-
-def from_public_bytes(parameter_set: str, value: bytes) -> PublicMaterial:
-    _, public_cls, length, _ = _classes(parameter_set)
-    if len(value) != length:
-        raise InvalidKeyMaterial(f"an {parameter_set} public key is {length} bytes, not {len(value)}")
-    try:
-        return PublicMaterial(public_cls.from_public_bytes(value), KIND)
-    except ValueError as exc:
-        raise InvalidKeyMaterial(str(exc)) from None
-
-
-def seed_of(material: PrivateMaterial) -> bytes:
-    return material.key.private_bytes_raw()
-
-
-def public_bytes(material: PrivateMaterial | PublicMaterial) -> bytes:
-    key = material.key.public_key() if isinstance(material, PrivateMaterial) else material.key
-    return key.public_bytes_raw()
-
-
-def _public_key(material: PrivateMaterial | PublicMaterial):
-    return material.key.public_key() if isinstance(material, PrivateMaterial) else material.key
+_SCHEME = SeededScheme(KIND, PARAMETER_SETS, SEED_LEN)
+parameter_set_of = _SCHEME.parameter_set_of
+signature_len = _SCHEME.output_len
+generate = _SCHEME.generate
+from_seed = _SCHEME.from_seed
+from_public_bytes = _SCHEME.from_public_bytes
+seed_of = _SCHEME.seed_of
+public_bytes = _SCHEME.public_bytes
+_public_key = _SCHEME.public_key
 
 
 def _check_context(context: bytes) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import mlkem
 
-from ..errors import InvalidKeyMaterial
 from .material import PrivateMaterial, PublicMaterial
+from .seeded import ParameterSets, SeededScheme
 
 KIND = "ML-KEM"
 #: Parameter set name -> (private class, public class, public key length, ciphertext length).
-PARAMETER_SETS = {
+PARAMETER_SETS: ParameterSets = {
     "ML-KEM-768": (mlkem.MLKEM768PrivateKey, mlkem.MLKEM768PublicKey, 1184, 1088),
     "ML-KEM-1024": (mlkem.MLKEM1024PrivateKey, mlkem.MLKEM1024PublicKey, 1568, 1568),
 }
@@ -23,52 +23,14 @@ SEED_LEN = 64
 SHARED_SECRET_LEN = 32
 
 
-def parameter_set_of(material: PrivateMaterial | PublicMaterial) -> str:
-    for name, (private_cls, public_cls, _, _) in PARAMETER_SETS.items():
-        if isinstance(material.key, (private_cls, public_cls)):
-            return name
-    raise InvalidKeyMaterial("not an ML-KEM key")
-
-
-def ciphertext_len(material: PrivateMaterial | PublicMaterial) -> int:
-    return PARAMETER_SETS[parameter_set_of(material)][3]
-
-
-def _classes(parameter_set: str) -> tuple:
-    try:
-        return PARAMETER_SETS[parameter_set]
-    except KeyError:
-        raise ValueError(f"ML-KEM parameter set {parameter_set!r} not supported") from None
-
-
-def generate(parameter_set: str) -> PrivateMaterial:
-    return PrivateMaterial(_classes(parameter_set)[0].generate(), KIND)
-
-
-def from_seed(parameter_set: str, seed: bytes) -> PrivateMaterial:
-    """FIPS 203 ML-KEM.KeyGen_internal(d, z) from the 64-byte seed d || z."""
-    if len(seed) != SEED_LEN:
-        raise InvalidKeyMaterial(f"an ML-KEM seed is {SEED_LEN} bytes, not {len(seed)}")
-    return PrivateMaterial(_classes(parameter_set)[0].from_seed_bytes(seed), KIND)
-
-
-def from_public_bytes(parameter_set: str, value: bytes) -> PublicMaterial:
-    _, public_cls, length, _ = _classes(parameter_set)
-    if len(value) != length:
-        raise InvalidKeyMaterial(f"an {parameter_set} public key is {length} bytes, not {len(value)}")
-    try:
-        return PublicMaterial(public_cls.from_public_bytes(value), KIND)
-    except ValueError as exc:
-        raise InvalidKeyMaterial(str(exc)) from None
-
-
-def seed_of(material: PrivateMaterial) -> bytes:
-    return material.key.private_bytes_raw()
-
-
-def public_bytes(material: PrivateMaterial | PublicMaterial) -> bytes:
-    key = material.key.public_key() if isinstance(material, PrivateMaterial) else material.key
-    return key.public_bytes_raw()
+_SCHEME = SeededScheme(KIND, PARAMETER_SETS, SEED_LEN)
+parameter_set_of = _SCHEME.parameter_set_of
+ciphertext_len = _SCHEME.output_len
+generate = _SCHEME.generate
+from_seed = _SCHEME.from_seed
+from_public_bytes = _SCHEME.from_public_bytes
+seed_of = _SCHEME.seed_of
+public_bytes = _SCHEME.public_bytes
 
 
 def encapsulate(material: PublicMaterial) -> tuple[bytes, bytes]:

@@ -23,12 +23,13 @@ from emulator.crypto import aesmodes
 from emulator.errors import CryptoFailure
 
 from ..abi import mechanism_params
+from .. import constants
 from ..constants import CKF_END_OF_MESSAGE, CKR
 from ..errors import PKCS11Error
-from . import numbers, params
+from . import params
 
-GENERATORS = (numbers.CKG_NO_GENERATE, numbers.CKG_GENERATE, numbers.CKG_GENERATE_COUNTER,
-              numbers.CKG_GENERATE_RANDOM)
+GENERATORS = (constants.CKG_NO_GENERATE, constants.CKG_GENERATE, constants.CKG_GENERATE_COUNTER,
+              constants.CKG_GENERATE_RANDOM)
 
 
 def _invalid(message: str) -> PKCS11Error:
@@ -70,20 +71,20 @@ class AeadMessageOp:
         if self._encrypt:
             if p.generator not in GENERATORS:
                 raise _invalid(f"IV generator {p.generator}")
-            if p.generator != numbers.CKG_NO_GENERATE and not 0 <= p.fixed_bits <= 8 * len(p.iv):
+            if p.generator != constants.CKG_NO_GENERATE and not 0 <= p.fixed_bits <= 8 * len(p.iv):
                 raise _invalid("ulIvFixedBits longer than the IV")
         return p
 
     def _iv(self, ffi: Any, p: params.MessageParams) -> bytes:
         """The IV of an encryption; a generated one is written back into the caller's structure."""
-        if p.generator == numbers.CKG_NO_GENERATE:
+        if p.generator == constants.CKG_NO_GENERATE:
             return p.iv
         total = 8 * len(p.iv)
         free = total - p.fixed_bits
         if free <= 0:
             raise _invalid("no IV bits left to generate")
         fixed = int.from_bytes(p.iv, "big") >> free << free
-        if p.generator == numbers.CKG_GENERATE_RANDOM:
+        if p.generator == constants.CKG_GENERATE_RANDOM:
             variable = secrets.randbits(free)
         else:  # CKG_GENERATE and CKG_GENERATE_COUNTER: a per-operation counter
             if self._counter >= (1 << free):

@@ -13,9 +13,10 @@ from emulator.crypto import kdf
 from emulator.crypto.material import SecretMaterial
 from emulator.errors import CryptoFailure
 
+from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import aead, keybytes, numbers, params
+from . import aead, keybytes, params
 from .blockcipher import BlockCipher, iv_validator, mode
 from .ops import BufferedDecryptOp, StreamCipherOp
 from .registry import MechanismSpec, Registry
@@ -147,7 +148,7 @@ def register(registry: Registry) -> None:
         key_types=KEY_TYPES, param_kind="aes_ctr", validate=validate_ctr, encrypt=_ctr, decrypt=_ctr))
     registry.add(MechanismSpec(
         mechanism=Mechanism.AES_GCM,
-        flags=CIPHER_FLAGS | WRAP_FLAGS | numbers.CKF_MESSAGE_ENCRYPT | numbers.CKF_MESSAGE_DECRYPT,
+        flags=CIPHER_FLAGS | WRAP_FLAGS | constants.CKF_MESSAGE_ENCRYPT | constants.CKF_MESSAGE_DECRYPT,
         min_key=MIN_KEY, max_key=MAX_KEY, key_types=KEY_TYPES, param_kind="gcm", validate=validate_gcm,
         encrypt=_gcm_encrypt, decrypt=_gcm_decrypt, wrap=_gcm_wrap, unwrap=_gcm_unwrap,
         message_encrypt=aead.factory("gcm", True, AES.key), message_decrypt=aead.factory("gcm", False, AES.key)))

@@ -23,9 +23,10 @@ from emulator.crypto import mac as mac_crypto
 from emulator.crypto.material import SecretMaterial
 from emulator.errors import InvalidKeyMaterial
 
+from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import aead, numbers, params
+from . import aead, params
 from .aes import AES, MAX_KEY, MIN_KEY
 from .blockcipher import iv_validator
 from .mac import general_length
@@ -173,14 +174,14 @@ def register(registry: Registry) -> None:
     registry.add(MechanismSpec(mechanism=Mechanism.AES_CTS, flags=CIPHER, param_kind="bytes", validate=iv16,
                                encrypt=_cts(True), decrypt=_cts(False), **sizes))
     registry.add(MechanismSpec(
-        mechanism=numbers.CKM_AES_XTS, flags=CIPHER, min_key=32, max_key=64,
-        key_types=frozenset({numbers.CKK_AES_XTS}), param_kind="bytes", validate=iv16,
+        mechanism=constants.CKM_AES_XTS, flags=CIPHER, min_key=32, max_key=64,
+        key_types=frozenset({constants.CKK_AES_XTS}), param_kind="bytes", validate=iv16,
         encrypt=_xts(True), decrypt=_xts(False)))
     registry.add(MechanismSpec(
-        mechanism=numbers.CKM_AES_XTS_KEY_GEN, flags=F.GENERATE, min_key=32, max_key=64,
-        generate=_xts_generate, generated_key_types=(numbers.CKK_AES_XTS,)))
+        mechanism=constants.CKM_AES_XTS_KEY_GEN, flags=F.GENERATE, min_key=32, max_key=64,
+        generate=_xts_generate, generated_key_types=(constants.CKK_AES_XTS,)))
     registry.add(MechanismSpec(
-        mechanism=Mechanism.AES_CCM, flags=CIPHER | numbers.CKF_MESSAGE_ENCRYPT | numbers.CKF_MESSAGE_DECRYPT,
+        mechanism=Mechanism.AES_CCM, flags=CIPHER | constants.CKF_MESSAGE_ENCRYPT | constants.CKF_MESSAGE_DECRYPT,
         param_kind="ccm", validate=validate_ccm, encrypt=_ccm_encrypt, decrypt=_ccm_decrypt,
         message_encrypt=aead.factory("ccm", True, AES.key), message_decrypt=aead.factory("ccm", False, AES.key),
         **sizes))

@@ -30,16 +30,17 @@ from emulator.crypto import mac as mac_crypto
 from emulator.crypto.material import SecretMaterial
 from emulator.errors import InvalidKeyMaterial
 
+from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import keybytes, numbers, params
+from . import keybytes, params
 from .hashes import DIGEST_MECHANISMS
 from .mac import HMAC_ROWS
 from .registry import MechanismSpec, Registry
 
 F = MechanismFlag
 SECRET_BASES = frozenset(keybytes.SECRET_KINDS_BY_KEY_TYPE)
-HKDF_BASES = frozenset({numbers.CKK_HKDF, KeyType.GENERIC_SECRET})
+HKDF_BASES = frozenset({constants.CKK_HKDF, KeyType.GENERIC_SECRET})
 MAX_LEN = 0x10000
 
 
@@ -75,11 +76,11 @@ def validate_hkdf(param: Any) -> None:
     if param.prf_hash not in DIGEST_MECHANISMS:
         raise _invalid(f"prfHashMechanism 0x{param.prf_hash:x}")
     if param.extract:
-        if param.salt_type not in (numbers.CKF_HKDF_SALT_NULL, numbers.CKF_HKDF_SALT_DATA, numbers.CKF_HKDF_SALT_KEY):
+        if param.salt_type not in (constants.CKF_HKDF_SALT_NULL, constants.CKF_HKDF_SALT_DATA, constants.CKF_HKDF_SALT_KEY):
             raise _invalid(f"ulSaltType 0x{param.salt_type:x}")
-        if param.salt_type == numbers.CKF_HKDF_SALT_DATA and not param.salt:
+        if param.salt_type == constants.CKF_HKDF_SALT_DATA and not param.salt:
             raise _invalid("CKF_HKDF_SALT_DATA without salt")
-        if param.salt_type != numbers.CKF_HKDF_SALT_DATA and param.salt:
+        if param.salt_type != constants.CKF_HKDF_SALT_DATA and param.salt:
             raise _invalid("salt data given with another salt type")
 
 
@@ -90,9 +91,9 @@ def _hkdf(base: Any, param: params.HkdfParams, key_type: int, value_len: int | N
     ikm = _secret(base)
     if param.extract:
         salt: bytes | None = None
-        if param.salt_type == numbers.CKF_HKDF_SALT_DATA:
+        if param.salt_type == constants.CKF_HKDF_SALT_DATA:
             salt = param.salt
-        elif param.salt_type == numbers.CKF_HKDF_SALT_KEY:
+        elif param.salt_type == constants.CKF_HKDF_SALT_KEY:
             if resolve_key is None:
                 raise _invalid("no salt key can be resolved here")
             salt = _secret(resolve_key(param.salt_key))
@@ -135,18 +136,18 @@ def validate_sp800_108(param: Any) -> None:
     if param.additional_keys:
         raise _invalid("additional derived keys are not supported")
     kinds = [d.type for d in param.data_params]
-    if kinds.count(numbers.CK_SP800_108_ITERATION_VARIABLE) != 1 or kinds.count(numbers.CK_SP800_108_DKM_LENGTH) > 1:
+    if kinds.count(constants.CK_SP800_108_ITERATION_VARIABLE) != 1 or kinds.count(constants.CK_SP800_108_DKM_LENGTH) > 1:
         raise _invalid("counter mode needs one iteration variable and at most one DKM length")
     for d in param.data_params:
-        if d.type == numbers.CK_SP800_108_OPTIONAL_COUNTER:
+        if d.type == constants.CK_SP800_108_OPTIONAL_COUNTER:
             raise _invalid("CK_SP800_108_OPTIONAL_COUNTER belongs to the feedback/pipeline modes")
-        if d.type == numbers.CK_SP800_108_ITERATION_VARIABLE and d.width_bits not in (8, 16, 24, 32):
+        if d.type == constants.CK_SP800_108_ITERATION_VARIABLE and d.width_bits not in (8, 16, 24, 32):
             raise _invalid(f"counter of {d.width_bits} bits")
-        if d.type == numbers.CK_SP800_108_DKM_LENGTH:
+        if d.type == constants.CK_SP800_108_DKM_LENGTH:
             if d.width_bits not in range(8, 65, 8):
                 raise _invalid(f"DKM length of {d.width_bits} bits")
-            if d.method not in (numbers.CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS,
-                                numbers.CK_SP800_108_DKM_LENGTH_SUM_OF_SEGMENTS):
+            if d.method not in (constants.CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS,
+                                constants.CK_SP800_108_DKM_LENGTH_SUM_OF_SEGMENTS):
                 raise _invalid(f"DKM length method {d.method}")
 
 
@@ -175,7 +176,7 @@ def _sp800_108(base: Any, param: params.Sp800108Params, key_type: int, value_len
         raise PKCS11Error(CKR.KEY_SIZE_RANGE, "empty HMAC key")
     segments = -(-length // block)
     for d in param.data_params:
-        if d.type == numbers.CK_SP800_108_ITERATION_VARIABLE and segments >= 1 << d.width_bits:
+        if d.type == constants.CK_SP800_108_ITERATION_VARIABLE and segments >= 1 << d.width_bits:
             raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "the counter is too narrow for this length")
 
     def prf(data: bytes) -> bytes:
@@ -186,10 +187,10 @@ def _sp800_108(base: Any, param: params.Sp800108Params, key_type: int, value_len
     def build_input(i: int) -> bytes:
         out = bytearray()
         for d in param.data_params:
-            if d.type == numbers.CK_SP800_108_ITERATION_VARIABLE:
+            if d.type == constants.CK_SP800_108_ITERATION_VARIABLE:
                 out += _encode(i, d.width_bits, d.little_endian)
-            elif d.type == numbers.CK_SP800_108_DKM_LENGTH:
-                bits = 8 * (length if d.method == numbers.CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS else segments * block)
+            elif d.type == constants.CK_SP800_108_DKM_LENGTH:
+                bits = 8 * (length if d.method == constants.CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS else segments * block)
                 out += _encode(bits, d.width_bits, d.little_endian)
             else:
                 out += d.value
@@ -201,10 +202,10 @@ def _sp800_108(base: Any, param: params.Sp800108Params, key_type: int, value_len
 # --- PBKDF2 ----------------------------------------------------------------------------------------
 
 PBKD2_PRFS = {
-    numbers.CKP_PKCS5_PBKD2_HMAC_SHA1: "SHA1", numbers.CKP_PKCS5_PBKD2_HMAC_SHA224: "SHA224",
-    numbers.CKP_PKCS5_PBKD2_HMAC_SHA256: "SHA256", numbers.CKP_PKCS5_PBKD2_HMAC_SHA384: "SHA384",
-    numbers.CKP_PKCS5_PBKD2_HMAC_SHA512: "SHA512", numbers.CKP_PKCS5_PBKD2_HMAC_SHA512_224: "SHA512_224",
-    numbers.CKP_PKCS5_PBKD2_HMAC_SHA512_256: "SHA512_256",
+    constants.CKP_PKCS5_PBKD2_HMAC_SHA1: "SHA1", constants.CKP_PKCS5_PBKD2_HMAC_SHA224: "SHA224",
+    constants.CKP_PKCS5_PBKD2_HMAC_SHA256: "SHA256", constants.CKP_PKCS5_PBKD2_HMAC_SHA384: "SHA384",
+    constants.CKP_PKCS5_PBKD2_HMAC_SHA512: "SHA512", constants.CKP_PKCS5_PBKD2_HMAC_SHA512_224: "SHA512_224",
+    constants.CKP_PKCS5_PBKD2_HMAC_SHA512_256: "SHA512_256",
 }
 PBKD2_KEY_TYPES = (KeyType.GENERIC_SECRET, KeyType.AES, KeyType.DES3, *sorted(keybytes.HMAC_KEY_TYPES))
 
@@ -212,7 +213,7 @@ PBKD2_KEY_TYPES = (KeyType.GENERIC_SECRET, KeyType.AES, KeyType.DES3, *sorted(ke
 def validate_pbkd2(param: Any) -> None:
     if not isinstance(param, params.Pbkd2Params):
         raise _invalid("CK_PKCS5_PBKD2_PARAMS2 required")
-    if param.salt_source != numbers.CKZ_SALT_SPECIFIED:
+    if param.salt_source != constants.CKZ_SALT_SPECIFIED:
         raise _invalid("saltSource must be CKZ_SALT_SPECIFIED")
     if param.prf not in PBKD2_PRFS or param.prf_data:
         raise _invalid(f"PRF 0x{param.prf:x} (with no PRF data) not supported")
@@ -280,16 +281,16 @@ def _extract(base: Any, param: int, key_type: int, value_len: int | None, resolv
 
 
 def register(registry: Registry) -> None:
-    for mechanism in (numbers.CKM_HKDF_DERIVE, numbers.CKM_HKDF_DATA):
+    for mechanism in (constants.CKM_HKDF_DERIVE, constants.CKM_HKDF_DATA):
         registry.add(MechanismSpec(
             mechanism=mechanism, flags=F.DERIVE, min_key=1, max_key=MAX_LEN, key_types=HKDF_BASES,
             param_kind="hkdf", validate=validate_hkdf, derive=_hkdf))
     registry.add(MechanismSpec(
-        mechanism=numbers.CKM_HKDF_KEY_GEN, flags=F.GENERATE, min_key=1, max_key=MAX_LEN, generate=_hkdf_key_gen,
-        generated_key_types=(numbers.CKK_HKDF,)))
+        mechanism=constants.CKM_HKDF_KEY_GEN, flags=F.GENERATE, min_key=1, max_key=MAX_LEN, generate=_hkdf_key_gen,
+        generated_key_types=(constants.CKK_HKDF,)))
     registry.add(MechanismSpec(
-        mechanism=numbers.CKM_SP800_108_COUNTER_KDF, flags=F.DERIVE, min_key=1, max_key=MAX_LEN,
-        key_types=frozenset({KeyType.GENERIC_SECRET, KeyType.AES, numbers.CKK_HKDF, *keybytes.HMAC_KEY_TYPES}),
+        mechanism=constants.CKM_SP800_108_COUNTER_KDF, flags=F.DERIVE, min_key=1, max_key=MAX_LEN,
+        key_types=frozenset({KeyType.GENERIC_SECRET, KeyType.AES, constants.CKK_HKDF, *keybytes.HMAC_KEY_TYPES}),
         param_kind="sp800_108", validate=validate_sp800_108, derive=_sp800_108))
     registry.add(MechanismSpec(
         mechanism=Mechanism.PKCS5_PBKD2, flags=F.GENERATE, min_key=1, max_key=MAX_LEN, param_kind="pbkd2",

@@ -15,9 +15,9 @@ from emulator.crypto import des as des_crypto
 from emulator.crypto import des3 as des3_crypto
 from emulator.crypto.material import SecretMaterial
 
+from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import numbers
 from .blockcipher import BlockCipher, iv_validator, mode
 from .registry import MechanismSpec, Registry
 
@@ -41,8 +41,8 @@ generate = _generator("DES3", des3_crypto.KEY_SIZE, des3_crypto.generate_key)
 FAMILIES = (
     (DES3, KeyType.DES3, Mechanism.DES3_KEY_GEN, generate,
      (Mechanism.DES3_ECB, Mechanism.DES3_CBC, Mechanism.DES3_CBC_PAD)),
-    (DES, numbers.CKK_DES, numbers.CKM_DES_KEY_GEN, _generator("DES", des_crypto.KEY_SIZE, des_crypto.generate_key),
-     (numbers.CKM_DES_ECB, numbers.CKM_DES_CBC, numbers.CKM_DES_CBC_PAD)),
+    (DES, constants.CKK_DES, constants.CKM_DES_KEY_GEN, _generator("DES", des_crypto.KEY_SIZE, des_crypto.generate_key),
+     (constants.CKM_DES_ECB, constants.CKM_DES_CBC, constants.CKM_DES_CBC_PAD)),
 )
 
 

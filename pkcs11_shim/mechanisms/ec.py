@@ -16,9 +16,10 @@ from emulator.crypto import kdf
 from emulator.crypto.material import PrivateMaterial, PublicMaterial, SecretMaterial
 from emulator.errors import CryptoFailure, InvalidKeyMaterial
 
+from .. import constants
 from ..constants import CKR, KDF, Attribute, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import keybytes, numbers, params
+from . import keybytes, params
 from .hashes import X963_KDF_HASHES
 from .ops import HashSignOp, HashVerifyOp, SinglePartSignOp, SinglePartVerifyOp
 from .registry import MechanismSpec, Registry
@@ -146,10 +147,10 @@ HASHED_ROWS = (
     (Mechanism.ECDSA_SHA256, "SHA256"),
     (Mechanism.ECDSA_SHA384, "SHA384"),
     (Mechanism.ECDSA_SHA512, "SHA512"),
-    (numbers.CKM_ECDSA_SHA3_224, "SHA3_224"),
-    (numbers.CKM_ECDSA_SHA3_256, "SHA3_256"),
-    (numbers.CKM_ECDSA_SHA3_384, "SHA3_384"),
-    (numbers.CKM_ECDSA_SHA3_512, "SHA3_512"),
+    (constants.CKM_ECDSA_SHA3_224, "SHA3_224"),
+    (constants.CKM_ECDSA_SHA3_256, "SHA3_256"),
+    (constants.CKM_ECDSA_SHA3_384, "SHA3_384"),
+    (constants.CKM_ECDSA_SHA3_512, "SHA3_512"),
 )
 
 
@@ -168,7 +169,7 @@ def register(registry: Registry) -> None:
             sign=sign, verify=verify, **sizes))
     registry.add(MechanismSpec(
         mechanism=Mechanism.ECDH1_DERIVE, flags=F.DERIVE | EC_FLAGS, min_key=255, max_key=MAX_BITS,
-        key_types=frozenset({KeyType.EC, numbers.CKK_EC_MONTGOMERY}), param_kind="ecdh1",
+        key_types=frozenset({KeyType.EC, constants.CKK_EC_MONTGOMERY}), param_kind="ecdh1",
         validate=validate_ecdh1, derive=derive_ecdh1))
     # PKCS#11 3.0 §2.3.16: cofactor ECDH multiplies by the curve's cofactor h. Every prime curve we
     # offer (P-256/384/521, secp256k1, and the legacy P-192/224) has h = 1, so the shared value is

@@ -18,9 +18,10 @@ from typing import Any
 from emulator.crypto import edwards as edwards_crypto
 from emulator.crypto.material import PrivateMaterial, PublicMaterial
 
+from .. import constants
 from ..constants import CKR, Attribute, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import numbers, params
+from . import params
 from .ec import curve_of
 from .ops import BufferedSignOp, BufferedVerifyOp
 from .registry import MechanismSpec, Registry
@@ -85,9 +86,9 @@ def register(registry: Registry) -> None:
         generate_pair=_pair_generator(edwards_crypto.EDWARDS_KINDS), generated_key_types=(KeyType.EC_EDWARDS,),
         **sizes))
     registry.add(MechanismSpec(
-        mechanism=numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, flags=F.GENERATE_KEY_PAIR,
+        mechanism=constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, flags=F.GENERATE_KEY_PAIR,
         generate_pair=_pair_generator(edwards_crypto.MONTGOMERY_KINDS),
-        generated_key_types=(numbers.CKK_EC_MONTGOMERY,), **sizes))
+        generated_key_types=(constants.CKK_EC_MONTGOMERY,), **sizes))
     registry.add(MechanismSpec(
         mechanism=Mechanism.EDDSA, flags=F.SIGN | F.VERIFY, key_types=frozenset({KeyType.EC_EDWARDS}),
         param_kind="eddsa", validate=validate_eddsa, sign=sign, verify=verify, **sizes))

@@ -6,8 +6,8 @@ tables and never branch on them.
 
 from __future__ import annotations
 
+from .. import constants
 from ..constants import KDF, MGF, Mechanism
-from . import numbers
 
 #: Digest mechanism -> hash name. Also the `hashAlg` values OAEP and PSS accept.
 DIGEST_MECHANISMS: dict[int, str] = {
@@ -16,8 +16,8 @@ DIGEST_MECHANISMS: dict[int, str] = {
     Mechanism.SHA256: "SHA256",
     Mechanism.SHA384: "SHA384",
     Mechanism.SHA512: "SHA512",
-    numbers.CKM_SHA512_224: "SHA512_224",
-    numbers.CKM_SHA512_256: "SHA512_256",
+    constants.CKM_SHA512_224: "SHA512_224",
+    constants.CKM_SHA512_256: "SHA512_256",
     Mechanism.SHA3_224: "SHA3_224",
     Mechanism.SHA3_256: "SHA3_256",
     Mechanism.SHA3_384: "SHA3_384",
@@ -27,7 +27,7 @@ DIGEST_MECHANISMS: dict[int, str] = {
 #: Digest mechanisms offered for C_Digest only: MD5 (RFC 1321) is broken for collisions, so no
 #: parameter (OAEP, PSS, HKDF, SP 800-108) may name it.
 LEGACY_DIGESTS: dict[int, str] = {
-    numbers.CKM_MD5: "MD5",
+    constants.CKM_MD5: "MD5",
 }
 
 #: CKG_MGF1_* -> hash name.

@@ -1,4 +1,4 @@
-"""The AES key wrap family (PKCS#11 3.0 §2.14.x; shared/reference/peers-and-pkcs11.md §5).
+"""The AES key wrap family (PKCS#11 3.0 §2.14.x).
 
 - CKM_AES_KEY_WRAP (0x2109): RFC 3394 / SP 800-38F KW. Secret keys only, zero-padded to a multiple
   of 8 bytes (unwrap takes CKA_VALUE_LEN or the key type's length back).

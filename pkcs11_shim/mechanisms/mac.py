@@ -12,9 +12,9 @@ from emulator.crypto import mac as mac_crypto
 from emulator.crypto.material import SecretMaterial
 from emulator.errors import InvalidKeyMaterial
 
+from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import numbers
 from .keybytes import check_secret_length
 from .ops import MacSignOp, MacVerifyOp, key_size_error
 from .registry import MechanismSpec, Registry, no_parameter
@@ -32,13 +32,13 @@ HMAC_ROWS = (
     (Mechanism.SHA3_256_HMAC, Mechanism.SHA3_256_HMAC_GENERAL, "SHA3_256", KeyType.SHA3_256_HMAC),
     (Mechanism.SHA3_384_HMAC, Mechanism.SHA3_384_HMAC_GENERAL, "SHA3_384", KeyType.SHA3_384_HMAC),
     (Mechanism.SHA3_512_HMAC, Mechanism.SHA3_512_HMAC_GENERAL, "SHA3_512", KeyType.SHA3_512_HMAC),
-    (numbers.CKM_SHA512_224_HMAC, numbers.CKM_SHA512_224_HMAC_GENERAL, "SHA512_224", numbers.CKK_SHA512_224_HMAC),
-    (numbers.CKM_SHA512_256_HMAC, numbers.CKM_SHA512_256_HMAC_GENERAL, "SHA512_256", numbers.CKK_SHA512_256_HMAC),
+    (constants.CKM_SHA512_224_HMAC, constants.CKM_SHA512_224_HMAC_GENERAL, "SHA512_224", constants.CKK_SHA512_224_HMAC),
+    (constants.CKM_SHA512_256_HMAC, constants.CKM_SHA512_256_HMAC_GENERAL, "SHA512_256", constants.CKK_SHA512_256_HMAC),
 )
 #: HMAC over the legacy MD5 (RFC 2104, RFC 2202 vectors): registered like the others, but not a PRF
 #: the KDF rows offer (`derive.PRFS` reads HMAC_ROWS only).
 LEGACY_HMAC_ROWS = (
-    (numbers.CKM_MD5_HMAC, numbers.CKM_MD5_HMAC_GENERAL, "MD5", numbers.CKK_MD5_HMAC),
+    (constants.CKM_MD5_HMAC, constants.CKM_MD5_HMAC_GENERAL, "MD5", constants.CKK_MD5_HMAC),
 )
 #: HMAC key sizes in bytes, as SoftHSM2 reports them for CK_MECHANISM_INFO (RFC 2104 allows any
 #: length; keys longer than the hash block are hashed first).

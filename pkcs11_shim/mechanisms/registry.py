@@ -34,9 +34,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .. import constants
 from ..constants import CKR, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import numbers
 
 Impl = Callable[..., Any] | None
 
@@ -67,13 +67,13 @@ FLAG_FIELDS: tuple[tuple[int, str], ...] = (
 
 
 def ckm_name(mechanism: int) -> str:
-    """CKM_ name of a number: python-pkcs11's enum, else our own `numbers`."""
+    """CKM_ name of a number: python-pkcs11's enum, else `constants`."""
     try:
         # python-pkcs11 keeps the deprecated numbers (single DES, MD5) as `_DES_ECB` ...
         return "CKM_" + Mechanism(mechanism).name.lstrip("_")
     except ValueError:
         pass
-    for attr, value in vars(numbers).items():
+    for attr, value in vars(constants).items():
         if attr.startswith("CKM_") and value == mechanism:
             return attr
     return f"CKM_0x{mechanism:x}"

@@ -17,9 +17,10 @@ from emulator.crypto import rsa as rsa_crypto
 from emulator.crypto.material import PrivateMaterial, PublicMaterial
 from emulator.errors import CryptoFailure, InvalidKeyMaterial
 
+from .. import constants
 from ..constants import CKR, Attribute, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import keybytes, numbers, params
+from . import keybytes, params
 from .hashes import DIGEST_MECHANISMS, MGF1_HASHES
 from .ops import (
     HashSignOp,
@@ -94,7 +95,7 @@ def validate_oaep(param: Any) -> None:
                        "is not offered")
     # PKCS#11 3.0 §2.1.8: the only source is CKZ_DATA_SPECIFIED. A zero source with no label is
     # accepted as well, because some callers leave the field unset when they pass no label.
-    if param.source != numbers.CKZ_DATA_SPECIFIED and (param.source != 0 or param.source_data):
+    if param.source != constants.CKZ_DATA_SPECIFIED and (param.source != 0 or param.source_data):
         raise _invalid("OAEP source must be CKZ_DATA_SPECIFIED")
 
 
@@ -385,6 +386,6 @@ def register(registry: Registry) -> None:
             mechanism=pss_mech, flags=F.SIGN | F.VERIFY, param_kind="pss",
             validate=_validate_hashed_pss(hash_name), sign=sign, verify=verify, **sizes))
     registry.add(MechanismSpec(
-        mechanism=numbers.CKM_RSA_AES_KEY_WRAP, flags=F.WRAP | F.UNWRAP, param_kind="rsa_aes_key_wrap",
+        mechanism=constants.CKM_RSA_AES_KEY_WRAP, flags=F.WRAP | F.UNWRAP, param_kind="rsa_aes_key_wrap",
         validate=validate_rsa_aes, wrap=_rsa_aes_wrap, prepare_wrap=_rsa_aes_prepare_wrap,
         unwrap=_rsa_aes_unwrap, **sizes))

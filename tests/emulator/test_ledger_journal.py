@@ -1,4 +1,4 @@
-"""The version ledger's append-only journal (kmdata.VersionLedger): a write appends one MAC-chained
+"""The version ledger's append-only journal (ledger.VersionLedger): a write appends one MAC-chained
 line instead of rewriting the ledger, the journal is folded into a new snapshot periodically, and a
 torn, edited, dropped or replayed line is handled as the whole-file ledger was."""
 
@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from emulator import kmdata
+from emulator import ledger
 from emulator.acl import Acl, Action
 from emulator.crypto import keygen
 from emulator.errors import BlobInvalid
 from emulator.keys import Key
-from emulator.kmdata import LEDGER_FILE
+from emulator.ledger import LEDGER_FILE
 from emulator.module import Module
 
 ACTIONS = (Action.ENCRYPT, Action.DECRYPT, Action.DESTROY, Action.REDUCE_ACL)
@@ -104,7 +104,7 @@ def test_journal_cut_back_under_a_running_process_is_refused(module: Module) -> 
 
 def test_compaction_folds_the_journal_and_keeps_every_verdict(module: Module,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kmdata, "COMPACT_MIN_RECORDS", 3)
+    monkeypatch.setattr(ledger, "COMPACT_MIN_RECORDS", 3)
     victim = _key(module, "victim")
     old_copy = victim.file_path.read_bytes()
     module.reduce_acl(victim, [Action.DECRYPT, Action.DESTROY])

@@ -9,7 +9,7 @@ import pytest
 from emulator.crypto import ec as ec_crypto
 from emulator.crypto.material import SecretMaterial
 from pkcs11_shim.constants import Attribute, KeyType, Mechanism
-from pkcs11_shim.mechanisms import numbers
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
 
@@ -27,7 +27,7 @@ def keys() -> dict[str, Any]:
         "aes192": aes(None, KeyType.AES, 24),
         "aes256": aes(None, KeyType.AES, 32),
         "des3": REGISTRY.get(Mechanism.DES3_KEY_GEN).generate(None, KeyType.DES3, None),
-        "des": REGISTRY.get(numbers.CKM_DES_KEY_GEN).generate(None, numbers.CKK_DES, None),
+        "des": REGISTRY.get(constants.CKM_DES_KEY_GEN).generate(None, constants.CKK_DES, None),
         "generic32": generic(None, KeyType.GENERIC_SECRET, 32),
         "generic20": generic(None, KeyType.GENERIC_SECRET, 20),
         "hmac64": generic(None, KeyType.SHA512_HMAC, 64),
@@ -39,9 +39,9 @@ def keys() -> dict[str, Any]:
         "ed25519": _pair(Mechanism.EC_EDWARDS_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("Ed25519")),
         # PKCS#11 3.0 also allows the curve name as a PrintableString.
         "ed448": _pair(Mechanism.EC_EDWARDS_KEY_PAIR_GEN, EC_PARAMS=b"\x13\x0aedwards448"),
-        "x25519": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("X25519")),
-        "x448": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=b"\x13\x08curve448"),
-        "xts64": REGISTRY.get(numbers.CKM_AES_XTS_KEY_GEN).generate(None, numbers.CKK_AES_XTS, 64),
+        "x25519": _pair(constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("X25519")),
+        "x448": _pair(constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=b"\x13\x08curve448"),
+        "xts64": REGISTRY.get(constants.CKM_AES_XTS_KEY_GEN).generate(None, constants.CKK_AES_XTS, 64),
         # PKCS#11 3.2: CKA_PARAMETER_SET 1 = ML-DSA-44, 2 = ML-KEM-768.
         "mldsa44": _pair(Mechanism.ML_DSA_KEY_PAIR_GEN, PARAMETER_SET=1),
         "mlkem768": _pair(Mechanism.ML_KEM_KEY_PAIR_GEN, PARAMETER_SET=2),
@@ -54,7 +54,7 @@ def second_keys() -> dict[str, Any]:
     return {
         "p256": _pair(Mechanism.EC_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("secp256r1")),
         "p384": _pair(Mechanism.EC_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("secp384r1")),
-        "x25519": _pair(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("X25519")),
+        "x25519": _pair(constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, EC_PARAMS=ec_crypto.ec_params("X25519")),
     }
 
 

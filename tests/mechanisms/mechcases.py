@@ -7,7 +7,8 @@ from typing import Any
 
 from emulator.crypto.material import SecretMaterial
 from pkcs11_shim.constants import CKH_HEDGE_REQUIRED, CKM_HASH_ML_DSA, KDF, MGF, Mechanism
-from pkcs11_shim.mechanisms import numbers, params
+from pkcs11_shim.mechanisms import params
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.mldsa import HASH_ML_DSA, SignAdditionalContext
 
 DATA = bytes(range(48))  # three AES blocks, six DES blocks
@@ -35,9 +36,9 @@ def public_of(material: Any) -> Any:
 
 
 IV16, IV8 = bytes(range(16)), bytes(range(8))
-OAEP_SHA1 = params.OaepParams(Mechanism.SHA_1, MGF.SHA1, numbers.CKZ_DATA_SPECIFIED, b"")
-OAEP_SHA256_LABEL = params.OaepParams(Mechanism.SHA256, MGF.SHA256, numbers.CKZ_DATA_SPECIFIED, b"a label")
-OAEP_SHA512_MGF224 = params.OaepParams(Mechanism.SHA512, MGF.SHA224, numbers.CKZ_DATA_SPECIFIED, b"")
+OAEP_SHA1 = params.OaepParams(Mechanism.SHA_1, MGF.SHA1, constants.CKZ_DATA_SPECIFIED, b"")
+OAEP_SHA256_LABEL = params.OaepParams(Mechanism.SHA256, MGF.SHA256, constants.CKZ_DATA_SPECIFIED, b"a label")
+OAEP_SHA512_MGF224 = params.OaepParams(Mechanism.SHA512, MGF.SHA224, constants.CKZ_DATA_SPECIFIED, b"")
 
 
 def pss(hash_mech: int, mgf: int, salt: int) -> params.PssParams:
@@ -50,7 +51,7 @@ SIGNED_DIGESTS = {Mechanism.SHA_1: 20, Mechanism.SHA224: 28, Mechanism.SHA256: 3
 CASES: list[Case] = [
     # Digests.
     *(Case(m) for m in (Mechanism.SHA_1, Mechanism.SHA224, Mechanism.SHA256, Mechanism.SHA384, Mechanism.SHA512,
-                        numbers.CKM_SHA512_224, numbers.CKM_SHA512_256, Mechanism.SHA3_224, Mechanism.SHA3_256,
+                        constants.CKM_SHA512_224, constants.CKM_SHA512_256, Mechanism.SHA3_224, Mechanism.SHA3_256,
                         Mechanism.SHA3_384, Mechanism.SHA3_512)),
     # HMAC and CMAC.
     *(Case(m, "hmac64") for m in (Mechanism.SHA_1_HMAC, Mechanism.SHA224_HMAC, Mechanism.SHA256_HMAC,
@@ -71,7 +72,7 @@ CASES: list[Case] = [
     Case(Mechanism.RSA_PKCS_KEY_PAIR_GEN),
     Case(Mechanism.EC_KEY_PAIR_GEN),
     Case(Mechanism.EC_EDWARDS_KEY_PAIR_GEN),
-    Case(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN),
+    Case(constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN),
     # AES.
     *(Case(Mechanism.AES_ECB, k) for k in ("aes128", "aes192", "aes256")),
     *(Case(Mechanism.AES_CBC, k, IV16) for k in ("aes128", "aes256")),
@@ -120,9 +121,9 @@ CASES: list[Case] = [
         (Mechanism.SHA3_256_RSA_PKCS_PSS, Mechanism.SHA3_256, MGF.SHA3_256, 32),
         (Mechanism.SHA3_384_RSA_PKCS_PSS, Mechanism.SHA3_384, MGF.SHA3_384, 48),
         (Mechanism.SHA3_512_RSA_PKCS_PSS, Mechanism.SHA3_512, MGF.SHA3_512, 64))),
-    Case(numbers.CKM_RSA_AES_KEY_WRAP, "rsa2048", params.RsaAesKeyWrapParams(256, OAEP_SHA256_LABEL),
+    Case(constants.CKM_RSA_AES_KEY_WRAP, "rsa2048", params.RsaAesKeyWrapParams(256, OAEP_SHA256_LABEL),
          wraps_private=True, deterministic=False),
-    Case(numbers.CKM_RSA_AES_KEY_WRAP, "rsa2048", params.RsaAesKeyWrapParams(128, OAEP_SHA1),
+    Case(constants.CKM_RSA_AES_KEY_WRAP, "rsa2048", params.RsaAesKeyWrapParams(128, OAEP_SHA1),
          wraps_private=True, deterministic=False),
     # EC.
     *(Case(Mechanism.ECDSA, k, data=DATA[:n], multipart=False, deterministic=False)
@@ -142,8 +143,8 @@ CASES: list[Case] = [
     Case(Mechanism.AES_CFB128, "aes256", IV16, data=DATA[:41]),
     Case(Mechanism.AES_CTS, "aes128", IV16, data=DATA[:41]),
     Case(Mechanism.AES_CTS, "aes256", IV16, data=DATA[:32]),
-    Case(numbers.CKM_AES_XTS, "xts64", IV16, data=DATA[:41], multipart=False),
-    Case(numbers.CKM_AES_XTS_KEY_GEN),
+    Case(constants.CKM_AES_XTS, "xts64", IV16, data=DATA[:41], multipart=False),
+    Case(constants.CKM_AES_XTS_KEY_GEN),
     Case(Mechanism.AES_CCM, "aes128", params.CcmParams(41, bytes(12), b"header", 16), data=DATA[:41]),
     Case(Mechanism.AES_CCM, "aes256", params.CcmParams(48, bytes(7), b"", 8), data=DATA),
     Case(Mechanism.AES_MAC, "aes128"),
@@ -151,26 +152,26 @@ CASES: list[Case] = [
     Case(Mechanism.DES3_CMAC, "des3"),
     Case(Mechanism.DES3_CMAC_GENERAL, "des3", 5),
     Case(Mechanism.AES_KEY_WRAP_PKCS7, "aes256", data=DATA[:13], multipart=False, wraps_private=True),
-    *(Case(m, "p256", deterministic=False) for m in (numbers.CKM_ECDSA_SHA3_224, numbers.CKM_ECDSA_SHA3_256,
-                                                     numbers.CKM_ECDSA_SHA3_384, numbers.CKM_ECDSA_SHA3_512)),
+    *(Case(m, "p256", deterministic=False) for m in (constants.CKM_ECDSA_SHA3_224, constants.CKM_ECDSA_SHA3_256,
+                                                     constants.CKM_ECDSA_SHA3_384, constants.CKM_ECDSA_SHA3_512)),
     Case(Mechanism.ECDH1_COFACTOR_DERIVE, "p256", params.Ecdh1DeriveParams(KDF.NULL, b"", b"")),
-    *(Case(m, "generic32") for m in (numbers.CKM_HKDF_DERIVE, numbers.CKM_HKDF_DATA, numbers.CKM_HKDF_KEY_GEN,
-                                     numbers.CKM_SP800_108_COUNTER_KDF, Mechanism.PKCS5_PBKD2,
+    *(Case(m, "generic32") for m in (constants.CKM_HKDF_DERIVE, constants.CKM_HKDF_DATA, constants.CKM_HKDF_KEY_GEN,
+                                     constants.CKM_SP800_108_COUNTER_KDF, Mechanism.PKCS5_PBKD2,
                                      Mechanism.CONCATENATE_BASE_AND_KEY, Mechanism.CONCATENATE_BASE_AND_DATA,
                                      Mechanism.CONCATENATE_DATA_AND_BASE, Mechanism.XOR_BASE_AND_DATA,
                                      Mechanism.EXTRACT_KEY_FROM_KEY)),
     # SHA-512/t HMACs and the legacy set (MD5, HMAC-MD5, single DES).
-    Case(numbers.CKM_SHA512_224_HMAC, "hmac64"),
-    Case(numbers.CKM_SHA512_256_HMAC, "hmac64"),
-    Case(numbers.CKM_SHA512_224_HMAC_GENERAL, "generic20", 12),
-    Case(numbers.CKM_SHA512_256_HMAC_GENERAL, "generic20", 32),
-    Case(numbers.CKM_MD5),
-    Case(numbers.CKM_MD5_HMAC, "hmac64"),
-    Case(numbers.CKM_MD5_HMAC_GENERAL, "generic20", 10),
-    Case(numbers.CKM_DES_KEY_GEN),
-    Case(numbers.CKM_DES_ECB, "des"),
-    Case(numbers.CKM_DES_CBC, "des", IV8),
-    Case(numbers.CKM_DES_CBC_PAD, "des", IV8, data=DATA[:43], wraps_private=True),
+    Case(constants.CKM_SHA512_224_HMAC, "hmac64"),
+    Case(constants.CKM_SHA512_256_HMAC, "hmac64"),
+    Case(constants.CKM_SHA512_224_HMAC_GENERAL, "generic20", 12),
+    Case(constants.CKM_SHA512_256_HMAC_GENERAL, "generic20", 32),
+    Case(constants.CKM_MD5),
+    Case(constants.CKM_MD5_HMAC, "hmac64"),
+    Case(constants.CKM_MD5_HMAC_GENERAL, "generic20", 10),
+    Case(constants.CKM_DES_KEY_GEN),
+    Case(constants.CKM_DES_ECB, "des"),
+    Case(constants.CKM_DES_CBC, "des", IV8),
+    Case(constants.CKM_DES_CBC_PAD, "des", IV8, data=DATA[:43], wraps_private=True),
     # PKCS#11 3.2 ML-DSA (always hedged: not deterministic) and ML-KEM (covered in tests/pqc).
     Case(Mechanism.ML_DSA_KEY_PAIR_GEN),
     Case(Mechanism.ML_DSA, "mldsa44", deterministic=False),
@@ -183,8 +184,8 @@ CASES: list[Case] = [
 ]
 
 #: Rows whose derive/generate need parameters or a second key: test_kdf_rows covers them.
-KDF_ROWS = frozenset({numbers.CKM_HKDF_DERIVE, numbers.CKM_HKDF_DATA, numbers.CKM_HKDF_KEY_GEN,
-                      numbers.CKM_SP800_108_COUNTER_KDF, Mechanism.PKCS5_PBKD2,
+KDF_ROWS = frozenset({constants.CKM_HKDF_DERIVE, constants.CKM_HKDF_DATA, constants.CKM_HKDF_KEY_GEN,
+                      constants.CKM_SP800_108_COUNTER_KDF, Mechanism.PKCS5_PBKD2,
                       Mechanism.CONCATENATE_BASE_AND_KEY, Mechanism.CONCATENATE_BASE_AND_DATA,
                       Mechanism.CONCATENATE_DATA_AND_BASE, Mechanism.XOR_BASE_AND_DATA,
                       Mechanism.EXTRACT_KEY_FROM_KEY})

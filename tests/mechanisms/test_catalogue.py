@@ -9,7 +9,8 @@ import pytest
 
 from pkcs11_shim.constants import CKR, Mechanism
 from pkcs11_shim.errors import PKCS11Error
-from pkcs11_shim.mechanisms import catalogue, numbers
+from pkcs11_shim.mechanisms import catalogue
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import FAMILIES, REGISTRY, Registry, catalogue_source
 
 
@@ -34,7 +35,7 @@ def test_list_and_info_load_no_family() -> None:
     (Mechanism.SHA256_RSA_PKCS, "rsa"),
     (Mechanism.AES_KEY_WRAP_PAD, "keywrap"),
     (Mechanism.ECDSA_SHA256, "ec"),
-    (numbers.CKM_HKDF_DERIVE, "derive"),
+    (constants.CKM_HKDF_DERIVE, "derive"),
     (Mechanism.ML_DSA, "mldsa"),
 ])
 def test_first_use_loads_only_its_family(mechanism: int, family: str) -> None:

@@ -11,7 +11,8 @@ from emulator.crypto import ec as ec_crypto
 from emulator.crypto.material import SecretMaterial
 from pkcs11_shim.constants import CKR, KDF, MGF, Attribute, KeyType, Mechanism
 from pkcs11_shim.errors import PKCS11Error
-from pkcs11_shim.mechanisms import numbers, params
+from pkcs11_shim.mechanisms import params
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
 GCM = params.GcmParams(bytes(12), 96, b"", 128)
@@ -58,8 +59,8 @@ BAD_PARAMS = [
     (Mechanism.RSA_PKCS_OAEP, params.OaepParams(Mechanism.SHA_1, MGF.SHA1, 2, b"")),  # unknown source
     (Mechanism.RSA_PKCS_PSS, params.OaepParams(Mechanism.SHA_1, MGF.SHA1, 1, b"")),  # wrong structure
     (Mechanism.SHA256_RSA_PKCS_PSS, params.PssParams(Mechanism.SHA_1, MGF.SHA1, 20)),  # hash must match
-    (numbers.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(100, OAEP_SHA1)),
-    (numbers.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(256, params.OaepParams(0x250, 0x99, 1, b""))),
+    (constants.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(100, OAEP_SHA1)),
+    (constants.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(256, params.OaepParams(0x250, 0x99, 1, b""))),
     (Mechanism.ECDH1_DERIVE, params.Ecdh1DeriveParams(KDF.NULL, b"shared", b"\x04" + bytes(64))),
     (Mechanism.ECDH1_DERIVE, params.Ecdh1DeriveParams(KDF.SHA1_ASN1, b"", b"\x04" + bytes(64))),
     (Mechanism.ECDH1_DERIVE, params.Ecdh1DeriveParams(KDF.SHA256, b"", b"")),
@@ -158,7 +159,7 @@ def test_oaep_bad_ciphertext(keys: dict) -> None:
     rsa = keys["rsa2048"]
     oaep = spec(Mechanism.RSA_PKCS_OAEP)
     sealed = oaep.encrypt(rsa.public(), OAEP_SHA1).oneshot(b"secret")
-    labelled = params.OaepParams(Mechanism.SHA_1, MGF.SHA1, numbers.CKZ_DATA_SPECIFIED, b"other label")
+    labelled = params.OaepParams(Mechanism.SHA_1, MGF.SHA1, constants.CKZ_DATA_SPECIFIED, b"other label")
     assert rv_of(lambda: oaep.decrypt(rsa, labelled).oneshot(sealed)) == CKR.ENCRYPTED_DATA_INVALID
     assert rv_of(lambda: oaep.unwrap(rsa, labelled, sealed, "GENERIC", None)) == CKR.WRAPPED_KEY_INVALID
     assert rv_of(lambda: oaep.unwrap(rsa, OAEP_SHA1, sealed[:-1], "GENERIC", None)) == CKR.WRAPPED_KEY_LEN_RANGE

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 from emulator.crypto.material import SecretMaterial
 from pkcs11_shim.constants import CKR, KeyType, Mechanism
 from pkcs11_shim.errors import PKCS11Error
-from pkcs11_shim.mechanisms import numbers, params
+from pkcs11_shim.mechanisms import params
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
 BASE = SecretMaterial("GENERIC", bytes(range(32)))
@@ -52,47 +53,47 @@ def test_concatenate_and_xor_and_extract() -> None:
 
 def test_hkdf_salt_types_and_errors() -> None:
     expected = HKDF(hashes.SHA256(), 42, bytes(OTHER.value), b"info").derive(BASE.value)
-    key_salt = params.HkdfParams(True, True, Mechanism.SHA256, numbers.CKF_HKDF_SALT_KEY, b"", 7, b"info")
-    assert _derive(numbers.CKM_HKDF_DERIVE, key_salt, value_len=42) == expected
-    data_salt = params.HkdfParams(True, True, Mechanism.SHA256, numbers.CKF_HKDF_SALT_DATA, OTHER.value, 0, b"info")
-    assert _derive(numbers.CKM_HKDF_DATA, data_salt, value_len=42) == expected
-    null_salt = params.HkdfParams(True, True, Mechanism.SHA3_256, numbers.CKF_HKDF_SALT_NULL, b"", 0, b"")
-    assert _derive(numbers.CKM_HKDF_DERIVE, null_salt, value_len=20) == \
+    key_salt = params.HkdfParams(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_KEY, b"", 7, b"info")
+    assert _derive(constants.CKM_HKDF_DERIVE, key_salt, value_len=42) == expected
+    data_salt = params.HkdfParams(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_DATA, OTHER.value, 0, b"info")
+    assert _derive(constants.CKM_HKDF_DATA, data_salt, value_len=42) == expected
+    null_salt = params.HkdfParams(True, True, Mechanism.SHA3_256, constants.CKF_HKDF_SALT_NULL, b"", 0, b"")
+    assert _derive(constants.CKM_HKDF_DERIVE, null_salt, value_len=20) == \
         HKDF(hashes.SHA3_256(), 20, None, None).derive(BASE.value)
-    validate = REGISTRY.get(numbers.CKM_HKDF_DERIVE).validate
+    validate = REGISTRY.get(constants.CKM_HKDF_DERIVE).validate
     for bad in (params.HkdfParams(False, False, Mechanism.SHA256, 1, b"", 0, b""),
                 params.HkdfParams(True, True, 0x12345, 1, b"", 0, b""),
-                params.HkdfParams(True, True, Mechanism.SHA256, numbers.CKF_HKDF_SALT_DATA, b"", 0, b""),
+                params.HkdfParams(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_DATA, b"", 0, b""),
                 params.HkdfParams(True, True, Mechanism.SHA256, 0x8, b"", 0, b""), None):
         _raises(CKR.MECHANISM_PARAM_INVALID, validate, bad)
-    _raises(CKR.TEMPLATE_INCONSISTENT, _derive, numbers.CKM_HKDF_DERIVE, data_salt, KeyType.GENERIC_SECRET, 255 * 32 + 1)
-    _raises(CKR.TEMPLATE_INCOMPLETE, _derive, numbers.CKM_HKDF_DERIVE, data_salt, KeyType.GENERIC_SECRET, None)
+    _raises(CKR.TEMPLATE_INCONSISTENT, _derive, constants.CKM_HKDF_DERIVE, data_salt, KeyType.GENERIC_SECRET, 255 * 32 + 1)
+    _raises(CKR.TEMPLATE_INCOMPLETE, _derive, constants.CKM_HKDF_DERIVE, data_salt, KeyType.GENERIC_SECRET, None)
 
 
 def test_sp800_108_counter_matches_cryptography() -> None:
-    counter = params.PrfDataParam(numbers.CK_SP800_108_ITERATION_VARIABLE, width_bits=32)
-    dkm = params.PrfDataParam(numbers.CK_SP800_108_DKM_LENGTH, width_bits=32,
-                              method=numbers.CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS)
-    label = params.PrfDataParam(numbers.CK_SP800_108_BYTE_ARRAY, value=b"label")
-    sep = params.PrfDataParam(numbers.CK_SP800_108_BYTE_ARRAY, value=b"\x00")
-    context = params.PrfDataParam(numbers.CK_SP800_108_BYTE_ARRAY, value=b"context")
+    counter = params.PrfDataParam(constants.CK_SP800_108_ITERATION_VARIABLE, width_bits=32)
+    dkm = params.PrfDataParam(constants.CK_SP800_108_DKM_LENGTH, width_bits=32,
+                              method=constants.CK_SP800_108_DKM_LENGTH_SUM_OF_KEYS)
+    label = params.PrfDataParam(constants.CK_SP800_108_BYTE_ARRAY, value=b"label")
+    sep = params.PrfDataParam(constants.CK_SP800_108_BYTE_ARRAY, value=b"\x00")
+    context = params.PrfDataParam(constants.CK_SP800_108_BYTE_ARRAY, value=b"context")
     param = params.Sp800108Params(Mechanism.SHA256_HMAC, (counter, label, sep, context, dkm), 0)
     expected = KBKDFHMAC(hashes.SHA256(), Mode.CounterMode, 48, 4, 4, CounterLocation.BeforeFixed,
                          b"label", b"context", None).derive(BASE.value)
-    assert _derive(numbers.CKM_SP800_108_COUNTER_KDF, param, value_len=48) == expected
-    validate = REGISTRY.get(numbers.CKM_SP800_108_COUNTER_KDF).validate
+    assert _derive(constants.CKM_SP800_108_COUNTER_KDF, param, value_len=48) == expected
+    validate = REGISTRY.get(constants.CKM_SP800_108_COUNTER_KDF).validate
     for bad in (params.Sp800108Params(Mechanism.SHA256_HMAC, (label,), 0),
                 params.Sp800108Params(Mechanism.SHA256_HMAC, (counter, counter), 0),
                 params.Sp800108Params(Mechanism.SHA256, (counter,), 0),
                 params.Sp800108Params(Mechanism.SHA256_HMAC, (counter,), 2),
                 params.Sp800108Params(Mechanism.SHA256_HMAC,
-                                      (params.PrfDataParam(numbers.CK_SP800_108_ITERATION_VARIABLE, width_bits=12),), 0)):
+                                      (params.PrfDataParam(constants.CK_SP800_108_ITERATION_VARIABLE, width_bits=12),), 0)):
         _raises(CKR.MECHANISM_PARAM_INVALID, validate, bad)
 
 
 def test_pbkd2_and_key_generation_rows() -> None:
     spec = REGISTRY.get(Mechanism.PKCS5_PBKD2)
-    param = params.Pbkd2Params(1, b"salt", 1000, numbers.CKP_PKCS5_PBKD2_HMAC_SHA256, b"", b"password")
+    param = params.Pbkd2Params(1, b"salt", 1000, constants.CKP_PKCS5_PBKD2_HMAC_SHA256, b"", b"password")
     spec.validate(param)
     expected = PBKDF2HMAC(hashes.SHA256(), 32, b"salt", 1000).derive(b"password")
     assert spec.generate(param, KeyType.AES, 32).value == expected
@@ -101,7 +102,7 @@ def test_pbkd2_and_key_generation_rows() -> None:
     for bad in (params.Pbkd2Params(2, b"salt", 1000, 4, b"", b"pw"), params.Pbkd2Params(1, b"salt", 0, 4, b"", b"pw"),
                 params.Pbkd2Params(1, b"salt", 10, 99, b"", b"pw")):
         _raises(CKR.MECHANISM_PARAM_INVALID, spec.validate, bad)
-    hkdf_key = REGISTRY.get(numbers.CKM_HKDF_KEY_GEN).generate(None, numbers.CKK_HKDF, 40)
+    hkdf_key = REGISTRY.get(constants.CKM_HKDF_KEY_GEN).generate(None, constants.CKK_HKDF, 40)
     assert (hkdf_key.kind, len(hkdf_key.value)) == ("GENERIC", 40)
 
 
@@ -146,7 +147,7 @@ def test_new_row_errors(keys: dict) -> None:
     _raises(CKR.ENCRYPTED_DATA_LEN_RANGE, ccm.decrypt(aes, good).oneshot, b"1234" + bytes(15))
     sealed = ccm.encrypt(aes, good).oneshot(b"1234")
     _raises(CKR.ENCRYPTED_DATA_INVALID, ccm.decrypt(aes, good).oneshot, sealed[:-1] + bytes([sealed[-1] ^ 1]))
-    xts = REGISTRY.get(numbers.CKM_AES_XTS)
+    xts = REGISTRY.get(constants.CKM_AES_XTS)
     _raises(CKR.KEY_SIZE_RANGE, xts.encrypt, aes, bytes(16))
     _raises(CKR.DATA_LEN_RANGE, xts.encrypt(keys["xts64"], bytes(16)).oneshot, b"short")
     _raises(CKR.KEY_TYPE_INCONSISTENT, REGISTRY.get(Mechanism.AES_MAC).sign, keys["p256"], None)

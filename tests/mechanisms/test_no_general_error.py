@@ -126,13 +126,13 @@ def test_oaep_with_sha3_is_refused_at_init() -> None:
     """`cryptography` has no OAEP over SHA-3 or SHA-512/t: the parameter is refused when the
     operation starts (CKR_MECHANISM_PARAM_INVALID), never at C_Encrypt with CKR_GENERAL_ERROR."""
     from pkcs11_shim.constants import MGF
-    from pkcs11_shim.mechanisms import numbers
+    from pkcs11_shim import constants
 
     for hash_alg, mgf in ((Mechanism.SHA3_256, MGF.SHA256), (Mechanism.SHA256, MGF.SHA3_256),
-                          (numbers.CKM_SHA512_224, MGF.SHA1)):
-        oaep = params.OaepParams(hash_alg, mgf, numbers.CKZ_DATA_SPECIFIED, b"")
+                          (constants.CKM_SHA512_224, MGF.SHA1)):
+        oaep = params.OaepParams(hash_alg, mgf, constants.CKZ_DATA_SPECIFIED, b"")
         for mechanism, param in ((Mechanism.RSA_PKCS_OAEP, oaep),
-                                 (numbers.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(256, oaep))):
+                                 (constants.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(256, oaep))):
             with pytest.raises(PKCS11Error) as err:
                 REGISTRY.get(mechanism).validate(param)
             assert err.value.rv == CKR.MECHANISM_PARAM_INVALID

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pkcs11_shim.constants import KeyType, Mechanism, MechanismFlag
-from pkcs11_shim.mechanisms import numbers
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY, MechanismSpec, Registry
 
 F = MechanismFlag
@@ -20,12 +20,12 @@ EXPECTED_INFO = {
     Mechanism.RSA_PKCS_OAEP: (512, 8192, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.RSA_PKCS_PSS: (512, 8192, F.SIGN | F.VERIFY),
     Mechanism.SHA256_RSA_PKCS_PSS: (512, 8192, F.SIGN | F.VERIFY),
-    numbers.CKM_RSA_AES_KEY_WRAP: (512, 8192, F.WRAP | F.UNWRAP),
+    constants.CKM_RSA_AES_KEY_WRAP: (512, 8192, F.WRAP | F.UNWRAP),
     Mechanism.EC_KEY_PAIR_GEN: (192, 521, F.GENERATE_KEY_PAIR | F.EC_F_P | F.EC_NAMEDCURVE | F.EC_UNCOMPRESS),
     Mechanism.ECDSA: (192, 521, F.SIGN | F.VERIFY | F.EC_F_P | F.EC_NAMEDCURVE | F.EC_UNCOMPRESS),
     Mechanism.ECDH1_DERIVE: (255, 521, F.DERIVE | F.EC_F_P | F.EC_NAMEDCURVE | F.EC_UNCOMPRESS),
     Mechanism.EC_EDWARDS_KEY_PAIR_GEN: (255, 448, F.GENERATE_KEY_PAIR),
-    numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN: (255, 448, F.GENERATE_KEY_PAIR),
+    constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN: (255, 448, F.GENERATE_KEY_PAIR),
     Mechanism.EDDSA: (255, 448, F.SIGN | F.VERIFY),
     Mechanism.AES_KEY_GEN: (16, 32, F.GENERATE),
     Mechanism.AES_ECB: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
@@ -41,7 +41,7 @@ EXPECTED_INFO = {
     Mechanism.DES3_KEY_GEN: (0, 0, F.GENERATE),
     Mechanism.DES3_CBC_PAD: (0, 0, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.SHA256: (0, 0, F.DIGEST),
-    numbers.CKM_SHA512_256: (0, 0, F.DIGEST),
+    constants.CKM_SHA512_256: (0, 0, F.DIGEST),
     Mechanism.SHA3_512: (0, 0, F.DIGEST),
     Mechanism.SHA256_HMAC: (1, 512, F.SIGN | F.VERIFY),
     Mechanism.SHA3_256_HMAC_GENERAL: (1, 512, F.SIGN | F.VERIFY),
@@ -85,10 +85,10 @@ def test_all_is_sorted_and_unique() -> None:
 def test_key_types() -> None:
     assert REGISTRY.get(Mechanism.AES_GCM).key_types == {KeyType.AES}
     assert REGISTRY.get(Mechanism.SHA256_HMAC).key_types == {KeyType.GENERIC_SECRET, KeyType.SHA256_HMAC}
-    assert REGISTRY.get(Mechanism.ECDH1_DERIVE).key_types == {KeyType.EC, numbers.CKK_EC_MONTGOMERY}
+    assert REGISTRY.get(Mechanism.ECDH1_DERIVE).key_types == {KeyType.EC, constants.CKK_EC_MONTGOMERY}
     assert REGISTRY.get(Mechanism.SHA256).key_types == frozenset()
     assert REGISTRY.get(Mechanism.GENERIC_SECRET_KEY_GEN).generated_key_types[0] == KeyType.GENERIC_SECRET
-    assert REGISTRY.get(numbers.CKM_EC_MONTGOMERY_KEY_PAIR_GEN).generated_key_types == (numbers.CKK_EC_MONTGOMERY,)
+    assert REGISTRY.get(constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN).generated_key_types == (constants.CKK_EC_MONTGOMERY,)
 
 
 def test_flags_must_match_implementations() -> None:

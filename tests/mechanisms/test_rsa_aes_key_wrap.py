@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from emulator.crypto.material import PrivateMaterial, SecretMaterial
 from pkcs11_shim.constants import CKR, MGF, Mechanism
 from pkcs11_shim.errors import PKCS11Error
-from pkcs11_shim.mechanisms import numbers, params
+from pkcs11_shim.mechanisms import params
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
 HASHES = {Mechanism.SHA_1: hashes.SHA1, Mechanism.SHA256: hashes.SHA256, Mechanism.SHA384: hashes.SHA384,
@@ -22,13 +23,13 @@ HASHES = {Mechanism.SHA_1: hashes.SHA1, Mechanism.SHA256: hashes.SHA256, Mechani
 MGF_HASHES = {MGF.SHA1: hashes.SHA1, MGF.SHA256: hashes.SHA256, MGF.SHA384: hashes.SHA384, MGF.SHA512: hashes.SHA512}
 
 PARAMS = [
-    params.RsaAesKeyWrapParams(256, params.OaepParams(Mechanism.SHA256, MGF.SHA256, numbers.CKZ_DATA_SPECIFIED, b"")),
-    params.RsaAesKeyWrapParams(128, params.OaepParams(Mechanism.SHA_1, MGF.SHA1, numbers.CKZ_DATA_SPECIFIED, b"")),
-    params.RsaAesKeyWrapParams(192, params.OaepParams(Mechanism.SHA384, MGF.SHA1, numbers.CKZ_DATA_SPECIFIED,
+    params.RsaAesKeyWrapParams(256, params.OaepParams(Mechanism.SHA256, MGF.SHA256, constants.CKZ_DATA_SPECIFIED, b"")),
+    params.RsaAesKeyWrapParams(128, params.OaepParams(Mechanism.SHA_1, MGF.SHA1, constants.CKZ_DATA_SPECIFIED, b"")),
+    params.RsaAesKeyWrapParams(192, params.OaepParams(Mechanism.SHA384, MGF.SHA1, constants.CKZ_DATA_SPECIFIED,
                                                       b"label")),
-    params.RsaAesKeyWrapParams(256, params.OaepParams(Mechanism.SHA512, MGF.SHA512, numbers.CKZ_DATA_SPECIFIED, b"")),
+    params.RsaAesKeyWrapParams(256, params.OaepParams(Mechanism.SHA512, MGF.SHA512, constants.CKZ_DATA_SPECIFIED, b"")),
 ]
-SPEC = REGISTRY.get(numbers.CKM_RSA_AES_KEY_WRAP)
+SPEC = REGISTRY.get(constants.CKM_RSA_AES_KEY_WRAP)
 
 
 def _oaep(param: params.RsaAesKeyWrapParams) -> padding.OAEP:

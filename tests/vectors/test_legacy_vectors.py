@@ -20,14 +20,14 @@ from vectorfiles import nist_records, unhex
 
 from emulator.crypto.material import SecretMaterial
 from pkcs11_shim.constants import Mechanism
-from pkcs11_shim.mechanisms import numbers
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
 
 @pytest.mark.parametrize("vector", nist_records("hashes/MD5/rfc-1321.txt", "Len"), ids=lambda r: r["Len"])
 def test_md5(vector: dict) -> None:
     message = unhex(vector["Msg"])[:int(vector["Len"]) // 8]
-    op = REGISTRY.get(numbers.CKM_MD5).digest(None)
+    op = REGISTRY.get(constants.CKM_MD5).digest(None)
     op.update(message)
     assert op.final() == unhex(vector["MD"])
 
@@ -36,11 +36,11 @@ def test_md5(vector: dict) -> None:
 def test_hmac_md5(vector: dict) -> None:
     key = SecretMaterial("HMAC", unhex(vector["Key"]))
     message, expected = unhex(vector["Msg"]), unhex(vector["MD"])
-    assert REGISTRY.get(numbers.CKM_MD5_HMAC).sign(key, None).oneshot(message) == expected
-    general = REGISTRY.get(numbers.CKM_MD5_HMAC_GENERAL)
+    assert REGISTRY.get(constants.CKM_MD5_HMAC).sign(key, None).oneshot(message) == expected
+    general = REGISTRY.get(constants.CKM_MD5_HMAC_GENERAL)
     general.validate(12)
     assert general.sign(key, 12).oneshot(message) == expected[:12]
-    REGISTRY.get(numbers.CKM_MD5_HMAC).verify(key, None).oneshot(message, expected)
+    REGISTRY.get(constants.CKM_MD5_HMAC).verify(key, None).oneshot(message, expected)
 
 
 def _single_des(mode: str) -> list:
@@ -65,19 +65,19 @@ def _run(mechanism: int, vector: dict) -> None:
 
 @pytest.mark.parametrize("vector", _single_des("ECB"))
 def test_des_ecb(vector: dict) -> None:
-    _run(numbers.CKM_DES_ECB, vector)
+    _run(constants.CKM_DES_ECB, vector)
 
 
 @pytest.mark.parametrize("vector", _single_des("CBC"))
 def test_des_cbc(vector: dict) -> None:
-    _run(numbers.CKM_DES_CBC, vector)
+    _run(constants.CKM_DES_CBC, vector)
 
 
 def test_des_cbc_pad_and_keygen() -> None:
-    key = REGISTRY.get(numbers.CKM_DES_KEY_GEN).generate(None, numbers.CKK_DES, None)
+    key = REGISTRY.get(constants.CKM_DES_KEY_GEN).generate(None, constants.CKK_DES, None)
     assert key.kind == "DES" and len(key.value) == 8
     assert all(bin(b).count("1") % 2 == 1 for b in key.value)  # odd parity (FIPS 46-3)
-    spec, iv = REGISTRY.get(numbers.CKM_DES_CBC_PAD), bytes(8)
+    spec, iv = REGISTRY.get(constants.CKM_DES_CBC_PAD), bytes(8)
     ciphertext = spec.encrypt(key, iv).oneshot(b"thirteen byte")
     assert len(ciphertext) == 16 and spec.decrypt(key, iv).oneshot(ciphertext) == b"thirteen byte"
     # One DES key repeated is three-key TDEA with k1 = k2 = k3: the DES3 row agrees.
@@ -86,8 +86,8 @@ def test_des_cbc_pad_and_keygen() -> None:
 
 
 @pytest.mark.parametrize("mechanism,general,name", [
-    (numbers.CKM_SHA512_224_HMAC, numbers.CKM_SHA512_224_HMAC_GENERAL, "sha512_224"),
-    (numbers.CKM_SHA512_256_HMAC, numbers.CKM_SHA512_256_HMAC_GENERAL, "sha512_256"),
+    (constants.CKM_SHA512_224_HMAC, constants.CKM_SHA512_224_HMAC_GENERAL, "sha512_224"),
+    (constants.CKM_SHA512_256_HMAC, constants.CKM_SHA512_256_HMAC_GENERAL, "sha512_256"),
 ])
 @pytest.mark.parametrize("vector", nist_records("HMAC/rfc-4231-sha512.txt", "Len"), ids=lambda r: r["Len"])
 def test_sha512_t_hmac(mechanism: int, general: int, name: str, vector: dict) -> None:

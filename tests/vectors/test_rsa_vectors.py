@@ -14,7 +14,8 @@ from emulator.crypto import digest as digest_crypto
 from emulator.crypto.material import PrivateMaterial, PublicMaterial
 from pkcs11_shim.constants import CKR, MGF, Mechanism
 from pkcs11_shim.errors import PKCS11Error
-from pkcs11_shim.mechanisms import numbers, params
+from pkcs11_shim.mechanisms import params
+from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
 HASH_MECHANISMS = {"SHA1": Mechanism.SHA_1, "SHA224": Mechanism.SHA224, "SHA256": Mechanism.SHA256,
@@ -77,7 +78,7 @@ def _oaep_vectors() -> list:
 @pytest.mark.parametrize(("hash_name", "mgf_name", "key", "example"), _oaep_vectors())
 def test_oaep_decrypt(hash_name: str, mgf_name: str, key: dict, example: dict) -> None:
     spec = REGISTRY.get(Mechanism.RSA_PKCS_OAEP)
-    param = params.OaepParams(HASH_MECHANISMS[hash_name], MGFS[mgf_name], numbers.CKZ_DATA_SPECIFIED, b"")
+    param = params.OaepParams(HASH_MECHANISMS[hash_name], MGFS[mgf_name], constants.CKZ_DATA_SPECIFIED, b"")
     spec.validate(param)
     private = _private(key)
     assert spec.decrypt(private, param).oneshot(example["encryption"]) == example["message"]
