@@ -11,7 +11,7 @@ from ..constants import CKF_DONT_BLOCK, CKR, InitFlag
 from ..errors import PKCS11Error
 from ..version import LIBRARY_DESCRIPTION, LIBRARY_VERSION, MANUFACTURER_ID
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 SLOT_EVENT_POLL_SECONDS = 0.25
 

@@ -1,6 +1,6 @@
 """The PKCS#11 3.2 functions (CK_FUNCTION_LIST_3_2 beyond 3.0): key encapsulation, signature
 verification with the signature given first, session validation flags, the asynchronous-operation
-calls, and authenticated key wrapping (the 3.2 parameter readers are in `pqc_params`).
+calls, and authenticated key wrapping (the 3.2 parameter readers are in `mechanism_params`).
 
 Decisions, each from the 3.2 text:
 - C_VerifySignature*: the existing verify rows and operation objects, under an operation kind of its
@@ -26,7 +26,7 @@ from .. import keymgmt, kem, library, operations
 from ..constants import CKR, CKS_LAST_VALIDATION_OK
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 from .keys import make_key
 
 
