@@ -17,6 +17,11 @@ the scan also sees imports inside functions, which load on first use):
    `LATER_CHAPTERS`) are edges too: the chapters register their handlers in `abi.handlers`, never in
    `abi.entry`.
 
+6. `pkcs11_shim.mechanisms` and `pkcs11_shim.attributes` never catch an emulator error to pick a return
+   code by hand: what a primitive's failure means is declared in one table per context
+   (`mechanisms.failures.BY_OPERATION`, a row's `failure_codes`, `attributes.keyparts.COMPONENT_CODES`)
+   and the rest goes to the C boundary's table (`abi.entry.EMULATOR_CKR`).
+
 Each rule's known exceptions are listed beside it with the reason; the last tests copy the tree to a
 scratch folder, add a forbidden import, and assert the scan reports it.
 """
@@ -228,6 +233,36 @@ def circle_violations(imports: list[Import]) -> list[str]:
     return [
         "import circle: " + " <-> ".join(sorted(c)) for c in circles(imports) if c not in KNOWN_CIRCLES
     ]
+
+
+EMULATOR_ERRORS = frozenset({"EmulatorError", "CryptoFailure", "InvalidKeyMaterial", "InconsistentComponents",
+                             "UnsupportedCurve", "AclDenied", "BlobInvalid", "KeyNotFound"})
+
+
+def hand_mapped_failures(root: Path) -> list[str]:
+    """Rule 6: `except <emulator error>` handlers in the mechanism and attribute layers."""
+    found = []
+    for package in ("pkcs11_shim/mechanisms", "pkcs11_shim/attributes"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+                if isinstance(node, ast.ExceptHandler) and node.type is not None:
+                    types = node.type.elts if isinstance(node.type, ast.Tuple) else [node.type]
+                    names = {t.id if isinstance(t, ast.Name) else getattr(t, "attr", "") for t in types}
+                    if names & EMULATOR_ERRORS:
+                        found.append(f"{path.relative_to(root)}:{node.lineno} catches {', '.join(sorted(names))}")
+    return found
+
+
+def test_no_hand_mapped_failures() -> None:
+    assert hand_mapped_failures(ROOT) == []
+
+
+def test_contract_reports_a_hand_mapped_failure(scratch: Path) -> None:
+    _append(scratch, "pkcs11_shim/mechanisms/aes.py",
+            "def later():\n    try:\n        pass\n    except CryptoFailure:\n        raise")
+    lines = (scratch / "pkcs11_shim/mechanisms/aes.py").read_text().splitlines()
+    assert hand_mapped_failures(scratch) == [
+        f"pkcs11_shim/mechanisms/aes.py:{len(lines) - 1} catches CryptoFailure"]
 
 
 def test_layers_hold() -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 from emulator.crypto import aes as aes_crypto
 from emulator.crypto import aesmodes
-from emulator.errors import CryptoFailure
 
 from ..constants import CKF_END_OF_MESSAGE, CKR
 from ..errors import PKCS11Error
@@ -99,21 +98,18 @@ class AeadMessageOp:
              data: bytes) -> bytes:
         if self._kind == "ccm" and p.data_len != len(data):
             raise PKCS11Error(CKR.DATA_LEN_RANGE, "CCM data length differs from ulDataLen")
-        tag_from_caller = p.tag
-        try:
-            if self._kind == "gcm":
-                if self._encrypt:
-                    out, tag = aesmodes.gcm_encrypt_detached(self._key, iv, aad, data, p.tag_len)
-                    access.write(p, None, tag)
-                    return out
-                return aes_crypto.gcm_decrypt(self._key, iv, aad, data + tag_from_caller, p.tag_len)
+        # A tag that does not verify is the registry's CKR_AEAD_DECRYPT_FAILED (failures.BY_OPERATION).
+        if self._kind == "gcm":
             if self._encrypt:
-                sealed = aesmodes.ccm_encrypt(self._key, iv, aad, data, p.tag_len)
-                access.write(p, None, sealed[-p.tag_len:])
-                return sealed[: -p.tag_len]
-            return aesmodes.ccm_decrypt(self._key, iv, aad, data + tag_from_caller, p.tag_len)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.AEAD_DECRYPT_FAILED, "tag mismatch") from None
+                out, tag = aesmodes.gcm_encrypt_detached(self._key, iv, aad, data, p.tag_len)
+                access.write(p, None, tag)
+                return out
+            return aes_crypto.gcm_decrypt(self._key, iv, aad, data + p.tag, p.tag_len)
+        if self._encrypt:
+            sealed = aesmodes.ccm_encrypt(self._key, iv, aad, data, p.tag_len)
+            access.write(p, None, sealed[-p.tag_len:])
+            return sealed[: -p.tag_len]
+        return aesmodes.ccm_decrypt(self._key, iv, aad, data + p.tag, p.tag_len)
 
     def message(self, access: params.MessageParamAccess, aad: bytes, data: bytes,
                 capacity: int | None) -> bytes:
