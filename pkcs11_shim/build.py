@@ -26,42 +26,14 @@ import site
 import sys
 import sysconfig
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import cffi
 
-ROOT = Path(__file__).resolve().parent.parent
-NATIVE = ROOT / "native"
+from pkcs11_shim.functions import NATIVE, ROOT, CFunction, read_functions  # noqa: F401 - re-exported
+
 MODULE_NAME = "_softshield_pkcs11"
 LIBRARY_NAME = "libsoftshield-embedded"
-
-
-@dataclass(frozen=True)
-class CFunction:
-    table: str  # "2.40", "3.0", "3.2" (the table that first has it) or "vendor" (exported, in no table)
-    in_c: bool  # answered in C (hands out tables), no Python handler
-    name: str
-    params: str  # the C parameter list without parentheses
-
-    @property
-    def arg_names(self) -> list[str]:
-        if self.params.strip() in ("", "void"):
-            return []
-        return [p.strip().split()[-1] for p in self.params.split(",")]
-
-
-def read_functions(path: Path = NATIVE / "functions.txt") -> list[CFunction]:
-    line_re = re.compile(r"^(2\.40|3\.0|3\.2|vendor)(c?)\s+(C_\w+)\s+\((.*)\)\s*$")
-    functions = []
-    for line in path.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        m = line_re.match(line)
-        if not m:
-            raise SystemExit(f"{path}: cannot parse line: {line}")
-        functions.append(CFunction(m.group(1), m.group(2) == "c", m.group(3), m.group(4)))
-    return functions
 
 
 def python_handlers(functions: list[CFunction]) -> list[CFunction]:

@@ -109,11 +109,9 @@ def _int_bytes(value: int) -> bytes:
 
 
 def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
+    from emulator.crypto import components
 
-    public = RSAPublicNumbers(int.from_bytes(exponent, "big"), int.from_bytes(modulus, "big")).public_key()
-    return public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return components.rsa_public_key(n=int.from_bytes(modulus, "big"), e=int.from_bytes(exponent, "big")).to_bytes()
 
 
 # --- the KEK ------------------------------------------------------------------------------------
@@ -142,18 +140,20 @@ def generate_kek(label: str, size: int) -> bytes:
 
 def load_kek_private(pem: bytes) -> Any:
     """The RSA private key --import-key names, checked before anything is made."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
+    from emulator.crypto import rsa
+    from emulator.crypto.material import PrivateMaterial
+    from emulator.errors import InvalidKeyMaterial
 
     if b"PRIVATE KEY-----" not in pem:
         raise CommandError("--import-key takes the KEK's private key (PEM); a vault's KEK public key goes to "
                            "`softshield byok package --kek FILE` or `keytransfer -KekFile FILE`")
+    needed = f"--import-key: an RSA {'/'.join(map(str, KEK_SIZES))} private key (PEM) is needed"
     try:
-        private = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise CommandError(f"--import-key: not an unencrypted PEM private key ({exc})") from None
-    if not isinstance(private, rsa.RSAPrivateKey) or private.key_size not in KEK_SIZES:
-        raise CommandError(f"--import-key: an RSA {'/'.join(map(str, KEK_SIZES))} private key (PEM) is needed")
+        private = PrivateMaterial.from_pem(pem)
+    except InvalidKeyMaterial as exc:
+        raise CommandError(f"--import-key: {exc}") from None
+    if private.kind != "RSA" or rsa.modulus_bits(private) not in KEK_SIZES:
+        raise CommandError(needed)
     return private
 
 
@@ -162,16 +162,18 @@ def import_kek(label: str, private: Any) -> bytes:
     gives): for tests and for an operator whose KEK comes from elsewhere. Returns its SPKI."""
     from pkcs11 import Attribute as A, KeyType, ObjectClass
 
-    n = private.private_numbers()
+    from emulator.crypto import components
+
+    n = components.rsa_components(private)
     with accelerator(p11client.load()).open(rw=True) as session:
         common = {A.TOKEN: True, A.KEY_TYPE: KeyType.RSA, A.LABEL: label,
-                  A.MODULUS: _int_bytes(n.public_numbers.n), A.PUBLIC_EXPONENT: _int_bytes(n.public_numbers.e)}
+                  A.MODULUS: _int_bytes(n.n), A.PUBLIC_EXPONENT: _int_bytes(n.e)}
         session.create_object({**common, A.CLASS: ObjectClass.PUBLIC_KEY, **_attrs(KEK_PUBLIC)})
         session.create_object({**common, A.CLASS: ObjectClass.PRIVATE_KEY, A.PRIVATE_EXPONENT: _int_bytes(n.d),
                                A.PRIME_1: _int_bytes(n.p), A.PRIME_2: _int_bytes(n.q),
                                A.EXPONENT_1: _int_bytes(n.dmp1), A.EXPONENT_2: _int_bytes(n.dmq1),
                                A.COEFFICIENT: _int_bytes(n.iqmp), **_attrs(KEK_PRIVATE)})
-    return _rsa_spki(_int_bytes(n.public_numbers.n), _int_bytes(n.public_numbers.e))
+    return _rsa_spki(_int_bytes(n.n), _int_bytes(n.e))
 
 
 # --- the import ---------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SO = ROOT / "build" / "libsoftshield-pkcs11.so"
@@ -73,10 +74,9 @@ def main() -> int:
 
     step("an RSA-2048 key generated through PKCS#11 in the accelerator slot")
     import pkcs11
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
-    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicNumbers
     from pkcs11 import Attribute, KeyType, Mechanism
+
+    from emulator.crypto import components
 
     lib = pkcs11.lib(str(SO))
     token = lib.get_token(token_label="loadshared accelerator")
@@ -87,11 +87,9 @@ def main() -> int:
         print(f"key generated: label demo-signer, modulus {len(public[Attribute.MODULUS]) * 8} bits")
         message = b"softshield demo"
         signature = private.sign(message, mechanism=Mechanism.SHA256_RSA_PKCS)
-        verifier = RSAPublicNumbers(
-            int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"),
-            int.from_bytes(public[Attribute.MODULUS], "big"),
-        ).public_key()
-        verifier.verify(signature, message, padding.PKCS1v15(), hashes.SHA256())
+        verifier = components.rsa_public_key(n=int.from_bytes(public[Attribute.MODULUS], "big"),
+                                             e=int.from_bytes(public[Attribute.PUBLIC_EXPONENT], "big"))
+        verify_sha256_rsa_pkcs(verifier, message, signature)
         print(f"signature made by the token ({len(signature)} bytes) verifies with plain cryptography")
 
     step("the key blobs in kmdata (encrypted and authenticated under the world)")
@@ -114,16 +112,21 @@ def main() -> int:
     return 0
 
 
-def other_python_signs(verifier) -> None:
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import padding
+def verify_sha256_rsa_pkcs(verifier: Any, message: bytes, signature: bytes) -> None:
+    """CKM_SHA256_RSA_PKCS verification outside the token (emulator.crypto, over `cryptography`);
+    raises emulator.errors.CryptoFailure on a mismatch."""
+    from emulator.crypto import digest, rsa
 
+    rsa.pkcs1v15_verify_digest(verifier, "SHA256", digest.digest("SHA256", message), signature)
+
+
+def other_python_signs(verifier: Any) -> None:
     env = {**os.environ, "SOFTSHIELD_HARDSERVER": str(DEMO_SOCKET)}
     result = subprocess.run([str(OTHER_PYTHON), "-c", OTHER_HOST, str(SO)], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise SystemExit(f"demo: the Python 3.12 program failed:\n{result.stdout}{result.stderr}")
     signature = bytes.fromhex(result.stdout.strip())
-    verifier.verify(signature, b"softshield demo from Python 3.12", padding.PKCS1v15(), hashes.SHA256())
+    verify_sha256_rsa_pkcs(verifier, b"softshield demo from Python 3.12", signature)
     print(f"  library: {result.stderr.strip()}; hardserver log: {DEMO_SOCKET.with_name('hardserver.log')}")
     print(f"  signature made for Python 3.12 ({len(signature)} bytes) verifies with the key made above")
     print(run(sys.executable, "-m", "softshield_cli.main", "hardserver", "--stop", "--socket", str(DEMO_SOCKET)).rstrip())

@@ -70,7 +70,11 @@ class Hardserver:
         if workers < 1:
             raise CommandError(f"--workers {workers}: give 1 or more")
         try:
-            return server.run(socket_path, library, idle_timeout=idle, ready_fd=args.ready_fd, workers=workers)
+            if workers > 1:  # this process accepts and hands each client to one of `workers` module processes
+                from pkcs11_shim.hardserver.dispatch import Dispatcher
+
+                return Dispatcher(socket_path, library, idle, workers).run(args.ready_fd)
+            return server.run(socket_path, library, idle_timeout=idle, ready_fd=args.ready_fd)
         except RuntimeError as exc:
             raise CommandError(str(exc)) from None
 

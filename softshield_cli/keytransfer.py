@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from emulator import blobs, cloudkek, paths, transfer
+from emulator.crypto import components
+from emulator.crypto.material import PublicMaterial
 from emulator.errors import EmulatorError
 from emulator.module import Module
 
@@ -149,10 +151,9 @@ def _named_key(session: Any, app: str, ident: str) -> Any:
 
 def _trusted_kek(session: Any, target: Any) -> Any:
     """The trusted public-key object holding the KEK, or None."""
-    from cryptography.hazmat.primitives import serialization
     from pkcs11 import Attribute as A, ObjectClass
 
-    modulus = serialization.load_der_public_key(target.kek_public_spki).public_numbers().n
+    modulus = components.rsa_components(PublicMaterial.from_spki(target.kek_public_spki)).n
     for key in session.get_objects({A.CLASS: ObjectClass.PUBLIC_KEY, A.TRUSTED: True, A.WRAP: True}):
         if int.from_bytes(key[A.MODULUS], "big") == modulus:
             return key
@@ -161,15 +162,14 @@ def _trusted_kek(session: Any, target: Any) -> Any:
 
 def _import_trusted_kek(session: Any, target: Any) -> Any:
     """C_CreateObject of the KEK's public key with CKA_TRUSTED (only the SO may set it)."""
-    from cryptography.hazmat.primitives import serialization
     from pkcs11 import Attribute as A, KeyType, ObjectClass
 
-    numbers = serialization.load_der_public_key(target.kek_public_spki).public_numbers()
+    kek = components.rsa_components(PublicMaterial.from_spki(target.kek_public_spki))
     return session.create_object({
         A.CLASS: ObjectClass.PUBLIC_KEY, A.KEY_TYPE: KeyType.RSA, A.TOKEN: True, A.PRIVATE: False,
         A.LABEL: f"BYOK-KEK-{target.region} {target.kek_hash} (trusted)", A.TRUSTED: True, A.WRAP: True,
         A.ENCRYPT: False, A.VERIFY: False, A.MODIFIABLE: False,
-        A.MODULUS: byok._int_bytes(numbers.n), A.PUBLIC_EXPONENT: byok._int_bytes(numbers.e)})
+        A.MODULUS: byok._int_bytes(kek.n), A.PUBLIC_EXPONENT: byok._int_bytes(kek.e)})
 
 
 def copy_template(source: Any, ident: str, kek_hash: str) -> dict[Any, Any]:

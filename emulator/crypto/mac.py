@@ -102,3 +102,11 @@ class CbcMacContext:
         from .aesmodes import cbc_mac
 
         return cbc_mac(self._key, bytes(self._data))
+
+
+def hmac_sha256_of_parts(key: bytes, *parts: bytes) -> bytes:
+    """HMAC-SHA256 over length-prefixed parts, so that ("ab", "c") and ("a", "bc") differ."""
+    ctx = hmac.HMAC(key, digest.algorithm("SHA256"))
+    for part in parts:
+        ctx.update(len(part).to_bytes(8, "little") + part)
+    return ctx.finalize()

@@ -190,6 +190,17 @@ class PrivateMaterial:
             raise InvalidKeyMaterial(f"not a valid PKCS#8 private key: {exc}") from None
         return cls(key)
 
+    @classmethod
+    def from_pem(cls, pem: bytes) -> "PrivateMaterial":
+        """An unencrypted PEM private key of any kind (the caller checks `kind`)."""
+        from cryptography.hazmat.primitives import serialization
+
+        try:
+            key = serialization.load_pem_private_key(pem, password=None)
+        except (ValueError, TypeError) as exc:
+            raise InvalidKeyMaterial(f"not an unencrypted PEM private key ({exc})") from None
+        return cls(key)
+
 
 @dataclass(eq=False)
 class PublicMaterial:

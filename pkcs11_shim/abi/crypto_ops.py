@@ -10,7 +10,7 @@ from typing import Any
 from .. import library, operations
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 
 def _session(h_session: int) -> Any:

@@ -26,10 +26,9 @@ from .. import debuglog
 from ..constants import CKR
 from ..errors import PKCS11Error
 from . import marshal
+from .handlers import HANDLERS
 
 log = logging.getLogger("softshield.abi")
-
-HANDLERS: dict[str, Callable[..., Any]] = {}
 
 #: Handler modules of this package, by the spec's chapters. `START_CHAPTERS` answer what every
 #: process calls first (C_Initialize, C_GetInfo, C_GetSlotList, C_GetSlotInfo, C_GetTokenInfo,
@@ -54,18 +53,6 @@ EMULATOR_CKR: tuple[tuple[type[Exception], CKR], ...] = (
     (emu.CryptoFailure, CKR.FUNCTION_FAILED),
     (emu.EmulatorError, CKR.FUNCTION_FAILED),
 )
-
-
-def handler(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register the Python side of the C function `name`."""
-
-    def register(fn: Callable[..., Any]) -> Callable[..., Any]:
-        if name in HANDLERS:
-            raise RuntimeError(f"two handlers for {name}")
-        HANDLERS[name] = fn
-        return fn
-
-    return register
 
 
 def rv_for(exc: BaseException) -> int:

@@ -11,7 +11,7 @@ from ..constants import CKF_DONT_BLOCK, CKR, InitFlag
 from ..errors import PKCS11Error
 from ..version import LIBRARY_DESCRIPTION, LIBRARY_VERSION, MANUFACTURER_ID
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 SLOT_EVENT_POLL_SECONDS = 0.25
 
@@ -121,18 +121,18 @@ def c_wait_for_slot_event(flags: int, p_slot: Any, p_reserved: Any) -> int:
             p_slot[0] = changed[0]
             return CKR.OK
         if flags & CKF_DONT_BLOCK:
-            return CKR.NO_EVENT
+            raise PKCS11Error(CKR.NO_EVENT)
         time.sleep(SLOT_EVENT_POLL_SECONDS)
         library.state()  # C_Finalize from another thread ends the wait (§5.5)
 
 
 @handler("C_GetFunctionStatus")
-def c_get_function_status(h_session: int) -> int:
+def c_get_function_status(h_session: int) -> None:
     library.state().sessions.get(h_session)
-    return CKR.FUNCTION_NOT_PARALLEL  # legacy: §5.20 says every library answers this
+    raise PKCS11Error(CKR.FUNCTION_NOT_PARALLEL)  # legacy: §5.20 says every library answers this
 
 
 @handler("C_CancelFunction")
-def c_cancel_function(h_session: int) -> int:
+def c_cancel_function(h_session: int) -> None:
     library.state().sessions.get(h_session)
-    return CKR.FUNCTION_NOT_PARALLEL
+    raise PKCS11Error(CKR.FUNCTION_NOT_PARALLEL)

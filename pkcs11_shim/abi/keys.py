@@ -9,7 +9,7 @@ from .. import keymgmt, library
 from ..constants import CKR
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 
 def _session(h_session: int) -> Any:

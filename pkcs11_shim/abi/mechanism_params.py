@@ -235,7 +235,8 @@ def read_message_param(ffi: Any, kind: str, ptr: Any, length: int) -> params.Mes
     if iv_len == 0 or iv_ptr == ffi.NULL or tag_ptr == ffi.NULL or tag_len == 0:
         raise _invalid("message parameter needs an IV buffer and a tag buffer")
     return params.MessageParams(iv=_octets(ffi, iv_ptr, iv_len, "IV"), fixed_bits=fixed, generator=generator,
-                                tag_len=tag_len, data_len=data_len, struct=s)
+                                tag_len=tag_len, data_len=data_len, tag=bytes(ffi.buffer(tag_ptr, tag_len)),
+                                struct=s)
 
 
 def write_message_param(ffi: Any, param: params.MessageParams, iv: bytes | None, tag: bytes | None) -> None:
@@ -246,6 +247,22 @@ def write_message_param(ffi: Any, param: params.MessageParams, iv: bytes | None,
         ffi.memmove(iv_ptr, iv, len(iv))
     if tag is not None:
         ffi.memmove(tag_ptr, tag, len(tag))
+
+
+class CMessageParam:
+    """`params.MessageParamAccess` over one call's C pointer: what the message operations read
+    and write back, without the mechanism layer touching C."""
+
+    __slots__ = ("_ffi", "_ptr", "_length")
+
+    def __init__(self, ffi: Any, ptr: Any, length: int) -> None:
+        self._ffi, self._ptr, self._length = ffi, ptr, int(length)
+
+    def read(self, kind: str) -> params.MessageParams:
+        return read_message_param(self._ffi, kind, self._ptr, self._length)
+
+    def write(self, param: params.MessageParams, iv: bytes | None, tag: bytes | None) -> None:
+        write_message_param(self._ffi, param, iv, tag)
 
 
 #: param_kind -> reader. A registry row's `param_kind` must be one of these names.
@@ -302,10 +319,24 @@ IMAGES: dict[str, Callable[[Any, Any, int], bytes | None]] = {
 }
 
 
-# PKCS#11 3.2 signature parameters (CK_SIGN_ADDITIONAL_CONTEXT ...), read with the helpers above.
-from .pqc_params import READERS as _PQC_READERS  # noqa: E402  (imports this module's helpers)
+# PKCS#11 3.2 signature parameters: CK_SIGN_ADDITIONAL_CONTEXT (optional, for CKM_ML_DSA and
+# CKM_HASH_ML_DSA_<hash>) and CK_HASH_SIGN_ADDITIONAL_CONTEXT (CKM_HASH_ML_DSA).
+def _sign_additional_context(ffi: Any, ptr: Any, length: int) -> params.SignAdditionalContext | None:
+    """Absent (length 0) is hedge-preferred with an empty context (3.2 CKM_ML_DSA)."""
+    if length == 0:
+        return None
+    s = _struct(ffi, "CK_SIGN_ADDITIONAL_CONTEXT", ptr, length)
+    return params.SignAdditionalContext(int(s.hedgeVariant), _octets(ffi, s.pContext, s.ulContextLen, "context"))
 
-READERS.update(_PQC_READERS)
+
+def _hash_sign_additional_context(ffi: Any, ptr: Any, length: int) -> params.SignAdditionalContext:
+    s = _struct(ffi, "CK_HASH_SIGN_ADDITIONAL_CONTEXT", ptr, length)
+    return params.SignAdditionalContext(int(s.hedgeVariant), _octets(ffi, s.pContext, s.ulContextLen, "context"),
+                                        int(s.hash))
+
+
+READERS["sign_additional_context"] = _sign_additional_context
+READERS["hash_sign_additional_context"] = _hash_sign_additional_context
 
 
 def read_param(ffi: Any, kind: str, ptr: Any, length: int) -> object:

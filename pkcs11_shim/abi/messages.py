@@ -33,8 +33,8 @@ from .. import mechanism_policy
 from ..errors import PKCS11Error
 from ..mechanisms.registry import REGISTRY
 from ..operations import check_key_for
-from . import marshal
-from .entry import handler
+from . import marshal, mechanism_params
+from .handlers import handler
 
 #: kind -> (mechanism flag, key usage attribute, module action)
 MESSAGE_KINDS = {
@@ -102,6 +102,10 @@ def _final(kind: str) -> Any:
     return final
 
 
+def _message_param(p_param: Any, ul_param: int) -> mechanism_params.CMessageParam:
+    return mechanism_params.CMessageParam(marshal.ffi, p_param, ul_param)
+
+
 def _one_message(kind: str) -> Any:
     """C_EncryptMessage / C_DecryptMessage: one whole message with its parameter and AAD."""
 
@@ -113,7 +117,7 @@ def _one_message(kind: str) -> Any:
             capacity = marshal.output_capacity(p_out, pul_out)
             aad = marshal.read_bytes(p_aad, ul_aad)
             data = marshal.read_bytes(p_in, ul_in)
-            out = op.message(marshal.ffi, p_param, ul_param, aad, data, capacity)
+            out = op.message(_message_param(p_param, ul_param), aad, data, capacity)
             return marshal.deliver(p_out, pul_out, out)
 
     return call
@@ -123,7 +127,7 @@ def _begin(kind: str) -> Any:
     def call(h_session: int, p_param: Any, ul_param: int, p_aad: Any, ul_aad: int) -> None:
         session = _session(h_session)
         with session.lock:
-            _op(session, kind).begin(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_aad, ul_aad))
+            _op(session, kind).begin(_message_param(p_param, ul_param), marshal.read_bytes(p_aad, ul_aad))
 
     return call
 
@@ -136,7 +140,7 @@ def _next(kind: str) -> Any:
             op = _op(session, kind)
             with _ends_message(op):
                 capacity = marshal.output_capacity(p_out, pul_out)
-                out = op.next(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_in, ul_in), capacity, flags)
+                out = op.next(_message_param(p_param, ul_param), marshal.read_bytes(p_in, ul_in), capacity, flags)
                 return marshal.deliver(p_out, pul_out, out)
 
     return call
@@ -148,7 +152,7 @@ def _sign_message(h_session: int, p_param: Any, ul_param: int, p_data: Any, ul_d
     with session.lock:
         op = _op(session, "message_sign")
         capacity = marshal.output_capacity(p_sig, pul_sig)
-        out = op.message(marshal.ffi, p_param, ul_param, b"", marshal.read_bytes(p_data, ul_data), capacity)
+        out = op.message(_message_param(p_param, ul_param), b"", marshal.read_bytes(p_data, ul_data), capacity)
         return marshal.deliver(p_sig, pul_sig, out)
 
 
@@ -156,7 +160,7 @@ def _sign_begin(kind: str) -> Any:
     def call(h_session: int, p_param: Any, ul_param: int) -> None:
         session = _session(h_session)
         with session.lock:
-            _op(session, kind).begin(marshal.ffi, p_param, ul_param, b"")
+            _op(session, kind).begin(_message_param(p_param, ul_param), b"")
 
     return call
 
@@ -168,7 +172,7 @@ def _sign_next(h_session: int, p_param: Any, ul_param: int, p_data: Any, ul_data
         op = _op(session, "message_sign")
         last = pul_sig != marshal.ffi.NULL
         capacity = marshal.output_capacity(p_sig, pul_sig) if last else None
-        out = op.next(marshal.ffi, p_param, ul_param, marshal.read_bytes(p_data, ul_data), capacity, int(last))
+        out = op.next(_message_param(p_param, ul_param), marshal.read_bytes(p_data, ul_data), capacity, int(last))
         return marshal.deliver(p_sig, pul_sig, out) if last else CKR.OK
 
 
@@ -177,7 +181,7 @@ def _verify_message(h_session: int, p_param: Any, ul_param: int, p_data: Any, ul
     session = _session(h_session)
     with session.lock:
         _op(session, "message_verify").verify(
-            marshal.ffi, p_param, ul_param, marshal.read_bytes(p_data, ul_data), marshal.read_bytes(p_sig, ul_sig))
+            _message_param(p_param, ul_param), marshal.read_bytes(p_data, ul_data), marshal.read_bytes(p_sig, ul_sig))
 
 
 def _verify_next(h_session: int, p_param: Any, ul_param: int, p_data: Any, ul_data: int, p_sig: Any,
@@ -186,7 +190,7 @@ def _verify_next(h_session: int, p_param: Any, ul_param: int, p_data: Any, ul_da
     with session.lock:
         signature = marshal.read_bytes(p_sig, ul_sig) if p_sig != marshal.ffi.NULL else None
         _op(session, "message_verify").verify_next(
-            marshal.ffi, p_param, ul_param, marshal.read_bytes(p_data, ul_data), signature)
+            _message_param(p_param, ul_param), marshal.read_bytes(p_data, ul_data), signature)
 
 
 for _name, _fn in {

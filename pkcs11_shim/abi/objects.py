@@ -9,7 +9,7 @@ from ..attributes import codecs, templates
 from ..constants import CK_UNAVAILABLE_INFORMATION, CKR
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 #: §5.7.5: when several attributes fail, the most telling code wins.
 _PRECEDENCE = (CKR.ATTRIBUTE_SENSITIVE, CKR.ATTRIBUTE_TYPE_INVALID, CKR.BUFFER_TOO_SMALL)

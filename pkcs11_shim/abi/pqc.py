@@ -1,6 +1,6 @@
 """The PKCS#11 3.2 functions (CK_FUNCTION_LIST_3_2 beyond 3.0): key encapsulation, signature
 verification with the signature given first, session validation flags, the asynchronous-operation
-calls, and authenticated key wrapping (the 3.2 parameter readers are in `pqc_params`).
+calls, and authenticated key wrapping (the 3.2 parameter readers are in `mechanism_params`).
 
 Decisions, each from the 3.2 text:
 - C_VerifySignature*: the existing verify rows and operation objects, under an operation kind of its
@@ -26,7 +26,7 @@ from .. import keymgmt, kem, library, operations
 from ..constants import CKR, CKS_LAST_VALIDATION_OK
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 from .keys import make_key
 
 
@@ -128,28 +128,28 @@ def c_get_session_validation_flags(h_session: int, flags_type: int, p_flags: Any
 
 # --- asynchronous operations (3.2 §5.21) ----------------------------------------------------------
 
-def _no_async(h_session: int, p_function_name: Any, *required: Any) -> int:
+def _no_async(h_session: int, p_function_name: Any, *required: Any) -> None:
     _session(h_session)
     marshal.require(p_function_name)
     for ptr in required:
         marshal.require(ptr)
-    return CKR.SESSION_ASYNC_NOT_SUPPORTED
+    raise PKCS11Error(CKR.SESSION_ASYNC_NOT_SUPPORTED)
 
 
 @handler("C_AsyncComplete")
-def c_async_complete(h_session: int, p_function_name: Any, p_result: Any) -> int:
-    return _no_async(h_session, p_function_name, p_result)
+def c_async_complete(h_session: int, p_function_name: Any, p_result: Any) -> None:
+    _no_async(h_session, p_function_name, p_result)
 
 
 @handler("C_AsyncGetID")
-def c_async_get_id(h_session: int, p_function_name: Any, pul_id: Any) -> int:
-    return _no_async(h_session, p_function_name, pul_id)
+def c_async_get_id(h_session: int, p_function_name: Any, pul_id: Any) -> None:
+    _no_async(h_session, p_function_name, pul_id)
 
 
 @handler("C_AsyncJoin")
-def c_async_join(h_session: int, p_function_name: Any, ul_id: int, p_data: Any, ul_data: int) -> int:
+def c_async_join(h_session: int, p_function_name: Any, ul_id: int, p_data: Any, ul_data: int) -> None:
     marshal.read_bytes(p_data, ul_data)
-    return _no_async(h_session, p_function_name)
+    _no_async(h_session, p_function_name)
 
 
 # --- C_WrapKeyAuthenticated / C_UnwrapKeyAuthenticated (3.2 §5.18) --------------------------------

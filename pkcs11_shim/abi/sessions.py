@@ -8,7 +8,7 @@ from .. import library, operations
 from ..constants import CKR
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 
 @handler("C_OpenSession")

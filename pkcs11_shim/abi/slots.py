@@ -11,7 +11,7 @@ from ..errors import PKCS11Error
 from ..slots import MANUFACTURER, MAX_PIN_LEN, MIN_PIN_LEN, MODEL
 from ..version import LIBRARY_VERSION
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 
 @handler("C_GetSlotList")

@@ -19,7 +19,7 @@ from .. import library
 from ..constants import CKR, UserType
 from ..errors import PKCS11Error
 from . import marshal
-from .entry import handler
+from .handlers import handler
 
 
 @dataclass

@@ -27,7 +27,7 @@ from emulator.crypto.material import (
 from emulator.errors import InvalidKeyMaterial
 
 from ..constants import CKK_EC_MONTGOMERY, CKR, Attribute, KeyType, ObjectClass
-from ..errors import PKCS11Error
+from ..errors import FailureCodes, PKCS11Error, translating
 from ..mechanisms.keybytes import SECRET_KINDS_BY_KEY_TYPE, check_secret_length
 from . import pqc, rules
 from .codecs import CKA_PUBLIC_KEY_INFO
@@ -69,12 +69,17 @@ def _value_invalid(attr: int | None, why: str) -> PKCS11Error:
     return PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, where + why)
 
 
-def _from_component_error(exc: InvalidKeyMaterial, attr: int | None = None) -> PKCS11Error:
-    if isinstance(exc, InconsistentComponents):
-        return PKCS11Error(CKR.TEMPLATE_INCONSISTENT, str(exc))
-    if isinstance(exc, UnsupportedCurve):
-        return PKCS11Error(CKR.CURVE_NOT_SUPPORTED, str(exc))
-    return _value_invalid(attr, str(exc))
+#: What the emulator's component errors mean when a template describes a key (most specific first):
+#: components well-formed alone that are not one key, a curve we do not implement, a malformed value.
+COMPONENT_CODES: FailureCodes = {
+    InconsistentComponents: CKR.TEMPLATE_INCONSISTENT,
+    UnsupportedCurve: CKR.CURVE_NOT_SUPPORTED,
+    InvalidKeyMaterial: CKR.ATTRIBUTE_VALUE_INVALID,
+}
+#: CKA_EC_PARAMS that name no curve at all are bad domain parameters.
+EC_PARAMS_CODES: FailureCodes = {UnsupportedCurve: CKR.CURVE_NOT_SUPPORTED,
+                                 InvalidKeyMaterial: CKR.DOMAIN_PARAMS_INVALID}
+_curve_from_params = translating(components.curve_from_params, EC_PARAMS_CODES)
 
 
 def _big(attr: int, raw: bytes) -> int:
@@ -124,12 +129,7 @@ def key_type_of(material: Material, expected: int | None = None) -> int:
 def curve_from_params(ec_params: bytes) -> str:
     """The curve CKA_EC_PARAMS names, by namedCurve OID or by curveName PrintableString: a curve name
     (`secp256r1`, ...) or an Edwards/Montgomery kind (`Ed25519`, `X25519`, ...)."""
-    try:
-        return components.curve_from_params(bytes(ec_params))
-    except UnsupportedCurve as exc:
-        raise PKCS11Error(CKR.CURVE_NOT_SUPPORTED, str(exc)) from None
-    except InvalidKeyMaterial as exc:
-        raise PKCS11Error(CKR.DOMAIN_PARAMS_INVALID, str(exc)) from None
+    return _curve_from_params(bytes(ec_params))
 
 
 def _curve_for(attrs: dict, key_type: int) -> str:
@@ -201,10 +201,7 @@ def material_from_attributes(attrs: dict) -> Material | None:
     builder = _BUILDERS.get((object_class, key_type))
     if builder is None:
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, f"cannot make a key of type 0x{key_type:x} here")
-    try:
-        material = builder(attrs, key_type)
-    except InvalidKeyMaterial as exc:
-        raise _from_component_error(exc) from None
+    material = translating(builder, COMPONENT_CODES)(attrs, key_type)
     check_material_attributes(attrs, material)
     return material
 

@@ -18,7 +18,6 @@ from typing import Any, Callable
 from emulator.crypto import mldsa as mldsa_crypto
 from emulator.crypto import mlkem as mlkem_crypto
 from emulator.crypto.material import Material, PrivateMaterial, PublicMaterial
-from emulator.errors import InvalidKeyMaterial
 
 from ..constants import CKR, Attribute, KeyType, ObjectClass
 from ..errors import PKCS11Error
@@ -69,10 +68,8 @@ def material_from_attributes(attrs: dict, key_type: int, object_class: int) -> M
     attr, loader = _MATERIAL[object_class]
     name = parameter_set_name(key_type, required(attrs, Attribute.PARAMETER_SET))
     raw = bytes(required(attrs, attr))
-    try:
-        return getattr(FAMILIES[key_type][2], loader)(name, raw)
-    except InvalidKeyMaterial as exc:
-        raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"attribute 0x{attr:x}: {exc}") from None
+    # Bytes that are not a key of the set are CKR_ATTRIBUTE_VALUE_INVALID (keyparts.COMPONENT_CODES).
+    return getattr(FAMILIES[key_type][2], loader)(name, raw)
 
 
 #: (class, key type) -> builder, for `keyparts._BUILDERS`.

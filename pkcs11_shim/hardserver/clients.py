@@ -14,7 +14,7 @@ client sees what it would see in-process:
 - session objects are the creating client's (`visibility.SessionObjects`): to every other client
   they do not exist, and they go with the session that made them;
 - the environment variables the module reads during a call that describe the caller (which cards
-  the operator put in the slot: client_build.FORWARDED_ENV) are the client's, sent with the call;
+  the operator put in the slot: functions.FORWARDED_ENV) are the client's, sent with the call;
 - a client that disconnects (exits, crashes, is killed mid-call) has its sessions closed.
 """
 
@@ -28,10 +28,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from cryptography.hazmat.primitives import constant_time, hashes, hmac
+from emulator.crypto import mac
 
 from pkcs11_shim.constants import CKR, CKU_CONTEXT_SPECIFIC
-from pkcs11_shim.client_build import MESSAGE_INIT, Plan
+from pkcs11_shim.functions import MESSAGE_INIT, Plan
 from pkcs11_shim.hardserver.codec import Codec
 from pkcs11_shim.hardserver.logins import PublicView
 from pkcs11_shim.hardserver.visibility import SessionObjects
@@ -201,10 +201,7 @@ class ClientTable:
 
     # ---- login --------------------------------------------------------------------------------
     def _mac(self, *parts: bytes) -> bytes:
-        h = hmac.HMAC(self._mac_key, hashes.SHA256())
-        for part in parts:
-            h.update(len(part).to_bytes(8, "little") + part)
-        return h.finalize()
+        return mac.hmac_sha256_of_parts(self._mac_key, *parts)
 
     def _octets(self, ptr: Any, length: int) -> bytes:
         return b"" if ptr == self.ffi.NULL else bytes(self.ffi.buffer(ptr, length))
@@ -230,7 +227,7 @@ class ClientTable:
             elif (rv == CKR.USER_ALREADY_LOGGED_IN and record is not None and record.user_type == user_type
                   and client.token not in record.holders and record.pin_mac is not None):
                 # Another client holds this login: join it if the PIN is the one that opened it.
-                if not constant_time.bytes_eq(self._mac(*secret), record.pin_mac):
+                if not mac.equal(self._mac(*secret), record.pin_mac):
                     return CKR.PIN_INCORRECT
                 record.holders.add(client.token)
                 rv = CKR.OK

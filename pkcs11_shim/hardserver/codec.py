@@ -1,6 +1,6 @@
 """One forwarded call: arguments from the wire into C memory, the module's C entry point, outputs back.
 
-Driven by `pkcs11_shim.client_build.plans()`, the same per-function plan the client library was
+Driven by `pkcs11_shim.functions.plans()`, the same per-function plan the client library was
 generated from, so each side reads exactly what the other wrote. The module is our own in-process
 library loaded through cffi's ABI mode: the server calls the very C entry points a host would, and
 client mode has the in-process semantics by construction.
@@ -16,8 +16,7 @@ from typing import Any, Callable
 import cffi
 
 from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR
-from pkcs11_shim.build import NATIVE, read_functions
-from pkcs11_shim.client_build import Op, Plan, nested_attributes, plans
+from pkcs11_shim.functions import NATIVE, Op, Plan, nested_attributes, plans, read_functions
 from pkcs11_shim.hardserver import layouts
 from pkcs11_shim.hardserver.protocol import MAX_PAYLOAD, ProtocolError, Reader, Writer
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from pkcs11_shim.constants import Attribute, CKR
-from pkcs11_shim.client_build import Plan
+from pkcs11_shim.functions import Plan
 from pkcs11_shim.hardserver.codec import Codec
 from pkcs11_shim.hardserver.visibility import created_handles, first_hidden, reaches
 

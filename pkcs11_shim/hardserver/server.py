@@ -300,15 +300,12 @@ class Hardserver:
 
 
 def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0,
-        ready_fd: int | None = None, workers: int = 1) -> int:
-    """Serve until SIGTERM or SIGINT (or idle_timeout seconds without clients); returns the exit
-    status. ready_fd, when given, gets "ready" once the socket listens and is closed: the library
-    that started this server waits on it. More than one worker: this process accepts and hands each
-    client to one of `workers` module processes (pkcs11_shim.hardserver.dispatch)."""
-    if workers > 1:
-        from pkcs11_shim.hardserver.dispatch import Dispatcher
-
-        return Dispatcher(socket_path, library, idle_timeout, workers).run(ready_fd)
+        ready_fd: int | None = None) -> int:
+    """Serve alone, in this process, until SIGTERM or SIGINT (or idle_timeout seconds without
+    clients); returns the exit status. ready_fd, when given, gets "ready" once the socket listens and
+    is closed: the library that started this server waits on it. Several module processes are
+    `pkcs11_shim.hardserver.dispatch.Dispatcher`'s (it builds on this module, so the choice is the
+    caller's)."""
     server = Hardserver(socket_path, library, idle_timeout)
     server.open_module()
     server.bind()

@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable
 
-from pkcs11_shim.build import CFunction
+from pkcs11_shim.functions import CFunction, Plan, params_of
 from pkcs11_shim.constants import CKF_HKDF_SALT_KEY, CKM_HKDF_DATA, CKM_HKDF_DERIVE, CKR, Attribute, Mechanism
-from pkcs11_shim.client_build import Plan, _params
 from pkcs11_shim.hardserver.codec import Codec
 
 if TYPE_CHECKING:
@@ -73,7 +72,7 @@ class Reach:
 
 
 def reach(f: CFunction) -> Reach:
-    params = _params(f)
+    params = params_of(f)
     handles = tuple((i, HANDLE_CODES[name]) for i, (ctype, name) in enumerate(params)
                     if ctype == "CK_OBJECT_HANDLE" and name in HANDLE_CODES)
     # C_FindObjects' handle array is found objects, not created ones (out_handles, never out_ulong).

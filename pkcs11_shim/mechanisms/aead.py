@@ -2,9 +2,9 @@
 CK_CCM_MESSAGE_PARAMS): the operation objects C_MessageEncryptInit / C_MessageDecryptInit make for
 CKM_AES_GCM and CKM_AES_CCM.
 
-`abi.messages` calls `message(ffi, p_param, ul_param, aad, data, capacity)`, `begin(ffi, p_param,
-ul_param, aad)` and `next(ffi, p_param, ul_param, data, capacity, flags)`. The per-message parameter
-is read here from the C pointer because the token writes into it: a generated IV (ivGenerator
+`abi.messages` calls `message(param, aad, data, capacity)`, `begin(param, aad)` and `next(param, data,
+capacity, flags)`, where `param` (`params.MessageParamAccess`) reads the per-message parameter and
+writes back into it, because the token writes into it: a generated IV (ivGenerator
 CKG_GENERATE / _COUNTER / _RANDOM: the bits after ulIvFixedBits are the token's) and, on encryption,
 the tag. A call that is only a length query (capacity None, or too small) changes nothing, so the
 second call of the two-call convention (§5.2) generates the IV once. Multi-part messages are
@@ -20,9 +20,7 @@ from typing import Any
 
 from emulator.crypto import aes as aes_crypto
 from emulator.crypto import aesmodes
-from emulator.errors import CryptoFailure
 
-from ..abi import mechanism_params
 from .. import constants
 from ..constants import CKF_END_OF_MESSAGE, CKR
 from ..errors import PKCS11Error
@@ -65,8 +63,8 @@ class AeadMessageOp:
 
     # --- parameters and IVs ------------------------------------------------------------------
 
-    def _param(self, ffi: Any, p_param: Any, ul_param: int) -> params.MessageParams:
-        p = mechanism_params.read_message_param(ffi, self._kind, p_param, int(ul_param))
+    def _param(self, access: params.MessageParamAccess) -> params.MessageParams:
+        p = access.read(self._kind)
         (_check_gcm if self._kind == "gcm" else _check_ccm)(p)
         if self._encrypt:
             if p.generator not in GENERATORS:
@@ -75,7 +73,7 @@ class AeadMessageOp:
                 raise _invalid("ulIvFixedBits longer than the IV")
         return p
 
-    def _iv(self, ffi: Any, p: params.MessageParams) -> bytes:
+    def _iv(self, access: params.MessageParamAccess, p: params.MessageParams) -> bytes:
         """The IV of an encryption; a generated one is written back into the caller's structure."""
         if p.generator == constants.CKG_NO_GENERATE:
             return p.iv
@@ -92,53 +90,51 @@ class AeadMessageOp:
             variable = self._counter
             self._counter += 1
         iv = (fixed | variable).to_bytes(len(p.iv), "big")
-        mechanism_params.write_message_param(ffi, p, iv, None)
+        access.write(p, iv, None)
         return iv
 
     # --- the work ----------------------------------------------------------------------------
 
-    def _run(self, ffi: Any, p: params.MessageParams, iv: bytes, aad: bytes, data: bytes) -> bytes:
+    def _run(self, access: params.MessageParamAccess, p: params.MessageParams, iv: bytes, aad: bytes,
+             data: bytes) -> bytes:
         if self._kind == "ccm" and p.data_len != len(data):
             raise PKCS11Error(CKR.DATA_LEN_RANGE, "CCM data length differs from ulDataLen")
-        tag_from_caller = ffi.buffer(p.struct.pTag if self._kind == "gcm" else p.struct.pMAC, p.tag_len)[:]
-        try:
-            if self._kind == "gcm":
-                if self._encrypt:
-                    out, tag = aesmodes.gcm_encrypt_detached(self._key, iv, aad, data, p.tag_len)
-                    mechanism_params.write_message_param(ffi, p, None, tag)
-                    return out
-                return aes_crypto.gcm_decrypt(self._key, iv, aad, data + tag_from_caller, p.tag_len)
+        # A tag that does not verify is the registry's CKR_AEAD_DECRYPT_FAILED (failures.BY_OPERATION).
+        if self._kind == "gcm":
             if self._encrypt:
-                sealed = aesmodes.ccm_encrypt(self._key, iv, aad, data, p.tag_len)
-                mechanism_params.write_message_param(ffi, p, None, sealed[-p.tag_len:])
-                return sealed[: -p.tag_len]
-            return aesmodes.ccm_decrypt(self._key, iv, aad, data + tag_from_caller, p.tag_len)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.AEAD_DECRYPT_FAILED, "tag mismatch") from None
+                out, tag = aesmodes.gcm_encrypt_detached(self._key, iv, aad, data, p.tag_len)
+                access.write(p, None, tag)
+                return out
+            return aes_crypto.gcm_decrypt(self._key, iv, aad, data + p.tag, p.tag_len)
+        if self._encrypt:
+            sealed = aesmodes.ccm_encrypt(self._key, iv, aad, data, p.tag_len)
+            access.write(p, None, sealed[-p.tag_len:])
+            return sealed[: -p.tag_len]
+        return aesmodes.ccm_decrypt(self._key, iv, aad, data + p.tag, p.tag_len)
 
-    def message(self, ffi: Any, p_param: Any, ul_param: int, aad: bytes, data: bytes,
+    def message(self, access: params.MessageParamAccess, aad: bytes, data: bytes,
                 capacity: int | None) -> bytes:
-        p = self._param(ffi, p_param, ul_param)
+        p = self._param(access)
         if capacity is None or capacity < len(data):
             return bytes(len(data))  # a length query: no IV is generated, nothing changes
-        iv = self._iv(ffi, p) if self._encrypt else p.iv
-        return self._run(ffi, p, iv, aad, data)
+        iv = self._iv(access, p) if self._encrypt else p.iv
+        return self._run(access, p, iv, aad, data)
 
-    def begin(self, ffi: Any, p_param: Any, ul_param: int, aad: bytes) -> None:
+    def begin(self, access: params.MessageParamAccess, aad: bytes) -> None:
         if self._pending is not None:
             raise PKCS11Error(CKR.OPERATION_ACTIVE, "a message is in progress")
-        p = self._param(ffi, p_param, ul_param)
-        iv = self._iv(ffi, p) if self._encrypt else p.iv
+        p = self._param(access)
+        iv = self._iv(access, p) if self._encrypt else p.iv
         self._pending = (p, aad, bytearray(), iv)
 
-    def next(self, ffi: Any, p_param: Any, ul_param: int, data: bytes, capacity: int | None,
+    def next(self, access: params.MessageParamAccess, data: bytes, capacity: int | None,
              flags: int) -> bytes:
         if self._pending is None:
             raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED, "no C_*MessageBegin")
         _begun, aad, buffered, iv = self._pending
         # 3.0 §2.14.x: the message's parameter is passed to Begin and to every Next; the last part's
         # is the one the tag goes to (the same structure as Begin's).
-        p = self._param(ffi, p_param, ul_param)
+        p = self._param(access)
         last = bool(flags & CKF_END_OF_MESSAGE)
         needed = len(buffered) + len(data) if last else 0
         if capacity is None or capacity < needed:
@@ -147,7 +143,7 @@ class AeadMessageOp:
             buffered += data
             return b""
         self._pending = None
-        return self._run(ffi, p, iv, aad, bytes(buffered) + data)
+        return self._run(access, p, iv, aad, bytes(buffered) + data)
 
     def abandon(self) -> None:
         """End the message in progress (a failed C_*MessageNext); the operation stays."""

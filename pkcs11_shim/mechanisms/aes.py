@@ -11,7 +11,6 @@ from typing import Any
 from emulator.crypto import aes as aes_crypto
 from emulator.crypto import kdf
 from emulator.crypto.material import SecretMaterial
-from emulator.errors import CryptoFailure
 
 from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
@@ -87,10 +86,7 @@ def _gcm_unwrap(unwrapping: Any, param: params.GcmParams, wrapped: bytes, target
     tag_len = param.tag_bits // 8
     if len(wrapped) <= tag_len:
         raise PKCS11Error(CKR.WRAPPED_KEY_LEN_RANGE, "wrapped key shorter than the tag")
-    try:
-        value = aes_crypto.gcm_decrypt(AES.key(unwrapping), param.iv, param.aad, wrapped, tag_len)
-    except CryptoFailure:
-        raise PKCS11Error(CKR.WRAPPED_KEY_INVALID, "GCM tag mismatch") from None
+    value = aes_crypto.gcm_decrypt(AES.key(unwrapping), param.iv, param.aad, wrapped, tag_len)
     return keybytes.unwrapped(value, target_kind, value_len)
 
 

@@ -21,12 +21,11 @@ from emulator.crypto import aes as aes_crypto
 from emulator.crypto import aesmodes as modes_crypto
 from emulator.crypto import mac as mac_crypto
 from emulator.crypto.material import SecretMaterial
-from emulator.errors import InvalidKeyMaterial
 
 from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import aead, params
+from . import aead, failures, params
 from .aes import AES, MAX_KEY, MIN_KEY
 from .blockcipher import iv_validator
 from .mac import general_length
@@ -89,13 +88,7 @@ def _xts(encrypt: bool) -> Any:
                 raise PKCS11Error(CKR.DATA_LEN_RANGE if encrypt else CKR.ENCRYPTED_DATA_LEN_RANGE,
                                   "XTS needs at least one block")
 
-        def run(data: bytes) -> bytes:
-            try:
-                return modes_crypto.xts(key, param, encrypt, data)
-            except InvalidKeyMaterial as exc:
-                raise PKCS11Error(CKR.KEY_SIZE_RANGE, str(exc)) from None
-
-        return SinglePartCipherOp(run, check)
+        return SinglePartCipherOp(lambda data: modes_crypto.xts(key, param, encrypt, data), check)
 
     return make
 
@@ -176,7 +169,9 @@ def register(registry: Registry) -> None:
     registry.add(MechanismSpec(
         mechanism=constants.CKM_AES_XTS, flags=CIPHER, min_key=32, max_key=64,
         key_types=frozenset({constants.CKK_AES_XTS}), param_kind="bytes", validate=iv16,
-        encrypt=_xts(True), decrypt=_xts(False)))
+        encrypt=_xts(True), decrypt=_xts(False),
+        # An XTS key is two AES keys of one size, which must differ (IEEE 1619).
+        failure_codes={"encrypt": failures.KEY_SIZE, "decrypt": failures.KEY_SIZE}))
     registry.add(MechanismSpec(
         mechanism=constants.CKM_AES_XTS_KEY_GEN, flags=F.GENERATE, min_key=32, max_key=64,
         generate=_xts_generate, generated_key_types=(constants.CKK_AES_XTS,)))

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from emulator.crypto.material import SecretMaterial
-from emulator.errors import CryptoFailure
 
 from ..constants import CKR
 from ..errors import PKCS11Error
@@ -72,8 +71,7 @@ def mode(cipher: BlockCipher, *, cbc: bool, pad: bool) -> ModeImpls:
 
     def decrypt(material: Any, param: Any) -> StreamCipherOp:
         return StreamCipherOp(context(material, param, False), block_size=block, whole_blocks=True,
-                              min_total=block if pad else 0, length_error=CKR.ENCRYPTED_DATA_LEN_RANGE,
-                              failure=CKR.ENCRYPTED_DATA_INVALID)
+                              min_total=block if pad else 0, length_error=CKR.ENCRYPTED_DATA_LEN_RANGE)
 
     def wrap(wrapping: Any, param: Any, target: Any) -> bytes:
         value = keybytes.wrappable(target, private_allowed=pad)
@@ -84,10 +82,7 @@ def mode(cipher: BlockCipher, *, cbc: bool, pad: bool) -> ModeImpls:
     def unwrap(unwrapping: Any, param: Any, wrapped: bytes, target_kind: str, value_len: int | None) -> Any:
         if not wrapped or len(wrapped) % block:
             raise PKCS11Error(CKR.WRAPPED_KEY_LEN_RANGE, f"wrapped key of {len(wrapped)} bytes")
-        try:
-            value = _run(context(unwrapping, param, False), wrapped)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.WRAPPED_KEY_INVALID, "bad padding in the wrapped key") from None
+        value = _run(context(unwrapping, param, False), wrapped)
         return keybytes.unwrapped(value, target_kind, value_len, padded=not pad)
 
     return ModeImpls(encrypt, decrypt, wrap, unwrap)

@@ -28,12 +28,11 @@ from emulator.crypto import digest as digest_crypto
 from emulator.crypto import kdf as kdf_crypto
 from emulator.crypto import mac as mac_crypto
 from emulator.crypto.material import SecretMaterial
-from emulator.errors import InvalidKeyMaterial
 
 from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
-from . import keybytes, params
+from . import failures, keybytes, params
 from .hashes import DIGEST_MECHANISMS
 from .mac import HMAC_ROWS
 from .registry import MechanismSpec, Registry
@@ -162,16 +161,13 @@ def _sp800_108(base: Any, param: params.Sp800108Params, key_type: int, value_len
     length = _length(key_type, value_len)
     if not 1 <= length <= MAX_LEN:
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, f"cannot derive {length} bytes")
-    try:
-        if kind == "HMAC":
-            block = digest_crypto.digest_size(name)
-            make = lambda: mac_crypto.HmacContext(name, key)
-        else:
-            block = 16
-            make = lambda: mac_crypto.CmacContext(name, key)
-        make()
-    except InvalidKeyMaterial as exc:
-        raise PKCS11Error(CKR.KEY_SIZE_RANGE, str(exc)) from None
+    if kind == "HMAC":
+        block = digest_crypto.digest_size(name)
+        make = lambda: mac_crypto.HmacContext(name, key)
+    else:
+        block = 16
+        make = lambda: mac_crypto.CmacContext(name, key)
+    make()  # a CMAC key of a length AES lacks fails here, before any output (the row's failure_codes)
     if kind == "HMAC" and not key:
         raise PKCS11Error(CKR.KEY_SIZE_RANGE, "empty HMAC key")
     segments = -(-length // block)
@@ -291,7 +287,8 @@ def register(registry: Registry) -> None:
     registry.add(MechanismSpec(
         mechanism=constants.CKM_SP800_108_COUNTER_KDF, flags=F.DERIVE, min_key=1, max_key=MAX_LEN,
         key_types=frozenset({KeyType.GENERIC_SECRET, KeyType.AES, constants.CKK_HKDF, *keybytes.HMAC_KEY_TYPES}),
-        param_kind="sp800_108", validate=validate_sp800_108, derive=_sp800_108))
+        param_kind="sp800_108", validate=validate_sp800_108, derive=_sp800_108,
+        failure_codes={"derive": failures.KEY_SIZE}))
     registry.add(MechanismSpec(
         mechanism=Mechanism.PKCS5_PBKD2, flags=F.GENERATE, min_key=1, max_key=MAX_LEN, param_kind="pbkd2",
         validate=validate_pbkd2, generate=_pbkd2, generated_key_types=PBKD2_KEY_TYPES))

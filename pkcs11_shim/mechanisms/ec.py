@@ -14,7 +14,6 @@ from emulator.crypto import ec as ec_crypto
 from emulator.crypto import edwards as edwards_crypto
 from emulator.crypto import kdf
 from emulator.crypto.material import PrivateMaterial, PublicMaterial, SecretMaterial
-from emulator.errors import CryptoFailure, InvalidKeyMaterial
 
 from .. import constants
 from ..constants import CKR, KDF, Attribute, KeyType, Mechanism, MechanismFlag
@@ -37,8 +36,6 @@ def curve_of(attrs: dict[int, Any]) -> str:
         raise PKCS11Error(CKR.TEMPLATE_INCOMPLETE, "CKA_EC_PARAMS is required")
     try:
         return ec_crypto.curve_from_ec_params(bytes(der))
-    except InvalidKeyMaterial as exc:
-        raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, str(exc)) from None
     except ValueError as exc:
         raise PKCS11Error(CKR.CURVE_NOT_SUPPORTED, str(exc)) from None
 
@@ -114,13 +111,10 @@ def validate_ecdh1(param: Any) -> None:
 def _shared_secret(base: Any, public_data: bytes) -> bytes:
     if not isinstance(base, PrivateMaterial):
         raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, "ECDH needs a private key")
-    try:
-        if base.kind == "EC":
-            return ec_crypto.ecdh(base, public_data)
-        if base.kind in edwards_crypto.MONTGOMERY_KINDS:
-            return edwards_crypto.exchange(base, public_data)
-    except CryptoFailure as exc:
-        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, str(exc)) from None
+    if base.kind == "EC":
+        return ec_crypto.ecdh(base, public_data)
+    if base.kind in edwards_crypto.MONTGOMERY_KINDS:
+        return edwards_crypto.exchange(base, public_data)
     raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, f"ECDH with a {base.kind} key")
 
 

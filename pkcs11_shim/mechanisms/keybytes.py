@@ -18,7 +18,6 @@ from emulator.crypto.material import (
     PrivateMaterial,
     SecretMaterial,
 )
-from emulator.errors import InvalidKeyMaterial
 
 from ..constants import (
     CKK_AES_XTS,
@@ -108,10 +107,7 @@ def unwrapped(value: bytes, target_kind: str, value_len: int | None, *, padded: 
             value = value[:FIXED_LENGTH[target_kind]]
         check_secret_length(target_kind, len(value), CKR.WRAPPED_KEY_INVALID)
         return SecretMaterial(target_kind, value)
-    try:
-        material = PrivateMaterial.from_pkcs8(value)
-    except InvalidKeyMaterial:
-        raise PKCS11Error(CKR.WRAPPED_KEY_INVALID, "unwrapped bytes are not a PKCS#8 private key") from None
+    material = PrivateMaterial.from_pkcs8(value)  # not PKCS#8: CKR_WRAPPED_KEY_INVALID (failures.BY_OPERATION)
     wanted = PRIVATE_ALIASES.get(target_kind, {target_kind})
     if material.kind not in wanted:
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, f"unwrapped a {material.kind} key, template says {target_kind}")

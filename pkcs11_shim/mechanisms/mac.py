@@ -10,13 +10,13 @@ from typing import Any
 from emulator.crypto import digest as digest_crypto
 from emulator.crypto import mac as mac_crypto
 from emulator.crypto.material import SecretMaterial
-from emulator.errors import InvalidKeyMaterial
 
 from .. import constants
 from ..constants import CKR, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
+from . import failures
 from .keybytes import check_secret_length
-from .ops import MacSignOp, MacVerifyOp, key_size_error
+from .ops import MacSignOp, MacVerifyOp
 from .registry import MechanismSpec, Registry, no_parameter
 
 SIGN_VERIFY = MechanismFlag.SIGN | MechanismFlag.VERIFY
@@ -81,10 +81,7 @@ def _cmac_ops(general: bool, cipher: str = "AES", block: int = CMAC_BLOCK) -> tu
         if not isinstance(material, SecretMaterial):
             raise PKCS11Error(CKR.KEY_TYPE_INCONSISTENT, f"CMAC needs an {cipher} key")
         check_secret_length(cipher, len(material.value))
-        try:
-            return mac_crypto.CmacContext(cipher, material.value)
-        except InvalidKeyMaterial as exc:
-            raise key_size_error(exc) from None
+        return mac_crypto.CmacContext(cipher, material.value)
 
     def sign(material: Any, param: Any) -> MacSignOp:
         return MacSignOp(context(material), param if general else block)
@@ -93,6 +90,10 @@ def _cmac_ops(general: bool, cipher: str = "AES", block: int = CMAC_BLOCK) -> tu
         return MacVerifyOp(context(material), param if general else block)
 
     return sign, verify
+
+
+#: A CMAC key of a length the cipher has no variant for.
+CMAC_FAILURES = {"sign": failures.KEY_SIZE, "verify": failures.KEY_SIZE}
 
 
 def register(registry: Registry) -> None:
@@ -113,7 +114,7 @@ def register(registry: Registry) -> None:
             key_types=frozenset({KeyType.AES}), param_kind="ulong" if is_general else "none",
             validate=general_length(CMAC_BLOCK) if is_general
             else no_parameter,
-            sign=sign, verify=verify))
+            sign=sign, verify=verify, failure_codes=CMAC_FAILURES))
     # CKM_DES3_CMAC(_GENERAL) (PKCS#11 3.0 §2.x): SP 800-38B over three-key TDEA, 8-byte blocks; DES3
     # key sizes are fixed, so CK_MECHANISM_INFO carries 0/0 like the other DES3 rows.
     for mechanism, is_general in ((Mechanism.DES3_CMAC, False), (Mechanism.DES3_CMAC_GENERAL, True)):
@@ -121,4 +122,5 @@ def register(registry: Registry) -> None:
         registry.add(MechanismSpec(
             mechanism=mechanism, flags=SIGN_VERIFY, key_types=frozenset({KeyType.DES3}),
             param_kind="ulong" if is_general else "none",
-            validate=general_length(8) if is_general else no_parameter, sign=sign, verify=verify))
+            validate=general_length(8) if is_general else no_parameter, sign=sign, verify=verify,
+            failure_codes=CMAC_FAILURES))

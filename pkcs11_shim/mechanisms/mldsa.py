@@ -21,7 +21,6 @@ from typing import Any
 
 from emulator.crypto import mldsa as mldsa_crypto
 from emulator.crypto.material import PrivateMaterial, PublicMaterial
-from emulator.errors import CryptoFailure
 
 from ..constants import (
     CKH_DETERMINISTIC_REQUIRED,
@@ -162,11 +161,8 @@ class PrehashVerifyOp:
     def final(self, signature: bytes) -> None:
         if len(signature) != self._sig_len:
             raise PKCS11Error(CKR.SIGNATURE_LEN_RANGE, f"signature of {len(signature)} bytes")
-        try:
-            mldsa_crypto.verify_prehashed(self._material, self._hash_name, self._hash.finalize(), signature,
-                                          self._context)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.SIGNATURE_INVALID) from None
+        mldsa_crypto.verify_prehashed(self._material, self._hash_name, self._hash.finalize(), signature,
+                                      self._context)
 
     def oneshot(self, data: bytes, signature: bytes) -> None:
         self.update(data)

@@ -3,7 +3,7 @@
 Each op class owns the length rules and error codes of its kind of operation and calls a primitive
 from `emulator.crypto` for the work; a primitive's `CryptoFailure` becomes the code the specification
 names for that operation (bad padding -> CKR_ENCRYPTED_DATA_INVALID, mismatch ->
-CKR_SIGNATURE_INVALID, ...). Length checks come first, so a refused input consumes nothing.
+CKR_SIGNATURE_INVALID, ...) in the registry, by `failures.BY_OPERATION`. Length checks come first, so a refused input consumes nothing.
 
 Single-part mechanisms (PKCS#11 3.0 §2 tables, footnote "single-part operations only": raw RSA
 PKCS#1/OAEP/X.509/PSS, raw ECDSA, the AES key wraps used for encryption) refuse update/final with
@@ -22,7 +22,6 @@ from typing import Any
 
 from emulator.crypto import digest as digest_crypto
 from emulator.crypto import mac as mac_crypto
-from emulator.errors import CryptoFailure, InvalidKeyMaterial
 
 from ..constants import CKR
 from ..errors import PKCS11Error
@@ -30,10 +29,6 @@ from ..errors import PKCS11Error
 
 def _single_part(*_: Any) -> Any:
     raise PKCS11Error(CKR.OPERATION_NOT_INITIALIZED, "this mechanism is single-part only")
-
-
-def key_size_error(exc: InvalidKeyMaterial) -> PKCS11Error:
-    return PKCS11Error(CKR.KEY_SIZE_RANGE, str(exc))
 
 
 # --- encryption / decryption ---------------------------------------------------------------------
@@ -44,19 +39,16 @@ class StreamCipherOp:
     whole_blocks: the total input must be a multiple of `block_size` (else `length_error`).
     min_total: the smallest acceptable total input (CBC_PAD decryption needs one block).
     limit: the largest acceptable total input (CTR: the counter must not wrap), else DATA_LEN_RANGE.
-    failure: the code for a primitive failure at final (bad padding).
     """
 
     def __init__(self, ctx: Any, *, block_size: int = 1, whole_blocks: bool = False, min_total: int = 0,
-                 length_error: int = CKR.DATA_LEN_RANGE, limit: int | None = None,
-                 failure: int = CKR.ENCRYPTED_DATA_INVALID) -> None:
+                 length_error: int = CKR.DATA_LEN_RANGE, limit: int | None = None) -> None:
         self._ctx = ctx
         self._block = block_size
         self._whole = whole_blocks
         self._min = min_total
         self._length_error = length_error
         self._limit = limit
-        self._failure = failure
         self._total = 0
 
     def _check_limit(self, total: int) -> None:
@@ -71,10 +63,7 @@ class StreamCipherOp:
     def final(self) -> bytes:
         if (self._whole and self._total % self._block) or self._total < self._min:
             raise PKCS11Error(self._length_error, f"{self._total} bytes is not a whole number of blocks")
-        try:
-            return self._ctx.finalize()
-        except CryptoFailure as exc:
-            raise PKCS11Error(self._failure, str(exc)) from None
+        return self._ctx.finalize()
 
     def oneshot(self, data: bytes) -> bytes:
         if (self._whole and len(data) % self._block) or len(data) < self._min:
@@ -102,10 +91,7 @@ class BufferedDecryptOp:
     def final(self) -> bytes:
         if len(self._buffer) < self._min:
             raise PKCS11Error(self._length_error, "input too short")
-        try:
-            return self._decrypt(bytes(self._buffer))
-        except CryptoFailure as exc:
-            raise PKCS11Error(CKR.ENCRYPTED_DATA_INVALID, str(exc)) from None
+        return self._decrypt(bytes(self._buffer))
 
     def oneshot(self, data: bytes) -> bytes:
         self.update(data)
@@ -114,23 +100,18 @@ class BufferedDecryptOp:
 
 class SinglePartCipherOp:
     """A whole-input primitive (RSA, AES key wrap used as a cipher): `check` refuses bad lengths
-    first with its own code; a primitive failure becomes `failure`."""
+    first with its own code."""
 
     update = final = _single_part
 
-    def __init__(self, run: Callable[[bytes], bytes], check: Callable[[bytes], None] | None = None,
-                 failure: int = CKR.ENCRYPTED_DATA_INVALID) -> None:
+    def __init__(self, run: Callable[[bytes], bytes], check: Callable[[bytes], None] | None = None) -> None:
         self._run = run
         self._check = check
-        self._failure = failure
 
     def oneshot(self, data: bytes) -> bytes:
         if self._check is not None:
             self._check(data)
-        try:
-            return self._run(data)
-        except CryptoFailure as exc:
-            raise PKCS11Error(self._failure, str(exc)) from None
+        return self._run(data)
 
 
 def require_length(predicate: Callable[[int], bool], code: int, what: str) -> Callable[[bytes], None]:
@@ -183,10 +164,7 @@ class HashVerifyOp:
 
     def final(self, signature: bytes) -> None:
         _check_signature_len(signature, self._sig_len)
-        try:
-            self._verify(self._hash.finalize(), signature)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.SIGNATURE_INVALID) from None
+        self._verify(self._hash.finalize(), signature)
 
     def oneshot(self, data: bytes, signature: bytes) -> None:
         self.update(data)
@@ -205,10 +183,7 @@ class SinglePartSignOp:
     def oneshot(self, data: bytes) -> bytes:
         if self._check is not None:
             self._check(data)
-        try:
-            return self._sign(data)
-        except CryptoFailure as exc:
-            raise PKCS11Error(CKR.DATA_INVALID, str(exc)) from None
+        return self._sign(data)
 
 
 class SinglePartVerifyOp:
@@ -224,10 +199,7 @@ class SinglePartVerifyOp:
         if self._check is not None:
             self._check(data)
         _check_signature_len(signature, self._sig_len)
-        try:
-            self._verify(data, signature)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.SIGNATURE_INVALID) from None
+        self._verify(data, signature)
 
 
 class BufferedSignOp:
@@ -260,10 +232,7 @@ class BufferedVerifyOp:
 
     def final(self, signature: bytes) -> None:
         _check_signature_len(signature, self._sig_len)
-        try:
-            self._verify(bytes(self._buffer), signature)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.SIGNATURE_INVALID) from None
+        self._verify(bytes(self._buffer), signature)
 
     def oneshot(self, data: bytes, signature: bytes) -> None:
         self.update(data)
@@ -281,10 +250,7 @@ class RecoverOp:
 
     def oneshot(self, signature: bytes) -> bytes:
         _check_signature_len(signature, self._sig_len)
-        try:
-            return self._recover(signature)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.SIGNATURE_INVALID) from None
+        return self._recover(signature)
 
 
 class MacSignOp:

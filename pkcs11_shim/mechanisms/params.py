@@ -10,6 +10,7 @@ know still reaches `validate` and is refused there with CKR_MECHANISM_PARAM_INVA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -145,14 +146,26 @@ class MessageParams:
 
     `iv` is the nonce as the caller passed it; `fixed_bits`/`generator` say which part the token
     generates; `tag_len` the tag (MAC) length in bytes; `data_len` the CCM total length (0 for GCM).
-    `struct` is the C structure itself, so generated IVs and the tag are written back into it."""
+    `tag` is what the caller's tag buffer holds (the tag to check, on decryption). `struct` is the C
+    structure itself, which only the C boundary touches (`MessageParamAccess.write`)."""
 
     iv: bytes
     fixed_bits: int
     generator: int
     tag_len: int
     data_len: int = 0
+    tag: bytes = field(default=b"", repr=False)
     struct: object = field(default=None, repr=False, compare=False)
+
+
+class MessageParamAccess(Protocol):
+    """One call's per-message parameter, which the token reads and writes back into (a generated IV,
+    the tag of an encryption): the C boundary gives the message operations this instead of pointers
+    (`abi.mechanism_params.CMessageParam`)."""
+
+    def read(self, kind: str) -> MessageParams: ...
+
+    def write(self, param: MessageParams, iv: bytes | None, tag: bytes | None) -> None: ...
 
 
 @dataclass(frozen=True)

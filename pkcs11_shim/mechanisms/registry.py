@@ -24,19 +24,23 @@ Implementation signatures (material classes from `emulator.crypto.material`; op 
     generate_pair(param, public_attrs, private_attrs) -> PrivateMaterial
     derive(base_material, param, key_type, value_len, resolve_key) -> SecretMaterial
         (resolve_key(handle) -> material of another key the parameter names, checked for CKA_DERIVE)
+
+A primitive's failure inside an implementation, or inside the operation object it returns, becomes the
+code `failures.BY_OPERATION` names for that operation, or the row's own `failure_codes`: the row is
+built with its implementations wrapped, so family modules never catch emulator errors.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .. import constants
 from ..constants import CKR, Mechanism, MechanismFlag
-from ..errors import PKCS11Error
+from ..errors import FailureCodes, PKCS11Error
 
 Impl = Callable[..., Any] | None
 
@@ -119,6 +123,9 @@ class MechanismSpec:
     decapsulate: Impl = None
     encapsulated_len: Impl = None
     name: str = ""  # filled from the number when not given
+    #: What this row's primitive failures mean where they differ from `failures.BY_OPERATION`:
+    #: implementation field -> {emulator error class: CKR}.
+    failure_codes: Mapping[str, FailureCodes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -130,6 +137,15 @@ class MechanismSpec:
                 raise ValueError(f"{self.name}: flag {flag.name} and field {name!r} disagree")
         if self.prepare_wrap is not None and self.wrap is None:
             raise ValueError(f"{self.name}: prepare_wrap without wrap")
+        from . import failures  # with the first row: a process that only lists mechanisms never needs it
+
+        for name in self.failure_codes:
+            if getattr(self, name, None) is None:
+                raise ValueError(f"{self.name}: failure_codes for {name!r}, which the row does not implement")
+        for name in {*failures.BY_OPERATION, *self.failure_codes}:
+            fn = getattr(self, name)
+            if fn is not None:
+                object.__setattr__(self, name, failures.implementation(name, fn, self.failure_codes))
 
     def info(self) -> tuple[int, int, int]:
         """(ulMinKeySize, ulMaxKeySize, flags) for C_GetMechanismInfo."""

@@ -15,7 +15,7 @@ from emulator.crypto import digest as digest_crypto
 from emulator.crypto import keywrap as kw_crypto
 from emulator.crypto import rsa as rsa_crypto
 from emulator.crypto.material import PrivateMaterial, PublicMaterial
-from emulator.errors import CryptoFailure, InvalidKeyMaterial
+from emulator.errors import CryptoFailure
 
 from .. import constants
 from ..constants import CKR, Attribute, KeyType, Mechanism, MechanismFlag
@@ -70,10 +70,7 @@ def generate_pair(param: Any, public_attrs: dict[int, Any], private_attrs: dict[
         raise PKCS11Error(CKR.KEY_SIZE_RANGE, f"{bits}-bit RSA keys are not generated")
     exponent = public_attrs.get(Attribute.PUBLIC_EXPONENT)
     exponent = DEFAULT_EXPONENT if exponent is None else _as_int(exponent)
-    try:
-        return rsa_crypto.generate(bits, exponent)
-    except InvalidKeyMaterial as exc:
-        raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, str(exc)) from None
+    return rsa_crypto.generate(bits, exponent)
 
 
 # --- parameters --------------------------------------------------------------------------------
@@ -191,11 +188,7 @@ def _unwrap_with(decrypt: Any) -> Any:
         m = _key(unwrapping, private=True)
         if len(wrapped) != rsa_crypto.modulus_len(m):
             raise PKCS11Error(CKR.WRAPPED_KEY_LEN_RANGE, f"wrapped key of {len(wrapped)} bytes")
-        try:
-            value = decrypt(m, param, wrapped)
-        except CryptoFailure:
-            raise PKCS11Error(CKR.WRAPPED_KEY_INVALID, "RSA decryption of the wrapped key failed") from None
-        return keybytes.unwrapped(value, target_kind, value_len)
+        return keybytes.unwrapped(decrypt(m, param, wrapped), target_kind, value_len)
 
     return unwrap
 
@@ -205,8 +198,7 @@ def _unwrap_with(decrypt: Any) -> Any:
 def _x509_encrypt(material: Any, param: Any) -> SinglePartCipherOp:
     m = _key(material, private=False)
     return SinglePartCipherOp(lambda data: rsa_crypto.raw_public(m, data),
-                              _at_most(rsa_crypto.modulus_len(m), CKR.DATA_LEN_RANGE, "input"),
-                              failure=CKR.DATA_INVALID)
+                              _at_most(rsa_crypto.modulus_len(m), CKR.DATA_LEN_RANGE, "input"))
 
 
 def _x509_decrypt(material: Any, param: Any) -> SinglePartCipherOp:
@@ -330,10 +322,7 @@ def _rsa_aes_unwrap(unwrapping: Any, param: params.RsaAesKeyWrapParams, wrapped:
     kwp_len = len(wrapped) - rsa_crypto.modulus_len(m)
     if kwp_len < 16 or kwp_len % 8:
         raise PKCS11Error(CKR.WRAPPED_KEY_LEN_RANGE, f"wrapped key of {len(wrapped)} bytes")
-    try:
-        value = kw_crypto.rsa_aes_unwrap(m, *_oaep_args(param.oaep), wrapped)
-    except CryptoFailure:
-        raise PKCS11Error(CKR.WRAPPED_KEY_INVALID, "RSA-AES unwrap failed") from None
+    value = kw_crypto.rsa_aes_unwrap(m, *_oaep_args(param.oaep), wrapped)
     return keybytes.unwrapped(value, target_kind, value_len)
 
 
@@ -368,7 +357,9 @@ def register(registry: Registry) -> None:
         mechanism=Mechanism.RSA_X_509,
         flags=F.ENCRYPT | F.DECRYPT | F.SIGN | F.SIGN_RECOVER | F.VERIFY | F.VERIFY_RECOVER,
         encrypt=_x509_encrypt, decrypt=_x509_decrypt, sign=_x509_sign, sign_recover=_x509_sign,
-        verify=_x509_verify, verify_recover=_x509_verify_recover, **sizes))
+        verify=_x509_verify, verify_recover=_x509_verify_recover,
+        # Raw RSA: an input not below the modulus is bad data to encrypt, not a bad ciphertext.
+        failure_codes={"encrypt": {CryptoFailure: CKR.DATA_INVALID}}, **sizes))
     registry.add(MechanismSpec(
         mechanism=Mechanism.RSA_PKCS_OAEP, flags=F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP,
         param_kind="oaep", validate=validate_oaep, encrypt=_oaep_encrypt, decrypt=_oaep_decrypt,
