@@ -17,6 +17,7 @@ from emulator import attestation, paths
 from emulator.acl import Action
 from emulator.errors import AclDenied, EmulatorError
 from emulator.module import Module
+from pkcs11_shim.constants import CKR
 
 
 def kek_hash(flow, region: str) -> str:
@@ -155,8 +156,7 @@ def test_reduced_copy_cannot_sign_or_be_wrapped_by_another_key_over_pkcs11(flow)
                 except pkcs11.exceptions.PKCS11Error as exc:
                     print(what, type(exc).__name__)
     """)
-    # 0x68: CKR_KEY_FUNCTION_NOT_PERMITTED
-    assert out.splitlines() == ["attrs False False True True True", "sign 0x68",
+    assert out.splitlines() == ["attrs False False True True True", f"sign {CKR.KEY_FUNCTION_NOT_PERMITTED:#x}",
                                 "wrap KeyNotWrappable", "read AttributeSensitive"]
 
 
@@ -174,7 +174,7 @@ def test_modify_acls_with_a_wrong_pin_fails(flow):
                      *flow.transfer_args("EU"), "--pin-file", pins, check=False)
     assert r.returncode == 1
     assert r.stderr.strip() == ("softshield keytransfer: ACS card 2 of 2 (C_LoginNext): CKR_PIN_INCORRECT "
-                                "(0x000000A0)")
+                                f"(0x{CKR.PIN_INCORRECT:08X})")
     assert not (flow.source / "local" / "key_xferacld_plainkey").exists()
 
 

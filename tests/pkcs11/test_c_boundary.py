@@ -20,14 +20,14 @@ from typing import Any, Callable
 
 import pytest
 
-from pkcs11_shim.constants import CKR
+from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR, KeyType
 
 from p11env import ROOT, SO_PIN, USER_PIN, init_token
 
 HOST_SOURCE = Path(__file__).resolve().parent / "c" / "host.c"
 NATIVE = ROOT / "native"
-UNAVAILABLE = str(0xFFFFFFFFFFFFFFFF)  # CK_UNAVAILABLE_INFORMATION as the host prints it (%lu)
-UNAVAILABLE_HEX = "0xffffffffffffffff"  # ... and with %lx
+UNAVAILABLE = str(CK_UNAVAILABLE_INFORMATION)  # as the host prints it (%lu)
+UNAVAILABLE_HEX = hex(CK_UNAVAILABLE_INFORMATION)  # ... and with %lx
 
 # ---- the functions, as the host names them --------------------------------------------------
 GLOBAL_FUNCTIONS = ["C_GetInfo", "C_GetSlotList", "C_WaitForSlotEvent"]
@@ -292,7 +292,7 @@ EXPECTED["bad-input"] = {
     # §5.7.5
     "getattr.sensitive-value": E(CKR.ATTRIBUTE_SENSITIVE, len=UNAVAILABLE_HEX),
     "getattr.sensitive-and-key-type": E(CKR.ATTRIBUTE_SENSITIVE, len0=UNAVAILABLE_HEX, len1="8",
-                                        key_type="0x1f"),
+                                        key_type=f"{KeyType.AES:#x}"),
     "getattr.rsa-private-exponent": E(CKR.ATTRIBUTE_SENSITIVE, len=UNAVAILABLE_HEX),
     "getattr.rsa-modulus-length": E(OK, len="256"),
     "getattr.unknown-attribute": E(CKR.ATTRIBUTE_TYPE_INVALID, len=UNAVAILABLE_HEX),

@@ -28,8 +28,7 @@ from pkcs11_shim import constants
 from pkcs11_shim.constants import CKR, MGF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
-import ck  # noqa: E402
+import p11ctypes as ck  # noqa: E402
 import p11raw  # noqa: E402
 import vectorfiles  # noqa: E402
 
@@ -138,7 +137,7 @@ def _ecdh_pair(session, derive_template: dict | None):
 
 
 def _register_derive_template(mapper) -> None:
-    array_pack = p11raw.CkAttribute
+    array_pack = ck.CK_ATTRIBUTE
 
     def pack(template: dict) -> bytes:
         array = (array_pack * len(template))()
@@ -327,11 +326,11 @@ def raw_session(token):
     client.close(handle)
 
 
-@pytest.mark.parametrize("mechanism", [ck.CKM_AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2, CKM_HKDF_KEY_GEN])
+@pytest.mark.parametrize("mechanism", [Mechanism.AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2, CKM_HKDF_KEY_GEN])
 def test_generate_key_argument_checks_come_first(raw_session, mechanism) -> None:
     lib, handle = raw_session
     mech, _keep = ck.mechanism(int(mechanism))
-    template = ck.Template([(ck.CKA_VALUE_LEN, 16)])
+    template = ck.Template([(Attribute.VALUE_LEN, 16)])
     obj = ck.CK_ULONG(0)
     assert ck.raw(lib, "C_GenerateKey", ck.CK_ULONG(handle), byref(mech), None, ck.CK_ULONG(2), byref(obj)) \
         == CKR.ARGUMENTS_BAD
