@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import ctypes
 import os
+import re
 from ctypes import POINTER, Structure, byref, c_char, c_ubyte, c_ulong, c_void_p, sizeof
 from pathlib import Path
 from typing import Any
 
-from pkcs11_shim.constants import CKR, Attribute, ObjectClass, SessionFlag, TokenFlag, UserType
+from pkcs11.mechanisms import MLKEMParameterSet
+
+from pkcs11_shim import constants
+from pkcs11_shim.constants import (CKR, Attribute, InitFlag, InterfaceFlag, KeyType, Mechanism, MechanismFlag,
+                                   ObjectClass, SessionFlag, TokenFlag, UserType)
 
 ROOT = Path(__file__).resolve().parents[1]
 SO = ROOT / "build" / "libsoftshield-pkcs11.so"
@@ -575,3 +580,39 @@ class RawClient:
                 if info.label.decode().rstrip() == label:
                     return slot
         raise AssertionError(f"no token {label}")
+
+
+# --- the C hosts' numbers -----------------------------------------------------------------------------
+#: The enum each C name prefix numbers, for names `<prefix><member>`.
+_C_PREFIXES = {"CKR_": CKR, "CKA_": Attribute, "CKM_": Mechanism, "CKK_": KeyType, "CKO_": ObjectClass,
+               "CKU_": UserType}
+#: C names whose prefix is shared by several enums (the CKF_ flags) or that name another enum's member.
+_C_NAMES = {"CKF_RW_SESSION": SessionFlag.RW_SESSION, "CKF_SERIAL_SESSION": SessionFlag.SERIAL_SESSION,
+            "CKF_OS_LOCKING_OK": InitFlag.OS_LOCKING_OK,
+            "CKF_LIBRARY_CANT_CREATE_OS_THREADS": InitFlag.LIBRARY_CANT_CREATE_OS_THREADS,
+            "CKF_INTERFACE_FORK_SAFE": InterfaceFlag.FORK_SAFE, "CKF_SIGN": MechanismFlag.SIGN,
+            "CKP_ML_KEM_768": MLKEMParameterSet.ML_KEM_768}
+
+
+def c_number(name: str) -> int:
+    """The value of a PKCS#11 C name (CKR_OK, CKA_CLASS, CKF_SIGN, ...) from pkcs11_shim.constants."""
+    if name in _C_NAMES:
+        return int(_C_NAMES[name])
+    if hasattr(constants, name):
+        return int(getattr(constants, name))
+    for prefix, enum in _C_PREFIXES.items():
+        if name.startswith(prefix) and name[len(prefix):] in enum.__members__:
+            return int(enum[name[len(prefix):]])
+    raise LookupError(f"no number for {name} in pkcs11_shim.constants")
+
+
+def c_header(source: Path, folder: Path) -> Path:
+    """`folder`/ck_numbers.h: a `#define` from pkcs11_shim.constants for every PKCS#11 name the C
+    source uses and does not define itself, so a C host carries no second copy of the numbers."""
+    text = re.sub(r"/\*.*?\*/|//[^\n]*", "", source.read_text(), flags=re.S)  # names in comments are no uses
+    own = set(re.findall(r"^#define (CK[A-Z]_\w+)", text, re.M))
+    names = sorted(set(re.findall(r"\bCK[A-Z]_[A-Z0-9_]+\b", text)) - own)
+    header = folder / "ck_numbers.h"
+    header.write_text("/* Written by tests/p11ctypes.py from pkcs11_shim.constants. */\n"
+                      + "".join(f"#define {name} {c_number(name):#x}UL\n" for name in names))
+    return header

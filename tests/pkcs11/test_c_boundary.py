@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import pytest
 
+from p11ctypes import c_header
 from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR, KeyType
 
 from p11env import ROOT, SO_PIN, USER_PIN, init_token
@@ -453,7 +454,8 @@ def host(tmp_path_factory: pytest.TempPathFactory, so_path: str) -> Path:
         pytest.fail("no C compiler (gcc) to build tests/pkcs11/c/host.c")
     out = tmp_path_factory.mktemp("c-host") / "host"
     # Deliberately no libpython and no -rdynamic: the host is a plain C program.
-    cmd = [gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I", str(NATIVE),
+    c_header(HOST_SOURCE, out.parent)
+    cmd = [gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I", str(NATIVE), "-I", str(out.parent),
            "-o", str(out), str(HOST_SOURCE), "-ldl", "-lpthread"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, f"compiling the C host failed:\n{' '.join(cmd)}\n{result.stderr}"

@@ -13,6 +13,7 @@ import pytest
 
 from p11env import ROOT, SO, USER_PIN, init_token
 
+from p11ctypes import c_header
 from pkcs11_shim.constants import CKR
 
 HOST = Path(__file__).resolve().parent / "c" / "host32.c"
@@ -49,8 +50,9 @@ def compile_host32(folder: Path) -> Path:
     gcc = shutil.which("gcc") or shutil.which("cc")
     assert gcc, "no C compiler (gcc) to build tests/pqc/c/host32.c"
     out = folder / "host32"
-    subprocess.run([gcc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "native"), "-o",
-                    str(out), str(HOST), "-ldl"], check=True, capture_output=True, text=True)
+    c_header(HOST, folder)
+    subprocess.run([gcc, "-std=c11", "-O1", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "native"), "-I", str(folder),
+                    "-o", str(out), str(HOST), "-ldl"], check=True, capture_output=True, text=True)
     return out
 
 

@@ -35,61 +35,9 @@
 #define CK_FALSE 0
 #define CK_UNAVAILABLE_INFORMATION (~0UL)
 
-#define CKR_OK 0x000UL
-#define CKR_GENERAL_ERROR 0x005UL
-#define CKR_ARGUMENTS_BAD 0x007UL
-#define CKR_BUFFER_TOO_SMALL 0x150UL
+#include "ck_numbers.h" /* the PKCS#11 numbers, written by the test from pkcs11_shim.constants */
 
-#define CKF_LIBRARY_CANT_CREATE_OS_THREADS 0x1UL
-#define CKF_OS_LOCKING_OK 0x2UL
-#define CKF_RW_SESSION 0x2UL
-#define CKF_SERIAL_SESSION 0x4UL
-#define CKF_DONT_BLOCK 0x1UL
-#define CKF_INTERFACE_FORK_SAFE 0x1UL
-
-#define CKU_SO 0UL
-#define CKU_USER 1UL
-#define CKU_CONTEXT_SPECIFIC 2UL
-
-#define CKO_DATA 0UL
-#define CKO_PUBLIC_KEY 2UL
-#define CKO_PRIVATE_KEY 3UL
-#define CKO_SECRET_KEY 4UL
-#define CKK_RSA 0x00UL
-#define CKK_AES 0x1FUL
-
-#define CKA_CLASS 0x000UL
-#define CKA_TOKEN 0x001UL
-#define CKA_PRIVATE 0x002UL
-#define CKA_LABEL 0x003UL
-#define CKA_VALUE 0x011UL
-#define CKA_KEY_TYPE 0x100UL
-#define CKA_ID 0x102UL
-#define CKA_SENSITIVE 0x103UL
-#define CKA_ENCRYPT 0x104UL
-#define CKA_DECRYPT 0x105UL
-#define CKA_WRAP 0x106UL
-#define CKA_UNWRAP 0x107UL
-#define CKA_SIGN 0x108UL
-#define CKA_VERIFY 0x10AUL
-#define CKA_MODULUS 0x120UL
-#define CKA_MODULUS_BITS 0x121UL
-#define CKA_PUBLIC_EXPONENT 0x122UL
-#define CKA_VALUE_LEN 0x161UL
-#define CKA_EXTRACTABLE 0x162UL
-#define CKA_LOCAL 0x163UL
 #define CKA_UNDEFINED_TYPE 0x0FFFUL /* not defined by any PKCS#11 version, not vendor-defined */
-
-#define CKM_RSA_PKCS_KEY_PAIR_GEN 0x0000UL
-#define CKM_RSA_PKCS 0x0001UL
-#define CKM_SHA256_RSA_PKCS 0x0040UL
-#define CKM_SHA256 0x0250UL
-#define CKM_SHA256_HMAC 0x0251UL
-#define CKM_AES_KEY_GEN 0x1080UL
-#define CKM_AES_ECB 0x1081UL
-#define CKM_AES_CBC 0x1082UL
-#define CKM_AES_GCM 0x1087UL
-#define CKM_AES_KEY_WRAP 0x2109UL
 #define CKM_UNDEFINED 0x7FFFFFF0UL /* below CKM_VENDOR_DEFINED, assigned to nothing */
 
 /* ---- the function tables, in OASIS order --------------------------------------------------- */
