@@ -140,11 +140,10 @@ def test_reduced_copy_cannot_sign_or_be_wrapped_by_another_key_over_pkcs11(flow)
                   copy[A.SENSITIVE])
             # python-pkcs11 offers .sign only on keys whose CKA_SIGN is true: call C_SignInit itself.
             import ctypes
-            class Mech(ctypes.Structure):
-                _fields_ = [("mechanism", ctypes.c_ulong), ("p", ctypes.c_void_p), ("n", ctypes.c_ulong)]
+            from p11ctypes import CK_MECHANISM
             so = ctypes.CDLL({str(SO)!r})
-            so.C_SignInit.argtypes = [ctypes.c_ulong, ctypes.POINTER(Mech), ctypes.c_ulong]
-            rv = so.C_SignInit(s.handle, ctypes.byref(Mech(Mechanism.SHA256_RSA_PKCS, None, 0)), copy.handle)
+            so.C_SignInit.argtypes = [ctypes.c_ulong, ctypes.POINTER(CK_MECHANISM), ctypes.c_ulong]
+            rv = so.C_SignInit(s.handle, ctypes.byref(CK_MECHANISM(Mechanism.SHA256_RSA_PKCS, None, 0)), copy.handle)
             print("sign", hex(rv))
             for what, call in (
                                ("wrap", lambda: s.generate_key(KeyType.AES, 256, template={{A.WRAP: True, A.PRIVATE: False}})

@@ -125,7 +125,8 @@ def test_openssh_asks_for_the_accelerator_pin_unless_it_is_hidden(tmp_path: Path
     # OpenSSH found no key in the accelerator slot, asked for its PIN, and C_Login failed there
     # (CKR_USER_PIN_NOT_INITIALIZED, which OpenSSH prints in decimal).
     assert prompts(log) == [f"Enter PIN for '{ACCELERATOR}': "]
-    assert f"PKCS#11 login failed: error {int(CKR.USER_PIN_NOT_INITIALIZED)}" in shown.stderr and "login failed" in shown.stderr
+    assert f"PKCS#11 login failed: error {int(CKR.USER_PIN_NOT_INITIALIZED)}" in shown.stderr
+    assert "login failed" in shown.stderr
     key = shown.stdout
     assert key.startswith("ecdsa-sha2-nistp256 ") and key.endswith(" prompt-key\n") and key.count("\n") == 1
 

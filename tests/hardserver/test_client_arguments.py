@@ -16,7 +16,8 @@ from pkcs11_shim.constants import CKR, Attribute, Mechanism, UserType
 UL = ctypes.c_ulong
 
 
-@pytest.mark.parametrize("mechanism", [Mechanism.AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2], ids=["AES_KEY_GEN", "unknown", "PKCS5_PBKD2"])
+@pytest.mark.parametrize("mechanism", [Mechanism.AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2],
+                         ids=["AES_KEY_GEN", "unknown", "PKCS5_PBKD2"])
 def test_generate_key_and_set_operation_state_arguments(server, token, mechanism: int) -> None:
     raw = RawClient()
     assert raw.initialize(server) == CKR.OK
@@ -26,10 +27,12 @@ def test_generate_key_and_set_operation_state_arguments(server, token, mechanism
     try:
         rv, session = raw.open_session(raw.slot_of(token))
         assert rv == CKR.OK
-        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
+        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (
+            CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
         mech, handle = CK_MECHANISM(mechanism, None, 0), UL(0)
         value_len = ctypes.c_ulong(16)
-        template = CK_ATTRIBUTE(Attribute.VALUE_LEN, ctypes.cast(ctypes.pointer(value_len), ctypes.c_void_p), ctypes.sizeof(value_len))
+        template = CK_ATTRIBUTE(Attribute.VALUE_LEN, ctypes.cast(ctypes.pointer(value_len), ctypes.c_void_p),
+                                ctypes.sizeof(value_len))
         assert so.C_GenerateKey(UL(session), ctypes.byref(mech), None, UL(2), ctypes.byref(handle)) == CKR.ARGUMENTS_BAD
         assert so.C_GenerateKey(UL(session), ctypes.byref(mech), ctypes.byref(template), UL(1), None) == CKR.ARGUMENTS_BAD
         assert so.C_SetOperationState(UL(session), None, UL(0), UL(0), UL(0)) == CKR.ARGUMENTS_BAD

@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from hsenv import USER_PIN
 from p11ctypes import CK_ATTRIBUTE as Attr, CK_GCM_MESSAGE_PARAMS as GcmMessage, CK_MECHANISM as Mech, RawClient
 
-from pkcs11_shim.constants import CKG_GENERATE_RANDOM, CKG_NO_GENERATE, CKR, Attribute, KeyType, Mechanism, ObjectClass, UserType
+from pkcs11_shim.constants import (CKG_GENERATE_RANDOM, CKG_NO_GENERATE, CKR, Attribute, KeyType, Mechanism, ObjectClass,
+                                   UserType)
 
 UL, VP = ctypes.c_ulong, ctypes.c_void_p
 KEY = bytes(range(32))

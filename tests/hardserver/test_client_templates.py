@@ -44,7 +44,8 @@ def _secret(extra: dict | None = None) -> dict:
 
 def test_nested_list_is_the_kind_table() -> None:
     nested = set(nested_attributes())
-    assert {Attribute.ENCAPSULATE_TEMPLATE, Attribute.DECAPSULATE_TEMPLATE, Attribute.WRAP_TEMPLATE, Attribute.UNWRAP_TEMPLATE, Attribute.DERIVE_TEMPLATE} == nested
+    assert {Attribute.ENCAPSULATE_TEMPLATE, Attribute.DECAPSULATE_TEMPLATE, Attribute.WRAP_TEMPLATE,
+            Attribute.UNWRAP_TEMPLATE, Attribute.DERIVE_TEMPLATE} == nested
     assert Attribute.ALLOWED_MECHANISMS not in nested
 
 

@@ -41,7 +41,8 @@ def test_gcm_wrap_length_query(server, token, authenticated: bool, preset: int) 
         rv, session = raw.open_session(raw.slot_of(token))
         assert rv == CKR.OK
         # The token stays logged in across this module's clients (CKR_USER_ALREADY_LOGGED_IN).
-        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
+        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (
+            CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
         kek = _aes(so, session, KEK, ((Attribute.WRAP, b"\x01"),))
         target = _aes(so, session, TARGET, ((Attribute.EXTRACTABLE, b"\x01"),))
         iv = ctypes.create_string_buffer(bytes(range(12)), 12)

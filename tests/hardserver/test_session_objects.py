@@ -40,9 +40,10 @@ class SessionClient(Client):
         cls, kt, value = ulong(ObjectClass.SECRET_KEY), ulong(KeyType.AES), ctypes.create_string_buffer(bytes(range(32)), 32)
         self._keep += [true, false, flag, cls, kt, value]
         attrs = [(Attribute.CLASS, _ptr(cls), 8), (Attribute.KEY_TYPE, _ptr(kt), 8), (Attribute.TOKEN, _ptr(flag), 1),
-                 (Attribute.PRIVATE, _ptr(false), 1), (Attribute.SENSITIVE, _ptr(false), 1), (Attribute.EXTRACTABLE, _ptr(true), 1),
-                 (Attribute.VALUE, ctypes.cast(value, ctypes.c_void_p), 32)]
-        attrs += [(a, _ptr(true), 1) for a in (Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.DERIVE)]
+                 (Attribute.PRIVATE, _ptr(false), 1), (Attribute.SENSITIVE, _ptr(false), 1),
+                 (Attribute.EXTRACTABLE, _ptr(true), 1), (Attribute.VALUE, ctypes.cast(value, ctypes.c_void_p), 32)]
+        attrs += [(a, _ptr(true), 1)
+                  for a in (Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.WRAP, Attribute.UNWRAP, Attribute.DERIVE)]
         template = (CK_ATTRIBUTE * len(attrs))(*(CK_ATTRIBUTE(*a) for a in attrs))
         handle = ulong(0)
         rv = self.lib.C_CreateObject(ulong(session), template, ulong(len(attrs)), ctypes.byref(handle))

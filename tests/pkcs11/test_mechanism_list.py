@@ -110,8 +110,10 @@ def test_new_key_generation_rows(session) -> None:
     import p11raw
     from pkcs11 import Attribute, Mechanism
 
-    xts_gen, xts = p11raw.mechanism(constants.CKM_AES_XTS_KEY_GEN, "AES_XTS_KEY_GEN"), p11raw.mechanism(constants.CKM_AES_XTS, "AES_XTS")
-    hkdf_gen, hkdf = p11raw.mechanism(constants.CKM_HKDF_KEY_GEN, "HKDF_KEY_GEN"), p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
+    xts_gen = p11raw.mechanism(constants.CKM_AES_XTS_KEY_GEN, "AES_XTS_KEY_GEN")
+    xts = p11raw.mechanism(constants.CKM_AES_XTS, "AES_XTS")
+    hkdf_gen = p11raw.mechanism(constants.CKM_HKDF_KEY_GEN, "HKDF_KEY_GEN")
+    hkdf = p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
     ckk_xts, ckk_hkdf = p11raw.key_type(constants.CKK_AES_XTS, "AES_XTS"), p11raw.key_type(constants.CKK_HKDF, "HKDF")
     key = session.generate_key(ckk_xts, 512, mechanism=xts_gen, template={Attribute.TOKEN: False},
                                capabilities=pkcs11.MechanismFlag.ENCRYPT | pkcs11.MechanismFlag.DECRYPT)
@@ -121,7 +123,8 @@ def test_new_key_generation_rows(session) -> None:
     base = session.generate_key(ckk_hkdf, 256, mechanism=hkdf_gen, template={Attribute.TOKEN: False},
                                 capabilities=pkcs11.MechanismFlag.DERIVE)
     derived = base.derive_key(pkcs11.KeyType.AES, 128, mechanism=hkdf,
-                              mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_NULL, info=b"ctx"),
+                              mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_NULL,
+                                                          info=b"ctx"),
                               template={Attribute.TOKEN: False})
     assert derived[Attribute.VALUE_LEN] == 16
 

@@ -12,7 +12,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import MLDSAParameterSet
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from pkcs11_shim.constants import CKF_ASYNC_SESSION, CKR, CKS_LAST_VALIDATION_OK, SessionFlag
+from pkcs11_shim.constants import CKF_ASYNC_SESSION, CKR, CKS_LAST_VALIDATION_OK, MGF, SessionFlag
 from p11ctypes import CK_RSA_PKCS_PSS_PARAMS, P11Failed, ULONG, buffer
 
 DATA = b"verify me with the signature given first" * 3
@@ -56,7 +56,7 @@ def test_verify_signature_every_family(session, raw, raw_session, kind) -> None:
 
 
 def _pss() -> CK_RSA_PKCS_PSS_PARAMS:
-    return CK_RSA_PKCS_PSS_PARAMS(Mechanism.SHA256, 2, 32)  # CKG_MGF1_SHA256
+    return CK_RSA_PKCS_PSS_PARAMS(Mechanism.SHA256, MGF.SHA256, 32)
 
 
 def test_verify_signature_runs_beside_verify(session, raw, raw_session) -> None:

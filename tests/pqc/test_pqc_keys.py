@@ -154,7 +154,7 @@ def test_mechanism_info(token) -> None:
     slot = token.slot
     kem = slot.get_mechanism_info(Mechanism.ML_KEM)
     assert kem.flags == F.ENCAPSULATE | F.DECAPSULATE
-    assert (kem.min_key_length, kem.max_key_length) == (2, 3)  # CKP_ML_KEM_768..1024
+    assert (kem.min_key_length, kem.max_key_length) == (MLKEMParameterSet.ML_KEM_768, MLKEMParameterSet.ML_KEM_1024)
     dsa = slot.get_mechanism_info(Mechanism.ML_DSA)
     assert dsa.flags == F.SIGN | F.VERIFY and (dsa.min_key_length, dsa.max_key_length) == (1, 3)
     assert slot.get_mechanism_info(Mechanism.ML_DSA_KEY_PAIR_GEN).flags == F.GENERATE_KEY_PAIR

@@ -55,8 +55,9 @@ MECHANISMS = [Mechanism.AES_KEY_GEN, Mechanism.AES_ECB, Mechanism.AES_CBC_PAD, M
               Mechanism.SHA256, Mechanism.SHA256_HMAC, Mechanism.GENERIC_SECRET_KEY_GEN, Mechanism.AES_CBC,
               Mechanism.AES_CTR, Mechanism.AES_KEY_WRAP, Mechanism.RSA_PKCS, Mechanism.RSA_PKCS_OAEP, Mechanism.RSA_PKCS_PSS,
               Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA, Mechanism.SHA_1, Mechanism.ECDH1_DERIVE]
-ATTRIBUTES = [Attribute.CLASS, Attribute.TOKEN, Attribute.PRIVATE, Attribute.LABEL, Attribute.VALUE, Attribute.KEY_TYPE, Attribute.ID,
-              Attribute.SENSITIVE, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN, Attribute.VERIFY, Attribute.VALUE_LEN,
+ATTRIBUTES = [Attribute.CLASS, Attribute.TOKEN, Attribute.PRIVATE, Attribute.LABEL, Attribute.VALUE, Attribute.KEY_TYPE,
+              Attribute.ID, Attribute.SENSITIVE, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN, Attribute.VERIFY,
+              Attribute.VALUE_LEN,
               Attribute.EXTRACTABLE, Attribute.WRAP_TEMPLATE, Attribute.UNWRAP_TEMPLATE, Attribute.ALLOWED_MECHANISMS,
               Attribute.MODIFIABLE, CKA_VENDOR_DEFINED | 1]
 

@@ -89,7 +89,8 @@ def hkdf(extract: bool, expand: bool, prf_hash: int, salt_type: int, salt: bytes
 
 
 def sp800_108(prf: int, items: list[tuple[int, Any]]) -> bytes:
-    """items: (CK_PRF_DATA_TYPE, value) with value a p11ctypes.CK_SP800_108_COUNTER_FORMAT / _DKM_LENGTH_FORMAT or bytes."""
+    """items: (CK_PRF_DATA_TYPE, value) with value bytes or a p11ctypes.CK_SP800_108_COUNTER_FORMAT /
+    CK_SP800_108_DKM_LENGTH_FORMAT."""
     array = (CK_PRF_DATA_PARAM * len(items))()
     for i, (kind, value) in enumerate(items):
         if isinstance(value, bytes):

@@ -425,7 +425,8 @@ def test_kbkdf_counter(session, vector: dict) -> None:
     prf = KBKDF_PRFS[vector["PRF"]]
     ki = unhex(vector["KI"])
     base = _aes(session, ki) if prf == Mechanism.AES_CMAC else _secret(session, KeyType.GENERIC_SECRET, ki)
-    counter = (constants.CK_SP800_108_ITERATION_VARIABLE, CK_SP800_108_COUNTER_FORMAT(0, int(vector["RLEN"].split("_")[0])))
+    width = int(vector["RLEN"].split("_")[0])
+    counter = (constants.CK_SP800_108_ITERATION_VARIABLE, CK_SP800_108_COUNTER_FORMAT(0, width))
     fixed = (constants.CK_SP800_108_BYTE_ARRAY, unhex(vector["FixedInputData"]))
     items = [counter, fixed] if vector["CTRLOCATION"] == "BEFORE_FIXED" else [fixed, counter]
     length = int(vector["L"]) // 8

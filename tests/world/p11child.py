@@ -50,7 +50,8 @@ def login_rv(c: ck.Client, s: int, pin: bytes) -> int:
 
 
 def private_labels(c: ck.Client, s: int) -> list[str]:
-    return [c.get_attribute(s, h, Attribute.LABEL).decode() for h in c.find(s, [(Attribute.CLASS, ObjectClass.PRIVATE_KEY)])]
+    return [c.get_attribute(s, h, Attribute.LABEL).decode()
+            for h in c.find(s, [(Attribute.CLASS, ObjectClass.PRIVATE_KEY)])]
 
 
 def sign_verifies(c: ck.Client, s: int, label: str) -> bool:
