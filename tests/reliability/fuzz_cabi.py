@@ -1,6 +1,6 @@
 """A fuzzer for the C ABI: hypothesis builds programs (sequences of C calls with chosen handles,
 lengths, NULL pointers, malformed templates and mechanism parameters), a child process runs them
-against the .so through ctypes (ck.py), and the parent checks the outcome.
+against the .so through ctypes (tests/p11ctypes.py), and the parent checks the outcome.
 
     python fuzz_cabi.py serve                      the child: one JSON program per stdin line
     python fuzz_cabi.py run [--examples N]         a standalone run (`make fuzz`)

@@ -1,7 +1,7 @@
 """The operation state model (pkcs11_shim/operations.py) held against the real .so.
 
 A hypothesis RuleBasedStateMachine drives every operation kind of one session through the exported
-C symbols (ctypes, ck.py): *Init, updates, finals, single-part calls, with NULL buffers (length
+C symbols (ctypes, tests/p11ctypes.py): *Init, updates, finals, single-part calls, with NULL buffers (length
 queries), short, exact and large buffers, interleaved with calls of the other kinds, C_DigestKey,
 the dual-function calls, the 3.0 message-based calls, C_FindObjects*, C_SessionCancel and
 C_GetOperationState/C_SetOperationState. `Model` (opstate_model.py) is the specification written out: for every
