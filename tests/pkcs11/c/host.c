@@ -559,7 +559,7 @@ static CK_RV app_create_mutex(CK_VOID_PTR_PTR ppMutex)
         return CKR_ARGUMENTS_BAD;
     m = malloc(sizeof *m);
     if (m == NULL)
-        return 0x2UL; /* CKR_HOST_MEMORY */
+        return CKR_HOST_MEMORY;
     pthread_mutex_init(m, NULL);
     __atomic_add_fetch(&mutex_created, 1, __ATOMIC_SEQ_CST);
     *ppMutex = m;
@@ -569,7 +569,7 @@ static CK_RV app_create_mutex(CK_VOID_PTR_PTR ppMutex)
 static CK_RV app_destroy_mutex(CK_VOID_PTR pMutex)
 {
     if (pMutex == NULL)
-        return 0x1A0UL; /* CKR_MUTEX_BAD */
+        return CKR_MUTEX_BAD;
     pthread_mutex_destroy((pthread_mutex_t *)pMutex);
     free(pMutex);
     __atomic_add_fetch(&mutex_destroyed, 1, __ATOMIC_SEQ_CST);
@@ -579,7 +579,7 @@ static CK_RV app_destroy_mutex(CK_VOID_PTR pMutex)
 static CK_RV app_lock_mutex(CK_VOID_PTR pMutex)
 {
     if (pMutex == NULL)
-        return 0x1A0UL;
+        return CKR_MUTEX_BAD;
     pthread_mutex_lock((pthread_mutex_t *)pMutex);
     __atomic_add_fetch(&mutex_locked, 1, __ATOMIC_SEQ_CST);
     return CKR_OK;
@@ -588,7 +588,7 @@ static CK_RV app_lock_mutex(CK_VOID_PTR pMutex)
 static CK_RV app_unlock_mutex(CK_VOID_PTR pMutex)
 {
     if (pMutex == NULL)
-        return 0x1A0UL;
+        return CKR_MUTEX_BAD;
     __atomic_add_fetch(&mutex_unlocked, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock((pthread_mutex_t *)pMutex);
     return CKR_OK;
@@ -739,7 +739,7 @@ static CK_SLOT_ID find_slot(const char *label)
     CK_RV rv = F->C_GetSlotList(CK_TRUE, NULL, &count);
     CK_SLOT_ID *slots = rv == CKR_OK ? calloc(count ? count : 1, sizeof *slots) : NULL;
     if (rv == CKR_OK && slots == NULL)
-        rv = 0x2UL; /* CKR_HOST_MEMORY */
+        rv = CKR_HOST_MEMORY;
     if (rv == CKR_OK)
         rv = F->C_GetSlotList(CK_TRUE, slots, &count);
     size_t n = strlen(label);
@@ -758,7 +758,7 @@ static CK_SLOT_ID find_slot(const char *label)
             return found;
         }
     }
-    report("setup.slot", 0xE0UL /* CKR_TOKEN_NOT_PRESENT */, "label=%s", label);
+    report("setup.slot", CKR_TOKEN_NOT_PRESENT, "label=%s", label);
     exit(2);
 }
 
@@ -1040,7 +1040,7 @@ static int scenario_bad_input(const char *label, const char *so_pin, const char 
         CK_ATTRIBUTE a_null[] = {ATTRN(CKA_LABEL, NULL, 0)};
         CK_ATTRIBUTE a_label[] = {ATTRN(CKA_LABEL, label_buf, sizeof label_buf)};
         CK_ATTRIBUTE a_value[] = {ATTRN(CKA_VALUE, value, sizeof value)};
-        CK_ATTRIBUTE a_priv_exp[] = {ATTRN(0x123UL /* CKA_PRIVATE_EXPONENT */, value, sizeof value)};
+        CK_ATTRIBUTE a_priv_exp[] = {ATTRN(CKA_PRIVATE_EXPONENT, value, sizeof value)};
         CK_ATTRIBUTE a_modulus[] = {ATTRN(CKA_MODULUS, NULL, 0)};
 
         rv = F->C_GetAttributeValue(h, k_sens, a_sens, 1);
