@@ -145,7 +145,6 @@ def mechanism(mech: int, param: bytes, length: int) -> bytes:
     return b"\x01" + u64(mech) + b"\x01" + u64(length) + param
 
 
-CKM_SHA256, CKM_AES_GCM = Mechanism.SHA256, Mechanism.AES_GCM
 SIZEOF_ATTRIBUTE = 24
 
 
@@ -181,17 +180,17 @@ LENGTH_FAULTS = {
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(Attribute.LABEL) + b"\x02" + u64(0) + b"\x01" + u64(0),
         f"attribute {Attribute.LABEL:#x}: entry flags 2 unknown", CKR.ARGUMENTS_BAD),
     "parameter shorter than ulParameterLen": (
-        "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8)), 64),
+        "C_DigestInit", u64(1) + mechanism(Mechanism.SHA256, node(bytes(8)), 64),
         "8 bytes sent, its length argument says 64", CKR.ARGUMENTS_BAD),
     "embedded length beyond its buffer": (
-        "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(4096), (0, node(bytes(12)))), 48) + u64(7),
+        "C_EncryptInit", u64(1) + mechanism(Mechanism.AES_GCM, node(gcm(4096), (0, node(bytes(12)))), 48) + u64(7),
         "CK_GCM_PARAMS.pIv: 12 bytes sent; ulIvLen = 4096 needs 4096", CKR.MECHANISM_PARAM_INVALID),
     "pointer over a length member": (
-        "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(12), (0, node(bytes(12))), (8, node(bytes(4)))), 48)
+        "C_EncryptInit", u64(1) + mechanism(Mechanism.AES_GCM, node(gcm(12), (0, node(bytes(12))), (8, node(bytes(4)))), 48)
         + u64(7),
         "a pointer at offset 8, which is no pointer member of CK_GCM_PARAMS", CKR.MECHANISM_PARAM_INVALID),
     "pointers in a parameter that has none": (
-        "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8), (0, node(bytes(4)))), 8),
+        "C_DigestInit", u64(1) + mechanism(Mechanism.SHA256, node(bytes(8), (0, node(bytes(4)))), 8),
         "carries pointers where its mechanism's parameter has none", CKR.MECHANISM_PARAM_INVALID),
     "nested struct of the wrong size": (  # CK_RSA_AES_KEY_WRAP_PARAMS.pOAEPParams -> 40-byte OAEP params
         "C_WrapKey", u64(1) + mechanism(CKM_RSA_AES_KEY_WRAP, node(u64(256, 0), (8, node(bytes(8)))), 16)

@@ -35,7 +35,6 @@ import vectorfiles  # noqa: E402
 CKM_HKDF_KEY_GEN = p11raw.mechanism(constants.CKM_HKDF_KEY_GEN, "HKDF_KEY_GEN")
 CKM_HKDF_DERIVE = p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
 CKK_HKDF = p11raw.key_type(constants.CKK_HKDF, "HKDF")
-CKF_HKDF_SALT_DATA = constants.CKF_HKDF_SALT_DATA
 
 
 @pytest.fixture(scope="module")
@@ -292,7 +291,7 @@ def test_hkdf_derive_of_a_generic_secret_rfc5869(rsession) -> None:
     ikm = rsession.create_object({
         Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.GENERIC_SECRET, Attribute.TOKEN: False,
         Attribute.VALUE: bytes.fromhex(case["IKM"]), Attribute.DERIVE: True})
-    param = p11raw.hkdf(True, True, Mechanism.SHA256, CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
+    param = p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
                         info=bytes.fromhex(case["info"]))
     okm = ikm.derive_key(KeyType.GENERIC_SECRET, 8 * int(case["L"]), mechanism=CKM_HKDF_DERIVE,
                          mechanism_param=param, store=False,
@@ -306,7 +305,7 @@ def test_hkdf_key_gen_key_derives(rsession) -> None:
     base = rsession.generate_key(CKK_HKDF, 256, mechanism=CKM_HKDF_KEY_GEN, store=False,
                                  capabilities=pkcs11.MechanismFlag.DERIVE)
     assert base[Attribute.KEY_TYPE] == CKK_HKDF and base[Attribute.VALUE_LEN] == 32
-    param = p11raw.hkdf(True, True, Mechanism.SHA256, CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
+    param = p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
                         info=b"ctx")
     for key_type, bits in ((KeyType.GENERIC_SECRET, 8 * 42), (KeyType.AES, 256), (CKK_HKDF, 256)):
         derived = base.derive_key(key_type, bits, mechanism=CKM_HKDF_DERIVE, mechanism_param=param, store=False,
