@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pkcs11_shim.attributes import codecs
 from pkcs11_shim.attributes.codecs import CKA_PUBLIC_KEY_INFO, KINDS, Kind
-from pkcs11_shim.constants import CKR, Attribute, NCipherAttribute, ObjectClass
+from pkcs11_shim.constants import CKR, Attribute, Mechanism, NCipherAttribute, ObjectClass
 from pkcs11_shim.errors import PKCS11Error
 
 ULONG = struct.Struct("@L")
@@ -24,7 +24,8 @@ SAMPLES = {
     Kind.BIGINT: (b"\x01\x00\x01", b"\x01\x00\x01"),
     Kind.STRING: ("läbel ✓", "läbel ✓".encode()),
     Kind.DATE: ("20240229", b"20240229"),
-    Kind.ULONG_ARRAY: ((0x1, 0x1082, 0x2109), ULONG.pack(1) + ULONG.pack(0x1082) + ULONG.pack(0x2109)),
+    Kind.ULONG_ARRAY: ((Mechanism.RSA_PKCS, Mechanism.AES_CBC, Mechanism.AES_KEY_WRAP),
+                       ULONG.pack(Mechanism.RSA_PKCS) + ULONG.pack(Mechanism.AES_CBC) + ULONG.pack(Mechanism.AES_KEY_WRAP)),
     Kind.TEMPLATE: ({Attribute.TOKEN: True, Attribute.LABEL: "x"},
                     [(Attribute.TOKEN, b"\x01"), (Attribute.LABEL, b"x")]),
 }
@@ -219,5 +220,5 @@ def test_attribute_data_of_the_previous_format_keeps_any_mechanism() -> None:
     assert codecs.deserialize(previous) == {Attribute.CLASS: 4, Attribute.LABEL: "k"}
     wanted = frozenset({Attribute.CLASS, Attribute.ALLOWED_MECHANISMS})
     assert codecs.deserialize_some(previous, wanted) == {Attribute.CLASS: 4}
-    restricted = {**attrs, Attribute.ALLOWED_MECHANISMS: (0x1081,)}
+    restricted = {**attrs, Attribute.ALLOWED_MECHANISMS: (Mechanism.AES_ECB,)}
     assert codecs.deserialize(b"SSA1" + codecs.serialize(restricted)[4:]) == restricted

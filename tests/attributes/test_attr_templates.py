@@ -305,10 +305,10 @@ def test_zero_value_len_is_value_invalid() -> None:
 
 
 def test_values_are_normalized() -> None:
-    attrs = new_object({**AES_CREATE, A.ID: bytearray(b"id"), A.ENCRYPT: 1, A.ALLOWED_MECHANISMS: [0x1082]},
+    attrs = new_object({**AES_CREATE, A.ID: bytearray(b"id"), A.ENCRYPT: 1, A.ALLOWED_MECHANISMS: [Mechanism.AES_CBC]},
                        Origin.CREATE)
     assert attrs[A.ID] == b"id" and type(attrs[A.ID]) is bytes
-    assert attrs[A.ENCRYPT] is True and attrs[A.ALLOWED_MECHANISMS] == (0x1082,)
+    assert attrs[A.ENCRYPT] is True and attrs[A.ALLOWED_MECHANISMS] == (Mechanism.AES_CBC,)
 
 
 def test_always_authenticate_needs_private() -> None:
@@ -510,15 +510,15 @@ def test_public_data_and_certificates_are_always_readable() -> None:
 # --- matches -----------------------------------------------------------------------------------------------
 
 def test_matches() -> None:
-    key = aes(LABEL="k", ID=b"\x01", ALLOWED_MECHANISMS=(0x1081, 0x1082),
+    key = aes(LABEL="k", ID=b"\x01", ALLOWED_MECHANISMS=(Mechanism.AES_ECB, Mechanism.AES_CBC),
               UNWRAP_TEMPLATE={A.SENSITIVE: True, A.EXTRACTABLE: False})
     assert matches(key, {})
     assert matches(key, {A.CLASS: ObjectClass.SECRET_KEY, A.LABEL: "k", A.ID: b"\x01"})
     assert matches(key, {A.ENCRYPT: 1, A.KEY_TYPE: int(KeyType.AES)})
     assert matches(key, {A.UNWRAP_TEMPLATE: {A.EXTRACTABLE: False, A.SENSITIVE: True}})  # order free
     assert matches(key, {A.START_DATE: ""}) and matches(key, {A.START_DATE: b""})
-    assert matches(key, {A.ALLOWED_MECHANISMS: (0x1081, 0x1082)})
-    assert not matches(key, {A.ALLOWED_MECHANISMS: (0x1082, 0x1081)})  # exact values
+    assert matches(key, {A.ALLOWED_MECHANISMS: (Mechanism.AES_ECB, Mechanism.AES_CBC)})
+    assert not matches(key, {A.ALLOWED_MECHANISMS: (Mechanism.AES_CBC, Mechanism.AES_ECB)})  # exact values
     assert not matches(key, {A.UNWRAP_TEMPLATE: {A.SENSITIVE: True}})
     assert not matches(key, {A.LABEL: "K"})
     assert not matches(key, {A.MODULUS: b"\x01"})

@@ -43,8 +43,9 @@ class Env:
         return result
 
     def python(self, kmdata: Path, code: str) -> str:
-        """Run `code` in a fresh process whose PKCS#11 library sees `kmdata`; its stdout."""
-        env = {**os.environ, "NFAST_KMDATA": str(kmdata), "PYTHONPATH": str(ROOT)}
+        """Run `code` in a fresh process whose PKCS#11 library sees `kmdata` (tests/p11ctypes importable);
+        its stdout."""
+        env = {**os.environ, "NFAST_KMDATA": str(kmdata), "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
         result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                                 cwd=self.work, env=env, timeout=120)
         if result.returncode != 0:

@@ -17,6 +17,7 @@ from emulator import attestation, paths
 from emulator.acl import Action
 from emulator.errors import AclDenied, EmulatorError
 from emulator.module import Module
+from pkcs11_shim.constants import CKR
 
 
 def kek_hash(flow, region: str) -> str:
@@ -139,11 +140,10 @@ def test_reduced_copy_cannot_sign_or_be_wrapped_by_another_key_over_pkcs11(flow)
                   copy[A.SENSITIVE])
             # python-pkcs11 offers .sign only on keys whose CKA_SIGN is true: call C_SignInit itself.
             import ctypes
-            class Mech(ctypes.Structure):
-                _fields_ = [("mechanism", ctypes.c_ulong), ("p", ctypes.c_void_p), ("n", ctypes.c_ulong)]
+            from p11ctypes import CK_MECHANISM
             so = ctypes.CDLL({str(SO)!r})
-            so.C_SignInit.argtypes = [ctypes.c_ulong, ctypes.POINTER(Mech), ctypes.c_ulong]
-            rv = so.C_SignInit(s.handle, ctypes.byref(Mech(Mechanism.SHA256_RSA_PKCS, None, 0)), copy.handle)
+            so.C_SignInit.argtypes = [ctypes.c_ulong, ctypes.POINTER(CK_MECHANISM), ctypes.c_ulong]
+            rv = so.C_SignInit(s.handle, ctypes.byref(CK_MECHANISM(Mechanism.SHA256_RSA_PKCS, None, 0)), copy.handle)
             print("sign", hex(rv))
             for what, call in (
                                ("wrap", lambda: s.generate_key(KeyType.AES, 256, template={{A.WRAP: True, A.PRIVATE: False}})
@@ -155,8 +155,7 @@ def test_reduced_copy_cannot_sign_or_be_wrapped_by_another_key_over_pkcs11(flow)
                 except pkcs11.exceptions.PKCS11Error as exc:
                     print(what, type(exc).__name__)
     """)
-    # 0x68: CKR_KEY_FUNCTION_NOT_PERMITTED
-    assert out.splitlines() == ["attrs False False True True True", "sign 0x68",
+    assert out.splitlines() == ["attrs False False True True True", f"sign {CKR.KEY_FUNCTION_NOT_PERMITTED:#x}",
                                 "wrap KeyNotWrappable", "read AttributeSensitive"]
 
 
@@ -174,7 +173,7 @@ def test_modify_acls_with_a_wrong_pin_fails(flow):
                      *flow.transfer_args("EU"), "--pin-file", pins, check=False)
     assert r.returncode == 1
     assert r.stderr.strip() == ("softshield keytransfer: ACS card 2 of 2 (C_LoginNext): CKR_PIN_INCORRECT "
-                                "(0x000000A0)")
+                                f"(0x{CKR.PIN_INCORRECT:08X})")
     assert not (flow.source / "local" / "key_xferacld_plainkey").exists()
 
 

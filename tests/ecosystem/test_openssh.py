@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from ecoenv import ROOT, SO, USER_PIN, free_port, init_token, pkcs11_tool, run
+from pkcs11_shim.constants import CKR
 
 RECIPE = ROOT / "docs" / "recipes" / "openssh.sh"
 ACCELERATOR = "loadshared accelerator"
-CKR_SLOT_ID_INVALID = 0x3
 
 
 def tool(name: str) -> str:
@@ -71,7 +71,7 @@ def stop_agents(output: str) -> None:
 SLOTS = """
 import ctypes, json, sys
 sys.path.insert(0, sys.argv[1])
-import ck
+import p11ctypes as ck
 lib = ck.load()
 c = ck.Client(lib)
 c.initialize()
@@ -98,7 +98,7 @@ def test_slot_list_with_and_without_no_accelerator_slots(tmp_path: Path):
 
     def slots(extra: dict[str, str]) -> dict:
         inherited = {k: v for k, v in os.environ.items() if k != "CKNFAST_NO_ACCELERATOR_SLOTS"}
-        result = subprocess.run([sys.executable, "-c", SLOTS, str(ROOT / "tests" / "reliability")],
+        result = subprocess.run([sys.executable, "-c", SLOTS, str(ROOT / "tests")],
                                 capture_output=True, text=True, timeout=60, env={**inherited, **env, **extra})
         assert result.returncode == 0, result.stderr
         return json.loads(result.stdout.strip().splitlines()[-1])
@@ -111,7 +111,7 @@ def test_slot_list_with_and_without_no_accelerator_slots(tmp_path: Path):
     # The token keeps its slot number: hiding the accelerator renumbers nothing.
     assert hidden["all"] == hidden["present"] == [1, 2]
     assert hidden["labels"] == ["slots-token", ""]
-    assert hidden["slot_info_0"] == hidden["open_session_0"] == CKR_SLOT_ID_INVALID
+    assert hidden["slot_info_0"] == hidden["open_session_0"] == CKR.SLOT_ID_INVALID
 
 
 def test_openssh_asks_for_the_accelerator_pin_unless_it_is_hidden(tmp_path: Path):
@@ -123,9 +123,10 @@ def test_openssh_asks_for_the_accelerator_pin_unless_it_is_hidden(tmp_path: Path
 
     shown = run(keygen, "-D", str(SO), env={**env, **askpass, "CKNFAST_NO_ACCELERATOR_SLOTS": "0"})
     # OpenSSH found no key in the accelerator slot, asked for its PIN, and C_Login failed there
-    # (CKR_USER_PIN_NOT_INITIALIZED = 0x102 = 258).
+    # (CKR_USER_PIN_NOT_INITIALIZED, which OpenSSH prints in decimal).
     assert prompts(log) == [f"Enter PIN for '{ACCELERATOR}': "]
-    assert "PKCS#11 login failed: error 258" in shown.stderr and "login failed" in shown.stderr
+    assert f"PKCS#11 login failed: error {int(CKR.USER_PIN_NOT_INITIALIZED)}" in shown.stderr
+    assert "login failed" in shown.stderr
     key = shown.stdout
     assert key.startswith("ecdsa-sha2-nistp256 ") and key.endswith(" prompt-key\n") and key.count("\n") == 1
 

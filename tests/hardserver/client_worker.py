@@ -20,9 +20,10 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 import p11raw
 
+from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP
+
 PIN = "1234"
 IV = bytes(range(16))
-CKG_MGF1_SHA256 = 2
 
 
 def tour(session) -> None:
@@ -43,8 +44,8 @@ def tour(session) -> None:
     assert pub.verify(data, sig, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=pss)
     assert not pub.verify(data + b"x", sig, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, mechanism_param=pss)
     # RSA_AES_KEY_WRAP: the parameter points at an OAEP parameter (a nested pointer).
-    ckm_rsa_aes = p11raw.mechanism(0x1054, "RSA_AES_KEY_WRAP")
-    param = p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, CKG_MGF1_SHA256)
+    ckm_rsa_aes = p11raw.mechanism(CKM_RSA_AES_KEY_WRAP, "RSA_AES_KEY_WRAP")
+    param = p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, pkcs11.MGF.SHA256)
     wrapped = pub.wrap_key(aes, mechanism=ckm_rsa_aes, mechanism_param=param)
     assert len(wrapped) == 256 + 40
     back = priv.unwrap_key(ObjectClass.SECRET_KEY, KeyType.AES, wrapped, mechanism=ckm_rsa_aes, mechanism_param=param,

@@ -1,10 +1,9 @@
 """Shared set-up of the hardserver tests: a server subprocess on a throw-away socket and kmdata, the
 client library, pkcs11-tool and python-pkcs11 (under Python 3.12 and 3.13, from scripts/setup.sh's
-.venv312 / .venv313) driving it, and a ctypes view of the client library for exact return codes."""
+.venv312 / .venv313) driving it, and p11ctypes.RawClient, a ctypes view of the client library for exact return codes."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import re
 import shutil
@@ -17,20 +16,14 @@ import uuid
 from pathlib import Path
 
 import pytest
+from p11ctypes import CLIENT_SO
 
 ROOT = Path(__file__).resolve().parents[2]
-CLIENT_SO = ROOT / "build" / "libsoftshield-client.so"
 SERVER_SO = ROOT / "build" / "libsoftshield-embedded.so"
 SO_PIN, USER_PIN = "12345678", "1234"
 IV = bytes(range(16))
 CLIENT_SCRIPT = Path(__file__).with_name("client_worker.py")
 VENVS = {"3.12": ROOT / ".venv312" / "bin" / "python", "3.13": ROOT / ".venv313" / "bin" / "python"}
-
-CKR_OK = 0x0
-CKR_DEVICE_ERROR = 0x30
-CKR_DEVICE_REMOVED = 0x32
-CKR_SESSION_HANDLE_INVALID = 0xB3
-CKR_CRYPTOKI_NOT_INITIALIZED = 0x190
 
 
 def venv_python(version: str) -> Path:
@@ -200,8 +193,9 @@ def init_token(server: Server) -> str:
 
 
 def worker(server: Server, version: str, *args: str, **popen) -> subprocess.Popen:
-    """tests/hardserver/client_worker.py under python-pkcs11 of the given Python version."""
-    env = {**server.env, "PYTHONPATH": str(ROOT / "tests" / "vectors")}
+    """tests/hardserver/client_worker.py under python-pkcs11 of the given Python version (the numbers
+    python-pkcs11 lacks from pkcs11_shim.constants and p11ctypes, which need nothing beyond python-pkcs11)."""
+    env = {**server.env, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests" / "vectors"), str(ROOT / "tests"), str(ROOT)])}
     return subprocess.Popen([str(venv_python(version)), str(CLIENT_SCRIPT), str(CLIENT_SO), *args],
                             env=env, text=True, **popen)
 
@@ -211,61 +205,6 @@ def run_worker(server: Server, version: str, *args: str, timeout: float = 120) -
     out, err = proc.communicate(timeout=timeout)
     assert proc.returncode == 0, f"worker {args} under {version} failed:\n{out}\n{err}"
     return out
-
-
-class CK_TOKEN_INFO(ctypes.Structure):
-    _fields_ = [("label", ctypes.c_char * 32), ("manufacturerID", ctypes.c_char * 32), ("model", ctypes.c_char * 16),
-                ("serialNumber", ctypes.c_char * 16), ("flags", ctypes.c_ulong),
-                ("ulMaxSessionCount", ctypes.c_ulong), ("ulSessionCount", ctypes.c_ulong),
-                ("ulMaxRwSessionCount", ctypes.c_ulong), ("ulRwSessionCount", ctypes.c_ulong),
-                ("rest", ctypes.c_ulong * 6), ("versions", ctypes.c_ubyte * 4), ("utcTime", ctypes.c_char * 16)]
-
-
-class RawClient:
-    """The client library through ctypes (C only, safe in this process): exact CK_RVs."""
-
-    def __init__(self) -> None:
-        self.lib = ctypes.CDLL(str(CLIENT_SO))
-        for name in ("C_Initialize", "C_Finalize", "C_OpenSession", "C_CloseSession", "C_GetTokenInfo",
-                     "C_GenerateRandom", "C_GetSlotList", "C_GetSessionInfo"):
-            getattr(self.lib, name).restype = ctypes.c_ulong
-
-    def initialize(self, server: Server, timeout: int = 20) -> int:
-        os.environ["SOFTSHIELD_HARDSERVER"] = str(server.socket)  # read at C_Initialize
-        os.environ["SOFTSHIELD_HARDSERVER_AUTOSTART"] = "0"
-        os.environ["SOFTSHIELD_HARDSERVER_TIMEOUT"] = str(timeout)
-        return self.lib.C_Initialize(None)
-
-    def finalize(self) -> int:
-        return self.lib.C_Finalize(None)
-
-    def open_session(self, slot: int) -> tuple[int, int]:
-        handle = ctypes.c_ulong(0)
-        rv = self.lib.C_OpenSession(ctypes.c_ulong(slot), ctypes.c_ulong(0x6), None, None, ctypes.byref(handle))
-        return rv, handle.value
-
-    def random(self, session: int, n: int = 16) -> tuple[int, bytes]:
-        buf = ctypes.create_string_buffer(n)
-        rv = self.lib.C_GenerateRandom(ctypes.c_ulong(session), buf, ctypes.c_ulong(n))
-        return rv, buf.raw
-
-    def session_count(self, slot: int) -> int:
-        info = CK_TOKEN_INFO()
-        rv = self.lib.C_GetTokenInfo(ctypes.c_ulong(slot), ctypes.byref(info))
-        assert rv == CKR_OK, hex(rv)
-        return info.ulSessionCount
-
-    def slot_of(self, label: str) -> int:
-        count = ctypes.c_ulong(0)
-        assert self.lib.C_GetSlotList(1, None, ctypes.byref(count)) == CKR_OK
-        slots = (ctypes.c_ulong * count.value)()
-        assert self.lib.C_GetSlotList(1, slots, ctypes.byref(count)) == CKR_OK
-        for slot in slots[: count.value]:
-            info = CK_TOKEN_INFO()
-            if self.lib.C_GetTokenInfo(ctypes.c_ulong(slot), ctypes.byref(info)) == CKR_OK:
-                if info.label.decode().rstrip() == label:
-                    return slot
-        raise AssertionError(f"no token {label}")
 
 
 def new_server(workers: int | None = None) -> Server:

@@ -12,18 +12,21 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # p11ctypes
 
 from test_session_objects import SessionClient  # noqa: E402
+
+from pkcs11_shim.constants import CKR  # noqa: E402
 
 
 def main() -> int:
     b = SessionClient()
-    assert b.lib.C_Initialize(None) == 0  # SOFTSHIELD_HARDSERVER from the environment
+    assert b.lib.C_Initialize(None) == CKR.OK  # SOFTSHIELD_HARDSERVER from the environment
     rv, session = b.open_session(b.slot_of(sys.argv[1]))
-    assert rv == 0, hex(rv)
+    assert rv == CKR.OK, hex(rv)
     key = b.create_aes(session, token=False)
     rv, data = b.create_data(session, private=False)
-    assert rv == 0, hex(rv)
+    assert rv == CKR.OK, hex(rv)
     print(key, data, flush=True)
     for line in sys.stdin:
         command = line.split()

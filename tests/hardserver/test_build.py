@@ -9,6 +9,7 @@ import subprocess
 import pytest
 
 from pkcs11_shim.build import CFunction, read_functions
+from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP, Mechanism
 from pkcs11_shim.client_build import LOCAL, UNSUPPORTED_ALLOWED, classify, mechanism_kinds, plans
 from pkcs11_shim.hardserver import layouts
 from hsenv import CLIENT_SO
@@ -78,10 +79,10 @@ def test_known_classifications() -> None:
 
 def test_pointer_parameters_have_layouts() -> None:
     kinds = dict(mechanism_kinds())
-    assert kinds[0x9] == "oaep"                 # CKM_RSA_PKCS_OAEP
-    assert kinds[0x1087] == "gcm"               # CKM_AES_GCM
-    assert kinds[0x1054] == "rsa_aes_key_wrap"  # CKM_RSA_AES_KEY_WRAP
-    assert kinds[0x1050] == "ecdh1"             # CKM_ECDH1_DERIVE
+    assert kinds[Mechanism.RSA_PKCS_OAEP] == "oaep"
+    assert kinds[Mechanism.AES_GCM] == "gcm"
+    assert kinds[CKM_RSA_AES_KEY_WRAP] == "rsa_aes_key_wrap"
+    assert kinds[Mechanism.ECDH1_DERIVE] == "ecdh1"
     missing = {k for k in kinds.values() if k not in layouts.BY_KIND and k not in ("pss", "aes_ctr")}
     assert not missing, f"parameter kinds with pointers but no layout: {missing}"
 

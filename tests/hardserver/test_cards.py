@@ -15,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from hsenv import ROOT, Server
-from test_logins import CKS_RW_PUBLIC_SESSION, CKS_RW_USER_FUNCTIONS, CKU_SO, CKU_USER, Client
+from test_logins import Client
+from pkcs11_shim.constants import CKR, SessionState, UserType
 
 ACS_PINS = {"acs-1.card": "1111", "acs-2.card": "2222", "acs-3.card": "3333"}
 OPS_PINS = {"ops-1.card": "1234", "ops-2.card": "2345", "ops-3.card": "3456"}
-CKS_RW_SO_FUNCTIONS = 4
-CKR_OK, CKR_PIN_INCORRECT = 0x0, 0xA0
 SLOT_ENV = "SOFTSHIELD_CARD_SLOT"
 ulong = ctypes.c_ulong
 
@@ -62,7 +61,7 @@ def client(card_server):
                        ("C_LoginNext", [ulong, ulong, ctypes.c_char_p, ulong, ctypes.POINTER(ulong)]),
                        ("C_LoginEnd", [ulong, ulong])):
         getattr(c.lib, name).argtypes, getattr(c.lib, name).restype = args, ulong
-    assert c.initialize(card_server) == CKR_OK
+    assert c.initialize(card_server) == CKR.OK
     yield c
     os.environ.pop(SLOT_ENV, None)
     c.finalize()
@@ -70,37 +69,37 @@ def client(card_server):
 
 def quorum(c: Client, session: int, user: int, pins: list[bytes]) -> tuple[tuple[int, int], list[int]]:
     k, n, left = ulong(), ulong(), ulong()
-    assert c.lib.C_LoginBegin(session, user, ctypes.byref(k), ctypes.byref(n)) == CKR_OK
+    assert c.lib.C_LoginBegin(session, user, ctypes.byref(k), ctypes.byref(n)) == CKR.OK
     lefts = []
     for pin in pins:
         rv = c.lib.C_LoginNext(session, user, pin, len(pin), ctypes.byref(left))
-        lefts.append(left.value if rv == CKR_OK else -rv)
+        lefts.append(left.value if rv == CKR.OK else -rv)
     return (k.value, n.value), lefts
 
 
 def test_2_of_3_ocs_logs_in_card_by_card(client) -> None:
     rv, session = client.open_session(client.slot_of("ops"))
-    assert rv == CKR_OK
+    assert rv == CKR.OK
     before = client.find_all(session)
-    assert quorum(client, session, CKU_USER, [b"1234", b"2345"]) == ((2, 3), [1, 0])  # reader order
-    assert client.lib.C_LoginEnd(session, CKU_USER) == CKR_OK
-    assert client.state(session) == CKS_RW_USER_FUNCTIONS
-    private = [h for h in client.find_all(session) if client.private(session, h) == (CKR_OK, True)]
+    assert quorum(client, session, UserType.USER, [b"1234", b"2345"]) == ((2, 3), [1, 0])  # reader order
+    assert client.lib.C_LoginEnd(session, UserType.USER) == CKR.OK
+    assert client.state(session) == SessionState.RW_USER_FUNCTIONS
+    private = [h for h in client.find_all(session) if client.private(session, h) == (CKR.OK, True)]
     assert private and not set(private) & set(before)  # the OCS key is there only now
-    assert client.logout(session) == CKR_OK
-    assert client.state(session) == CKS_RW_PUBLIC_SESSION
+    assert client.logout(session) == CKR.OK
+    assert client.state(session) == SessionState.RW_PUBLIC_SESSION
 
 
 def test_acs_login_reads_the_cards_the_client_put_in_the_slot(client) -> None:
     """acs-1 then acs-3: with the client's SOFTSHIELD_CARD_SLOT the second card read is acs-3; without
     it (reader order) the second card is acs-2, and acs-3's PIN is wrong for it."""
     rv, session = client.open_session(client.slot_of("loadshared accelerator"))
-    assert rv == CKR_OK
+    assert rv == CKR.OK
     os.environ[SLOT_ENV] = os.pathsep.join(["acs-1.card", "acs-3.card"])  # read by the client library per call
-    assert quorum(client, session, CKU_SO, [b"1111", b"3333"]) == ((2, 3), [1, 0])
-    assert client.lib.C_LoginEnd(session, CKU_SO) == CKR_OK
-    assert client.state(session) == CKS_RW_SO_FUNCTIONS
-    assert client.logout(session) == CKR_OK
+    assert quorum(client, session, UserType.SO, [b"1111", b"3333"]) == ((2, 3), [1, 0])
+    assert client.lib.C_LoginEnd(session, UserType.SO) == CKR.OK
+    assert client.state(session) == SessionState.RW_SO_FUNCTIONS
+    assert client.logout(session) == CKR.OK
 
     del os.environ[SLOT_ENV]  # the server's environment did not keep the last client's slot
-    assert quorum(client, session, CKU_SO, [b"1111", b"3333"]) == ((2, 3), [1, -CKR_PIN_INCORRECT])
+    assert quorum(client, session, UserType.SO, [b"1111", b"3333"]) == ((2, 3), [1, -CKR.PIN_INCORRECT])

@@ -7,24 +7,14 @@ import ctypes
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hsenv import CKR_OK, USER_PIN, RawClient
+from hsenv import USER_PIN
+from p11ctypes import CK_ATTRIBUTE as Attr, CK_GCM_MESSAGE_PARAMS as GcmMessage, CK_MECHANISM as Mech, RawClient
+
+from pkcs11_shim.constants import (CKG_GENERATE_RANDOM, CKG_NO_GENERATE, CKR, Attribute, KeyType, Mechanism, ObjectClass,
+                                   UserType)
 
 UL, VP = ctypes.c_ulong, ctypes.c_void_p
-CKM_AES_GCM, CKG_GENERATE_RANDOM, CKR_AEAD_DECRYPT_FAILED = 0x1087, 3, 0x42
 KEY = bytes(range(32))
-
-
-class Mech(ctypes.Structure):
-    _fields_ = [("mechanism", UL), ("pParameter", VP), ("ulParameterLen", UL)]
-
-
-class Attr(ctypes.Structure):
-    _fields_ = [("type", UL), ("pValue", VP), ("ulValueLen", UL)]
-
-
-class GcmMessage(ctypes.Structure):
-    _fields_ = [("pIv", VP), ("ulIvLen", UL), ("ulIvFixedBits", UL), ("ivGenerator", UL), ("pTag", VP),
-                ("ulTagBits", UL)]
 
 
 def _template(*pairs: tuple[int, bytes]):
@@ -35,36 +25,37 @@ def _template(*pairs: tuple[int, bytes]):
 
 def test_gcm_message_iv_and_tag_come_back(server, token) -> None:
     raw = RawClient()
-    assert raw.initialize(server) == CKR_OK
+    assert raw.initialize(server) == CKR.OK
     so = raw.lib
     so.C_Login.restype = so.C_CreateObject.restype = so.C_MessageEncryptInit.restype = UL
     so.C_EncryptMessage.restype = so.C_MessageDecryptInit.restype = so.C_DecryptMessage.restype = UL
     try:
         rv, session = raw.open_session(raw.slot_of(token))
-        assert rv == CKR_OK
-        assert so.C_Login(UL(session), UL(1), USER_PIN.encode(), UL(len(USER_PIN))) == CKR_OK
-        attrs, _keep = _template((0x0, (4).to_bytes(8, "little")), (0x100, (0x1F).to_bytes(8, "little")),
-                                 (0x11, KEY), (0x1, b"\x00"), (0x104, b"\x01"), (0x105, b"\x01"))
+        assert rv == CKR.OK
+        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) == CKR.OK
+        attrs, _keep = _template((Attribute.CLASS, ObjectClass.SECRET_KEY.to_bytes(8, "little")),
+                                 (Attribute.KEY_TYPE, KeyType.AES.to_bytes(8, "little")), (Attribute.VALUE, KEY),
+                                 (Attribute.TOKEN, b"\x00"), (Attribute.ENCRYPT, b"\x01"), (Attribute.DECRYPT, b"\x01"))
         key = UL(0)
-        assert so.C_CreateObject(UL(session), attrs, UL(len(attrs)), ctypes.byref(key)) == CKR_OK
-        assert so.C_MessageEncryptInit(UL(session), ctypes.byref(Mech(CKM_AES_GCM, None, 0)), key) == CKR_OK
+        assert so.C_CreateObject(UL(session), attrs, UL(len(attrs)), ctypes.byref(key)) == CKR.OK
+        assert so.C_MessageEncryptInit(UL(session), ctypes.byref(Mech(Mechanism.AES_GCM, None, 0)), key) == CKR.OK
         iv, tag = ctypes.create_string_buffer(12), ctypes.create_string_buffer(16)
         param = GcmMessage(ctypes.cast(iv, VP), 12, 0, CKG_GENERATE_RANDOM, ctypes.cast(tag, VP), 128)
         plain, aad = b"message in a bottle", b"header"
         out, out_len = ctypes.create_string_buffer(64), UL(64)
         rv = so.C_EncryptMessage(UL(session), ctypes.byref(param), UL(ctypes.sizeof(param)), aad, UL(len(aad)),
                                  plain, UL(len(plain)), out, ctypes.byref(out_len))
-        assert rv == CKR_OK
+        assert rv == CKR.OK
         assert out_len.value == len(plain)
         assert iv.raw != bytes(12) and tag.raw != bytes(16)  # written by the module, carried back
         assert AESGCM(KEY).decrypt(iv.raw, out.raw[:out_len.value] + tag.raw, aad) == plain
         # And decryption with a wrong tag is refused as the module refuses it.
-        assert so.C_MessageDecryptInit(UL(session), ctypes.byref(Mech(CKM_AES_GCM, None, 0)), key) == CKR_OK
+        assert so.C_MessageDecryptInit(UL(session), ctypes.byref(Mech(Mechanism.AES_GCM, None, 0)), key) == CKR.OK
         bad = ctypes.create_string_buffer(bytes(16))
-        param = GcmMessage(ctypes.cast(iv, VP), 12, 0, 0, ctypes.cast(bad, VP), 128)
+        param = GcmMessage(ctypes.cast(iv, VP), 12, 0, CKG_NO_GENERATE, ctypes.cast(bad, VP), 128)
         back, back_len = ctypes.create_string_buffer(64), UL(64)
         rv = so.C_DecryptMessage(UL(session), ctypes.byref(param), UL(ctypes.sizeof(param)), aad, UL(len(aad)),
                                  out.raw[:out_len.value], UL(out_len.value), back, ctypes.byref(back_len))
-        assert rv == CKR_AEAD_DECRYPT_FAILED
+        assert rv == CKR.AEAD_DECRYPT_FAILED
     finally:
         raw.finalize()

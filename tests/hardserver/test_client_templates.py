@@ -1,22 +1,19 @@
 """Attribute arrays through the client library: the client nests exactly the attributes the module
 reads as CK_ATTRIBUTE arrays (the in-process kind table, pkcs11_shim.attributes.codecs), not those
 with the CKF_ARRAY_ATTRIBUTE bit. PKCS#11 3.2's CKA_ENCAPSULATE_TEMPLATE / CKA_DECAPSULATE_TEMPLATE
-(0x62A / 0x62B) lack the bit, yet are attribute arrays; CKA_ALLOWED_MECHANISMS has it, yet is an
+lack the bit, yet are attribute arrays; CKA_ALLOWED_MECHANISMS has it, yet is an
 array of CK_MECHANISM_TYPE. The in-process version of the KEM checks is tests/pqc/test_kem_templates.py."""
 
 from __future__ import annotations
 
 import ctypes
 import os
-import sys
 
 import pytest
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from hsenv import CLIENT_SO, ROOT, USER_PIN, RawClient
-
-sys.path.insert(0, str(ROOT / "tests" / "pqc"))
-from rawp11 import P11Failed, Raw  # noqa: E402
+from hsenv import CLIENT_SO, USER_PIN
+from p11ctypes import P11Failed, Raw, RawClient
 
 from pkcs11_shim.client_build import nested_attributes  # noqa: E402
 from pkcs11_shim.constants import CKR  # noqa: E402
@@ -47,7 +44,8 @@ def _secret(extra: dict | None = None) -> dict:
 
 def test_nested_list_is_the_kind_table() -> None:
     nested = set(nested_attributes())
-    assert {0x62A, 0x62B, Attribute.WRAP_TEMPLATE, Attribute.UNWRAP_TEMPLATE, Attribute.DERIVE_TEMPLATE} == nested
+    assert {Attribute.ENCAPSULATE_TEMPLATE, Attribute.DECAPSULATE_TEMPLATE, Attribute.WRAP_TEMPLATE,
+            Attribute.UNWRAP_TEMPLATE, Attribute.DERIVE_TEMPLATE} == nested
     assert Attribute.ALLOWED_MECHANISMS not in nested
 
 

@@ -9,32 +9,23 @@ import ctypes
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hsenv import CKR_OK, USER_PIN, RawClient
+from hsenv import USER_PIN
+from p11ctypes import CK_ATTRIBUTE as Attr, CK_GCM_PARAMS as Gcm, CK_MECHANISM as Mech, RawClient
+
+from pkcs11_shim.constants import CKR, Attribute, KeyType, Mechanism, ObjectClass, UserType
 
 UL, VP = ctypes.c_ulong, ctypes.c_void_p
-CKM_AES_GCM = 0x1087
 KEK, TARGET = bytes(range(32)), bytes(range(100, 116))
 
 
-class Mech(ctypes.Structure):
-    _fields_ = [("mechanism", UL), ("pParameter", VP), ("ulParameterLen", UL)]
-
-
-class Attr(ctypes.Structure):
-    _fields_ = [("type", UL), ("pValue", VP), ("ulValueLen", UL)]
-
-
-class Gcm(ctypes.Structure):
-    _fields_ = [("pIv", VP), ("ulIvLen", UL), ("ulIvBits", UL), ("pAAD", VP), ("ulAADLen", UL), ("ulTagBits", UL)]
-
-
 def _aes(so, session: int, value: bytes, extra: tuple) -> int:
-    pairs = [(0x0, (4).to_bytes(8, "little")), (0x100, (0x1F).to_bytes(8, "little")), (0x11, value),
-             (0x1, b"\x00"), *extra]
+    pairs = [(Attribute.CLASS, ObjectClass.SECRET_KEY.to_bytes(8, "little")),
+             (Attribute.KEY_TYPE, KeyType.AES.to_bytes(8, "little")), (Attribute.VALUE, value),
+             (Attribute.TOKEN, b"\x00"), *extra]
     keep = [ctypes.create_string_buffer(v, len(v)) for _t, v in pairs]
     attrs = (Attr * len(pairs))(*[Attr(t, ctypes.cast(b, VP), len(v)) for (t, v), b in zip(pairs, keep)])
     handle = UL(0)
-    assert so.C_CreateObject(UL(session), attrs, UL(len(attrs)), ctypes.byref(handle)) == CKR_OK
+    assert so.C_CreateObject(UL(session), attrs, UL(len(attrs)), ctypes.byref(handle)) == CKR.OK
     return handle.value
 
 
@@ -42,20 +33,21 @@ def _aes(so, session: int, value: bytes, extra: tuple) -> int:
 @pytest.mark.parametrize("preset", [0, 0xFFFFFFFFFFFFFFFF], ids=["len=0", "len=garbage"])
 def test_gcm_wrap_length_query(server, token, authenticated: bool, preset: int) -> None:
     raw = RawClient()
-    assert raw.initialize(server) == CKR_OK
+    assert raw.initialize(server) == CKR.OK
     so = raw.lib
     for name in ("C_Login", "C_CreateObject", "C_WrapKey", "C_WrapKeyAuthenticated"):
         getattr(so, name).restype = UL
     try:
         rv, session = raw.open_session(raw.slot_of(token))
-        assert rv == CKR_OK
+        assert rv == CKR.OK
         # The token stays logged in across this module's clients (CKR_USER_ALREADY_LOGGED_IN).
-        assert so.C_Login(UL(session), UL(1), USER_PIN.encode(), UL(len(USER_PIN))) in (CKR_OK, 0x100)
-        kek = _aes(so, session, KEK, ((0x106, b"\x01"),))  # CKA_WRAP
-        target = _aes(so, session, TARGET, ((0x162, b"\x01"),))  # CKA_EXTRACTABLE
+        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (
+            CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
+        kek = _aes(so, session, KEK, ((Attribute.WRAP, b"\x01"),))
+        target = _aes(so, session, TARGET, ((Attribute.EXTRACTABLE, b"\x01"),))
         iv = ctypes.create_string_buffer(bytes(range(12)), 12)
         param = Gcm(ctypes.cast(iv, VP), 12, 96, None, 0, 128)
-        mech = Mech(CKM_AES_GCM, ctypes.cast(ctypes.pointer(param), VP), ctypes.sizeof(param))
+        mech = Mech(Mechanism.AES_GCM, ctypes.cast(ctypes.pointer(param), VP), ctypes.sizeof(param))
         ad = b"associated"
 
         def wrap(out, length) -> int:
@@ -65,10 +57,10 @@ def test_gcm_wrap_length_query(server, token, authenticated: bool, preset: int) 
             return so.C_WrapKey(UL(session), ctypes.byref(mech), UL(kek), UL(target), out, ctypes.byref(length))
 
         length = UL(preset)
-        assert wrap(None, length) == CKR_OK
+        assert wrap(None, length) == CKR.OK
         assert length.value == len(TARGET) + 16
         out = ctypes.create_string_buffer(length.value)
-        assert wrap(out, length) == CKR_OK and length.value == len(TARGET) + 16
+        assert wrap(out, length) == CKR.OK and length.value == len(TARGET) + 16
         expected = AESGCM(KEK).encrypt(iv.raw, TARGET, ad if authenticated else None)
         assert out.raw == expected
     finally:

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from hsenv import IV, RawClient, init_token, pkcs11_tool, run_worker, worker  # noqa: F401
+from hsenv import IV, init_token, pkcs11_tool, run_worker, worker  # noqa: F401
+from p11ctypes import RawClient
+
+from pkcs11_shim.constants import CKR, UserType
 
 
 @pytest.mark.parametrize("version", ["3.12", "3.13"])
@@ -96,7 +99,7 @@ def test_login_is_joined_only_with_the_right_pin(server, token) -> None:
     import ctypes
 
     raw = RawClient()
-    assert raw.initialize(server) == 0
+    assert raw.initialize(server) == CKR.OK
     so = raw.lib
     so.C_Login.restype = so.C_Logout.restype = so.C_CloseAllSessions.restype = ctypes.c_ulong
     proc = worker(server, "3.12", "hold", token, "2", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -104,13 +107,14 @@ def test_login_is_joined_only_with_the_right_pin(server, token) -> None:
         assert proc.stdout.readline().strip() == "ready"
         slot = raw.slot_of(token)
         rv, handle = raw.open_session(slot)
-        assert rv == 0
+        assert rv == CKR.OK
         login = so.C_Login
-        assert login(ctypes.c_ulong(handle), ctypes.c_ulong(1), b"9999", ctypes.c_ulong(4)) == 0xA0  # PIN_INCORRECT
-        assert login(ctypes.c_ulong(handle), ctypes.c_ulong(1), b"1234", ctypes.c_ulong(4)) == 0
-        assert login(ctypes.c_ulong(handle), ctypes.c_ulong(1), b"1234", ctypes.c_ulong(4)) == 0x100  # ALREADY
-        assert so.C_Logout(ctypes.c_ulong(handle)) == 0
-        assert so.C_Logout(ctypes.c_ulong(handle)) == 0x101  # USER_NOT_LOGGED_IN: for this client
+        user = ctypes.c_ulong(UserType.USER)
+        assert login(ctypes.c_ulong(handle), user, b"9999", ctypes.c_ulong(4)) == CKR.PIN_INCORRECT
+        assert login(ctypes.c_ulong(handle), user, b"1234", ctypes.c_ulong(4)) == CKR.OK
+        assert login(ctypes.c_ulong(handle), user, b"1234", ctypes.c_ulong(4)) == CKR.USER_ALREADY_LOGGED_IN
+        assert so.C_Logout(ctypes.c_ulong(handle)) == CKR.OK
+        assert so.C_Logout(ctypes.c_ulong(handle)) == CKR.USER_NOT_LOGGED_IN  # for this client
         before = raw.session_count(slot)
         assert so.C_CloseAllSessions(ctypes.c_ulong(slot)) == 0
         assert raw.session_count(slot) == before - 1  # only ours; the worker's two remain

@@ -12,19 +12,11 @@ import sys
 
 import pytest
 
-from hsenv import CLIENT_SO, ROOT, USER_PIN, RawClient
+from hsenv import CLIENT_SO, ROOT, USER_PIN
+from p11ctypes import CK_INFO, CK_VERSION, RawClient
 
 sys.path[:0] = [str(ROOT / "tests" / "pqc"), str(ROOT / "tests" / "pkcs11")]  # its imports (p11env)
 from test_c_interfaces import EXPECTED, compile_host32  # noqa: E402  (one list of expectations for both modes)
-
-
-class CK_VERSION(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_ubyte), ("minor", ctypes.c_ubyte)]
-
-
-class CK_INFO(ctypes.Structure):
-    _fields_ = [("cryptokiVersion", CK_VERSION), ("manufacturerID", ctypes.c_char * 32), ("flags", ctypes.c_ulong),
-                ("libraryDescription", ctypes.c_char * 32), ("libraryVersion", CK_VERSION)]
 
 
 @pytest.fixture(scope="module")

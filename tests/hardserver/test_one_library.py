@@ -272,7 +272,7 @@ def _assert_every_module_finalized(world: AutoWorld) -> None:
     expected = int(os.environ.get("SOFTSHIELD_HARDSERVER_WORKERS") or len(os.sched_getaffinity(0)))
     assert len(workers) == (expected if expected > 1 else 0)
     assert not [w for w in workers if _alive(w)]
-    assert world.log.read_text().count("module finalized (rv 0x0)") == max(1, len(workers))
+    assert world.log.read_text().count(f"module finalized (rv {CKR.OK:#x})") == max(1, len(workers))
 
 
 def _softshield(*args: str, env: dict) -> subprocess.CompletedProcess:

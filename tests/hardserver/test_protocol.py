@@ -67,13 +67,13 @@ MALFORMED = {
                                        struct.pack("<Q", 1) + b"\x00" + struct.pack("<Q", 0) + b"junk")],
                        "4 unexpected bytes after the arguments"),
     "pointer outside its parameter": (
-        [hello(), frame(protocol.CALL, FIDS["C_DigestInit"], struct.pack("<Q", 1) + b"\x01" + struct.pack("<Q", 0x250)
+        [hello(), frame(protocol.CALL, FIDS["C_DigestInit"], struct.pack("<Q", 1) + b"\x01" + struct.pack("<Q", Mechanism.SHA256)
                         + b"\x01" + struct.pack("<Q", 8) + b"\x00" + struct.pack("<Q", 8) + bytes(8)
                         + struct.pack("<Q", 1) + struct.pack("<Q", 4))],
         "pointer at offset 4 outside a 8-byte parameter"),
     "live pointer in a parameter": (
         # CKM_AES_GCM with a CK_GCM_PARAMS whose pIv holds an address of the client's (not relocated).
-        [hello(), frame(protocol.CALL, FIDS["C_DigestInit"], struct.pack("<Q", 1) + b"\x01" + struct.pack("<Q", 0x1087)
+        [hello(), frame(protocol.CALL, FIDS["C_DigestInit"], struct.pack("<Q", 1) + b"\x01" + struct.pack("<Q", Mechanism.AES_GCM)
                         + b"\x01" + struct.pack("<Q", 48) + b"\x00" + struct.pack("<Q", 48)
                         + struct.pack("<QQQQQQ", 0x7FFF0000, 12, 96, 0, 0, 128) + struct.pack("<Q", 0))],
         "CK_GCM_PARAMS.pIv holds an address the client did not send"),
@@ -108,7 +108,7 @@ def test_malformed_frame_is_refused_clearly(server, case) -> None:
 
 def test_session_of_another_client_is_invalid(server, token) -> None:
     """Handles are per client: a guessed handle of someone else's session is refused."""
-    from hsenv import RawClient
+    from p11ctypes import RawClient
 
     raw = RawClient()
     assert raw.initialize(server) == 0
@@ -145,7 +145,6 @@ def mechanism(mech: int, param: bytes, length: int) -> bytes:
     return b"\x01" + u64(mech) + b"\x01" + u64(length) + param
 
 
-CKM_SHA256, CKM_AES_GCM = Mechanism.SHA256, Mechanism.AES_GCM
 SIZEOF_ATTRIBUTE = 24
 
 
@@ -162,36 +161,36 @@ LENGTH_FAULTS = {
         "C_InitToken", u64(0) + b"\x01" + u64(4) + b"1234" + b"\x01" + u64(3) + b"abc",
         "pLabel: 3 bytes sent, the function reads 32", CKR.ARGUMENTS_BAD),
     "attribute value shorter than ulValueLen": (
-        "C_FindObjectsInit", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x01" + u64(100) + b"abcd",
-        "attribute 0x3 value: length 100, but only 4 bytes follow", CKR.ARGUMENTS_BAD),
+        "C_FindObjectsInit", u64(1) + b"\x01" + u64(1) + u64(Attribute.LABEL) + b"\x01" + u64(100) + b"abcd",
+        f"attribute {Attribute.LABEL:#x} value: length 100, but only 4 bytes follow", CKR.ARGUMENTS_BAD),
     "nested template shorter than ulValueLen": (
         "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(Attribute.WRAP_TEMPLATE) + b"\x03" + u64(100 * SIZEOF_ATTRIBUTE)
-        + b"\x01" + u64(1) + u64(0x0) + b"\x01" + u64(8) + u64(4) + b"\x01" + u64(0),
+        + b"\x01" + u64(1) + u64(Attribute.CLASS) + b"\x01" + u64(8) + u64(4) + b"\x01" + u64(0),
         "ulValueLen 2400 names 100 attributes, 1 sent", CKR.ARGUMENTS_BAD),
     "nested template in a plain attribute": (
-        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(Attribute.LABEL) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
         + b"\x01" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x3 is no attribute array", CKR.ARGUMENTS_BAD),
+        f"attribute {Attribute.LABEL:#x} is no attribute array", CKR.ARGUMENTS_BAD),
     # Attribute.ALLOWED_MECHANISMS has CKF_ARRAY_ATTRIBUTE, but holds CK_MECHANISM_TYPEs: never nested.
     "nested template in Attribute.ALLOWED_MECHANISMS": (
-        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x40000600) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(Attribute.ALLOWED_MECHANISMS) + b"\x03" + u64(SIZEOF_ATTRIBUTE)
         + b"\x01" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x40000600 is no attribute array", CKR.ARGUMENTS_BAD),
+        f"attribute {Attribute.ALLOWED_MECHANISMS:#x} is no attribute array", CKR.ARGUMENTS_BAD),
     "unknown attribute entry flags": (
-        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(0x3) + b"\x02" + u64(0) + b"\x01" + u64(0),
-        "attribute 0x3: entry flags 2 unknown", CKR.ARGUMENTS_BAD),
+        "C_CreateObject", u64(1) + b"\x01" + u64(1) + u64(Attribute.LABEL) + b"\x02" + u64(0) + b"\x01" + u64(0),
+        f"attribute {Attribute.LABEL:#x}: entry flags 2 unknown", CKR.ARGUMENTS_BAD),
     "parameter shorter than ulParameterLen": (
-        "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8)), 64),
+        "C_DigestInit", u64(1) + mechanism(Mechanism.SHA256, node(bytes(8)), 64),
         "8 bytes sent, its length argument says 64", CKR.ARGUMENTS_BAD),
     "embedded length beyond its buffer": (
-        "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(4096), (0, node(bytes(12)))), 48) + u64(7),
+        "C_EncryptInit", u64(1) + mechanism(Mechanism.AES_GCM, node(gcm(4096), (0, node(bytes(12)))), 48) + u64(7),
         "CK_GCM_PARAMS.pIv: 12 bytes sent; ulIvLen = 4096 needs 4096", CKR.MECHANISM_PARAM_INVALID),
     "pointer over a length member": (
-        "C_EncryptInit", u64(1) + mechanism(CKM_AES_GCM, node(gcm(12), (0, node(bytes(12))), (8, node(bytes(4)))), 48)
+        "C_EncryptInit", u64(1) + mechanism(Mechanism.AES_GCM, node(gcm(12), (0, node(bytes(12))), (8, node(bytes(4)))), 48)
         + u64(7),
         "a pointer at offset 8, which is no pointer member of CK_GCM_PARAMS", CKR.MECHANISM_PARAM_INVALID),
     "pointers in a parameter that has none": (
-        "C_DigestInit", u64(1) + mechanism(CKM_SHA256, node(bytes(8), (0, node(bytes(4)))), 8),
+        "C_DigestInit", u64(1) + mechanism(Mechanism.SHA256, node(bytes(8), (0, node(bytes(4)))), 8),
         "carries pointers where its mechanism's parameter has none", CKR.MECHANISM_PARAM_INVALID),
     "nested struct of the wrong size": (  # CK_RSA_AES_KEY_WRAP_PARAMS.pOAEPParams -> 40-byte OAEP params
         "C_WrapKey", u64(1) + mechanism(CKM_RSA_AES_KEY_WRAP, node(u64(256, 0), (8, node(bytes(8)))), 16)

@@ -18,21 +18,11 @@ import time
 
 import pytest
 
-from hsenv import CKR_OK, ROOT, SERVER_SO, RawClient, Server, init_token, new_server, run_worker, worker
+from hsenv import ROOT, SERVER_SO, Server, init_token, new_server, run_worker, worker
+from p11ctypes import CK_ATTRIBUTE, CK_SESSION_INFO, RawClient
+from pkcs11_shim.constants import Attribute, CKR, SessionState, UserType
 
-CKS_RW_PUBLIC_SESSION = 2
-CKA_PRIVATE = 0x2
-CKR_PIN_INCORRECT = 0xA0
-CKU_USER = 1
 ulong = ctypes.c_ulong
-
-
-class CK_ATTRIBUTE(ctypes.Structure):
-    _fields_ = [("type", ulong), ("pValue", ctypes.c_void_p), ("ulValueLen", ulong)]
-
-
-class CK_SESSION_INFO(ctypes.Structure):
-    _fields_ = [("slotID", ulong), ("state", ulong), ("flags", ulong), ("ulDeviceError", ulong)]
 
 
 @pytest.fixture
@@ -93,7 +83,7 @@ def test_a_clients_threads_and_connections_stay_on_one_worker(two_workers: Serve
 
 def _session_info(raw: RawClient, session: int) -> int:
     info = CK_SESSION_INFO()
-    assert raw.lib.C_GetSessionInfo(ulong(session), ctypes.byref(info)) == CKR_OK
+    assert raw.lib.C_GetSessionInfo(ulong(session), ctypes.byref(info)) == CKR.OK
     return info.state
 
 
@@ -101,11 +91,11 @@ def _private_objects(raw: RawClient, session: int) -> list[int]:
     for name in ("C_FindObjectsInit", "C_FindObjects", "C_FindObjectsFinal", "C_GetAttributeValue", "C_Login"):
         getattr(raw.lib, name).restype = ulong
     true = ctypes.c_ubyte(1)
-    template = CK_ATTRIBUTE(CKA_PRIVATE, ctypes.cast(ctypes.byref(true), ctypes.c_void_p), 1)
-    assert raw.lib.C_FindObjectsInit(ulong(session), ctypes.byref(template), ulong(1)) == CKR_OK
+    template = CK_ATTRIBUTE(Attribute.PRIVATE, ctypes.cast(ctypes.byref(true), ctypes.c_void_p), 1)
+    assert raw.lib.C_FindObjectsInit(ulong(session), ctypes.byref(template), ulong(1)) == CKR.OK
     handles, count = (ulong * 64)(), ulong(0)
-    assert raw.lib.C_FindObjects(ulong(session), handles, ulong(64), ctypes.byref(count)) == CKR_OK
-    assert raw.lib.C_FindObjectsFinal(ulong(session)) == CKR_OK
+    assert raw.lib.C_FindObjects(ulong(session), handles, ulong(64), ctypes.byref(count)) == CKR.OK
+    assert raw.lib.C_FindObjectsFinal(ulong(session)) == CKR.OK
     return list(handles[:count.value])
 
 
@@ -115,17 +105,17 @@ def test_a_login_on_one_worker_does_not_reach_the_other(two_workers: Server) -> 
     a, _ = _kept(server, token, "private-on-a")  # logged in as the user, holding a private token key
     raw = RawClient()
     try:
-        assert raw.initialize(server) == CKR_OK
+        assert raw.initialize(server) == CKR.OK
         rv, session = raw.open_session(raw.slot_of(token))
-        assert rv == CKR_OK
+        assert rv == CKR.OK
         assert server.worker_of(os.getpid()) != server.worker_of(a.pid)
         # This worker's module is not logged in: a public session that finds no private object.
-        assert _session_info(raw, session) == CKS_RW_PUBLIC_SESSION
+        assert _session_info(raw, session) == SessionState.RW_PUBLIC_SESSION
         assert _private_objects(raw, session) == []
         # PIN counters are the token's, in kmdata: a wrong PIN here is refused by this worker's
         # module (and counted for the token), the right one logs this client in and shows the key.
-        assert raw.lib.C_Login(ulong(session), ulong(CKU_USER), b"0000", ulong(4)) == CKR_PIN_INCORRECT
-        assert raw.lib.C_Login(ulong(session), ulong(CKU_USER), b"1234", ulong(4)) == CKR_OK
+        assert raw.lib.C_Login(ulong(session), ulong(UserType.USER), b"0000", ulong(4)) == CKR.PIN_INCORRECT
+        assert raw.lib.C_Login(ulong(session), ulong(UserType.USER), b"1234", ulong(4)) == CKR.OK
         assert len(_private_objects(raw, session)) == 1
     finally:
         raw.finalize()
@@ -179,7 +169,7 @@ def test_sigterm_stops_every_worker(two_workers: Server) -> None:
     # Each worker closed its own client's two sessions and finalized its module.
     for proc in holders:
         assert f"client pid {proc.pid} gone: 2 session(s) closed" in log
-    assert re.findall(r"hardserver worker (\d) INFO module finalized \(rv 0x0\)", log) in (["0", "1"], ["1", "0"])
+    assert re.findall(rf"hardserver worker (\d) INFO module finalized \(rv {CKR.OK:#x}\)", log) in (["0", "1"], ["1", "0"])
     assert "hardserver stopped (2 workers)" in log
     assert not server.socket.exists()
     for pid in workers.values():

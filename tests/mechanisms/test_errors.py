@@ -60,7 +60,7 @@ BAD_PARAMS = [
     (Mechanism.RSA_PKCS_PSS, params.OaepParams(Mechanism.SHA_1, MGF.SHA1, 1, b"")),  # wrong structure
     (Mechanism.SHA256_RSA_PKCS_PSS, params.PssParams(Mechanism.SHA_1, MGF.SHA1, 20)),  # hash must match
     (constants.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(100, OAEP_SHA1)),
-    (constants.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(256, params.OaepParams(0x250, 0x99, 1, b""))),
+    (constants.CKM_RSA_AES_KEY_WRAP, params.RsaAesKeyWrapParams(256, params.OaepParams(Mechanism.SHA256, 0x99, 1, b""))),
     (Mechanism.ECDH1_DERIVE, params.Ecdh1DeriveParams(KDF.NULL, b"shared", b"\x04" + bytes(64))),
     (Mechanism.ECDH1_DERIVE, params.Ecdh1DeriveParams(KDF.SHA1_ASN1, b"", b"\x04" + bytes(64))),
     (Mechanism.ECDH1_DERIVE, params.Ecdh1DeriveParams(KDF.SHA256, b"", b"")),

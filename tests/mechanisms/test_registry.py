@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pkcs11_shim.constants import KeyType, Mechanism, MechanismFlag
+from pkcs11_shim.constants import CKF_MESSAGE_DECRYPT, CKF_MESSAGE_ENCRYPT, KeyType, Mechanism, MechanismFlag
 from pkcs11_shim import constants
 from pkcs11_shim.mechanisms.registry import REGISTRY, MechanismSpec, Registry
 
@@ -31,7 +31,7 @@ EXPECTED_INFO = {
     Mechanism.AES_ECB: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.AES_CBC_PAD: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.AES_CTR: (16, 32, F.ENCRYPT | F.DECRYPT),
-    Mechanism.AES_GCM: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP | 0x2 | 0x4),  # + CKF_MESSAGE_*
+    Mechanism.AES_GCM: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP | CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT),
     Mechanism.AES_CMAC: (16, 32, F.SIGN | F.VERIFY),
     Mechanism.AES_KEY_WRAP: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),
     Mechanism.AES_KEY_WRAP_PAD: (16, 32, F.ENCRYPT | F.DECRYPT | F.WRAP | F.UNWRAP),

@@ -20,14 +20,15 @@ from typing import Any, Callable
 
 import pytest
 
-from pkcs11_shim.constants import CKR
+from p11ctypes import c_header
+from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR, KeyType
 
 from p11env import ROOT, SO_PIN, USER_PIN, init_token
 
 HOST_SOURCE = Path(__file__).resolve().parent / "c" / "host.c"
 NATIVE = ROOT / "native"
-UNAVAILABLE = str(0xFFFFFFFFFFFFFFFF)  # CK_UNAVAILABLE_INFORMATION as the host prints it (%lu)
-UNAVAILABLE_HEX = "0xffffffffffffffff"  # ... and with %lx
+UNAVAILABLE = str(CK_UNAVAILABLE_INFORMATION)  # as the host prints it (%lu)
+UNAVAILABLE_HEX = hex(CK_UNAVAILABLE_INFORMATION)  # ... and with %lx
 
 # ---- the functions, as the host names them --------------------------------------------------
 GLOBAL_FUNCTIONS = ["C_GetInfo", "C_GetSlotList", "C_WaitForSlotEvent"]
@@ -292,7 +293,7 @@ EXPECTED["bad-input"] = {
     # §5.7.5
     "getattr.sensitive-value": E(CKR.ATTRIBUTE_SENSITIVE, len=UNAVAILABLE_HEX),
     "getattr.sensitive-and-key-type": E(CKR.ATTRIBUTE_SENSITIVE, len0=UNAVAILABLE_HEX, len1="8",
-                                        key_type="0x1f"),
+                                        key_type=f"{KeyType.AES:#x}"),
     "getattr.rsa-private-exponent": E(CKR.ATTRIBUTE_SENSITIVE, len=UNAVAILABLE_HEX),
     "getattr.rsa-modulus-length": E(OK, len="256"),
     "getattr.unknown-attribute": E(CKR.ATTRIBUTE_TYPE_INVALID, len=UNAVAILABLE_HEX),
@@ -453,7 +454,8 @@ def host(tmp_path_factory: pytest.TempPathFactory, so_path: str) -> Path:
         pytest.fail("no C compiler (gcc) to build tests/pkcs11/c/host.c")
     out = tmp_path_factory.mktemp("c-host") / "host"
     # Deliberately no libpython and no -rdynamic: the host is a plain C program.
-    cmd = [gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I", str(NATIVE),
+    c_header(HOST_SOURCE, out.parent)
+    cmd = [gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I", str(NATIVE), "-I", str(out.parent),
            "-o", str(out), str(HOST_SOURCE), "-ldl", "-lpthread"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, f"compiling the C host failed:\n{' '.join(cmd)}\n{result.stderr}"

@@ -12,6 +12,8 @@ from pathlib import Path
 import pkcs11
 from p11env import pkcs11_tool
 
+from pkcs11_shim import constants
+from pkcs11_shim.constants import Mechanism
 from pkcs11_shim.constants import MechanismFlag as F
 from pkcs11_shim.mechanisms.registry import REGISTRY
 
@@ -24,12 +26,19 @@ FUNCTIONS = ((F.ENCRYPT, "encrypt"), (F.DECRYPT, "decrypt"), (F.DIGEST, "digest"
              (F.VERIFY, "verify"), (F.WRAP, "wrap"), (F.UNWRAP, "unwrap"), (F.DERIVE, "derive"),
              (F.GENERATE, "generate"), (F.GENERATE_KEY_PAIR, "generate_key_pair"))
 #: The mechanisms issue 4 added, as pkcs11-tool (OpenSC 0.2x) prints them.
+def _unnamed(number: int) -> str:
+    """How pkcs11-tool prints a mechanism it has no name for."""
+    return f"mechtype-0x{number:X}"
+
+
 ADDED = ["ECDSA-SHA3-224", "ECDSA-SHA3-256", "ECDSA-SHA3-384", "ECDSA-SHA3-512", "ECDH1-COFACTOR-DERIVE",
-         "mechtype-0x1088", "mechtype-0x1089", "mechtype-0x2104", "mechtype-0x2106", "mechtype-0x2107",
-         "AES-MAC", "AES-MAC-GENERAL", "mechtype-0x1071", "mechtype-0x1072", "DES3-CMAC", "mechtype-0x137",
-         "mechtype-0x402A", "mechtype-0x402B", "mechtype-0x402C", "mechtype-0x3AC", "PKCS5-PBKD2",
+         _unnamed(Mechanism.AES_CCM), _unnamed(Mechanism.AES_CTS), _unnamed(Mechanism.AES_OFB),
+         _unnamed(Mechanism.AES_CFB8), _unnamed(Mechanism.AES_CFB128), "AES-MAC", "AES-MAC-GENERAL",
+         _unnamed(constants.CKM_AES_XTS), _unnamed(constants.CKM_AES_XTS_KEY_GEN), "DES3-CMAC",
+         _unnamed(Mechanism.DES3_CMAC_GENERAL), _unnamed(constants.CKM_HKDF_DERIVE), _unnamed(constants.CKM_HKDF_DATA),
+         _unnamed(constants.CKM_HKDF_KEY_GEN), _unnamed(constants.CKM_SP800_108_COUNTER_KDF), "PKCS5-PBKD2",
          "CONCATENATE-BASE-AND-KEY", "CONCATENATE-BASE-AND-DATA", "CONCATENATE-DATA-AND-BASE",
-         "XOR-BASE-AND-DATA", "EXTRACT-KEY-FROM-KEY", "mechtype-0x210C"]
+         "XOR-BASE-AND-DATA", "EXTRACT-KEY-FROM-KEY", _unnamed(Mechanism.AES_KEY_WRAP_PKCS7)]
 
 
 def _listed() -> dict[str, str]:
@@ -58,8 +67,9 @@ def test_every_row_is_listed_with_its_functions() -> None:
 def test_issue4_mechanisms_are_listed() -> None:
     listed = _listed()
     assert [name for name in ADDED if name not in listed] == []
-    # AES-GCM and AES-CCM carry CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT (pkcs11-tool: other flags=0x6).
-    assert "other flags=0x6" in listed["AES-GCM"] and "other flags=0x6" in listed["mechtype-0x1088"]
+    # AES-GCM and AES-CCM carry CKF_MESSAGE_ENCRYPT | CKF_MESSAGE_DECRYPT (pkcs11-tool: "other flags=0x6").
+    message = f"other flags={constants.CKF_MESSAGE_ENCRYPT | constants.CKF_MESSAGE_DECRYPT:#x}"
+    assert message in listed["AES-GCM"] and message in listed[_unnamed(Mechanism.AES_CCM)]
 
 
 def test_ec_params_by_oid_and_by_curve_name(session) -> None:
@@ -68,8 +78,8 @@ def test_ec_params_by_oid_and_by_curve_name(session) -> None:
     import p11raw
     from pkcs11 import Attribute, KeyType, Mechanism
 
-    ckm_montgomery = p11raw.mechanism(0x1056, "EC_MONTGOMERY_KEY_PAIR_GEN")
-    ckk_montgomery = p11raw.key_type(0x41, "EC_MONTGOMERY")
+    ckm_montgomery = p11raw.mechanism(constants.CKM_EC_MONTGOMERY_KEY_PAIR_GEN, "EC_MONTGOMERY_KEY_PAIR_GEN")
+    ckk_montgomery = p11raw.key_type(constants.CKK_EC_MONTGOMERY, "EC_MONTGOMERY")
     for params in (bytes.fromhex("06032b6571"), b"\x13\x0aedwards448", b"\x13\x0cedwards25519"):
         public, private = session.generate_keypair(KeyType.EC_EDWARDS, mechanism=Mechanism.EC_EDWARDS_KEY_PAIR_GEN,
                                                    public_template={Attribute.EC_PARAMS: params})
@@ -100,9 +110,11 @@ def test_new_key_generation_rows(session) -> None:
     import p11raw
     from pkcs11 import Attribute, Mechanism
 
-    xts_gen, xts = p11raw.mechanism(0x1072, "AES_XTS_KEY_GEN"), p11raw.mechanism(0x1071, "AES_XTS")
-    hkdf_gen, hkdf = p11raw.mechanism(0x402C, "HKDF_KEY_GEN"), p11raw.mechanism(0x402A, "HKDF_DERIVE")
-    ckk_xts, ckk_hkdf = p11raw.key_type(0x35, "AES_XTS"), p11raw.key_type(0x42, "HKDF")
+    xts_gen = p11raw.mechanism(constants.CKM_AES_XTS_KEY_GEN, "AES_XTS_KEY_GEN")
+    xts = p11raw.mechanism(constants.CKM_AES_XTS, "AES_XTS")
+    hkdf_gen = p11raw.mechanism(constants.CKM_HKDF_KEY_GEN, "HKDF_KEY_GEN")
+    hkdf = p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
+    ckk_xts, ckk_hkdf = p11raw.key_type(constants.CKK_AES_XTS, "AES_XTS"), p11raw.key_type(constants.CKK_HKDF, "HKDF")
     key = session.generate_key(ckk_xts, 512, mechanism=xts_gen, template={Attribute.TOKEN: False},
                                capabilities=pkcs11.MechanismFlag.ENCRYPT | pkcs11.MechanismFlag.DECRYPT)
     tweak, data = bytes(16), b"a sector of data, more than one block"
@@ -111,7 +123,8 @@ def test_new_key_generation_rows(session) -> None:
     base = session.generate_key(ckk_hkdf, 256, mechanism=hkdf_gen, template={Attribute.TOKEN: False},
                                 capabilities=pkcs11.MechanismFlag.DERIVE)
     derived = base.derive_key(pkcs11.KeyType.AES, 128, mechanism=hkdf,
-                              mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, 0x1, info=b"ctx"),
+                              mechanism_param=p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_NULL,
+                                                          info=b"ctx"),
                               template={Attribute.TOKEN: False})
     assert derived[Attribute.VALUE_LEN] == 16
 

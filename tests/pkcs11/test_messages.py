@@ -17,27 +17,12 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM
 from p11env import SO
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
+from p11ctypes import CK_CCM_MESSAGE_PARAMS as CcmMessage, CK_GCM_MESSAGE_PARAMS as GcmMessage, CK_MECHANISM as Mech
+from pkcs11_shim.constants import (CKF_END_OF_MESSAGE, CKG_GENERATE, CKG_GENERATE_COUNTER, CKG_GENERATE_RANDOM,
+                                   CKG_NO_GENERATE, CKR)
 
 UL, VP = ctypes.c_ulong, ctypes.c_void_p
-CKR_OK, CKR_BUFFER_TOO_SMALL, CKR_AEAD_DECRYPT_FAILED = 0, 0x150, 0x42
-CKR_MECHANISM_PARAM_INVALID, CKR_OPERATION_NOT_INITIALIZED, CKR_MECHANISM_INVALID = 0x71, 0x91, 0x70
-CKG_NO_GENERATE, CKG_GENERATE, CKG_GENERATE_COUNTER, CKG_GENERATE_RANDOM = 0, 1, 2, 3
-CKF_END_OF_MESSAGE = 1
 KEY = bytes(range(32))
-
-
-class Mech(ctypes.Structure):
-    _fields_ = [("mechanism", UL), ("pParameter", VP), ("ulParameterLen", UL)]
-
-
-class GcmMessage(ctypes.Structure):
-    _fields_ = [("pIv", VP), ("ulIvLen", UL), ("ulIvFixedBits", UL), ("ivGenerator", UL), ("pTag", VP),
-                ("ulTagBits", UL)]
-
-
-class CcmMessage(ctypes.Structure):
-    _fields_ = [("ulDataLen", UL), ("pNonce", VP), ("ulNonceLen", UL), ("ulNonceFixedBits", UL),
-                ("nonceGenerator", UL), ("pMAC", VP), ("ulMACLen", UL)]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +50,7 @@ def key(session):
 
 def _init(c, session, key, mechanism: int, encrypt: bool = True) -> None:
     fn = c.C_MessageEncryptInit if encrypt else c.C_MessageDecryptInit
-    assert fn(session.handle, ctypes.byref(Mech(mechanism, None, 0)), key.handle) == CKR_OK
+    assert fn(session.handle, ctypes.byref(Mech(mechanism, None, 0)), key.handle) == CKR.OK
 
 
 def _gcm_param(iv: bytearray, fixed_bits: int, generator: int, tag: ctypes.Array) -> GcmMessage:
@@ -78,12 +63,12 @@ def _encrypt(c, session, param: ctypes.Structure, aad: bytes, data: bytes, *, qu
     if query:
         rv = c.C_EncryptMessage(session.handle, ctypes.addressof(param), ctypes.sizeof(param), aad, len(aad), data,
                                 len(data), None, ctypes.byref(out_len))
-        assert rv == CKR_OK and out_len.value == len(data)
+        assert rv == CKR.OK and out_len.value == len(data)
     out = ctypes.create_string_buffer(len(data) or 1)
     out_len = UL(len(data))
     rv = c.C_EncryptMessage(session.handle, ctypes.addressof(param), ctypes.sizeof(param), aad, len(aad), data,
                             len(data), ctypes.cast(out, VP), ctypes.byref(out_len))
-    assert rv == CKR_OK
+    assert rv == CKR.OK
     return out.raw[: out_len.value]
 
 
@@ -102,12 +87,12 @@ def test_gcm_caller_iv_and_tag_written_back(c, session, key) -> None:
     ciphertext = _encrypt(c, session, param, b"aad", b"message one")
     expected = AESGCM(KEY).encrypt(bytes(iv), b"message one", b"aad")
     assert ciphertext + tag.raw == expected
-    assert c.C_MessageEncryptFinal(session.handle) == CKR_OK
+    assert c.C_MessageEncryptFinal(session.handle) == CKR.OK
     _init(c, session, key, Mechanism.AES_GCM, encrypt=False)
-    assert _decrypt(c, session, param, b"aad", ciphertext) == (CKR_OK, b"message one")
+    assert _decrypt(c, session, param, b"aad", ciphertext) == (CKR.OK, b"message one")
     tag[0] = bytes([tag.raw[0] ^ 1])
-    assert _decrypt(c, session, param, b"aad", ciphertext)[0] == CKR_AEAD_DECRYPT_FAILED
-    assert c.C_MessageDecryptFinal(session.handle) == CKR_OK
+    assert _decrypt(c, session, param, b"aad", ciphertext)[0] == CKR.AEAD_DECRYPT_FAILED
+    assert c.C_MessageDecryptFinal(session.handle) == CKR.OK
 
 
 @pytest.mark.parametrize("generator", [CKG_GENERATE, CKG_GENERATE_COUNTER, CKG_GENERATE_RANDOM])
@@ -124,7 +109,7 @@ def test_gcm_generated_ivs(c, session, key, generator: int) -> None:
     assert len(seen) == 3
     if generator in (CKG_GENERATE, CKG_GENERATE_COUNTER):
         assert sorted(int.from_bytes(v[4:], "big") for v in seen) == [0, 1, 2]
-    assert c.C_MessageEncryptFinal(session.handle) == CKR_OK
+    assert c.C_MessageEncryptFinal(session.handle) == CKR.OK
 
 
 def test_gcm_begin_next(c, session, key) -> None:
@@ -132,17 +117,17 @@ def test_gcm_begin_next(c, session, key) -> None:
     iv, tag = bytearray(bytes(range(12))), (ctypes.c_char * 16)()
     param = _gcm_param(iv, 0, CKG_NO_GENERATE, tag)
     pp, pl = ctypes.addressof(param), ctypes.sizeof(param)
-    assert c.C_EncryptMessageBegin(session.handle, pp, pl, b"hdr", 3) == CKR_OK
+    assert c.C_EncryptMessageBegin(session.handle, pp, pl, b"hdr", 3) == CKR.OK
     out = b""
     parts = [b"first part, ", b"second part, ", b"last"]
     for i, part in enumerate(parts):
         flags = CKF_END_OF_MESSAGE if i == len(parts) - 1 else 0
         buf, n = ctypes.create_string_buffer(64), UL(64)
         assert c.C_EncryptMessageNext(session.handle, pp, pl, part, len(part), ctypes.cast(buf, VP),
-                                      ctypes.byref(n), flags) == CKR_OK
+                                      ctypes.byref(n), flags) == CKR.OK
         out += buf.raw[: n.value]
     assert out + tag.raw == AESGCM(KEY).encrypt(bytes(iv), b"".join(parts), b"hdr")
-    assert c.C_MessageEncryptFinal(session.handle) == CKR_OK
+    assert c.C_MessageEncryptFinal(session.handle) == CKR.OK
 
 
 def test_ccm_message(c, session, key) -> None:
@@ -155,11 +140,11 @@ def test_ccm_message(c, session, key) -> None:
     ciphertext = _encrypt(c, session, param, b"ccm aad", data)
     assert bytes(nonce[:3]) == bytes(range(3))
     assert ciphertext + mac.raw == AESCCM(KEY, tag_length=8).encrypt(bytes(nonce), data, b"ccm aad")
-    assert c.C_MessageEncryptFinal(session.handle) == CKR_OK
+    assert c.C_MessageEncryptFinal(session.handle) == CKR.OK
     _init(c, session, key, Mechanism.AES_CCM, encrypt=False)
     param.nonceGenerator = CKG_NO_GENERATE
-    assert _decrypt(c, session, param, b"ccm aad", ciphertext) == (CKR_OK, data)
-    assert c.C_MessageDecryptFinal(session.handle) == CKR_OK
+    assert _decrypt(c, session, param, b"ccm aad", ciphertext) == (CKR.OK, data)
+    assert c.C_MessageDecryptFinal(session.handle) == CKR.OK
 
 
 def test_bad_message_parameters(c, session, key) -> None:
@@ -169,9 +154,9 @@ def test_bad_message_parameters(c, session, key) -> None:
     out, n = ctypes.create_string_buffer(8), UL(8)
     rv = c.C_EncryptMessage(session.handle, ctypes.addressof(param), ctypes.sizeof(param), b"", 0, b"x", 1,
                             ctypes.cast(out, VP), ctypes.byref(n))
-    assert rv == CKR_MECHANISM_PARAM_INVALID
-    assert c.C_MessageEncryptFinal(session.handle) == CKR_OK
-    assert c.C_MessageEncryptFinal(session.handle) == CKR_OPERATION_NOT_INITIALIZED
+    assert rv == CKR.MECHANISM_PARAM_INVALID
+    assert c.C_MessageEncryptFinal(session.handle) == CKR.OK
+    assert c.C_MessageEncryptFinal(session.handle) == CKR.OPERATION_NOT_INITIALIZED
     # A mechanism without message support.
     rv = c.C_MessageEncryptInit(session.handle, ctypes.byref(Mech(Mechanism.AES_ECB, None, 0)), key.handle)
-    assert rv == CKR_MECHANISM_INVALID
+    assert rv == CKR.MECHANISM_INVALID

@@ -12,15 +12,10 @@ import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from p11env import USER_PIN
 from pkcs11 import Attribute, KeyType, ObjectClass
+from p11ctypes import CK_MECHANISM
+from pkcs11_shim.constants import CKR, Mechanism, SessionFlag
 
-CKM_AES_ECB = 0x1081
-CKR_OK, CKR_GENERAL_ERROR, CKR_OPERATION_ACTIVE, CKR_OPERATION_NOT_INITIALIZED = 0x0, 0x5, 0x90, 0x91
-CKF_SERIAL_SESSION, CKF_RW_SESSION = 0x4, 0x2
 KEY = bytes(range(16))
-
-
-class _Mechanism(ctypes.Structure):
-    _fields_ = [("mechanism", ctypes.c_ulong), ("pParameter", ctypes.c_void_p), ("ulParameterLen", ctypes.c_ulong)]
 
 
 def _ecb(data: bytes) -> bytes:
@@ -44,15 +39,15 @@ def encrypting(raw, token):
             Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.TOKEN: False,
             Attribute.VALUE: KEY, Attribute.ENCRYPT: True})
         handle = ctypes.c_ulong()
-        assert raw.C_OpenSession(ctypes.c_ulong(token.slot.slot_id), CKF_SERIAL_SESSION | CKF_RW_SESSION, None,
-                                 None, ctypes.byref(handle)) == CKR_OK
-        assert _init(raw, handle, key.handle) == CKR_OK
+        assert raw.C_OpenSession(ctypes.c_ulong(token.slot.slot_id), SessionFlag.SERIAL_SESSION | SessionFlag.RW_SESSION, None,
+                                 None, ctypes.byref(handle)) == CKR.OK
+        assert _init(raw, handle, key.handle) == CKR.OK
         yield handle, key.handle
         raw.C_CloseSession(handle)
 
 
 def _init(raw, session, key: int) -> int:
-    mech = _Mechanism(CKM_AES_ECB, None, 0)
+    mech = CK_MECHANISM(Mechanism.AES_ECB, None, 0)
     return raw.C_EncryptInit(session, ctypes.byref(mech), ctypes.c_ulong(key))
 
 
@@ -66,29 +61,29 @@ def _encrypt(raw, session, data: bytes, *, query: bool = False) -> tuple[int, by
 def test_final_after_a_single_part_length_query_is_refused_and_ends_the_operation(raw, encrypting):
     session, key = encrypting
     data = b"sixteen byte msg"
-    assert _encrypt(raw, session, data, query=True)[0] == CKR_OK
+    assert _encrypt(raw, session, data, query=True)[0] == CKR.OK
     size = ctypes.c_ulong(0)
     rv = raw.C_EncryptFinal(session, None, ctypes.byref(size))
-    assert rv == CKR_OPERATION_ACTIVE, hex(rv)
-    assert _encrypt(raw, session, data)[0] == CKR_OPERATION_NOT_INITIALIZED
-    assert _init(raw, session, key) == CKR_OK
-    assert _encrypt(raw, session, data) == (CKR_OK, _ecb(data))
+    assert rv == CKR.OPERATION_ACTIVE, hex(rv)
+    assert _encrypt(raw, session, data)[0] == CKR.OPERATION_NOT_INITIALIZED
+    assert _init(raw, session, key) == CKR.OK
+    assert _encrypt(raw, session, data) == (CKR.OK, _ecb(data))
 
 
 def test_empty_input_length_query_then_final_is_not_a_general_error(raw, encrypting):
     # The fuzzer's program: C_Encrypt(pData="", pEncryptedData=NULL), then C_EncryptFinal.
     session, _key = encrypting
-    assert _encrypt(raw, session, b"", query=True)[0] == CKR_OK
+    assert _encrypt(raw, session, b"", query=True)[0] == CKR.OK
     size = ctypes.c_ulong(0)
     rv = raw.C_EncryptFinal(session, None, ctypes.byref(size))
-    assert rv not in (CKR_OK, CKR_GENERAL_ERROR) and rv == CKR_OPERATION_ACTIVE, hex(rv)
+    assert rv not in (CKR.OK, CKR.GENERAL_ERROR) and rv == CKR.OPERATION_ACTIVE, hex(rv)
 
 
 def test_the_same_call_collects_the_output_other_data_is_refused(raw, encrypting):
     session, key = encrypting
     first, other = b"A" * 16, b"B" * 32
-    assert _encrypt(raw, session, first, query=True) == (CKR_OK, b"")
-    assert _encrypt(raw, session, first) == (CKR_OK, _ecb(first))
-    assert _init(raw, session, key) == CKR_OK
-    assert _encrypt(raw, session, first, query=True)[0] == CKR_OK
-    assert _encrypt(raw, session, other)[0] == CKR_OPERATION_ACTIVE
+    assert _encrypt(raw, session, first, query=True) == (CKR.OK, b"")
+    assert _encrypt(raw, session, first) == (CKR.OK, _ecb(first))
+    assert _init(raw, session, key) == CKR.OK
+    assert _encrypt(raw, session, first, query=True)[0] == CKR.OK
+    assert _encrypt(raw, session, other)[0] == CKR.OPERATION_ACTIVE

@@ -14,6 +14,8 @@ from cryptography.hazmat.primitives import padding as sym_padding
 
 from p11env import SO_PIN, USER_PIN, init_token, pkcs11_tool
 
+from pkcs11_shim.constants import CKR
+
 ACCELERATOR_LABEL = "loadshared accelerator"
 #: Mechanisms the keygen/sign tests below (and every nShield-like profile) rely on.
 CORE_MECHANISMS = ["RSA-PKCS-KEY-PAIR-GEN", "RSA-PKCS", "SHA256-RSA-PKCS", "AES-KEY-GEN", "AES-ECB",
@@ -59,7 +61,7 @@ def list_slots() -> list[Slot]:
 #: pkcs11-tool warns about attributes it asks for speculatively; these answers are the spec's (§5.7.5).
 BENIGN_WARNING = re.compile(
     r"^warning: PKCS11 function C_GetAttributeValue\(\w+\) failed: rv = "
-    r"CKR_ATTRIBUTE_(SENSITIVE|TYPE_INVALID) \(0x1[12]\)$")
+    rf"CKR_ATTRIBUTE_(SENSITIVE|TYPE_INVALID) \(({CKR.ATTRIBUTE_SENSITIVE:#x}|{CKR.ATTRIBUTE_TYPE_INVALID:#x})\)$")
 
 
 def assert_clean(result, what: str, *, strict: bool = False) -> None:

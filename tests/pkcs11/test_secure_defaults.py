@@ -28,15 +28,13 @@ from pkcs11_shim import constants
 from pkcs11_shim.constants import CKR, MGF
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
-import ck  # noqa: E402
+import p11ctypes as ck  # noqa: E402
 import p11raw  # noqa: E402
 import vectorfiles  # noqa: E402
 
 CKM_HKDF_KEY_GEN = p11raw.mechanism(constants.CKM_HKDF_KEY_GEN, "HKDF_KEY_GEN")
 CKM_HKDF_DERIVE = p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
 CKK_HKDF = p11raw.key_type(constants.CKK_HKDF, "HKDF")
-CKF_HKDF_SALT_DATA = constants.CKF_HKDF_SALT_DATA
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +136,7 @@ def _ecdh_pair(session, derive_template: dict | None):
 
 
 def _register_derive_template(mapper) -> None:
-    array_pack = p11raw.CkAttribute
+    array_pack = ck.CK_ATTRIBUTE
 
     def pack(template: dict) -> bytes:
         array = (array_pack * len(template))()
@@ -293,7 +291,7 @@ def test_hkdf_derive_of_a_generic_secret_rfc5869(rsession) -> None:
     ikm = rsession.create_object({
         Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.GENERIC_SECRET, Attribute.TOKEN: False,
         Attribute.VALUE: bytes.fromhex(case["IKM"]), Attribute.DERIVE: True})
-    param = p11raw.hkdf(True, True, Mechanism.SHA256, CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
+    param = p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
                         info=bytes.fromhex(case["info"]))
     okm = ikm.derive_key(KeyType.GENERIC_SECRET, 8 * int(case["L"]), mechanism=CKM_HKDF_DERIVE,
                          mechanism_param=param, store=False,
@@ -307,7 +305,7 @@ def test_hkdf_key_gen_key_derives(rsession) -> None:
     base = rsession.generate_key(CKK_HKDF, 256, mechanism=CKM_HKDF_KEY_GEN, store=False,
                                  capabilities=pkcs11.MechanismFlag.DERIVE)
     assert base[Attribute.KEY_TYPE] == CKK_HKDF and base[Attribute.VALUE_LEN] == 32
-    param = p11raw.hkdf(True, True, Mechanism.SHA256, CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
+    param = p11raw.hkdf(True, True, Mechanism.SHA256, constants.CKF_HKDF_SALT_DATA, salt=bytes.fromhex(case["salt"]),
                         info=b"ctx")
     for key_type, bits in ((KeyType.GENERIC_SECRET, 8 * 42), (KeyType.AES, 256), (CKK_HKDF, 256)):
         derived = base.derive_key(key_type, bits, mechanism=CKM_HKDF_DERIVE, mechanism_param=param, store=False,
@@ -327,11 +325,11 @@ def raw_session(token):
     client.close(handle)
 
 
-@pytest.mark.parametrize("mechanism", [ck.CKM_AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2, CKM_HKDF_KEY_GEN])
+@pytest.mark.parametrize("mechanism", [Mechanism.AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2, CKM_HKDF_KEY_GEN])
 def test_generate_key_argument_checks_come_first(raw_session, mechanism) -> None:
     lib, handle = raw_session
     mech, _keep = ck.mechanism(int(mechanism))
-    template = ck.Template([(ck.CKA_VALUE_LEN, 16)])
+    template = ck.Template([(Attribute.VALUE_LEN, 16)])
     obj = ck.CK_ULONG(0)
     assert ck.raw(lib, "C_GenerateKey", ck.CK_ULONG(handle), byref(mech), None, ck.CK_ULONG(2), byref(obj)) \
         == CKR.ARGUMENTS_BAD

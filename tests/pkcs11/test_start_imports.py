@@ -14,6 +14,7 @@ import sys
 import pytest
 
 from pkcs11_shim.abi import entry
+from pkcs11_shim.constants import Attribute, ObjectClass, SessionFlag, UserType
 from pkcs11_shim.mechanisms.registry import FAMILIES
 
 #: Modules that must stay out of a process that only listed slots and tokens, with why.
@@ -82,7 +83,9 @@ print(json.dumps({"rvs": rvs, "slots": len(slots), "mechanisms": mechanisms, "mo
 
 
 #: A host that signs once as `pkcs11-tool --sign` does: log in, find the private key by label, C_Sign.
-SIGN_HOST = r"""
+#: It imports nothing of ours (that is what it measures): its numbers come in as its first line.
+SIGN_HOST = (f"CKF_SERIAL_SESSION, CKU_USER, CKO_PRIVATE_KEY, CKA_CLASS, CKA_LABEL = {int(SessionFlag.SERIAL_SESSION)}, "
+             f"{int(UserType.USER)}, {int(ObjectClass.PRIVATE_KEY)}, {int(Attribute.CLASS)}, {int(Attribute.LABEL)}\n") + r"""
 import ctypes, json, sys
 CK = ctypes.c_ulong
 class Attr(ctypes.Structure):
@@ -103,11 +106,11 @@ for s in slots:
     if info.raw[:32].rstrip(b" ") == token_label:  # CK_TOKEN_INFO.label comes first
         slot = s
 session = CK(0)
-rvs.append(lib.C_OpenSession(CK(slot), CK(4), None, None, ctypes.byref(session)))  # CKF_SERIAL_SESSION
-rvs.append(lib.C_Login(session, CK(1), pin, CK(len(pin))))  # CKU_USER
-klass = CK(3)  # CKO_PRIVATE_KEY
-template = (Attr * 2)(Attr(0, ctypes.cast(ctypes.byref(klass), ctypes.c_void_p), ctypes.sizeof(CK)),
-                      Attr(3, ctypes.cast(ctypes.c_char_p(key_label), ctypes.c_void_p), len(key_label)))
+rvs.append(lib.C_OpenSession(CK(slot), CK(CKF_SERIAL_SESSION), None, None, ctypes.byref(session)))
+rvs.append(lib.C_Login(session, CK(CKU_USER), pin, CK(len(pin))))
+klass = CK(CKO_PRIVATE_KEY)
+template = (Attr * 2)(Attr(CKA_CLASS, ctypes.cast(ctypes.byref(klass), ctypes.c_void_p), ctypes.sizeof(CK)),
+                      Attr(CKA_LABEL, ctypes.cast(ctypes.c_char_p(key_label), ctypes.c_void_p), len(key_label)))
 rvs.append(lib.C_FindObjectsInit(session, template, CK(2)))
 key, found = CK(0), CK(0)
 rvs.append(lib.C_FindObjects(session, ctypes.byref(key), CK(1), ctypes.byref(found)))

@@ -19,15 +19,8 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
 import p11raw  # noqa: E402
-
-CKM_RSA_AES_KEY_WRAP = 0x1054
-CKM_SHA256, CKG_MGF1_SHA256 = 0x250, 2
-CKR_OK, CKR_KEY_UNEXTRACTABLE, CKR_BUFFER_TOO_SMALL = 0x0, 0x6A, 0x150
-CKF_SERIAL_SESSION, CKF_RW_SESSION = 0x4, 0x2
-
-
-class _Mechanism(ctypes.Structure):
-    _fields_ = [("mechanism", ctypes.c_ulong), ("pParameter", ctypes.c_void_p), ("ulParameterLen", ctypes.c_ulong)]
+from p11ctypes import CK_MECHANISM  # noqa: E402
+from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP, CKR, MGF, Mechanism, SessionFlag  # noqa: E402
 
 
 def _be(n: int) -> bytes:
@@ -65,17 +58,17 @@ def keys(token, rsa_key):
 @pytest.fixture
 def raw_session(raw, token):
     handle = ctypes.c_ulong()
-    assert raw.C_OpenSession(ctypes.c_ulong(token.slot.slot_id), CKF_SERIAL_SESSION | CKF_RW_SESSION, None, None,
-                             ctypes.byref(handle)) == CKR_OK
+    assert raw.C_OpenSession(ctypes.c_ulong(token.slot.slot_id), SessionFlag.SERIAL_SESSION | SessionFlag.RW_SESSION, None, None,
+                             ctypes.byref(handle)) == CKR.OK
     yield handle.value
     raw.C_CloseSession(handle)
 
 
 def _wrap_call(raw, session: int, wrapping: int, target: int, out: ctypes.Array | None,
                length: int = 0) -> tuple[int, int]:
-    param = p11raw.rsa_aes_key_wrap(256, CKM_SHA256, CKG_MGF1_SHA256)
+    param = p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, MGF.SHA256)
     keep = ctypes.create_string_buffer(param, len(param))
-    mech = _Mechanism(CKM_RSA_AES_KEY_WRAP, ctypes.cast(keep, ctypes.c_void_p), len(param))
+    mech = CK_MECHANISM(CKM_RSA_AES_KEY_WRAP, ctypes.cast(keep, ctypes.c_void_p), len(param))
     size = ctypes.c_ulong(length)
     rv = raw.C_WrapKey(ctypes.c_ulong(session), ctypes.byref(mech), ctypes.c_ulong(wrapping), ctypes.c_ulong(target),
                        out, ctypes.byref(size))
@@ -92,10 +85,10 @@ def _open(rsa_key: rsa.RSAPrivateKey, wrapped: bytes) -> bytes:
 def test_length_query_is_the_exact_length(raw, raw_session, keys, rsa_key) -> None:
     _session, public, target, value = keys
     rv, length = _wrap_call(raw, raw_session, public.handle, target.handle, None)
-    assert (rv, length) == (CKR_OK, 256 + 40)  # k + KWP(32 bytes) = k + 32 + 8
+    assert (rv, length) == (CKR.OK, 256 + 40)  # k + KWP(32 bytes) = k + 32 + 8
     out = ctypes.create_string_buffer(length)
     rv, written = _wrap_call(raw, raw_session, public.handle, target.handle, out, length)
-    assert (rv, written) == (CKR_OK, length)
+    assert (rv, written) == (CKR.OK, length)
     assert _open(rsa_key, out.raw[:written]) == value
 
 
@@ -106,7 +99,7 @@ def test_every_data_call_wraps_afresh(raw, raw_session, keys, rsa_key) -> None:
     outs = []
     for _ in range(2):
         out = ctypes.create_string_buffer(296)
-        assert _wrap_call(raw, raw_session, public.handle, target.handle, out, 296) == (CKR_OK, 296)
+        assert _wrap_call(raw, raw_session, public.handle, target.handle, out, 296) == (CKR.OK, 296)
         outs.append(out.raw)
     assert outs[0] != outs[1]
     assert [_open(rsa_key, o) for o in outs] == [value, value]
@@ -115,20 +108,20 @@ def test_every_data_call_wraps_afresh(raw, raw_session, keys, rsa_key) -> None:
 def test_attribute_change_between_the_calls_is_seen(raw, raw_session, keys) -> None:
     """The checks the length query passed are cached, but only while the key is unchanged."""
     _session, public, target, _value = keys
-    assert _wrap_call(raw, raw_session, public.handle, target.handle, None) == (CKR_OK, 296)
+    assert _wrap_call(raw, raw_session, public.handle, target.handle, None) == (CKR.OK, 296)
     target[Attribute.EXTRACTABLE] = False  # PKCS#11 allows TRUE -> FALSE
     out = ctypes.create_string_buffer(296)
-    assert _wrap_call(raw, raw_session, public.handle, target.handle, out, 296)[0] == CKR_KEY_UNEXTRACTABLE
-    assert _wrap_call(raw, raw_session, public.handle, target.handle, None)[0] == CKR_KEY_UNEXTRACTABLE
+    assert _wrap_call(raw, raw_session, public.handle, target.handle, out, 296)[0] == CKR.KEY_UNEXTRACTABLE
+    assert _wrap_call(raw, raw_session, public.handle, target.handle, None)[0] == CKR.KEY_UNEXTRACTABLE
 
 
 def test_short_buffer_then_the_right_one(raw, raw_session, keys, rsa_key) -> None:
     _session, public, target, value = keys
     small = ctypes.create_string_buffer(10)
-    assert _wrap_call(raw, raw_session, public.handle, target.handle, small, 10) == (CKR_BUFFER_TOO_SMALL, 296)
+    assert _wrap_call(raw, raw_session, public.handle, target.handle, small, 10) == (CKR.BUFFER_TOO_SMALL, 296)
     out = ctypes.create_string_buffer(296)
     rv, written = _wrap_call(raw, raw_session, public.handle, target.handle, out, 296)
-    assert (rv, written) == (CKR_OK, 296)
+    assert (rv, written) == (CKR.OK, 296)
     assert _open(rsa_key, out.raw) == value
 
 

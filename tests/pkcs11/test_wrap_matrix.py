@@ -23,8 +23,10 @@ from pkcs11.exceptions import KeyNotWrappable, TemplateInconsistent
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "vectors"))
 import p11raw
 
-CKM_RSA_AES_KEY_WRAP = p11raw.mechanism(0x1054, "RSA_AES_KEY_WRAP")
-CKG_MGF1_SHA1, CKG_MGF1_SHA256 = 1, 2
+from pkcs11_shim import constants
+from pkcs11_shim.constants import CKR, MGF
+
+CKM_RSA_AES_KEY_WRAP = p11raw.mechanism(constants.CKM_RSA_AES_KEY_WRAP, "RSA_AES_KEY_WRAP")
 OID_P256, OID_ED25519 = bytes.fromhex("06082a8648ce3d030107"), bytes.fromhex("06032b6570")
 UNWRAP_TEMPLATE = {Attribute.WRAP_WITH_TRUSTED: True}  # python-pkcs11 never sets it itself
 
@@ -105,10 +107,10 @@ MECHANISMS = {
     "AES_GCM": (Mechanism.AES_GCM, "aes", lambda: p11raw.gcm(bytes(range(12)), b"wrap aad", 128), True),
     "AES_CBC_PAD": (Mechanism.AES_CBC_PAD, "aes", lambda: bytes(range(16)), True),
     "RSA_PKCS": (Mechanism.RSA_PKCS, "rsa", None, False),
-    "RSA_PKCS_OAEP": (Mechanism.RSA_PKCS_OAEP, "rsa", lambda: p11raw.oaep(Mechanism.SHA256, CKG_MGF1_SHA256, b"l"),
+    "RSA_PKCS_OAEP": (Mechanism.RSA_PKCS_OAEP, "rsa", lambda: p11raw.oaep(Mechanism.SHA256, MGF.SHA256, b"l"),
                       False),
     "RSA_AES_KEY_WRAP": (CKM_RSA_AES_KEY_WRAP, "rsa",
-                         lambda: p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, CKG_MGF1_SHA256), True),
+                         lambda: p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, MGF.SHA256), True),
 }
 TARGETS = ("aes128", "aes256", "des3", "generic", "rsa", "ec", "ed25519")
 
@@ -166,7 +168,7 @@ def test_rsa_aes_key_wrap_opens_with_plain_cryptography(world, rsa_key) -> None:
     rsa_public, _ = keys["rsa"]
     target = targets["aes256"]
     wrapped = rsa_public.wrap_key(target[2], mechanism=CKM_RSA_AES_KEY_WRAP,
-                                  mechanism_param=p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, CKG_MGF1_SHA256))
+                                  mechanism_param=p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, MGF.SHA256))
     k = rsa_key.key_size // 8
     aes_key = rsa_key.decrypt(wrapped[:k], padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
     assert len(aes_key) == 32
@@ -174,7 +176,7 @@ def test_rsa_aes_key_wrap_opens_with_plain_cryptography(world, rsa_key) -> None:
     # And a private key travels as PKCS#8.
     ec_target = targets["ec"]
     wrapped = rsa_public.wrap_key(ec_target[2], mechanism=CKM_RSA_AES_KEY_WRAP,
-                                  mechanism_param=p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, CKG_MGF1_SHA256))
+                                  mechanism_param=p11raw.rsa_aes_key_wrap(256, Mechanism.SHA256, MGF.SHA256))
     aes_key = rsa_key.decrypt(wrapped[:k], padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
     private = serialization.load_der_private_key(keywrap.aes_key_unwrap_with_padding(aes_key, wrapped[k:]), None)
     assert private.private_numbers().private_value.to_bytes(32, "big") == ec_target[4]
@@ -183,7 +185,7 @@ def test_rsa_aes_key_wrap_opens_with_plain_cryptography(world, rsa_key) -> None:
 def test_wrapping_key_without_cka_wrap_is_refused(wsession, world) -> None:
     _, targets = world
     plain = _secret(wsession, KeyType.AES, bytes(16), {Attribute.WRAP: False})
-    with pytest.raises(pkcs11.exceptions.PKCS11Error, match="0x68"):  # CKR_KEY_FUNCTION_NOT_PERMITTED
+    with pytest.raises(pkcs11.exceptions.PKCS11Error, match=f"{CKR.KEY_FUNCTION_NOT_PERMITTED:#x}"):
         # python-pkcs11 offers wrap_key only on keys with CKA_WRAP: call the mixin directly.
         pkcs11._pkcs11.WrapMixin.wrap_key(plain, targets["aes128"][2], mechanism=Mechanism.AES_KEY_WRAP_KWP)
 

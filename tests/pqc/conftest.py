@@ -42,7 +42,7 @@ def session(token):
 
 @pytest.fixture(scope="session")
 def raw(lib):
-    from rawp11 import Raw
+    from p11ctypes import Raw
 
     return Raw(str(SO))
 

@@ -14,7 +14,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 from pkcs11_shim.attributes import codecs
 from pkcs11_shim.constants import CKR
-from rawp11 import P11Failed, ULONG
+from p11ctypes import P11Failed, ULONG
 
 ML_KEM_768 = 2
 TRUE, FALSE = b"\x01", b"\x00"

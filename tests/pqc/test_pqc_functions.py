@@ -12,8 +12,8 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.mechanisms import MLDSAParameterSet
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from pkcs11_shim.constants import CKR, CKS_LAST_VALIDATION_OK
-from rawp11 import P11Failed, ULONG, buffer
+from pkcs11_shim.constants import CKF_ASYNC_SESSION, CKR, CKS_LAST_VALIDATION_OK, MGF, SessionFlag
+from p11ctypes import CK_RSA_PKCS_PSS_PARAMS, P11Failed, ULONG, buffer
 
 DATA = b"verify me with the signature given first" * 3
 
@@ -55,12 +55,8 @@ def test_verify_signature_every_family(session, raw, raw_session, kind) -> None:
     assert err.value.rv == CKR.OPERATION_NOT_INITIALIZED
 
 
-class CK_RSA_PKCS_PSS_PARAMS(C.Structure):
-    _fields_ = [("hashAlg", ULONG), ("mgf", ULONG), ("sLen", ULONG)]
-
-
 def _pss() -> CK_RSA_PKCS_PSS_PARAMS:
-    return CK_RSA_PKCS_PSS_PARAMS(Mechanism.SHA256, 2, 32)  # CKG_MGF1_SHA256
+    return CK_RSA_PKCS_PSS_PARAMS(Mechanism.SHA256, MGF.SHA256, 32)
 
 
 def test_verify_signature_runs_beside_verify(session, raw, raw_session) -> None:
@@ -108,8 +104,9 @@ def test_session_validation_flags(raw, raw_session) -> None:
 def test_async_session_is_refused(raw, token) -> None:
     handle = ULONG()
     with pytest.raises(P11Failed) as err:
-        raw.call("C_OpenSession", ULONG(token.slot.slot_id), ULONG(0x4 | 0x8), None, None, C.byref(handle))
-    assert err.value.rv == CKR.SESSION_ASYNC_NOT_SUPPORTED  # CKF_SERIAL_SESSION | CKF_ASYNC_SESSION
+        raw.call("C_OpenSession", ULONG(token.slot.slot_id), ULONG(SessionFlag.SERIAL_SESSION | CKF_ASYNC_SESSION), None, None,
+                 C.byref(handle))
+    assert err.value.rv == CKR.SESSION_ASYNC_NOT_SUPPORTED
 
 
 def test_async_calls_on_a_synchronous_token(raw, raw_session) -> None:

@@ -19,7 +19,7 @@ import cryptography_vectors
 import pytest
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
-from pkcs11_shim.constants import CKH_DETERMINISTIC_REQUIRED, CKH_HEDGE_PREFERRED, CKR
+from pkcs11_shim.constants import CKA_PUBLIC_KEY_INFO, CKH_DETERMINISTIC_REQUIRED, CKH_HEDGE_PREFERRED, CKR
 
 VECTORS = Path(cryptography_vectors.__file__).parent / "asymmetric"
 #: Vectors per file: each costs a few C calls; the first ones of every file are enough to catch a
@@ -66,7 +66,7 @@ def test_ml_dsa_kat(raw, raw_session, code: int, relative: str, sig_len: int) ->
         sig = bytes.fromhex(case["sm"])[:sig_len]
         assert bytes.fromhex(case["sm"])[sig_len:] == msg  # sm = signature || message
         priv = _private(raw, raw_session, KeyType.ML_DSA, code, bytes.fromhex(case["xi"]))
-        assert raw.get(raw_session, priv, 0x129).endswith(pk), case["count"]  # CKA_PUBLIC_KEY_INFO
+        assert raw.get(raw_session, priv, CKA_PUBLIC_KEY_INFO).endswith(pk), case["count"]
         pub = _public(raw, raw_session, KeyType.ML_DSA, code, pk)
         mech = lambda: raw.mechanism(Mechanism.ML_DSA, raw.context(CKH_HEDGE_PREFERRED, ctx))  # noqa: E731
         assert raw.verify(raw_session, mech(), pub, msg, sig) == CKR.OK, case["count"]
@@ -87,7 +87,7 @@ def test_ml_kem_kat(raw, raw_session, code: int, relative: str) -> None:
     for case in read_rsp(VECTORS / relative, PER_FILE):
         pk = bytes.fromhex(case["pk"])
         priv = _private(raw, raw_session, KeyType.ML_KEM, code, bytes.fromhex(case["d"] + case["z"]))
-        assert raw.get(raw_session, priv, 0x129).endswith(pk), case["count"]
+        assert raw.get(raw_session, priv, CKA_PUBLIC_KEY_INFO).endswith(pk), case["count"]
         mech = raw.mechanism(Mechanism.ML_KEM)
         key = raw.decapsulate(raw_session, mech, priv, bytes.fromhex(case["ct"]), secret)
         assert raw.get(raw_session, key, Attribute.VALUE).hex() == case["ss"], case["count"]

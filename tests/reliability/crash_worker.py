@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ck  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import p11ctypes as ck  # noqa: E402
+from pkcs11_shim.constants import Attribute, KeyType, Mechanism, UserType  # noqa: E402
 
 SO_PIN, USER_PIN = b"12345678", b"1234"
 CARD_PIN = b"card-1234"
@@ -58,18 +60,18 @@ def _child(mode: str, fd: int, label: str | None) -> None:
             n += 1
     assert label is not None
     session = client.open(client.slot_by_label(label))
-    client.login(session, ck.CKU_USER, USER_PIN)
+    client.login(session, UserType.USER, USER_PIN)
     while True:
         name = f"k{pid}-{n}"
-        handle = client.generate_key(session, ck.CKM_GENERIC_SECRET_KEY_GEN, [
-            (ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, True), (ck.CKA_VALUE_LEN, 32),
-            (ck.CKA_KEY_TYPE, ck.CKK_GENERIC_SECRET), (ck.CKA_SIGN, True), (ck.CKA_LABEL, name)])
+        handle = client.generate_key(session, Mechanism.GENERIC_SECRET_KEY_GEN, [
+            (Attribute.TOKEN, True), (Attribute.PRIVATE, True), (Attribute.VALUE_LEN, 32),
+            (Attribute.KEY_TYPE, KeyType.GENERIC_SECRET), (Attribute.SIGN, True), (Attribute.LABEL, name)])
         _note(fd, f"gen {name} {handle}")
         if mode == "acl":
-            client.set_attributes(session, handle, [(ck.CKA_SIGN, False)])
+            client.set_attributes(session, handle, [(Attribute.SIGN, False)])
             _note(fd, f"reduced {name}")
         elif mode == "copy":
-            client.copy_object(session, handle, [(ck.CKA_LABEL, "c" + name)])
+            client.copy_object(session, handle, [(Attribute.LABEL, "c" + name)])
             _note(fd, f"copy c{name}")
         n += 1
 

@@ -1,6 +1,6 @@
 """A fuzzer for the C ABI: hypothesis builds programs (sequences of C calls with chosen handles,
 lengths, NULL pointers, malformed templates and mechanism parameters), a child process runs them
-against the .so through ctypes (ck.py), and the parent checks the outcome.
+against the .so through ctypes (tests/p11ctypes.py), and the parent checks the outcome.
 
     python fuzz_cabi.py serve                      the child: one JSON program per stdin line
     python fuzz_cabi.py run [--examples N]         a standalone run (`make fuzz`)
@@ -32,7 +32,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ck  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import p11ctypes as ck  # noqa: E402
+from pkcs11_shim.constants import (CKA_VENDOR_DEFINED, CKF_DONT_BLOCK, CKR, Attribute, KeyType, Mechanism,  # noqa: E402
+                                   ObjectClass, SessionFlag, UserType)
 
 HERE = Path(__file__).resolve().parent
 HANG_SECONDS = 30.0
@@ -43,20 +46,20 @@ MAX_SMALL = 64  # small declared lengths and counts stay well inside BUF
 HUGE_MIN = 1 << 31  # past marshal.MAX_DATA_LEN and MAX_TEMPLATE_COUNT
 ULONG_MAX = (1 << 64) - 1
 
-CKR_ARGUMENTS_BAD = 0x7
-CKR_ATTRIBUTE_SENSITIVE = 0x11
-CKF_DONT_BLOCK = 1
 #: Functions the generic action never calls: token administration (would lock the PINs the
 #: fixture needs, or re-initialise its token) and the blocking form of C_WaitForSlotEvent.
 GENERIC_EXCLUDED = {"C_InitToken", "C_InitPIN", "C_SetPIN", "C_GetFunctionList", "C_GetInterfaceList",
                     "C_GetInterface"}
 
-MECHANISMS = [ck.CKM_AES_KEY_GEN, ck.CKM_AES_ECB, ck.CKM_AES_CBC_PAD, ck.CKM_AES_CMAC, ck.CKM_AES_GCM,
-              ck.CKM_SHA256, ck.CKM_SHA256_HMAC, ck.CKM_GENERIC_SECRET_KEY_GEN, 0x1082, 0x1086, 0x2109,
-              0x0001, 0x0009, 0x000D, 0x1040, 0x1041, 0x0220, 0x1050]
-ATTRIBUTES = [ck.CKA_CLASS, ck.CKA_TOKEN, ck.CKA_PRIVATE, ck.CKA_LABEL, ck.CKA_VALUE, ck.CKA_KEY_TYPE, ck.CKA_ID,
-              ck.CKA_SENSITIVE, ck.CKA_ENCRYPT, ck.CKA_DECRYPT, ck.CKA_SIGN, ck.CKA_VERIFY, ck.CKA_VALUE_LEN,
-              ck.CKA_EXTRACTABLE, 0x40000211, 0x40000212, 0x40000600, 0x0170, 0x80000001]
+MECHANISMS = [Mechanism.AES_KEY_GEN, Mechanism.AES_ECB, Mechanism.AES_CBC_PAD, Mechanism.AES_CMAC, Mechanism.AES_GCM,
+              Mechanism.SHA256, Mechanism.SHA256_HMAC, Mechanism.GENERIC_SECRET_KEY_GEN, Mechanism.AES_CBC,
+              Mechanism.AES_CTR, Mechanism.AES_KEY_WRAP, Mechanism.RSA_PKCS, Mechanism.RSA_PKCS_OAEP, Mechanism.RSA_PKCS_PSS,
+              Mechanism.EC_KEY_PAIR_GEN, Mechanism.ECDSA, Mechanism.SHA_1, Mechanism.ECDH1_DERIVE]
+ATTRIBUTES = [Attribute.CLASS, Attribute.TOKEN, Attribute.PRIVATE, Attribute.LABEL, Attribute.VALUE, Attribute.KEY_TYPE,
+              Attribute.ID, Attribute.SENSITIVE, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN, Attribute.VERIFY,
+              Attribute.VALUE_LEN,
+              Attribute.EXTRACTABLE, Attribute.WRAP_TEMPLATE, Attribute.UNWRAP_TEMPLATE, Attribute.ALLOWED_MECHANISMS,
+              Attribute.MODIFIABLE, CKA_VENDOR_DEFINED | 1]
 
 
 def _functions() -> list[tuple[str, list[str]]]:
@@ -86,13 +89,13 @@ class Child:
     # --- state the programs start from ---------------------------------------------------------
     def ready(self) -> None:
         code = ck.raw(self.lib, "C_Initialize", None)
-        if code not in (ck.CKR_OK, ck.CKR_CRYPTOKI_ALREADY_INITIALIZED):
+        if code not in (CKR.OK, CKR.CRYPTOKI_ALREADY_INITIALIZED):
             raise RuntimeError(f"C_Initialize -> 0x{code:x}")
-        if code == ck.CKR_OK:
+        if code == CKR.OK:
             self.h.clear()
             self.relogin = True
         info = (c_ubyte * 256)()
-        if "rw" in self.h and ck.raw(self.lib, "C_GetSessionInfo", ck.CK_ULONG(self.h["rw"]), info) != ck.CKR_OK:
+        if "rw" in self.h and ck.raw(self.lib, "C_GetSessionInfo", ck.CK_ULONG(self.h["rw"]), info) != CKR.OK:
             self.h.clear()
             self.relogin = True
         c = self.client
@@ -106,11 +109,11 @@ class Child:
             self.h["closed"] = closed
         if self.relogin:
             ck.raw(self.lib, "C_Logout", ck.CK_ULONG(self.h["rw"]))
-            c.login(self.h["rw"], ck.CKU_USER, USER_PIN)
+            c.login(self.h["rw"], UserType.USER, USER_PIN)
             self.relogin = False
         s = self.h["rw"]
         for name, make in (("aes", self._make_aes), ("hmac", self._make_hmac), ("data", self._make_data)):
-            found = c.find(s, [(ck.CKA_LABEL, f"fuzz-{name}")])
+            found = c.find(s, [(Attribute.LABEL, f"fuzz-{name}")])
             self.h[name] = found[0] if found else make(s)
         if "destroyed" not in self.h:
             gone = self._make_data(s, "fuzz-gone")
@@ -125,17 +128,17 @@ class Child:
         return list(array[:count.value])
 
     def _make_aes(self, s: int) -> int:
-        return self.client.generate_key(s, ck.CKM_AES_KEY_GEN, [
-            (ck.CKA_VALUE_LEN, 16), (ck.CKA_LABEL, "fuzz-aes"), (ck.CKA_ENCRYPT, True), (ck.CKA_DECRYPT, True),
-            (ck.CKA_SIGN, True), (ck.CKA_VERIFY, True), (ck.CKA_SENSITIVE, True), (ck.CKA_EXTRACTABLE, False)])
+        return self.client.generate_key(s, Mechanism.AES_KEY_GEN, [
+            (Attribute.VALUE_LEN, 16), (Attribute.LABEL, "fuzz-aes"), (Attribute.ENCRYPT, True), (Attribute.DECRYPT, True),
+            (Attribute.SIGN, True), (Attribute.VERIFY, True), (Attribute.SENSITIVE, True), (Attribute.EXTRACTABLE, False)])
 
     def _make_hmac(self, s: int) -> int:
-        return self.client.generate_key(s, ck.CKM_GENERIC_SECRET_KEY_GEN, [
-            (ck.CKA_VALUE_LEN, 32), (ck.CKA_LABEL, "fuzz-hmac"), (ck.CKA_SIGN, True), (ck.CKA_VERIFY, True),
-            (ck.CKA_KEY_TYPE, ck.CKK_GENERIC_SECRET), (ck.CKA_SENSITIVE, True)])
+        return self.client.generate_key(s, Mechanism.GENERIC_SECRET_KEY_GEN, [
+            (Attribute.VALUE_LEN, 32), (Attribute.LABEL, "fuzz-hmac"), (Attribute.SIGN, True), (Attribute.VERIFY, True),
+            (Attribute.KEY_TYPE, KeyType.GENERIC_SECRET), (Attribute.SENSITIVE, True)])
 
     def _make_data(self, s: int, label: str = "fuzz-data") -> int:
-        t = ck.Template([(ck.CKA_CLASS, 0), (ck.CKA_LABEL, label), (ck.CKA_VALUE, b"fuzz data")])
+        t = ck.Template([(Attribute.CLASS, 0), (Attribute.LABEL, label), (Attribute.VALUE, b"fuzz data")])
         out = ck.CK_ULONG(0)
         ck.call(self.lib, "C_CreateObject", ck.CK_ULONG(s), t.array, ck.CK_ULONG(t.count), byref(out))
         return out.value
@@ -242,7 +245,7 @@ class Child:
             else:
                 array[i].pValue, array[i].ulValueLen = None, 0
         rv = self._call("C_GetAttributeValue", ck.CK_ULONG(s), array if n else None, ck.CK_ULONG(n))
-        sensitive = a["object"] in ("aes", "hmac") and ck.CKA_VALUE in a["types"]
+        sensitive = a["object"] in ("aes", "hmac") and Attribute.VALUE in a["types"]
         return [rv], bad_s or bad_o or sensitive
 
     def act_create(self, a: dict, keep: list) -> tuple[list[int], bool]:
@@ -251,7 +254,7 @@ class Child:
         out = ck.CK_ULONG(0)
         rv = self._call("C_CreateObject", ck.CK_ULONG(s), array, ck.CK_ULONG(count),
                         None if a["out_null"] else byref(out))
-        if rv == ck.CKR_OK and out.value:
+        if rv == CKR.OK and out.value:
             self._call("C_DestroyObject", ck.CK_ULONG(s), out)
         return [rv], bad_s or garbage or a["out_null"]
 
@@ -262,7 +265,7 @@ class Child:
         out = ck.CK_ULONG(0)
         rv = self._call("C_GenerateKey", ck.CK_ULONG(s), mech, array, ck.CK_ULONG(count),
                         None if a["out_null"] else byref(out))
-        if rv == ck.CKR_OK and out.value:
+        if rv == CKR.OK and out.value:
             self._call("C_DestroyObject", ck.CK_ULONG(s), out)
         return [rv], bad_s or bad_m or garbage or a["out_null"]
 
@@ -288,7 +291,7 @@ class Child:
         # The init is what the garbage is fed to; FindObjects with NULL pulCount must fail too.
         if bad_s or garbage:
             return [rv1], True
-        return [rv2], a["count_null"] or (a["out_null"] and limit > 0 and rv1 == ck.CKR_OK)
+        return [rv2], a["count_null"] or (a["out_null"] and limit > 0 and rv1 == CKR.OK)
 
     def act_crypt(self, a: dict, keep: list) -> tuple[list[int], bool]:
         s, bad_s = self.handle(a["session"])
@@ -323,7 +326,7 @@ class Child:
         if bad_s or bad_m or (bad_k and op != "digest"):
             return [rv_init], True
         uses_len_ptr = op != "verify" and not (a["update"] and op in ("sign", "digest"))
-        return [rv], rv_init == ck.CKR_OK and (bad_d or (a["len_null"] and uses_len_ptr))
+        return [rv], rv_init == CKR.OK and (bad_d or (a["len_null"] and uses_len_ptr))
 
     def act_struct_param(self, a: dict, keep: list) -> tuple[list[int], bool]:
         """C_EncryptInit with a CK_GCM_PARAMS / CK_CCM_PARAMS whose inner pointers and lengths lie."""
@@ -348,14 +351,14 @@ class Child:
                     value = st.ulIvLen * 8
                 setattr(st, name, value & ULONG_MAX)
         m = ck.CK_MECHANISM()
-        m.mechanism = ck.CKM_AES_GCM if a["kind_"] == "gcm" else 0x1088  # CKM_AES_CCM
+        m.mechanism = Mechanism.AES_GCM if a["kind_"] == "gcm" else Mechanism.AES_CCM
         m.pParameter = ctypes.cast(byref(st), c_void_p)
         # Only shorter than the struct (a longer lie would make the library read past it).
         m.ulParameterLen = max(ctypes.sizeof(st) + a["size_delta"], 0)
         garbage |= m.ulParameterLen != ctypes.sizeof(st)
         s, bad_s = self.handle(a["session"])
         rv = self._call("C_EncryptInit", ck.CK_ULONG(s), byref(m), ck.CK_ULONG(self.h.get("aes", 0)))
-        if rv == ck.CKR_OK:
+        if rv == CKR.OK:
             out = ctypes.create_string_buffer(BUF)
             self._call("C_Encrypt", ck.CK_ULONG(s), b"x" * 16, ck.CK_ULONG(16), out, byref(ck.CK_ULONG(BUF)))
             self._call("C_EncryptFinal", ck.CK_ULONG(s), out, byref(ck.CK_ULONG(BUF)))
@@ -373,10 +376,10 @@ class Child:
         slot = a["slot"] if isinstance(a["slot"], int) else self.slot
         rv = self._call("C_OpenSession", ck.CK_ULONG(slot & ULONG_MAX), ck.CK_ULONG(a["flags"] & ULONG_MAX), None,
                         None, None if a["out_null"] else byref(out))
-        if rv == ck.CKR_OK:
+        if rv == CKR.OK:
             self._call("C_CloseSession", out)
         # PKCS#11 3.0 §5.6: CKF_SERIAL_SESSION must be set; the slot must exist.
-        garbage = a["out_null"] or not a["flags"] & ck.CKF_SERIAL_SESSION or slot not in self.all_slots
+        garbage = a["out_null"] or not a["flags"] & SessionFlag.SERIAL_SESSION or slot not in self.all_slots
         return [rv], garbage
 
     def act_lifecycle(self, a: dict, keep: list) -> tuple[list[int], bool]:
@@ -394,7 +397,7 @@ class Child:
         rvs.append(self._call("C_Initialize", byref(args)))
         self.h.clear()
         self.relogin = True
-        if not (rvs[0] == ck.CKR_OK and rvs[1] == ck.CKR_CRYPTOKI_NOT_INITIALIZED and rvs[2] == CKR_ARGUMENTS_BAD):
+        if not (rvs[0] == CKR.OK and rvs[1] == CKR.CRYPTOKI_NOT_INITIALIZED and rvs[2] == CKR.ARGUMENTS_BAD):
             self.violation = f"finalize / call / malformed initialize gave {[hex(r) for r in rvs]}"
         self.ready()  # the rest of the program runs on a fresh C_Initialize
         return rvs, False
@@ -408,7 +411,7 @@ class Child:
         if a["what"] == "traceback":
             sys.stderr.write("Traceback (most recent call last):\n  (injected)\n")
             sys.stderr.flush()
-        return [ck.CKR_OK], a["what"] == "ok_on_garbage"
+        return [CKR.OK], a["what"] == "ok_on_garbage"
 
     def act_generic(self, a: dict, keep: list) -> tuple[list[int], bool]:
         """Any function with any arguments: pointers NULL or a zeroed buffer, numbers small or huge."""
@@ -471,7 +474,7 @@ def strategies() -> Any:
     session = mostly(["rw"] * 12 + ["ro"] * 3 + ["closed", "zero"], st.integers(0, ULONG_MAX))
     obj = mostly(["aes"] * 4 + ["hmac"] * 4 + ["data", "destroyed", "zero"], st.integers(0, 64))
     attr_type = mostly(ATTRIBUTES, st.integers(0, ULONG_MAX))
-    value = (st.sampled_from([b"\x01", b"\x00", (4).to_bytes(8, "little"), (0x1F).to_bytes(8, "little"),
+    value = (st.sampled_from([b"\x01", b"\x00", ObjectClass.SECRET_KEY.to_bytes(8, "little"), KeyType.AES.to_bytes(8, "little"),
                               (16).to_bytes(8, "little")]).map(bytes.hex) | small_bytes)
     attribute = st.fixed_dictionaries({"type": attr_type, "value": value, "len": length, "null": rarely})
     template = st.fixed_dictionaries({
@@ -596,10 +599,10 @@ class FuzzTarget:
         assert "setup_error" not in reply, reply
         for action, result in zip(program, reply["results"]):
             for rv in result["rvs"]:
-                assert rv != ck.CKR_GENERAL_ERROR, f"CKR_GENERAL_ERROR from {action}"
+                assert rv != CKR.GENERAL_ERROR, f"CKR_GENERAL_ERROR from {action}"
             assert result["violation"] is None, f"{result['violation']}: {action}"
             if result["must_fail"]:
-                assert ck.CKR_OK not in result["rvs"], f"CKR_OK on garbage: {action}"
+                assert CKR.OK not in result["rvs"], f"CKR_OK on garbage: {action}"
 
 
 def make_fuzz_world(kmdata: Path, env: dict[str, str]) -> None:

@@ -24,10 +24,11 @@ import time
 from ctypes import POINTER, c_void_p
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ck  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import p11ctypes as ck  # noqa: E402
+from pkcs11_shim.constants import Attribute, CKR, InitFlag, KeyType, Mechanism, UserType  # noqa: E402
 
 USER_PIN = b"1234"
-CKR_USER_ALREADY_LOGGED_IN = 0x100
 KEEP_EVERY = 4  # every 4th token key stays, so the end can check that nothing kept was lost
 
 
@@ -53,24 +54,24 @@ class AppMutexes:
         self._locks[handle] = threading.Lock()
         pp[0] = handle
         self._count("create")
-        return ck.CKR_OK
+        return CKR.OK
 
     def _destroy(self, handle: int) -> int:
         self._count("destroy")
-        return ck.CKR_OK if self._locks.pop(handle, None) is not None else 0x1A0  # CKR_MUTEX_BAD
+        return CKR.OK if self._locks.pop(handle, None) is not None else CKR.MUTEX_BAD
 
     def _lock(self, handle: int) -> int:
         self._locks[handle].acquire()
         self._count("lock")
-        return ck.CKR_OK
+        return CKR.OK
 
     def _unlock(self, handle: int) -> int:
         self._count("unlock")
         lock = self._locks[handle]
         if not lock.locked():
-            return 0x1A1  # CKR_MUTEX_NOT_LOCKED
+            return CKR.MUTEX_NOT_LOCKED
         lock.release()
-        return ck.CKR_OK
+        return CKR.OK
 
 
 def init_args(variant: str, mutexes: AppMutexes) -> ck.CK_C_INITIALIZE_ARGS | None:
@@ -78,7 +79,7 @@ def init_args(variant: str, mutexes: AppMutexes) -> ck.CK_C_INITIALIZE_ARGS | No
         return None
     args = ck.CK_C_INITIALIZE_ARGS()
     if variant == "oslocking":
-        args.flags = ck.CKF_OS_LOCKING_OK
+        args.flags = InitFlag.OS_LOCKING_OK
     elif variant == "mutex":
         args.CreateMutex, args.DestroyMutex = mutexes.create, mutexes.destroy
         args.LockMutex, args.UnlockMutex = mutexes.lock, mutexes.unlock
@@ -118,30 +119,30 @@ class Worker(threading.Thread):
         token = n % 2 == 0
         label = f"p{os.getpid()}-t{self.index}-{n}"
         if n % 3 == 0:
-            handle = c.generate_key(session, ck.CKM_GENERIC_SECRET_KEY_GEN, [
-                (ck.CKA_TOKEN, token), (ck.CKA_PRIVATE, True), (ck.CKA_VALUE_LEN, 32), (ck.CKA_SIGN, True),
-                (ck.CKA_KEY_TYPE, ck.CKK_GENERIC_SECRET), (ck.CKA_LABEL, label)])
+            handle = c.generate_key(session, Mechanism.GENERIC_SECRET_KEY_GEN, [
+                (Attribute.TOKEN, token), (Attribute.PRIVATE, True), (Attribute.VALUE_LEN, 32), (Attribute.SIGN, True),
+                (Attribute.KEY_TYPE, KeyType.GENERIC_SECRET), (Attribute.LABEL, label)])
             self.ops["create"] += 1
-            mac1 = c.sign(session, ck.CKM_SHA256_HMAC, handle, label.encode())
-            mac2 = c.sign(session, ck.CKM_SHA256_HMAC, handle, label.encode())
+            mac1 = c.sign(session, Mechanism.SHA256_HMAC, handle, label.encode())
+            mac2 = c.sign(session, Mechanism.SHA256_HMAC, handle, label.encode())
             if len(mac1) != 32 or mac1 != mac2:
                 raise AssertionError(f"{label}: HMAC is not deterministic ({mac1.hex()} / {mac2.hex()})")
         else:
-            handle = c.generate_key(session, ck.CKM_AES_KEY_GEN, [
-                (ck.CKA_TOKEN, token), (ck.CKA_PRIVATE, True), (ck.CKA_VALUE_LEN, 16), (ck.CKA_ENCRYPT, True),
-                (ck.CKA_LABEL, label)])
+            handle = c.generate_key(session, Mechanism.AES_KEY_GEN, [
+                (Attribute.TOKEN, token), (Attribute.PRIVATE, True), (Attribute.VALUE_LEN, 16), (Attribute.ENCRYPT, True),
+                (Attribute.LABEL, label)])
             self.ops["create"] += 1
             block = label.encode().ljust(16, b".")[:16]
-            out1 = c.encrypt(session, ck.CKM_AES_ECB, handle, block)
-            out2 = c.encrypt(session, ck.CKM_AES_ECB, handle, block)
+            out1 = c.encrypt(session, Mechanism.AES_ECB, handle, block)
+            out2 = c.encrypt(session, Mechanism.AES_ECB, handle, block)
             if len(out1) != 16 or out1 != out2 or out1 == block:
                 raise AssertionError(f"{label}: AES-ECB answers differ ({out1.hex()} / {out2.hex()})")
         self.ops["use"] += 2
         # No handle confusion: the handle we were given is our object, and only ours has our label.
-        got = c.get_attribute(session, handle, ck.CKA_LABEL).decode()
+        got = c.get_attribute(session, handle, Attribute.LABEL).decode()
         if got != label:
             raise AssertionError(f"handle {handle} answered label {got!r}, expected {label!r}")
-        found = c.find(session, [(ck.CKA_LABEL, label)])
+        found = c.find(session, [(Attribute.LABEL, label)])
         self.ops["find"] += 1
         if found != [handle]:
             raise AssertionError(f"{label}: find gave {found}, expected [{handle}]")
@@ -150,12 +151,12 @@ class Worker(threading.Thread):
             return
         c.destroy(session, handle)
         self.ops["destroy"] += 1
-        if c.find(session, [(ck.CKA_LABEL, label)]):
+        if c.find(session, [(Attribute.LABEL, label)]):
             raise AssertionError(f"{label}: still found after C_DestroyObject")
 
     def _check_kept(self, session: int) -> None:
         for label in self.kept:
-            found = self.client.find(session, [(ck.CKA_LABEL, label)])
+            found = self.client.find(session, [(Attribute.LABEL, label)])
             if len(found) != 1:
                 raise AssertionError(f"kept key {label}: find gave {found}")
 
@@ -171,9 +172,9 @@ def main() -> int:
         ctypes.memset(ctypes.addressof(args), 0, ctypes.sizeof(args))
     slot = client.slot_by_label(label)
     session = client.open(slot)
-    code = ck.raw(client.lib, "C_Login", ck.CK_ULONG(session), ck.CK_ULONG(ck.CKU_USER), USER_PIN,
+    code = ck.raw(client.lib, "C_Login", ck.CK_ULONG(session), ck.CK_ULONG(UserType.USER), USER_PIN,
                   ck.CK_ULONG(len(USER_PIN)))
-    if code not in (ck.CKR_OK, CKR_USER_ALREADY_LOGGED_IN):
+    if code not in (CKR.OK, CKR.USER_ALREADY_LOGGED_IN):
         raise SystemExit(f"C_Login -> 0x{code:x}")
     deadline = time.monotonic() + float(duration)
     workers = [Worker(client, slot, i, deadline) for i in range(int(threads))]

@@ -1,7 +1,7 @@
 """The operation state model (pkcs11_shim/operations.py) held against the real .so.
 
 A hypothesis RuleBasedStateMachine drives every operation kind of one session through the exported
-C symbols (ctypes, ck.py): *Init, updates, finals, single-part calls, with NULL buffers (length
+C symbols (ctypes, tests/p11ctypes.py): *Init, updates, finals, single-part calls, with NULL buffers (length
 queries), short, exact and large buffers, interleaved with calls of the other kinds, C_DigestKey,
 the dual-function calls, the 3.0 message-based calls, C_FindObjects*, C_SessionCancel and
 C_GetOperationState/C_SetOperationState. `Model` (opstate_model.py) is the specification written out: for every
@@ -34,23 +34,19 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ck  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import p11ctypes as ck  # noqa: E402
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from opstate_model import (AES_KEY, CANCEL, CBC_IV, CLASSIC, DUAL, FINAL, GCM_IV, HMAC_KEY, INIT, KINDS,  # noqa: E402
                            MECH_NUMBER, MECHS, MESSAGE, ONESHOT, TAG_LEN, UPDATE, Ended, Model, Op, Rsa, cbc,
                            dry, ecb, gcm_tag_for, mac, pkcs7, restore, snapshot, tamper)
-from pkcs11_shim.constants import (CKF_END_OF_MESSAGE, CKF_MESSAGE_ENCRYPT, CKG_NO_GENERATE, CKR,  # noqa: E402
-                                   Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass)
+from pkcs11_shim.constants import (Attribute, CKF_END_OF_MESSAGE, CKF_MESSAGE_ENCRYPT, CKG_NO_GENERATE, CKR,
+                                  KeyType, Mechanism, MechanismFlag, ObjectClass, UserType)  # noqa: E402
 
 UL = ctypes.c_ulong
 BUF = 4096
 USER_PIN = b"1234"
-
-
-class GcmMessageParams(ctypes.Structure):
-    _fields_ = [("pIv", c_void_p), ("ulIvLen", UL), ("ulIvFixedBits", UL), ("ivGenerator", UL), ("pTag", c_void_p),
-                ("ulTagBits", UL)]
 
 
 # --- the library side ----------------------------------------------------------------------------
@@ -70,7 +66,7 @@ class Library:
 
         p11cli.mktoken(self.client, "opstate")
         self.session = self.client.open(self.client.slot_by_label("opstate"))
-        self.client.login(self.session, ck.CKU_USER, USER_PIN)
+        self.client.login(self.session, UserType.USER, USER_PIN)
         self.rsa = Rsa()
         self.keys = self._make_keys()
 
@@ -392,10 +388,10 @@ class Machine:
         check_output(name, rv, out, expected_rv, result)
 
     # -- message based --
-    def _gcm_param(self, tag: bytes) -> tuple[GcmMessageParams, Any]:
+    def _gcm_param(self, tag: bytes) -> tuple[ck.CK_GCM_MESSAGE_PARAMS, Any]:
         iv = ctypes.create_string_buffer(GCM_IV, len(GCM_IV))
         tag_buf = ctypes.create_string_buffer(tag, TAG_LEN)
-        p = GcmMessageParams(ctypes.cast(iv, c_void_p), len(GCM_IV), 0, CKG_NO_GENERATE,
+        p = ck.CK_GCM_MESSAGE_PARAMS(ctypes.cast(iv, c_void_p), len(GCM_IV), 0, CKG_NO_GENERATE,
                              ctypes.cast(tag_buf, c_void_p), TAG_LEN * 8)
         return p, (iv, tag_buf)
 

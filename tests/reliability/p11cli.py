@@ -13,7 +13,9 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ck  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import p11ctypes as ck  # noqa: E402
+from pkcs11_shim.constants import Attribute, ObjectClass, TokenFlag, UserType  # noqa: E402
 
 SO_PIN, USER_PIN = b"12345678", b"1234"
 
@@ -22,7 +24,7 @@ def mktoken(client: ck.Client, label: str) -> dict:
     client.init_token(client.spare_slot(), SO_PIN, label)
     slot = client.slot_by_label(label)
     session = client.open(slot)
-    client.login(session, ck.CKU_SO, SO_PIN)
+    client.login(session, UserType.SO, SO_PIN)
     client.init_pin(session, USER_PIN)
     client.close(session)
     return {"slot": slot}
@@ -32,11 +34,11 @@ def inventory(client: ck.Client, labels: list[str]) -> dict:
     out: dict = {}
     for label in labels:
         session = client.open(client.slot_by_label(label))
-        client.login(session, ck.CKU_USER, USER_PIN)
+        client.login(session, UserType.USER, USER_PIN)
         keys = {}
-        for handle in client.find(session, [(ck.CKA_CLASS, ck.CKO_SECRET_KEY)], limit=100000):
-            name = client.get_attribute(session, handle, ck.CKA_LABEL).decode()
-            keys[name] = client.get_attribute(session, handle, ck.CKA_SIGN) == b"\x01"
+        for handle in client.find(session, [(Attribute.CLASS, ObjectClass.SECRET_KEY)], limit=100000):
+            name = client.get_attribute(session, handle, Attribute.LABEL).decode()
+            keys[name] = client.get_attribute(session, handle, Attribute.SIGN) == b"\x01"
         out[label] = keys
         client.close(session)
     return out
@@ -44,7 +46,7 @@ def inventory(client: ck.Client, labels: list[str]) -> dict:
 
 def slots(client: ck.Client) -> list[str]:
     return [client.token_info(s).label.decode().rstrip() for s in client.slots()
-            if client.token_info(s).flags & 0x400]
+            if client.token_info(s).flags & TokenFlag.TOKEN_INITIALIZED]
 
 
 def main() -> int:

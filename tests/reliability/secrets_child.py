@@ -15,12 +15,10 @@ import sys
 from ctypes import byref, c_void_p
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import ck  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import p11ctypes as ck  # noqa: E402
+from pkcs11_shim.constants import Attribute, CKR, KeyType, Mechanism, ObjectClass, UserType  # noqa: E402
 
-CKO_SECRET_KEY = 4
-CKA_WRAP, CKA_UNWRAP = 0x106, 0x107
-CKA_VALUE_LEN = 0x161
-CKM_AES_KEY_WRAP = 0x2109
 CK_UNAVAILABLE_INFORMATION = (1 << 64) - 1
 
 
@@ -34,14 +32,14 @@ def main() -> int:
     c.init_token(c.spare_slot(), so_pin, "secrets")
     slot = c.slot_by_label("secrets")
     s = c.open(slot)
-    seen["login_so_wrong"] = ck.raw(lib, "C_Login", ck.CK_ULONG(s), ck.CK_ULONG(ck.CKU_SO), wrong_pin,
+    seen["login_so_wrong"] = ck.raw(lib, "C_Login", ck.CK_ULONG(s), ck.CK_ULONG(UserType.SO), wrong_pin,
                                     ck.CK_ULONG(len(wrong_pin)))
-    c.login(s, ck.CKU_SO, so_pin)
+    c.login(s, UserType.SO, so_pin)
     c.init_pin(s, user_pin)
     ck.call(lib, "C_Logout", ck.CK_ULONG(s))
-    seen["login_user_wrong"] = ck.raw(lib, "C_Login", ck.CK_ULONG(s), ck.CK_ULONG(ck.CKU_USER), wrong_pin,
+    seen["login_user_wrong"] = ck.raw(lib, "C_Login", ck.CK_ULONG(s), ck.CK_ULONG(UserType.USER), wrong_pin,
                                       ck.CK_ULONG(len(wrong_pin)))
-    c.login(s, ck.CKU_USER, user_pin)
+    c.login(s, UserType.USER, user_pin)
     seen["setpin_wrong_old"] = ck.raw(lib, "C_SetPIN", ck.CK_ULONG(s), wrong_pin, ck.CK_ULONG(len(wrong_pin)),
                                       user_pin, ck.CK_ULONG(len(user_pin)))
 
@@ -51,40 +49,40 @@ def main() -> int:
         code = ck.raw(lib, "C_CreateObject", ck.CK_ULONG(s), t.array, ck.CK_ULONG(t.count), byref(out))
         return code, out.value
 
-    base = [(ck.CKA_CLASS, CKO_SECRET_KEY), (ck.CKA_KEY_TYPE, ck.CKK_AES), (ck.CKA_TOKEN, True),
-            (ck.CKA_PRIVATE, True)]
-    code, key = create(base + [(ck.CKA_VALUE, key_value), (ck.CKA_LABEL, "target"), (ck.CKA_SENSITIVE, True),
-                               (ck.CKA_EXTRACTABLE, True), (ck.CKA_ENCRYPT, True), (CKA_WRAP, True)])
-    assert code == ck.CKR_OK, hex(code)
-    code, wrapping = create(base + [(ck.CKA_VALUE, wrapping_value), (ck.CKA_LABEL, "kek"), (CKA_WRAP, True),
-                                    (CKA_UNWRAP, True), (ck.CKA_SENSITIVE, True), (ck.CKA_EXTRACTABLE, False)])
-    assert code == ck.CKR_OK, hex(code)
+    base = [(Attribute.CLASS, ObjectClass.SECRET_KEY), (Attribute.KEY_TYPE, KeyType.AES), (Attribute.TOKEN, True),
+            (Attribute.PRIVATE, True)]
+    code, key = create(base + [(Attribute.VALUE, key_value), (Attribute.LABEL, "target"), (Attribute.SENSITIVE, True),
+                               (Attribute.EXTRACTABLE, True), (Attribute.ENCRYPT, True), (Attribute.WRAP, True)])
+    assert code == CKR.OK, hex(code)
+    code, wrapping = create(base + [(Attribute.VALUE, wrapping_value), (Attribute.LABEL, "kek"), (Attribute.WRAP, True),
+                                    (Attribute.UNWRAP, True), (Attribute.SENSITIVE, True), (Attribute.EXTRACTABLE, False)])
+    assert code == CKR.OK, hex(code)
     # Errors whose template carries the secret: the message must not echo it.
-    seen["create_bad_length"] = create(base + [(ck.CKA_VALUE, key_value[:7])])[0]
-    seen["create_conflict"] = create(base + [(ck.CKA_VALUE, key_value), (ck.CKA_VALUE_LEN, 16)])[0]
+    seen["create_bad_length"] = create(base + [(Attribute.VALUE, key_value[:7])])[0]
+    seen["create_conflict"] = create(base + [(Attribute.VALUE, key_value), (Attribute.VALUE_LEN, 16)])[0]
 
     # Sensitive values are never readable, by any route.
-    attr = ck.CK_ATTRIBUTE(ck.CKA_VALUE, None, 0)
+    attr = ck.CK_ATTRIBUTE(Attribute.VALUE, None, 0)
     seen["get_value"] = ck.raw(lib, "C_GetAttributeValue", ck.CK_ULONG(s), ck.CK_ULONG(key), byref(attr),
                                ck.CK_ULONG(1))
     seen["get_value_len"] = attr.ulValueLen
     buf = ctypes.create_string_buffer(64)
-    attr = ck.CK_ATTRIBUTE(ck.CKA_VALUE, ctypes.cast(buf, c_void_p), 64)
+    attr = ck.CK_ATTRIBUTE(Attribute.VALUE, ctypes.cast(buf, c_void_p), 64)
     seen["get_value_buffer"] = ck.raw(lib, "C_GetAttributeValue", ck.CK_ULONG(s), ck.CK_ULONG(key), byref(attr),
                                       ck.CK_ULONG(1))
     seen["buffer_untouched"] = buf.raw == b"\0" * 64
-    t = ck.Template([(ck.CKA_SENSITIVE, False)])
+    t = ck.Template([(Attribute.SENSITIVE, False)])
     seen["unset_sensitive"] = ck.raw(lib, "C_SetAttributeValue", ck.CK_ULONG(s), ck.CK_ULONG(key), t.array,
                                      ck.CK_ULONG(1))
     copy = ck.CK_ULONG(0)
     seen["copy_unsensitive"] = ck.raw(lib, "C_CopyObject", ck.CK_ULONG(s), ck.CK_ULONG(key), t.array,
                                       ck.CK_ULONG(1), byref(copy))
-    attr = ck.CK_ATTRIBUTE(ck.CKA_VALUE, None, 0)
+    attr = ck.CK_ATTRIBUTE(Attribute.VALUE, None, 0)
     seen["get_wrapping_value"] = ck.raw(lib, "C_GetAttributeValue", ck.CK_ULONG(s), ck.CK_ULONG(wrapping),
                                         byref(attr), ck.CK_ULONG(1))
 
     # Wrapping is the one way out, and only encrypted.
-    m, _keep = ck.mechanism(CKM_AES_KEY_WRAP)
+    m, _keep = ck.mechanism(Mechanism.AES_KEY_WRAP)
     out = ctypes.create_string_buffer(256)
     length = ck.CK_ULONG(256)
     ck.call(lib, "C_WrapKey", ck.CK_ULONG(s), byref(m), ck.CK_ULONG(wrapping), ck.CK_ULONG(key), out, byref(length))

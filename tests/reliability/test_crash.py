@@ -169,12 +169,13 @@ def test_writers_never_interleave(kmdata: Path) -> None:
     counter = kmdata / "local" / paths.CHANGES_FILE
     before = int(counter.read_text())
     n = 25
-    script = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import ck\n"
+    script = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); import p11ctypes as ck\n"
+              "from pkcs11_shim.constants import Attribute, Mechanism, UserType\n"
               "c = ck.Client(ck.load()); c.initialize()\n"
-              f"s = c.open(c.slot_by_label({LABEL!r})); c.login(s, ck.CKU_USER, {USER_PIN!r}.encode())\n"
+              f"s = c.open(c.slot_by_label({LABEL!r})); c.login(s, UserType.USER, {USER_PIN!r}.encode())\n"
               f"for i in range({n}):\n"
-              "    c.generate_key(s, ck.CKM_AES_KEY_GEN, [(ck.CKA_TOKEN, True), (ck.CKA_VALUE_LEN, 16),"
-              " (ck.CKA_LABEL, sys.argv[1] + str(i))])\n"
+              "    c.generate_key(s, Mechanism.AES_KEY_GEN, [(Attribute.TOKEN, True), (Attribute.VALUE_LEN, 16),"
+              " (Attribute.LABEL, sys.argv[1] + str(i))])\n"
               "print('done', flush=True)\n")
     procs = [subprocess.Popen([PY, "-c", script, tag], env=child_env(kmdata), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for tag in ("a", "b")]

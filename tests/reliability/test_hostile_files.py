@@ -28,6 +28,7 @@ from emulator.errors import (
 from emulator.keys import Key
 from emulator.kmdata import LEDGER_FILE
 from emulator.module import Module
+from pkcs11_shim.constants import CKR
 
 SO_PIN, USER_PIN = b"so-hostile-1", b"user-hostile-1"
 CARD_PIN = b"card-pin-1"
@@ -325,10 +326,11 @@ def test_pin_counter_rollback_refused_through_the_library(tmp_path: Path) -> Non
     p11cli(kmdata, "mktoken", "victim")
     [token_file] = list((kmdata / "local").glob("softcard_*"))
     fresh = token_file.read_bytes()
-    script = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import ck\n"
+    script = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); import p11ctypes as ck\n"
+              "from pkcs11_shim.constants import UserType\n"
               "c = ck.Client(ck.load()); c.initialize(); s = c.open(c.slot_by_label('victim'))\n"
               "pins = sys.argv[1:]\n"
-              "print(' '.join(hex(ck.raw(c.lib, 'C_Login', ck.CK_ULONG(s), ck.CK_ULONG(1), p.encode(),"
+              "print(' '.join(hex(ck.raw(c.lib, 'C_Login', ck.CK_ULONG(s), ck.CK_ULONG(UserType.USER), p.encode(),"
               " ck.CK_ULONG(len(p)))) for p in pins))\n")
 
     def logins(*pins: str) -> list[int]:
@@ -336,19 +338,20 @@ def test_pin_counter_rollback_refused_through_the_library(tmp_path: Path) -> Non
                              timeout=60, check=True)
         return [int(x, 16) for x in out.stdout.split()]
 
-    assert logins("0000", "0001", "0002") == [0xA0] * 3  # CKR_PIN_INCORRECT, counted
+    assert logins("0000", "0001", "0002") == [CKR.PIN_INCORRECT] * 3  # counted
     # A running application holds a session when the older file comes back...
     log = tmp_path / "debug.log"
-    waiting = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import ck\n"
+    waiting = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); import p11ctypes as ck\n"
+               "from pkcs11_shim.constants import UserType\n"
                "c = ck.Client(ck.load()); c.initialize(); s = c.open(c.slot_by_label('victim'))\n"
                "print('open', flush=True); sys.stdin.readline()\n"
-               "print(hex(ck.raw(c.lib, 'C_Login', ck.CK_ULONG(s), ck.CK_ULONG(1), b'1234', ck.CK_ULONG(4))))\n")
+               "print(hex(ck.raw(c.lib, 'C_Login', ck.CK_ULONG(s), ck.CK_ULONG(UserType.USER), b'1234', ck.CK_ULONG(4))))\n")
     app = subprocess.Popen([PY, "-c", waiting], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                            env=child_env(kmdata, CKNFAST_DEBUG="10", CKNFAST_DEBUGFILE=str(log)))
     assert app.stdout.readline().strip() == "open"
     token_file.write_bytes(fresh)
     out, _ = app.communicate("go\n", timeout=60)
-    assert out.split() == ["0x30"]  # CKR_DEVICE_ERROR, even with the right PIN
+    assert out.split() == [f"{CKR.DEVICE_ERROR:#x}"]  # even with the right PIN
     assert ROLLBACK in log.read_text()
     # ...and a new application does not see the token at all (its file no longer authenticates as current).
     slots = p11cli(kmdata, "slots")

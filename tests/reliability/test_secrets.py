@@ -15,13 +15,11 @@ import pytest
 
 from emulator.errors import EmulatorError
 from emulator.module import Module
-from pkcs11_shim.constants import CKR
+from pkcs11_shim.constants import CKR, SessionState
 from relenv import HERE, PY, child_env
 
 SO_PIN, USER_PIN, WRONG_PIN = "SoPin-9f3a7c1e", "UsrPin-4b1e22", "WrongPin-77aa0d"
 CARD_PASSPHRASE, WRONG_PASSPHRASE = "CardPass-5d2e91", "NotThePass-0c3b"
-CKR_OK, CKR_PIN_INCORRECT, CKR_ATTRIBUTE_SENSITIVE = 0x0, 0xA0, 0x11
-CKR_ATTRIBUTE_READ_ONLY, CKR_ATTRIBUTE_VALUE_INVALID = CKR.ATTRIBUTE_READ_ONLY, CKR.ATTRIBUTE_VALUE_INVALID
 UNAVAILABLE = (1 << 64) - 1
 
 
@@ -50,7 +48,7 @@ def debug_run(kmdata: Path, tmp_path: Path) -> dict:
     # The same again under our own variable names, at DEBUG, to stderr (no file).
     env2 = child_env(kmdata, SOFTSHIELD_LOG_LEVEL="DEBUG", SOFTSHIELD_LOG_FILE=str(softshield_log))
     result2 = subprocess.run([PY, "-c", textwrap.dedent(f"""
-        import sys; sys.path.insert(0, {str(HERE)!r}); import ck
+        import sys; sys.path.insert(0, {str(HERE.parent)!r}); import p11ctypes as ck
         c = ck.Client(ck.load()); c.initialize()
         s = c.open(c.slot_by_label("secrets"))
         print(hex(ck.raw(c.lib, "C_Login", ck.CK_ULONG(s), ck.CK_ULONG(1), {WRONG_PIN!r}.encode(), ck.CK_ULONG({len(WRONG_PIN)}))))
@@ -66,7 +64,7 @@ def test_debug_log_was_really_written(debug_run: dict) -> None:
     text = debug_run["log"].read_text()
     for function in ("C_Login", "C_InitPIN", "C_CreateObject", "C_WrapKey", "C_GetAttributeValue"):
         assert function in text, function
-    assert "0xa0" in text  # the wrong PINs were logged as failures...
+    assert f"{CKR.PIN_INCORRECT:#x}" in text  # the wrong PINs were logged as failures...
     assert debug_run["softshield_log"].read_text().count("C_Login") >= 2
 
 
@@ -86,16 +84,16 @@ def test_no_pin_or_key_in_logs_output_or_kmdata(debug_run: dict) -> None:
 
 def test_sensitive_values_are_never_readable(debug_run: dict) -> None:
     seen = debug_run["seen"]
-    assert seen["login_so_wrong"] == seen["login_user_wrong"] == seen["setpin_wrong_old"] == CKR_PIN_INCORRECT
-    assert seen["get_value"] == CKR_ATTRIBUTE_SENSITIVE and seen["get_value_len"] == UNAVAILABLE
-    assert seen["get_value_buffer"] == CKR_ATTRIBUTE_SENSITIVE and seen["buffer_untouched"] is True
-    assert seen["get_wrapping_value"] == CKR_ATTRIBUTE_SENSITIVE
+    assert seen["login_so_wrong"] == seen["login_user_wrong"] == seen["setpin_wrong_old"] == CKR.PIN_INCORRECT
+    assert seen["get_value"] == CKR.ATTRIBUTE_SENSITIVE and seen["get_value_len"] == UNAVAILABLE
+    assert seen["get_value_buffer"] == CKR.ATTRIBUTE_SENSITIVE and seen["buffer_untouched"] is True
+    assert seen["get_wrapping_value"] == CKR.ATTRIBUTE_SENSITIVE
     # PKCS#11 3.0 §4.9: CKA_SENSITIVE can only go from FALSE to TRUE, on set and on copy.
-    assert seen["unset_sensitive"] == seen["copy_unsensitive"] == CKR_ATTRIBUTE_READ_ONLY
+    assert seen["unset_sensitive"] == seen["copy_unsensitive"] == CKR.ATTRIBUTE_READ_ONLY
     # An AES value of 7 bytes (§2.14: 16, 24 or 32); CKA_VALUE_LEN given to C_CreateObject (footnote 2).
-    assert seen["create_bad_length"] == CKR_ATTRIBUTE_VALUE_INVALID
-    assert seen["create_conflict"] == CKR_ATTRIBUTE_READ_ONLY
-    assert seen["wrap_self_unextractable"] == 0x6A  # CKR_KEY_UNEXTRACTABLE: CKA_EXTRACTABLE=FALSE holds
+    assert seen["create_bad_length"] == CKR.ATTRIBUTE_VALUE_INVALID
+    assert seen["create_conflict"] == CKR.ATTRIBUTE_READ_ONLY
+    assert seen["wrap_self_unextractable"] == CKR.KEY_UNEXTRACTABLE  # CKA_EXTRACTABLE=FALSE holds
     # The one way out is encrypted: the wrapped bytes are not the key (RFC 3394 adds 8 bytes).
     wrapped = bytes.fromhex(seen["wrapped"])
     assert len(wrapped) == 40 and debug_run["key"] not in wrapped
@@ -132,11 +130,12 @@ def test_emulator_errors_and_reprs_carry_no_secret(tmp_path: Path, monkeypatch: 
 FORK_SCRIPT = """
 import json, os, sys
 sys.path.insert(0, {here!r})
-import ck
+import p11ctypes as ck
+from pkcs11_shim.constants import Attribute, Mechanism, UserType
 from ctypes import byref, c_ubyte
 lib = ck.load(); c = ck.Client(lib); c.initialize()
 slot = c.slot_by_label("forked")
-s = c.open(slot); c.login(s, ck.CKU_USER, b"1234")
+s = c.open(slot); c.login(s, UserType.USER, b"1234")
 info = (c_ubyte * 64)()
 r, w = os.pipe()
 pid = os.fork()
@@ -153,14 +152,14 @@ if pid == 0:
     state = sinfo()
     ck.call(lib, "C_GetSessionInfo", ck.CK_ULONG(fresh), state)
     out["fresh_state"] = state[1]  # CK_SESSION_INFO.state: 2 = CKS_RW_PUBLIC_SESSION, 3 = RW_USER
-    out["private_visible"] = len(c.find(fresh, [(ck.CKA_LABEL, "parent-secret")]))
+    out["private_visible"] = len(c.find(fresh, [(Attribute.LABEL, "parent-secret")]))
     os.write(w, json.dumps(out).encode()); os._exit(0)
 os.close(w)
 _, status = os.waitpid(pid, 0)
 child = json.loads(os.read(r, 65536))
 # The parent's session is untouched by the child's life.
 ck.call(lib, "C_GetSessionInfo", ck.CK_ULONG(s), info)
-parent_found = len(c.find(s, [(ck.CKA_LABEL, "parent-secret")]))
+parent_found = len(c.find(s, [(Attribute.LABEL, "parent-secret")]))
 print(json.dumps({{"child": child, "status": status, "parent_found": parent_found}}))
 """
 
@@ -169,22 +168,23 @@ def test_forked_child_gets_no_parent_state(kmdata: Path) -> None:
     from relenv import p11cli
 
     p11cli(kmdata, "mktoken", "forked")
-    setup = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import ck\n"
+    setup = (f"import sys; sys.path.insert(0, {str(HERE.parent)!r}); import p11ctypes as ck\n"
+             "from pkcs11_shim.constants import Attribute, Mechanism, UserType\n"
              "c = ck.Client(ck.load()); c.initialize(); s = c.open(c.slot_by_label('forked'))\n"
-             "c.login(s, ck.CKU_USER, b'1234')\n"
-             "c.generate_key(s, ck.CKM_AES_KEY_GEN, [(ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, True),"
-             " (ck.CKA_VALUE_LEN, 16), (ck.CKA_LABEL, 'parent-secret')]); c.finalize()\n")
+             "c.login(s, UserType.USER, b'1234')\n"
+             "c.generate_key(s, Mechanism.AES_KEY_GEN, [(Attribute.TOKEN, True), (Attribute.PRIVATE, True),"
+             " (Attribute.VALUE_LEN, 16), (Attribute.LABEL, 'parent-secret')]); c.finalize()\n")
     subprocess.run([PY, "-c", setup], env=child_env(kmdata), check=True, timeout=60)
-    result = subprocess.run([PY, "-c", FORK_SCRIPT.format(here=str(HERE))], env=child_env(kmdata),
+    result = subprocess.run([PY, "-c", FORK_SCRIPT.format(here=str(HERE.parent))], env=child_env(kmdata),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout.strip().splitlines()[-1])
     child = out["child"]
     assert out["status"] == 0
-    not_initialized = 0x190
+    not_initialized = CKR.CRYPTOKI_NOT_INITIALIZED
     assert child["get_info"] == child["session_info"] == child["open"] == child["find_init"] == not_initialized
-    assert child["initialize"] == CKR_OK
-    assert child["parent_session_after_init"] == 0xB3  # CKR_SESSION_HANDLE_INVALID
-    assert child["fresh_state"] == 2  # CKS_RW_PUBLIC_SESSION: the parent's login did not carry over
+    assert child["initialize"] == CKR.OK
+    assert child["parent_session_after_init"] == CKR.SESSION_HANDLE_INVALID
+    assert child["fresh_state"] == SessionState.RW_PUBLIC_SESSION  # the parent's login did not carry over
     assert child["private_visible"] == 0
     assert out["parent_found"] == 1

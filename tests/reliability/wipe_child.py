@@ -17,12 +17,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parents[1]))
-import ck  # noqa: E402
+import p11ctypes as ck  # noqa: E402
 
 from emulator.crypto import material, pinkdf  # noqa: E402
+from pkcs11_shim.constants import Attribute, KeyType, ObjectClass, UserType  # noqa: E402
 
-CKO_SECRET_KEY = 4
 
 
 def main() -> int:
@@ -43,17 +44,17 @@ def main() -> int:
     c.initialize()
     c.init_token(c.spare_slot(), so_pin, "wipe")
     s = c.open(c.slot_by_label("wipe"))
-    c.login(s, ck.CKU_SO, so_pin)
+    c.login(s, UserType.SO, so_pin)
     c.init_pin(s, user_pin)
     ck.call(lib, "C_Logout", ck.CK_ULONG(s))
     kdf_pins.clear()
-    c.login(s, ck.CKU_USER, user_pin)
+    c.login(s, UserType.USER, user_pin)
     gc.collect()
     ids = dict(finalized)
     login = [{"type": kind, "len": n, "zeroed": ids.get(pin_id) == bytes(n)} for pin_id, kind, n in kdf_pins]
 
-    t = ck.Template([(ck.CKA_CLASS, CKO_SECRET_KEY), (ck.CKA_KEY_TYPE, ck.CKK_AES), (ck.CKA_TOKEN, False),
-                     (ck.CKA_VALUE, key_value), (ck.CKA_ENCRYPT, True)])
+    t = ck.Template([(Attribute.CLASS, ObjectClass.SECRET_KEY), (Attribute.KEY_TYPE, KeyType.AES), (Attribute.TOKEN, False),
+                     (Attribute.VALUE, key_value), (Attribute.ENCRYPT, True)])
     handle = ck.CK_ULONG(0)
     ck.call(lib, "C_CreateObject", ck.CK_ULONG(s), t.array, ck.CK_ULONG(t.count), byref(handle))
     holders = [o for o in gc.get_objects() if isinstance(o, material.SecretMaterial) and o.value == key_value]

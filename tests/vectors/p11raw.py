@@ -7,7 +7,13 @@ from __future__ import annotations
 import ctypes
 from typing import Any
 
+from p11ctypes import (CK_ATTRIBUTE, CK_CCM_PARAMS, CK_EDDSA_PARAMS, CK_GCM_PARAMS, CK_HKDF_PARAMS,
+                       CK_KEY_DERIVATION_STRING_DATA, CK_PKCS5_PBKD2_PARAMS2, CK_PRF_DATA_PARAM,
+                       CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS, CK_RSA_PKCS_PSS_PARAMS,
+                       CK_SP800_108_KDF_PARAMS)
 from pkcs11 import KeyType, Mechanism
+
+from pkcs11_shim.constants import CKZ_DATA_SPECIFIED, CKZ_SALT_SPECIFIED
 
 _KEEP: list[Any] = []
 ULONG, BYTE_P, VOID_P = ctypes.c_ulong, ctypes.c_char_p, ctypes.c_void_p
@@ -46,76 +52,16 @@ def _pack(struct: ctypes.Structure) -> bytes:
     return bytes(struct)
 
 
-class GcmParams(ctypes.Structure):
-    _fields_ = [("pIv", VOID_P), ("ulIvLen", ULONG), ("ulIvBits", ULONG), ("pAAD", VOID_P), ("ulAADLen", ULONG),
-                ("ulTagBits", ULONG)]
-
-
-class CcmParams(ctypes.Structure):
-    _fields_ = [("ulDataLen", ULONG), ("pNonce", VOID_P), ("ulNonceLen", ULONG), ("pAAD", VOID_P),
-                ("ulAADLen", ULONG), ("ulMACLen", ULONG)]
-
-
-class OaepParams(ctypes.Structure):
-    _fields_ = [("hashAlg", ULONG), ("mgf", ULONG), ("source", ULONG), ("pSourceData", VOID_P),
-                ("ulSourceDataLen", ULONG)]
-
-
-class PssParams(ctypes.Structure):
-    _fields_ = [("hashAlg", ULONG), ("mgf", ULONG), ("sLen", ULONG)]
-
-
-class RsaAesKeyWrapParams(ctypes.Structure):
-    _fields_ = [("ulAESKeyBits", ULONG), ("pOAEPParams", ctypes.POINTER(OaepParams))]
-
-
-class EddsaParams(ctypes.Structure):
-    _fields_ = [("phFlag", ctypes.c_ubyte), ("ulContextDataLen", ULONG), ("pContextData", VOID_P)]
-
-
-class HkdfParams(ctypes.Structure):
-    _fields_ = [("bExtract", ctypes.c_ubyte), ("bExpand", ctypes.c_ubyte), ("prfHashMechanism", ULONG),
-                ("ulSaltType", ULONG), ("pSalt", VOID_P), ("ulSaltLen", ULONG), ("hSaltKey", ULONG),
-                ("pInfo", VOID_P), ("ulInfoLen", ULONG)]
-
-
-class PrfDataParam(ctypes.Structure):
-    _fields_ = [("type", ULONG), ("pValue", VOID_P), ("ulValueLen", ULONG)]
-
-
-class CounterFormat(ctypes.Structure):
-    _fields_ = [("bLittleEndian", ctypes.c_ubyte), ("ulWidthInBits", ULONG)]
-
-
-class DkmLengthFormat(ctypes.Structure):
-    _fields_ = [("dkmLengthMethod", ULONG), ("bLittleEndian", ctypes.c_ubyte), ("ulWidthInBits", ULONG)]
-
-
-class Sp800108Params(ctypes.Structure):
-    _fields_ = [("prfType", ULONG), ("ulNumberOfDataParams", ULONG), ("pDataParams", ctypes.POINTER(PrfDataParam)),
-                ("ulAdditionalDerivedKeys", ULONG), ("pAdditionalDerivedKeys", VOID_P)]
-
-
-class Pbkd2Params2(ctypes.Structure):
-    _fields_ = [("saltSource", ULONG), ("pSaltSourceData", VOID_P), ("ulSaltSourceDataLen", ULONG),
-                ("iterations", ULONG), ("prf", ULONG), ("pPrfData", VOID_P), ("ulPrfDataLen", ULONG),
-                ("pPassword", VOID_P), ("ulPasswordLen", ULONG)]
-
-
-class KeyDerivationStringData(ctypes.Structure):
-    _fields_ = [("pData", VOID_P), ("ulLen", ULONG)]
-
-
 def gcm(iv: bytes, aad: bytes, tag_bits: int) -> bytes:
-    return _pack(GcmParams(buf(iv), len(iv), 8 * len(iv), buf(aad), len(aad), tag_bits))
+    return _pack(CK_GCM_PARAMS(buf(iv), len(iv), 8 * len(iv), buf(aad), len(aad), tag_bits))
 
 
 def ccm(data_len: int, nonce: bytes, aad: bytes, mac_len: int) -> bytes:
-    return _pack(CcmParams(data_len, buf(nonce), len(nonce), buf(aad), len(aad), mac_len))
+    return _pack(CK_CCM_PARAMS(data_len, buf(nonce), len(nonce), buf(aad), len(aad), mac_len))
 
 
-def oaep_struct(hash_alg: int, mgf: int, label: bytes = b"") -> OaepParams:
-    s = OaepParams(hash_alg, mgf, 1, buf(label), len(label))  # CKZ_DATA_SPECIFIED
+def oaep_struct(hash_alg: int, mgf: int, label: bytes = b"") -> CK_RSA_PKCS_OAEP_PARAMS:
+    s = CK_RSA_PKCS_OAEP_PARAMS(hash_alg, mgf, CKZ_DATA_SPECIFIED, buf(label), len(label))
     _KEEP.append(s)
     return s
 
@@ -125,50 +71,48 @@ def oaep(hash_alg: int, mgf: int, label: bytes = b"") -> bytes:
 
 
 def pss(hash_alg: int, mgf: int, salt_len: int) -> bytes:
-    return _pack(PssParams(hash_alg, mgf, salt_len))
+    return _pack(CK_RSA_PKCS_PSS_PARAMS(hash_alg, mgf, salt_len))
 
 
 def rsa_aes_key_wrap(aes_bits: int, hash_alg: int, mgf: int, label: bytes = b"") -> bytes:
-    return _pack(RsaAesKeyWrapParams(aes_bits, ctypes.pointer(oaep_struct(hash_alg, mgf, label))))
+    return _pack(CK_RSA_AES_KEY_WRAP_PARAMS(aes_bits, ctypes.pointer(oaep_struct(hash_alg, mgf, label))))
 
 
 def eddsa(prehash: bool, context: bytes) -> bytes:
-    return _pack(EddsaParams(int(prehash), len(context), buf(context)))
+    return _pack(CK_EDDSA_PARAMS(int(prehash), len(context), buf(context)))
 
 
 def hkdf(extract: bool, expand: bool, prf_hash: int, salt_type: int, salt: bytes = b"", salt_key: int = 0,
          info: bytes = b"") -> bytes:
-    return _pack(HkdfParams(int(extract), int(expand), prf_hash, salt_type, buf(salt), len(salt), salt_key,
+    return _pack(CK_HKDF_PARAMS(int(extract), int(expand), prf_hash, salt_type, buf(salt), len(salt), salt_key,
                             buf(info), len(info)))
 
 
 def sp800_108(prf: int, items: list[tuple[int, Any]]) -> bytes:
-    """items: (CK_PRF_DATA_TYPE, value) with value a CounterFormat/DkmLengthFormat or bytes."""
-    array = (PrfDataParam * len(items))()
+    """items: (CK_PRF_DATA_TYPE, value) with value bytes or a p11ctypes.CK_SP800_108_COUNTER_FORMAT /
+    CK_SP800_108_DKM_LENGTH_FORMAT."""
+    array = (CK_PRF_DATA_PARAM * len(items))()
     for i, (kind, value) in enumerate(items):
         if isinstance(value, bytes):
-            array[i] = PrfDataParam(kind, buf(value), len(value))
+            array[i] = CK_PRF_DATA_PARAM(kind, buf(value), len(value))
         else:
             _KEEP.append(value)
-            array[i] = PrfDataParam(kind, ctypes.cast(ctypes.pointer(value), VOID_P), ctypes.sizeof(value))
+            array[i] = CK_PRF_DATA_PARAM(kind, ctypes.cast(ctypes.pointer(value), VOID_P), ctypes.sizeof(value))
     _KEEP.append(array)
-    return _pack(Sp800108Params(prf, len(items), ctypes.cast(array, ctypes.POINTER(PrfDataParam)), 0, None))
+    return _pack(CK_SP800_108_KDF_PARAMS(prf, len(items), ctypes.cast(array, ctypes.POINTER(CK_PRF_DATA_PARAM)), 0, None))
 
 
 def pbkd2(password: bytes, salt: bytes, iterations: int, prf: int) -> bytes:
-    return _pack(Pbkd2Params2(1, buf(salt), len(salt), iterations, prf, None, 0, buf(password), len(password)))
+    return _pack(CK_PKCS5_PBKD2_PARAMS2(CKZ_SALT_SPECIFIED, buf(salt), len(salt), iterations, prf, None, 0, buf(password),
+                                       len(password)))
 
 
 def derivation_string(data: bytes) -> bytes:
-    return _pack(KeyDerivationStringData(buf(data), len(data)))
+    return _pack(CK_KEY_DERIVATION_STRING_DATA(buf(data), len(data)))
 
 
 def ulong(value: int) -> bytes:
     return bytes(ULONG(value))
-
-
-class CkAttribute(ctypes.Structure):
-    _fields_ = [("type", ULONG), ("pValue", VOID_P), ("ulValueLen", ULONG)]
 
 
 def template_mapper() -> Any:
@@ -190,10 +134,10 @@ def template_mapper() -> Any:
     mapper = Mapper()
 
     def pack(template: dict) -> bytes:
-        array = (CkAttribute * len(template))()
+        array = (CK_ATTRIBUTE * len(template))()
         for i, (attr, value) in enumerate(template.items()):
             raw = mapper.pack_attribute(attr, value)
-            array[i] = CkAttribute(int(attr), buf(raw), len(raw))
+            array[i] = CK_ATTRIBUTE(int(attr), buf(raw), len(raw))
         _KEEP.append(array)
         return bytes(array)
 

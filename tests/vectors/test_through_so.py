@@ -23,10 +23,14 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 from pkcs11.exceptions import MechanismParamInvalid
 from vectorfiles import lines, nist_records, pkcs1_vectors, sample, unhex
 
-CKK_AES_XTS = p11raw.key_type(0x35, "AES_XTS")
-CKM_AES_XTS = p11raw.mechanism(0x1071, "AES_XTS")
-CKM_HKDF_DERIVE = p11raw.mechanism(0x402A, "HKDF_DERIVE")
-CKM_SP800_108_COUNTER_KDF = p11raw.mechanism(0x3AC, "SP800_108_COUNTER_KDF")
+from p11ctypes import CK_ATTRIBUTE, CK_MECHANISM, CK_SP800_108_COUNTER_FORMAT
+from pkcs11_shim import constants
+from pkcs11_shim.constants import CKR
+
+CKK_AES_XTS = p11raw.key_type(constants.CKK_AES_XTS, "AES_XTS")
+CKM_AES_XTS = p11raw.mechanism(constants.CKM_AES_XTS, "AES_XTS")
+CKM_HKDF_DERIVE = p11raw.mechanism(constants.CKM_HKDF_DERIVE, "HKDF_DERIVE")
+CKM_SP800_108_COUNTER_KDF = p11raw.mechanism(constants.CKM_SP800_108_COUNTER_KDF, "SP800_108_COUNTER_KDF")
 OID_ED25519, OID_ED448 = bytes.fromhex("06032b6570"), bytes.fromhex("06032b6571")
 EC_OIDS = {"P-256": bytes.fromhex("06082a8648ce3d030107"), "P-384": bytes.fromhex("06052b81040022"),
            "P-521": bytes.fromhex("06052b81040023")}
@@ -360,25 +364,21 @@ def _hkdf() -> list:
 HKDF_HASHES = {"SHA-1": Mechanism.SHA_1, "SHA-256": Mechanism.SHA256}
 
 
-class _Mech(ctypes.Structure):
-    _fields_ = [("mechanism", ctypes.c_ulong), ("pParameter", ctypes.c_void_p), ("ulParameterLen", ctypes.c_ulong)]
-
-
 def _hkdf_data(session, base, param: bytes, length: int) -> bytes:
     """CKM_HKDF_DATA makes a CKO_DATA object; python-pkcs11's derive_key adds key attributes to the
     template, so C_DeriveKey is called with ctypes (class, token, value length only)."""
     so = ctypes.CDLL(str(p11env.SO))
     raw = ctypes.create_string_buffer(param, len(param))
     cls, token, value_len = ctypes.c_ulong(ObjectClass.DATA), ctypes.c_ubyte(0), ctypes.c_ulong(length)
-    attr = p11raw.CkAttribute
+    attr = CK_ATTRIBUTE
     template = (attr * 3)(attr(Attribute.CLASS, ctypes.cast(ctypes.byref(cls), ctypes.c_void_p), 8),
                           attr(Attribute.TOKEN, ctypes.cast(ctypes.byref(token), ctypes.c_void_p), 1),
                           attr(Attribute.VALUE_LEN, ctypes.cast(ctypes.byref(value_len), ctypes.c_void_p), 8))
     handle = ctypes.c_ulong(0)
-    mech = _Mech(0x402B, ctypes.cast(raw, ctypes.c_void_p), len(param))
+    mech = CK_MECHANISM(constants.CKM_HKDF_DATA, ctypes.cast(raw, ctypes.c_void_p), len(param))
     rv = so.C_DeriveKey(ctypes.c_ulong(session.handle), ctypes.byref(mech), ctypes.c_ulong(base.handle),
                         ctypes.cast(template, ctypes.c_void_p), ctypes.c_ulong(3), ctypes.byref(handle))
-    assert rv == 0
+    assert rv == CKR.OK
     (obj,) = [o for o in session.get_objects({Attribute.CLASS: ObjectClass.DATA}) if o.handle == handle.value]
     value = obj[Attribute.VALUE]
     obj.destroy()
@@ -391,7 +391,7 @@ def test_hkdf(session, vector: dict) -> None:
     ikm, salt, info = unhex(vector["IKM"]), unhex(vector["salt"]), unhex(vector["info"])
     base = _secret(session, KeyType.GENERIC_SECRET, ikm)
     length = int(vector["L"])
-    salt_type = 0x2 if salt else 0x1  # CKF_HKDF_SALT_DATA / _NULL
+    salt_type = constants.CKF_HKDF_SALT_DATA if salt else constants.CKF_HKDF_SALT_NULL
     param = p11raw.hkdf(True, True, prf, salt_type, salt, 0, info)
     assert _derived_value(base, CKM_HKDF_DERIVE, param, length) == unhex(vector["OKM"])
     assert _hkdf_data(session, base, param, length) == unhex(vector["OKM"])  # CKM_HKDF_DATA
@@ -403,7 +403,7 @@ def test_hkdf(session, vector: dict) -> None:
         == unhex(vector["OKM"])
     if salt:  # the same salt as a key (CKF_HKDF_SALT_KEY)
         salt_key = _secret(session, KeyType.GENERIC_SECRET, salt)
-        param = p11raw.hkdf(True, True, prf, 0x4, b"", salt_key.handle, info)
+        param = p11raw.hkdf(True, True, prf, constants.CKF_HKDF_SALT_KEY, b"", salt_key.handle, info)
         assert _derived_value(base, CKM_HKDF_DERIVE, param, length) == unhex(vector["OKM"])
 
 
@@ -425,8 +425,9 @@ def test_kbkdf_counter(session, vector: dict) -> None:
     prf = KBKDF_PRFS[vector["PRF"]]
     ki = unhex(vector["KI"])
     base = _aes(session, ki) if prf == Mechanism.AES_CMAC else _secret(session, KeyType.GENERIC_SECRET, ki)
-    counter = (0x1, p11raw.CounterFormat(0, int(vector["RLEN"].split("_")[0])))  # ITERATION_VARIABLE
-    fixed = (0x4, unhex(vector["FixedInputData"]))  # BYTE_ARRAY
+    width = int(vector["RLEN"].split("_")[0])
+    counter = (constants.CK_SP800_108_ITERATION_VARIABLE, CK_SP800_108_COUNTER_FORMAT(0, width))
+    fixed = (constants.CK_SP800_108_BYTE_ARRAY, unhex(vector["FixedInputData"]))
     items = [counter, fixed] if vector["CTRLOCATION"] == "BEFORE_FIXED" else [fixed, counter]
     length = int(vector["L"]) // 8
     assert _derived_value(base, CKM_SP800_108_COUNTER_KDF, p11raw.sp800_108(prf, items), length) == unhex(vector["KO"])
@@ -441,7 +442,7 @@ def _pbkdf2() -> list:
 def test_pbkdf2(session, vector: dict) -> None:
     password, salt = vector["PASSWORD"].encode().replace(b"\\0", b"\0"), vector["SALT"].encode().replace(b"\\0", b"\0")
     length = int(vector["LENGTH"])
-    param = p11raw.pbkd2(password, salt, int(vector["ITERATIONS"]), 0x1)  # CKP_PKCS5_PBKD2_HMAC_SHA1
+    param = p11raw.pbkd2(password, salt, int(vector["ITERATIONS"]), constants.CKP_PKCS5_PBKD2_HMAC_SHA1)
     key = session.generate_key(KeyType.GENERIC_SECRET, 8 * length, mechanism=Mechanism.PKCS5_PBKD2,
                                mechanism_param=param,
                                template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True,

@@ -10,13 +10,11 @@ import sys
 from ctypes import byref
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "reliability"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ck  # noqa: E402
+import p11ctypes as ck  # noqa: E402
+from pkcs11_shim.constants import CKR, Attribute, KeyType, Mechanism, ObjectClass, UserType  # noqa: E402
 
-CKO_PUBLIC_KEY, CKO_PRIVATE_KEY = 2, 3
-CKA_MODULUS, CKA_PUBLIC_EXPONENT = 0x120, 0x122
-CKM_SHA256_RSA_PKCS = 0x40
 U = ck.CK_ULONG
 
 
@@ -32,27 +30,28 @@ def labels(c: ck.Client) -> list[str]:
 
 def login_begin(c: ck.Client, s: int) -> tuple[int, int]:
     k, n = U(), U()
-    ck.call(c.lib, "C_LoginBegin", U(s), U(ck.CKU_USER), byref(k), byref(n))
+    ck.call(c.lib, "C_LoginBegin", U(s), U(UserType.USER), byref(k), byref(n))
     return k.value, n.value
 
 
 def login_next(c: ck.Client, s: int, pin: bytes) -> int:
     """Shares still needed; raises ck.CkError with the CKR on failure."""
     left = U()
-    ck.call(c.lib, "C_LoginNext", U(s), U(ck.CKU_USER), pin, U(len(pin)), byref(left))
+    ck.call(c.lib, "C_LoginNext", U(s), U(UserType.USER), pin, U(len(pin)), byref(left))
     return left.value
 
 
 def login_end(c: ck.Client, s: int) -> None:
-    ck.call(c.lib, "C_LoginEnd", U(s), U(ck.CKU_USER))
+    ck.call(c.lib, "C_LoginEnd", U(s), U(UserType.USER))
 
 
 def login_rv(c: ck.Client, s: int, pin: bytes) -> int:
-    return ck.raw(c.lib, "C_Login", U(s), U(ck.CKU_USER), pin, U(len(pin)))
+    return ck.raw(c.lib, "C_Login", U(s), U(UserType.USER), pin, U(len(pin)))
 
 
 def private_labels(c: ck.Client, s: int) -> list[str]:
-    return [c.get_attribute(s, h, ck.CKA_LABEL).decode() for h in c.find(s, [(ck.CKA_CLASS, CKO_PRIVATE_KEY)])]
+    return [c.get_attribute(s, h, Attribute.LABEL).decode()
+            for h in c.find(s, [(Attribute.CLASS, ObjectClass.PRIVATE_KEY)])]
 
 
 def sign_verifies(c: ck.Client, s: int, label: str) -> bool:
@@ -60,12 +59,12 @@ def sign_verifies(c: ck.Client, s: int, label: str) -> bool:
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-    [priv] = c.find(s, [(ck.CKA_CLASS, CKO_PRIVATE_KEY), (ck.CKA_LABEL, label)])
-    [pub] = c.find(s, [(ck.CKA_CLASS, CKO_PUBLIC_KEY), (ck.CKA_LABEL, label)])
-    n = int.from_bytes(c.get_attribute(s, pub, CKA_MODULUS), "big")
-    e = int.from_bytes(c.get_attribute(s, pub, CKA_PUBLIC_EXPONENT), "big")
+    [priv] = c.find(s, [(Attribute.CLASS, ObjectClass.PRIVATE_KEY), (Attribute.LABEL, label)])
+    [pub] = c.find(s, [(Attribute.CLASS, ObjectClass.PUBLIC_KEY), (Attribute.LABEL, label)])
+    n = int.from_bytes(c.get_attribute(s, pub, Attribute.MODULUS), "big")
+    e = int.from_bytes(c.get_attribute(s, pub, Attribute.PUBLIC_EXPONENT), "big")
     data = b"signed inside the card set's slot"
-    sig = c.sign(s, CKM_SHA256_RSA_PKCS, priv, data)
+    sig = c.sign(s, Mechanism.SHA256_RSA_PKCS, priv, data)
     rsa.RSAPublicNumbers(e, n).public_key().verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
     return True
 
@@ -79,8 +78,9 @@ def error_code(fn, *args) -> int:
         fn(*args)
     except ck.CkError as exc:
         return exc.code
-    return ck.CKR_OK
+    return CKR.OK
 
 
 __all__ = ["ck", "client", "labels", "login_begin", "login_next", "login_end", "login_rv", "private_labels",
-           "sign_verifies", "emit", "error_code", "ctypes"]
+           "sign_verifies", "emit", "error_code", "ctypes", "CKR", "Attribute", "KeyType", "Mechanism", "ObjectClass",
+           "UserType"]

@@ -9,7 +9,7 @@ import pytest
 
 from worldenv import World, python_child
 
-from pkcs11_shim.constants import CKR
+from pkcs11_shim.constants import CKR, SlotFlag
 
 ACC = "loadshared accelerator"
 
@@ -36,11 +36,8 @@ emit({'labels': [c.token_info(s).label.decode().rstrip() for s in slots],
       'flags': {c.token_info(s).label.decode().rstrip(): slot_flags(c, s) for s in slots}})
 """
 SLOT_FLAGS = """
-class SlotInfo(ck.ctypes.Structure):
-    _fields_ = [('d', ck.ctypes.c_char * 64), ('m', ck.ctypes.c_char * 32), ('flags', ck.CK_ULONG),
-                ('hw', ck.CK_VERSION), ('fw', ck.CK_VERSION)]
 def slot_flags(c, s):
-    info = SlotInfo()
+    info = ck.CK_SLOT_INFO()
     ck.call(c.lib, 'C_GetSlotInfo', ck.CK_ULONG(s), ck.ctypes.byref(info))
     return info.flags
 """
@@ -54,13 +51,13 @@ def test_default_is_load_sharing(world):
     doc = listing(world)
     assert doc["labels"][0] == ACC
     assert {"ops", "sc1"} <= set(doc["labels"])
-    assert doc["flags"]["ops"] & 0x2 == 0  # CKF_REMOVABLE_DEVICE: a virtual, always-present slot
+    assert doc["flags"]["ops"] & SlotFlag.REMOVABLE_DEVICE == 0  # a virtual, always-present slot
 
 
 def test_loadsharing_off_shows_the_card_reader_only(world):
     doc = listing(world, {"CKNFAST_LOADSHARING": "0"})
     assert doc["labels"] == [ACC, "ops"]  # no softcard, no spare C_InitToken slot
-    assert doc["flags"]["ops"] & 0x2  # removable: the card in the reader
+    assert doc["flags"]["ops"] & SlotFlag.REMOVABLE_DEVICE  # the card in the reader
     assert listing(world, {"CKNFAST_LOADSHARING": "1"})["labels"] == listing(world)["labels"]
 
 
@@ -113,7 +110,7 @@ def test_debug_and_debugfile(world, tmp_path):
     log = tmp_path / "ck.log"
     child(world, "emit({'n': len(c.slots())})", {"CKNFAST_DEBUG": "10", "CKNFAST_DEBUGFILE": str(log)})
     text = log.read_text()
-    assert "pkcs11: DEBUG C_GetSlotList -> 0x0" in text
+    assert f"pkcs11: DEBUG C_GetSlotList -> {CKR.OK:#x}" in text
     quiet = tmp_path / "quiet.log"
     child(world, "emit({'n': len(c.slots())})", {"CKNFAST_DEBUGFILE": str(quiet)})
     assert not quiet.exists() or "C_GetSlotList" not in quiet.read_text()
@@ -122,13 +119,13 @@ def test_debug_and_debugfile(world, tmp_path):
 WRITER = """
 import subprocess, sys
 s = c.open(0)
-before = len(c.find(s, [(ck.CKA_LABEL, 'late')]))
+before = len(c.find(s, [(Attribute.LABEL, 'late')]))
 subprocess.run([sys.executable, '-c', '''
 from p11child import *
 c = client(); s = c.open(0)
-c.generate_key(s, ck.CKM_AES_KEY_GEN, [(ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, False), (ck.CKA_SENSITIVE, True), (ck.CKA_LABEL, 'late'), (ck.CKA_VALUE_LEN, 16)])
+c.generate_key(s, Mechanism.AES_KEY_GEN, [(Attribute.TOKEN, True), (Attribute.PRIVATE, False), (Attribute.SENSITIVE, True), (Attribute.LABEL, 'late'), (Attribute.VALUE_LEN, 16)])
 '''], check=True)
-emit({'before': before, 'after': len(c.find(s, [(ck.CKA_LABEL, 'late')]))})
+emit({'before': before, 'after': len(c.find(s, [(Attribute.LABEL, 'late')]))})
 """
 
 
@@ -145,20 +142,20 @@ s = c.open(0)
 out = {}
 def attempt(name, fn, *args):
     out[name] = error_code(fn, *args)
-aes = [(ck.CKA_TOKEN, True), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 16)]
-attempt('readable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False), (ck.CKA_EXTRACTABLE, True)])
-attempt('readable_session', c.generate_key, s, ck.CKM_AES_KEY_GEN, [(ck.CKA_TOKEN, False), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 16),
-        (ck.CKA_SENSITIVE, False), (ck.CKA_EXTRACTABLE, True)])
+aes = [(Attribute.TOKEN, True), (Attribute.PRIVATE, False), (Attribute.VALUE_LEN, 16)]
+attempt('readable_token', c.generate_key, s, Mechanism.AES_KEY_GEN, aes + [(Attribute.SENSITIVE, False), (Attribute.EXTRACTABLE, True)])
+attempt('readable_session', c.generate_key, s, Mechanism.AES_KEY_GEN, [(Attribute.TOKEN, False), (Attribute.PRIVATE, False), (Attribute.VALUE_LEN, 16),
+        (Attribute.SENSITIVE, False), (Attribute.EXTRACTABLE, True)])
 # Not sensitive, but not extractable either (the default): the value stays inside, so allowed.
-attempt('unextractable_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, False)])
-attempt('sensitive_token', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, True)])
-attempt('derive_and_encrypt', c.generate_key, s, ck.CKM_AES_KEY_GEN, aes + [(ck.CKA_SENSITIVE, True),
-        (0x10C, True), (ck.CKA_ENCRYPT, True)])
-tmpl = ck.Template([(ck.CKA_CLASS, ck.CKO_SECRET_KEY), (ck.CKA_KEY_TYPE, ck.CKK_AES), (ck.CKA_TOKEN, True),
-                    (ck.CKA_PRIVATE, False), (ck.CKA_VALUE, bytes(range(16)))])
+attempt('unextractable_token', c.generate_key, s, Mechanism.AES_KEY_GEN, aes + [(Attribute.SENSITIVE, False)])
+attempt('sensitive_token', c.generate_key, s, Mechanism.AES_KEY_GEN, aes + [(Attribute.SENSITIVE, True)])
+attempt('derive_and_encrypt', c.generate_key, s, Mechanism.AES_KEY_GEN, aes + [(Attribute.SENSITIVE, True),
+        (Attribute.DERIVE, True), (Attribute.ENCRYPT, True)])
+tmpl = ck.Template([(Attribute.CLASS, ObjectClass.SECRET_KEY), (Attribute.KEY_TYPE, KeyType.AES), (Attribute.TOKEN, True),
+                    (Attribute.PRIVATE, False), (Attribute.VALUE, bytes(range(16)))])
 h = ck.CK_ULONG()
 out['import_token'] = ck.raw(c.lib, 'C_CreateObject', ck.CK_ULONG(s), tmpl.array, ck.CK_ULONG(tmpl.count), ck.ctypes.byref(h))
-attempt('short_hmac', c.generate_key, s, ck.CKM_GENERIC_SECRET_KEY_GEN, [(ck.CKA_TOKEN, False), (ck.CKA_PRIVATE, False), (ck.CKA_VALUE_LEN, 8)])
+attempt('short_hmac', c.generate_key, s, Mechanism.GENERIC_SECRET_KEY_GEN, [(Attribute.TOKEN, False), (Attribute.PRIVATE, False), (Attribute.VALUE_LEN, 8)])
 emit(out)
 """
 TEMPLATE_INCONSISTENT, KEY_SIZE_RANGE = CKR.TEMPLATE_INCONSISTENT, CKR.KEY_SIZE_RANGE

@@ -35,61 +35,9 @@
 #define CK_FALSE 0
 #define CK_UNAVAILABLE_INFORMATION (~0UL)
 
-#define CKR_OK 0x000UL
-#define CKR_GENERAL_ERROR 0x005UL
-#define CKR_ARGUMENTS_BAD 0x007UL
-#define CKR_BUFFER_TOO_SMALL 0x150UL
+#include "ck_numbers.h" /* the PKCS#11 numbers, written by the test from pkcs11_shim.constants */
 
-#define CKF_LIBRARY_CANT_CREATE_OS_THREADS 0x1UL
-#define CKF_OS_LOCKING_OK 0x2UL
-#define CKF_RW_SESSION 0x2UL
-#define CKF_SERIAL_SESSION 0x4UL
-#define CKF_DONT_BLOCK 0x1UL
-#define CKF_INTERFACE_FORK_SAFE 0x1UL
-
-#define CKU_SO 0UL
-#define CKU_USER 1UL
-#define CKU_CONTEXT_SPECIFIC 2UL
-
-#define CKO_DATA 0UL
-#define CKO_PUBLIC_KEY 2UL
-#define CKO_PRIVATE_KEY 3UL
-#define CKO_SECRET_KEY 4UL
-#define CKK_RSA 0x00UL
-#define CKK_AES 0x1FUL
-
-#define CKA_CLASS 0x000UL
-#define CKA_TOKEN 0x001UL
-#define CKA_PRIVATE 0x002UL
-#define CKA_LABEL 0x003UL
-#define CKA_VALUE 0x011UL
-#define CKA_KEY_TYPE 0x100UL
-#define CKA_ID 0x102UL
-#define CKA_SENSITIVE 0x103UL
-#define CKA_ENCRYPT 0x104UL
-#define CKA_DECRYPT 0x105UL
-#define CKA_WRAP 0x106UL
-#define CKA_UNWRAP 0x107UL
-#define CKA_SIGN 0x108UL
-#define CKA_VERIFY 0x10AUL
-#define CKA_MODULUS 0x120UL
-#define CKA_MODULUS_BITS 0x121UL
-#define CKA_PUBLIC_EXPONENT 0x122UL
-#define CKA_VALUE_LEN 0x161UL
-#define CKA_EXTRACTABLE 0x162UL
-#define CKA_LOCAL 0x163UL
 #define CKA_UNDEFINED_TYPE 0x0FFFUL /* not defined by any PKCS#11 version, not vendor-defined */
-
-#define CKM_RSA_PKCS_KEY_PAIR_GEN 0x0000UL
-#define CKM_RSA_PKCS 0x0001UL
-#define CKM_SHA256_RSA_PKCS 0x0040UL
-#define CKM_SHA256 0x0250UL
-#define CKM_SHA256_HMAC 0x0251UL
-#define CKM_AES_KEY_GEN 0x1080UL
-#define CKM_AES_ECB 0x1081UL
-#define CKM_AES_CBC 0x1082UL
-#define CKM_AES_GCM 0x1087UL
-#define CKM_AES_KEY_WRAP 0x2109UL
 #define CKM_UNDEFINED 0x7FFFFFF0UL /* below CKM_VENDOR_DEFINED, assigned to nothing */
 
 /* ---- the function tables, in OASIS order --------------------------------------------------- */
@@ -611,7 +559,7 @@ static CK_RV app_create_mutex(CK_VOID_PTR_PTR ppMutex)
         return CKR_ARGUMENTS_BAD;
     m = malloc(sizeof *m);
     if (m == NULL)
-        return 0x2UL; /* CKR_HOST_MEMORY */
+        return CKR_HOST_MEMORY;
     pthread_mutex_init(m, NULL);
     __atomic_add_fetch(&mutex_created, 1, __ATOMIC_SEQ_CST);
     *ppMutex = m;
@@ -621,7 +569,7 @@ static CK_RV app_create_mutex(CK_VOID_PTR_PTR ppMutex)
 static CK_RV app_destroy_mutex(CK_VOID_PTR pMutex)
 {
     if (pMutex == NULL)
-        return 0x1A0UL; /* CKR_MUTEX_BAD */
+        return CKR_MUTEX_BAD;
     pthread_mutex_destroy((pthread_mutex_t *)pMutex);
     free(pMutex);
     __atomic_add_fetch(&mutex_destroyed, 1, __ATOMIC_SEQ_CST);
@@ -631,7 +579,7 @@ static CK_RV app_destroy_mutex(CK_VOID_PTR pMutex)
 static CK_RV app_lock_mutex(CK_VOID_PTR pMutex)
 {
     if (pMutex == NULL)
-        return 0x1A0UL;
+        return CKR_MUTEX_BAD;
     pthread_mutex_lock((pthread_mutex_t *)pMutex);
     __atomic_add_fetch(&mutex_locked, 1, __ATOMIC_SEQ_CST);
     return CKR_OK;
@@ -640,7 +588,7 @@ static CK_RV app_lock_mutex(CK_VOID_PTR pMutex)
 static CK_RV app_unlock_mutex(CK_VOID_PTR pMutex)
 {
     if (pMutex == NULL)
-        return 0x1A0UL;
+        return CKR_MUTEX_BAD;
     __atomic_add_fetch(&mutex_unlocked, 1, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock((pthread_mutex_t *)pMutex);
     return CKR_OK;
@@ -791,7 +739,7 @@ static CK_SLOT_ID find_slot(const char *label)
     CK_RV rv = F->C_GetSlotList(CK_TRUE, NULL, &count);
     CK_SLOT_ID *slots = rv == CKR_OK ? calloc(count ? count : 1, sizeof *slots) : NULL;
     if (rv == CKR_OK && slots == NULL)
-        rv = 0x2UL; /* CKR_HOST_MEMORY */
+        rv = CKR_HOST_MEMORY;
     if (rv == CKR_OK)
         rv = F->C_GetSlotList(CK_TRUE, slots, &count);
     size_t n = strlen(label);
@@ -810,7 +758,7 @@ static CK_SLOT_ID find_slot(const char *label)
             return found;
         }
     }
-    report("setup.slot", 0xE0UL /* CKR_TOKEN_NOT_PRESENT */, "label=%s", label);
+    report("setup.slot", CKR_TOKEN_NOT_PRESENT, "label=%s", label);
     exit(2);
 }
 
@@ -1092,7 +1040,7 @@ static int scenario_bad_input(const char *label, const char *so_pin, const char 
         CK_ATTRIBUTE a_null[] = {ATTRN(CKA_LABEL, NULL, 0)};
         CK_ATTRIBUTE a_label[] = {ATTRN(CKA_LABEL, label_buf, sizeof label_buf)};
         CK_ATTRIBUTE a_value[] = {ATTRN(CKA_VALUE, value, sizeof value)};
-        CK_ATTRIBUTE a_priv_exp[] = {ATTRN(0x123UL /* CKA_PRIVATE_EXPONENT */, value, sizeof value)};
+        CK_ATTRIBUTE a_priv_exp[] = {ATTRN(CKA_PRIVATE_EXPONENT, value, sizeof value)};
         CK_ATTRIBUTE a_modulus[] = {ATTRN(CKA_MODULUS, NULL, 0)};
 
         rv = F->C_GetAttributeValue(h, k_sens, a_sens, 1);

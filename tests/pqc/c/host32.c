@@ -23,30 +23,8 @@
 
 #define CK_TRUE 1
 #define CK_FALSE 0
-#define CKR_OK 0x000UL
-#define CKR_HOST_MEMORY 0x002UL
-#define CKR_USER_ALREADY_LOGGED_IN 0x100UL
-#define CKF_RW_SESSION 0x2UL
-#define CKF_SERIAL_SESSION 0x4UL
-#define CKF_SIGN 0x800UL
-#define CKU_USER 1UL
-#define CKO_PUBLIC_KEY 2UL
-#define CKO_PRIVATE_KEY 3UL
-#define CKO_SECRET_KEY 4UL
-#define CKK_GENERIC_SECRET 0x10UL
-#define CKK_ML_KEM 0x49UL
-#define CKA_CLASS 0x0UL
-#define CKA_PRIVATE 0x2UL
-#define CKA_VALUE 0x11UL
-#define CKA_KEY_TYPE 0x100UL
-#define CKA_SENSITIVE 0x103UL
-#define CKA_VALUE_LEN 0x161UL
-#define CKA_EXTRACTABLE 0x162UL
-#define CKA_PARAMETER_SET 0x61dUL
-#define CKM_ML_KEM_KEY_PAIR_GEN 0xfUL
-#define CKM_ML_KEM 0x17UL
-#define CKM_ML_DSA 0x1dUL
-#define CKP_ML_KEM_768 2UL
+
+#include "ck_numbers.h" /* the PKCS#11 numbers, written by the test from pkcs11_shim.constants */
 
 #define FUNCTIONS_2_40(X) \
     X(C_Initialize) X(C_Finalize) X(C_GetInfo) X(C_GetFunctionList) X(C_GetSlotList) X(C_GetSlotInfo) \
