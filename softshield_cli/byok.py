@@ -24,18 +24,17 @@ from typing import Any
 from emulator import attestation, paths, transfer, vendor_root
 from emulator.errors import EmulatorError
 from emulator.module import Module
+from pkcs11_shim.constants import CKA_SOFTSHIELD_WRAP_KEY_HASH  # noqa: F401  (keytransfer reads it here)
+from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP, MGF, Mechanism, UserType
 
 from . import p11client
 from .main import CommandError, command
 
 REGION_RE = re.compile(r"^[A-Z0-9]{1,16}$")
 KEK_SIZES = (2048, 3072, 4096)
-CKM_RSA_AES_KEY_WRAP = 0x00001054
-CKU_SO = 0
+CKU_SO = int(UserType.SO)
 #: CKM_SHAx / CKG_MGF1_SHAx of the OAEP part, by transfer.OAEP_HASHES name.
-OAEP_MECHANISMS = {"SHA-1": (0x220, 0x1), "SHA-256": (0x250, 0x2)}
-#: CK_ATTRIBUTE_TYPE of our vendor attribute (pkcs11_shim.constants.CKA_SOFTSHIELD_WRAP_KEY_HASH).
-CKA_SOFTSHIELD_WRAP_KEY_HASH = 0x80000000 | 0x536F0001
+OAEP_MECHANISMS = {"SHA-1": (int(Mechanism.SHA_1), int(MGF.SHA1)), "SHA-256": (int(Mechanism.SHA256), int(MGF.SHA256))}
 _KEEP: list[Any] = []  # ctypes buffers a packed parameter points into, alive for the process
 
 
