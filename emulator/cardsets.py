@@ -21,7 +21,7 @@ from .crypto import blobcrypt
 from .errors import AuthenticationFailed, BlobInvalid, QuorumNotMet, TokenNotFound, WorldStateError
 from .kmdata import KmStore
 from .tokens import TokenAuth, TokenInfo
-from .world import utc_now
+from .world import utc_now_ordered
 
 CARDSET_PREFIX = "cards_"
 CARDSET_FORMAT = 1
@@ -113,7 +113,7 @@ class CardSetStore:
             raise WorldStateError(f"a card set named `{name}' already exists")
         lt = shamir.new_secret()
         set_hash = new_set_hash()
-        cardset = CardSet(name, set_hash, k, n, persistent, timeout, utc_now(), blobcrypt.fingerprint(lt),
+        cardset = CardSet(name, set_hash, k, n, persistent, timeout, utc_now_ordered(), blobcrypt.fingerprint(lt),
                           blobcrypt.fingerprint(_auth_key(lt, set_hash)), self._hknso)
         say("Creating Cardset:")
         self.reader.write_set(cardset.ref(), lt, pins, say=say)

@@ -45,7 +45,7 @@ from .world import (
     create_world,
     new_esn,
     open_world_key,
-    utc_now,
+    utc_now_ordered,
 )
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ class Module:
     def _create(store: KmStore) -> None:
         # A module keeps its ESN and key across worlds, as an HSM does across new-world.
         modules = Module._module_files(store)
-        module_file = modules[0] if modules else ModuleFile(new_esn(), utc_now(), blobcrypt.random_key())
+        module_file = modules[0] if modules else ModuleFile(new_esn(), utc_now_ordered(), blobcrypt.random_key())
         if not modules:
             store.write(paths.module_file(module_file.esn), module_file.to_bytes())
         world_file, _ = create_world(module_file)

@@ -35,6 +35,12 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc_now_ordered() -> str:
+    """utc_now with microseconds, for what is listed in creation order (module numbers, card sets):
+    two made in the same second must not fall back to the order of their random names."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def new_esn() -> str:
     digits = os.urandom(6).hex().upper()
     return "-".join(digits[i:i + 4] for i in range(0, 12, 4))

@@ -23,7 +23,7 @@ from .cards import Card, CardSetRef, Reader, new_set_hash, reader_dir
 from .crypto import blobcrypt, suites
 from .errors import BlobInvalid, EmulatorError, WorldStateError
 from .kmdata import KmStore, VersionLedger, ensure_dir, read_with_stamp
-from .world import _KM_LABEL, ModuleFile, World, WorldFile, new_esn, open_world_key, utc_now
+from .world import _KM_LABEL, ModuleFile, World, WorldFile, new_esn, open_world_key, utc_now, utc_now_ordered
 
 #: The version ledger's MAC key label under KM (the one module.Module uses).
 LEDGER_LABEL = b"softshield version ledger"
@@ -207,7 +207,7 @@ def initialize(place: Place, *, cipher_suite: str, k: int, n: int, pins: list[by
             raise WorldStateError(f"no module #{module_number} (this host has {len(modules)} module(s))")
         # new-world erases the module: a new module key, the same ESN (as the HSM keeps its serial).
         old = modules[module_number - 1] if module_number <= len(modules) else None
-        module = ModuleFile(old.esn if old else new_esn(), old.created if old else utc_now(), blobcrypt.random_key())
+        module = ModuleFile(old.esn if old else new_esn(), old.created if old else utc_now_ordered(), blobcrypt.random_key())
         say("Create Security World:")
         knso_der, spki = suites.generate_knso(cipher_suite)
         world = World(hashlib.sha1(spki).hexdigest(), cipher_suite, utc_now(), spki)
@@ -234,7 +234,7 @@ def program(place: Place, presented: Presented, say: Say = _quiet) -> tuple[int,
     world_file, km, _knso = open_acs(place, presented, say)
     with place.store.writer_lock():
         current = _current_world(place)
-        module = ModuleFile(new_esn(), utc_now(), blobcrypt.random_key())
+        module = ModuleFile(new_esn(), utc_now_ordered(), blobcrypt.random_key())
         shares = dict(current.module_shares)
         shares[module.esn] = _module_share(module, current.world, km)
         place.store.write(paths.module_file(module.esn), module.to_bytes())
