@@ -30,7 +30,7 @@ from .errors import (
     TokenNotFound,
 )
 from .kmdata import KmStore
-from .world import utc_now
+from .world import utc_now_ordered
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +246,7 @@ class TokenStore:
         with self._store.writer_lock():
             if token is None:
                 token = hashlib.sha1(os.urandom(32)).hexdigest()  # unrelated to any PIN, as nShield names softcards
-                created = utc_now()
+                created = utc_now_ordered()  # slot numbers follow creation order, across processes
             else:
                 created = self.read(token).created
                 self._destroy_objects(token)

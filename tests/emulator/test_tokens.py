@@ -220,3 +220,14 @@ def test_unknown_token(module: Module) -> None:
         module.login("0" * 40, "so", SO_PIN)
     with pytest.raises(TokenNotFound):
         module.init_token("x", SO_PIN, "f" * 40)
+
+
+def test_tokens_made_in_one_second_list_in_creation_order(module: Module) -> None:
+    """Slot numbers follow the tokens' creation order in every process (pkcs11_shim/slots.py sorts by
+    `created`, then hash): tokens made within one second must not fall back to their random hashes."""
+    labels = [f"order-{i}" for i in range(6)]
+    for label in labels:
+        module.init_token(label, SO_PIN)
+    listed = sorted(module.list_tokens(), key=lambda t: (t.created, t.hash))
+    assert [t.label for t in listed] == labels
+    assert len({t.created for t in listed}) == len(labels)
