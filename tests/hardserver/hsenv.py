@@ -4,6 +4,7 @@ client library, pkcs11-tool and python-pkcs11 (under Python 3.12 and 3.13, from 
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -212,3 +215,25 @@ def new_server(workers: int | None = None) -> Server:
     server = Server(work, workers)
     server.start()
     return server
+
+
+@contextmanager
+def user_session(server: "Server", token: str, *functions: str) -> Iterator[tuple[ctypes.CDLL, int]]:
+    """The client library in this process with a user session on `token` (whose login other clients
+    of the module may already hold); `functions` return CK_RV. Finalized afterwards."""
+    from p11ctypes import RawClient
+    from pkcs11_shim.constants import CKR, UserType
+
+    raw = RawClient()
+    assert raw.initialize(server) == CKR.OK
+    for name in ("C_Login", *functions):
+        getattr(raw.lib, name).restype = ctypes.c_ulong
+    try:
+        rv, session = raw.open_session(raw.slot_of(token))
+        assert rv == CKR.OK
+        login = raw.lib.C_Login(ctypes.c_ulong(session), ctypes.c_ulong(UserType.USER), USER_PIN.encode(),
+                                ctypes.c_ulong(len(USER_PIN)))
+        assert login in (CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
+        yield raw.lib, session
+    finally:
+        raw.finalize()

@@ -8,10 +8,10 @@ import ctypes
 
 import pytest
 
-from hsenv import USER_PIN
-from p11ctypes import CK_ATTRIBUTE, CK_MECHANISM, RawClient
+from hsenv import user_session
+from p11ctypes import CK_ATTRIBUTE, CK_MECHANISM
 
-from pkcs11_shim.constants import CKR, Attribute, Mechanism, UserType
+from pkcs11_shim.constants import CKR, Attribute, Mechanism
 
 UL = ctypes.c_ulong
 
@@ -19,16 +19,7 @@ UL = ctypes.c_ulong
 @pytest.mark.parametrize("mechanism", [Mechanism.AES_KEY_GEN, 0x80001234, Mechanism.PKCS5_PBKD2],
                          ids=["AES_KEY_GEN", "unknown", "PKCS5_PBKD2"])
 def test_generate_key_and_set_operation_state_arguments(server, token, mechanism: int) -> None:
-    raw = RawClient()
-    assert raw.initialize(server) == CKR.OK
-    so = raw.lib
-    for name in ("C_GenerateKey", "C_SetOperationState", "C_Login"):
-        getattr(so, name).restype = UL
-    try:
-        rv, session = raw.open_session(raw.slot_of(token))
-        assert rv == CKR.OK
-        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (
-            CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
+    with user_session(server, token, "C_GenerateKey", "C_SetOperationState") as (so, session):
         mech, handle = CK_MECHANISM(mechanism, None, 0), UL(0)
         value_len = ctypes.c_ulong(16)
         template = CK_ATTRIBUTE(Attribute.VALUE_LEN, ctypes.cast(ctypes.pointer(value_len), ctypes.c_void_p),
@@ -36,5 +27,3 @@ def test_generate_key_and_set_operation_state_arguments(server, token, mechanism
         assert so.C_GenerateKey(UL(session), ctypes.byref(mech), None, UL(2), ctypes.byref(handle)) == CKR.ARGUMENTS_BAD
         assert so.C_GenerateKey(UL(session), ctypes.byref(mech), ctypes.byref(template), UL(1), None) == CKR.ARGUMENTS_BAD
         assert so.C_SetOperationState(UL(session), None, UL(0), UL(0), UL(0)) == CKR.ARGUMENTS_BAD
-    finally:
-        raw.finalize()

@@ -9,10 +9,10 @@ import ctypes
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from hsenv import USER_PIN
-from p11ctypes import CK_ATTRIBUTE as Attr, CK_GCM_PARAMS as Gcm, CK_MECHANISM as Mech, RawClient
+from hsenv import user_session
+from p11ctypes import CK_ATTRIBUTE as Attr, CK_GCM_PARAMS as Gcm, CK_MECHANISM as Mech
 
-from pkcs11_shim.constants import CKR, Attribute, KeyType, Mechanism, ObjectClass, UserType
+from pkcs11_shim.constants import CKR, Attribute, KeyType, Mechanism, ObjectClass
 
 UL, VP = ctypes.c_ulong, ctypes.c_void_p
 KEK, TARGET = bytes(range(32)), bytes(range(100, 116))
@@ -32,17 +32,7 @@ def _aes(so, session: int, value: bytes, extra: tuple) -> int:
 @pytest.mark.parametrize("authenticated", [False, True], ids=["C_WrapKey", "C_WrapKeyAuthenticated"])
 @pytest.mark.parametrize("preset", [0, 0xFFFFFFFFFFFFFFFF], ids=["len=0", "len=garbage"])
 def test_gcm_wrap_length_query(server, token, authenticated: bool, preset: int) -> None:
-    raw = RawClient()
-    assert raw.initialize(server) == CKR.OK
-    so = raw.lib
-    for name in ("C_Login", "C_CreateObject", "C_WrapKey", "C_WrapKeyAuthenticated"):
-        getattr(so, name).restype = UL
-    try:
-        rv, session = raw.open_session(raw.slot_of(token))
-        assert rv == CKR.OK
-        # The token stays logged in across this module's clients (CKR_USER_ALREADY_LOGGED_IN).
-        assert so.C_Login(UL(session), UL(UserType.USER), USER_PIN.encode(), UL(len(USER_PIN))) in (
-            CKR.OK, CKR.USER_ALREADY_LOGGED_IN)
+    with user_session(server, token, "C_CreateObject", "C_WrapKey", "C_WrapKeyAuthenticated") as (so, session):
         kek = _aes(so, session, KEK, ((Attribute.WRAP, b"\x01"),))
         target = _aes(so, session, TARGET, ((Attribute.EXTRACTABLE, b"\x01"),))
         iv = ctypes.create_string_buffer(bytes(range(12)), 12)
@@ -63,5 +53,3 @@ def test_gcm_wrap_length_query(server, token, authenticated: bool, preset: int) 
         assert wrap(out, length) == CKR.OK and length.value == len(TARGET) + 16
         expected = AESGCM(KEK).encrypt(iv.raw, TARGET, ad if authenticated else None)
         assert out.raw == expected
-    finally:
-        raw.finalize()
