@@ -112,6 +112,7 @@ def plots(out: Path) -> list[Path]:
     for group, title, xlabel, ylabel, logx in (
         ("threads-wrap", "C_WrapKey RSA_AES_KEY_WRAP (RSA-2048, AES-256)", "threads", "wraps/s", False),
         ("threads-unwrap", "C_UnwrapKey RSA_AES_KEY_WRAP (RSA-2048, AES-256)", "threads", "unwraps/s", False),
+        ("threads-kw-wrap", "C_WrapKey AES_KEY_WRAP (AES-256)", "threads", "wraps/s", False),
         ("find", "C_FindObjects by label", "token objects", "us per find (init+find+final)", True),
     ):
         rows = sorted((r for r in ROWS.values() if r.group == group and r.x is not None), key=lambda r: r.x)

@@ -1,5 +1,6 @@
-"""Throughput of RSA_AES_KEY_WRAP (RSA-2048, OAEP-SHA256, AES-256 target) with 1, 2 and 4 threads,
-one session each. SoftHSM2 runs its composite (see wrapcases); `cryptography` the same work."""
+"""Throughput of RSA_AES_KEY_WRAP (RSA-2048, OAEP-SHA256, AES-256 target) wrap and unwrap and of
+AES_KEY_WRAP wrap (AES-256 under AES-256) with 1, 2 and 4 threads, one session each. SoftHSM2 runs
+its composite for RSA-AES (see wrapcases); `cryptography` the same work."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def _thread_keys(base: wrapcases.Keys, session) -> wrapcases.Keys:
         rebound.rsa[bits] = (session.get_key(ObjectClass.PUBLIC_KEY, label=f"rsa{bits}"),
                              session.get_key(ObjectClass.PRIVATE_KEY, label=f"rsa{bits}"))
     rebound.aes_target = session.get_key(ObjectClass.SECRET_KEY, label="target")
+    rebound.aes_wrapping = session.get_key(ObjectClass.SECRET_KEY, label="kek")
     return rebound
 
 
@@ -63,23 +65,32 @@ def throughput(fn_per_thread: list, duration: float) -> float:
     return sum(counts) / elapsed
 
 
+#: direction -> (row name, the case's callable and note for one thread's keys); the plot group is
+#: "threads-<direction>".
+CASES = {
+    "wrap": ("wrap RSA_AES_KEY_WRAP RSA-2048", lambda keys: wrapcases.rsa_aes_wrap(keys, 2048, "sha256")),
+    "unwrap": ("unwrap RSA_AES_KEY_WRAP RSA-2048", lambda keys: wrapcases.rsa_aes_unwrap(keys, 2048, "sha256")),
+    "kw-wrap": ("wrap AES_KEY_WRAP AES-256", lambda keys: wrapcases.aes_wrap(keys, "kw")),
+}
+
+
 @pytest.mark.parametrize("impl", IMPLS)
-@pytest.mark.parametrize("direction", ["wrap", "unwrap"])
+@pytest.mark.parametrize("direction", list(CASES))
 @pytest.mark.parametrize("threads", [1, 2, 4])
 def test_thread_throughput(sessions, lib_sessions, impl: str, direction: str, threads: int) -> None:
+    name, case = CASES[direction]
     if impl == "softhsm" and threads > 1:
         # python-pkcs11 calls C_Initialize(NULL): SoftHSM2 then takes no locks, and several threads
         # making and destroying session objects break its session state (CKR_GENERAL_ERROR from
         # then on, for every later call). Not measured.
-        record(f"{direction} RSA_AES_KEY_WRAP RSA-2048, {threads} threads", impl, float("nan"),
+        record(f"{name}, {threads} threads", impl, float("nan"),
                note="not thread-safe with NULL C_Initialize args", group=f"threads-{direction}", x=threads)
         return
     base = wrapcases.keys_for(impl, sessions)
     fns, note = [], ""
     for _ in range(threads):
         keys = base if impl == "cryptography" else _thread_keys(base, lib_sessions(impl))
-        case = wrapcases.rsa_aes_wrap if direction == "wrap" else wrapcases.rsa_aes_unwrap
-        fn, note = case(keys, 2048, "sha256")
+        fn, note = case(keys)
         fn()
         fns.append(fn)
     try:
@@ -90,5 +101,5 @@ def test_thread_throughput(sessions, lib_sessions, impl: str, direction: str, th
         # SoftHSM2 initialised with NULL arguments (python-pkcs11's way) is not safe for several
         # threads making and destroying session objects at once.
         rate, note = float("nan"), f"fails: {type(exc).__name__}"
-    record(f"{direction} RSA_AES_KEY_WRAP RSA-2048, {threads} thread{'s' if threads > 1 else ''}", impl, rate,
+    record(f"{name}, {threads} thread{'s' if threads > 1 else ''}", impl, rate,
            note=note, group=f"threads-{direction}", x=threads)

@@ -212,6 +212,7 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
         cached = session.ops.get("wrap-pending")
         if cached is not None and cached[0] == cache_key and cached[1] is checks:
             out = cached[2]
+            wrapper = None
         else:
             module = session.token.objects.module
             wrapping, target = checks.objects
@@ -228,12 +229,16 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
                 wrapper = checks.wrapper = (
                     spec.prepare_wrap(wrapping_material, param) if spec.prepare_wrap is not None
                     else functools.partial(spec.wrap, wrapping_material, param))
-            out = wrapper(target_material)
+    # The primitive runs outside the session's lock: it guards the session's caches, not the keys
+    # (the RSA operation releases the GIL, and nothing here waits on the session meanwhile).
+    if wrapper is not None:
+        out = wrapper(target_material)
+    with session.lock:
         if capacity is None or capacity < len(out):
             session.ops["wrap-pending"] = (cache_key, checks, out)
         else:
             session.ops.pop("wrap-pending", None)
-        return out
+    return out
 
 
 #: Bound on the per-session check cache (one entry per distinct mechanism/parameter/handle set).

@@ -9,13 +9,13 @@ because no library implements the PKCS#11 composite.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import keywrap, padding
 
 from ..errors import CryptoFailure
 from . import aes, rsa
+from .randpool import random_bytes
 from .material import PrivateMaterial, PublicMaterial
 
 KW_DEFAULT_IV = bytes.fromhex("A6A6A6A6A6A6A6A6")
@@ -83,13 +83,14 @@ def rsa_aes_wrapper(rsa_public: PublicMaterial | PrivateMaterial, aes_key_bits: 
                     mgf_hash_name: str, label: bytes) -> Callable[[bytes], bytes]:
     """`rsa_aes_wrap` under one RSA key and parameter, resolved once: each call makes its own
     temporary key. The temporary key never gets a handle; Python cannot promise to erase it, so
-    the buffer is overwritten as soon as it is no longer needed."""
+    the buffer is overwritten as soon as it is no longer needed. Its bytes come from the pool
+    (`randpool`), not a system call per wrap that would hand the GIL to another thread."""
     encrypt = rsa.oaep_encryptor(rsa_public, hash_name, mgf_hash_name, label)
     size = aes_key_bits // 8
     aes.check_key(bytes(size))  # the AES key size, once: kwp_wrap's own check per call
 
     def wrap(target: bytes) -> bytes:
-        temporary = bytearray(secrets.token_bytes(size))
+        temporary = bytearray(random_bytes(size))
         try:
             key = bytes(temporary)
             return encrypt(key) + keywrap.aes_key_wrap_with_padding(key, target)
