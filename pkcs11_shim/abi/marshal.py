@@ -6,6 +6,7 @@ only ever sees Python values. The two-call buffer convention (PKCS#11 3.0 §5.2)
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 from emulator.crypto.material import SecretBuffer
@@ -28,11 +29,55 @@ ATTRIBUTE_SIZE = 24  # sizeof(CK_ATTRIBUTE) on LP64; checked against ffi in set_
 _ULONG_MAX = (1 << 64) - 1
 
 
+#: Whether a CK_ATTRIBUTE is (CK_ULONG, pointer, CK_ULONG) in the native `struct` layout "@LPL"
+#: (LP64 and ILP32 both are), so that a template's fields can be read and written as one image.
+_IMAGE_LAYOUT = False
+_IMAGES: dict[int, struct.Struct] = {}
+
+
 def set_ffi(value: Any) -> None:
-    global ffi, ATTRIBUTE_SIZE, _ULONG_MAX
+    global ffi, ATTRIBUTE_SIZE, _ULONG_MAX, _IMAGE_LAYOUT
     ffi = value
     ATTRIBUTE_SIZE = ffi.sizeof("CK_ATTRIBUTE")
     _ULONG_MAX = int(ffi.cast("CK_ULONG", -1))
+    _IMAGE_LAYOUT = (struct.calcsize("@LPL") == ATTRIBUTE_SIZE and ffi.sizeof("CK_ULONG") == struct.calcsize("@L")
+                     and ffi.offsetof("CK_ATTRIBUTE", "pValue") == struct.calcsize("@L")
+                     and ffi.offsetof("CK_ATTRIBUTE", "ulValueLen") == struct.calcsize("@LP"))
+
+
+class TemplateFields:
+    """The (type, pointer as an int with 0 for NULL, length) fields of a caller's CK_ATTRIBUTE array,
+    flat in `fields`, read in one `struct` unpack and written back (`write_lengths`) in one pack.
+    C_GetAttributeValue runs twice for every object python-pkcs11 makes, holding the GIL: going
+    through cdata costs three Python objects per attribute for the reads and one call per write.
+    Where the ABI is not "@LPL" the same is done field by field."""
+
+    __slots__ = ("fields", "_ptr", "_count", "_buffer", "_layout")
+
+    def __init__(self, ptr: Any, count: int) -> None:
+        self._ptr, self._count = ptr, count
+        if _IMAGE_LAYOUT:
+            layout = _IMAGES.get(count)
+            if layout is None:
+                layout = struct.Struct("@" + "LPL" * count)
+                if len(_IMAGES) < 64:
+                    _IMAGES[count] = layout
+            self._layout, self._buffer = layout, ffi.buffer(ptr, layout.size)
+            self.fields = list(layout.unpack_from(self._buffer))
+        else:
+            self._layout = self._buffer = None
+            cast = ffi.cast
+            self.fields = [field for attr in ptr[0:count]
+                           for field in (attr.type, int(cast("uintptr_t", attr.pValue)), attr.ulValueLen)]
+
+    def write_lengths(self) -> None:
+        """Every ulValueLen back into the caller's array (types and pointers are written unchanged)."""
+        if self._layout is not None:
+            self._layout.pack_into(self._buffer, 0, *self.fields)
+            return
+        fields = self.fields
+        for i, attr in enumerate(self._ptr[0:self._count]):
+            attr.ulValueLen = fields[3 * i + 2]
 
 
 def is_null(ptr: Any) -> bool:

@@ -103,24 +103,28 @@ def c_get_attribute_value(h_session: int, h_object: int, p_template: Any, ul_cou
         raise PKCS11Error(CKR.ARGUMENTS_BAD)
     if ul_count > marshal.MAX_TEMPLATE_COUNT:
         raise PKCS11Error(CKR.ARGUMENTS_BAD)
+    if ul_count == 0:
+        return CKR.OK
     # One loop with the common case inline (a stored attribute with a cached encoding, written
     # into the caller's buffer): this runs twice for every object python-pkcs11 makes.
     stored, full_path = management.readable_attributes(obj)
-    null, memmove, encoded_cache = marshal.ffi.NULL, marshal.ffi.memmove, _ENCODED
+    template = marshal.TemplateFields(p_template, ul_count)
+    fields = template.fields
+    memmove, cast, encoded_cache = marshal.ffi.memmove, marshal.ffi.cast, _ENCODED
     failures = set()
-    for attr in p_template[0:ul_count]:
-        atype = int(attr.type)
+    for at in range(0, 3 * ul_count, 3):
+        atype = fields[at]
         if atype in stored and atype not in full_path:
             value = stored[atype]
         elif atype not in full_path:
-            attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
+            fields[at + 2] = CK_UNAVAILABLE_INFORMATION
             failures.add(CKR.ATTRIBUTE_TYPE_INVALID)
             continue
         else:
             try:
                 value = management.attribute_value(session, obj, atype)
             except PKCS11Error as exc:
-                attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
+                fields[at + 2] = CK_UNAVAILABLE_INFORMATION
                 failures.add(exc.rv)
                 continue
         try:
@@ -130,17 +134,20 @@ def c_get_attribute_value(h_session: int, h_object: int, p_template: Any, ul_cou
         if encoded is None:
             encoded = _encode(atype, value)
         if encoded.__class__ is list:
+            attr = p_template[at // 3]
             rv = _write_array(attr, encoded)
+            fields[at + 2] = int(attr.ulValueLen)
             if rv != CKR.OK:
                 failures.add(rv)
-        elif attr.pValue == null:
-            attr.ulValueLen = len(encoded)
-        elif attr.ulValueLen < len(encoded):
-            attr.ulValueLen = CK_UNAVAILABLE_INFORMATION
+        elif not fields[at + 1]:  # NULL pValue: the length only
+            fields[at + 2] = len(encoded)
+        elif fields[at + 2] < len(encoded):
+            fields[at + 2] = CK_UNAVAILABLE_INFORMATION
             failures.add(CKR.BUFFER_TOO_SMALL)
         else:
-            memmove(attr.pValue, encoded, len(encoded))
-            attr.ulValueLen = len(encoded)
+            memmove(cast("char *", fields[at + 1]), encoded, len(encoded))
+            fields[at + 2] = len(encoded)
+    template.write_lengths()
     if failures:
         for rv in _PRECEDENCE:
             if rv in failures:
