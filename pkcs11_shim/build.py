@@ -52,6 +52,9 @@ def cdef_source(functions: list[CFunction]) -> str:
             # interpreter failed to start, which is how the C side tells the two apart.
             'extern "Python" int py_softshield_started(void);',
             *handlers,
+            # native/answers.h: the calling thread's staging area for C_UnwrapKey's attribute answer.
+            "unsigned char *softshield_answer_area(void);",
+            "#define SOFTSHIELD_ANSWER_AREA_SIZE ...",
         ]
     )
 
@@ -101,6 +104,8 @@ def c_source(functions: list[CFunction], libpython: str) -> str:
         "#include <wchar.h>",
         c_constants(),
         "#define SOFTSHIELD_EXPORT __attribute__((visibility(\"default\")))",
+        "",
+        '#include "answers.h"',
         "",
         "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
         "typedef CK_FUNCTION_LIST *CK_FUNCTION_LIST_PTR;",
@@ -165,7 +170,8 @@ static int softshield_python_ready(void)
         out.append("{")
         out.append("    if (!softshield_python_ready())")
         out.append("        return CKR_GENERAL_ERROR;")
-        out.append(f"    return py_{f.name}({args});")
+        out.append(ANSWER_HOOKS.get(f.name, "    ss_answer_touch();\n    return py_@F@(@A@);")
+                   .replace("@F@", f.name).replace("@A@", args))
         out.append("}")
         out.append("")
     for struct, var, literal, members in tables:
@@ -176,6 +182,28 @@ static int softshield_python_ready(void)
         out.append("")
     out.append(interface_source(tables, "softshield"))
     return "\n".join(out)
+
+
+#: How the entry points keep native/answers.h's attribute answers valid: C_UnwrapKey makes one,
+#: C_GetAttributeValue reads it, C_DestroyObject forgets its handle's; every other entry point may
+#: change attributes or their visibility, and ends them all (ss_answer_touch).
+ANSWER_HOOKS = {
+    "C_GetAttributeValue": """    {
+        CK_RV answered;
+        if (ss_answer_get(hSession, hObject, pTemplate, ulCount, &answered))
+            return answered;
+    }
+    return py_@F@(@A@);""",
+    "C_UnwrapKey": """    {
+        unsigned long epoch = ss_answer_begin(hSession);
+        CK_RV rv = py_@F@(@A@);
+        if (rv == CKR_OK && phKey != NULL)
+            ss_answer_commit(hSession, *phKey, epoch);
+        return rv;
+    }""",
+    "C_DestroyObject": """    ss_answer_forget(hObject);
+    return py_@F@(@A@);""",
+}
 
 
 #: The table-handing entry points of both libraries (in-process and client): they need no Python and

@@ -37,6 +37,11 @@ def configure() -> None:
     _tracing = level <= logging.DEBUG
 
 
+def tracing() -> bool:
+    """Whether every call is traced (native shortcuts that skip Python are then not taken)."""
+    return _tracing
+
+
 def trace(function: str, rv: int, detail: str = "") -> None:
     """One line per call at debug level: the function, its return code and why."""
     if _tracing:

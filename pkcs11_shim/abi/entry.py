@@ -139,6 +139,7 @@ def _on_first_call(ffi: Any, name: str) -> Callable[..., Any]:
 def bind(ffi: Any, lib: Any) -> None:
     """Attach the start chapters' handlers and a loading stand-in for every other function."""
     marshal.set_ffi(ffi)
+    marshal.lib = lib
     debuglog.configure()
     for chapter in START_CHAPTERS:
         importlib.import_module(f"{__package__}.{chapter}")

@@ -8,7 +8,7 @@ from typing import Any
 from .. import keymgmt, library
 from ..constants import CKR
 from ..errors import PKCS11Error
-from . import marshal
+from . import answers, marshal
 from .handlers import handler
 
 
@@ -67,8 +67,15 @@ def c_wrap_key(h_session: int, p_mechanism: Any, h_wrapping: int, h_key: int, p_
 def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped: Any, ul_wrapped: int,
                  p_template: Any, ul_count: int, ph_key: Any) -> None:
     wrapped = marshal.read_bytes(p_wrapped, ul_wrapped)
-    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, lambda session, mechanism, param, raw:
-             keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw))
+
+    def unwrap(session: Any, mechanism: int, param: Any, raw: list) -> int:
+        handle = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
+        obj = session.token.objects.get(handle)
+        if obj is not None:
+            answers.stage(obj)  # the attributes the caller reads next, answered in C
+        return handle
+
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, unwrap)
 
 
 @handler("C_DeriveKey")

@@ -15,8 +15,9 @@ from ..attributes import codecs
 from ..constants import CKR
 from ..errors import PKCS11Error
 
-#: Set by `entry.bind` to the embedded module's ffi.
+#: Set by `entry.bind` to the embedded module's ffi and lib.
 ffi: Any = None
+lib: Any = None
 
 #: Refused before any memory is allocated for them: nothing legitimate is this large.
 MAX_DATA_LEN = 1 << 30
