@@ -41,6 +41,7 @@ MAX_TYPES = 32
 MAX_VALUE_BYTES = 1024
 
 _ABSENT = object()
+_ABSENTS = (_ABSENT,) * len(ANSWERED)
 _ULONG = struct.Struct("@L")
 _BLOBS: dict[tuple, bytes] = {}
 _BLOBS_MAX = 256
@@ -73,7 +74,7 @@ def stage(obj: P11Object) -> None:
         return
     stored, full_path = readable_attributes(obj)
     try:
-        key = (full_path, *(stored.get(atype, _ABSENT) for atype in ANSWERED))
+        key = (full_path, *map(stored.get, ANSWERED, _ABSENTS))
         blob = _BLOBS.get(key)
     except TypeError:  # an unhashable value: rendered each time
         key, blob = None, None
