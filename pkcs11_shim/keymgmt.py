@@ -212,27 +212,27 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
         cached = session.ops.get("wrap-pending")
         if cached is not None and cached[0] == cache_key and cached[1] is checks:
             out = cached[2]
-            wrapper = None
-        else:
-            module = session.token.objects.module
-            wrapping, target = checks.objects
-            wrapping_material = module.use(wrapping.key, Action.WRAP)
-            target_material = module.use(target.key, Action.EXPORT_AS_BLOB, wrap_key_hash=wrapping.key.key_hash)
-            if capacity is None:
-                length_of = WRAPPED_LENGTHS.get(mechanism)
-                if length_of is not None:
-                    checks.length = length_of(wrapping_material, param, target_material)
-                    if checks.length is not None:
-                        return checks.length
-            wrapper = checks.wrapper
-            if wrapper is None:
-                wrapper = checks.wrapper = (
-                    spec.prepare_wrap(wrapping_material, param) if spec.prepare_wrap is not None
-                    else functools.partial(spec.wrap, wrapping_material, param))
+            if capacity is not None and capacity >= len(out):
+                session.ops.pop("wrap-pending", None)  # delivered; a short buffer keeps it
+            return out
+        module = session.token.objects.module
+        wrapping, target = checks.objects
+        wrapping_material = module.use(wrapping.key, Action.WRAP)
+        target_material = module.use(target.key, Action.EXPORT_AS_BLOB, wrap_key_hash=wrapping.key.key_hash)
+        if capacity is None:
+            length_of = WRAPPED_LENGTHS.get(mechanism)
+            if length_of is not None:
+                checks.length = length_of(wrapping_material, param, target_material)
+                if checks.length is not None:
+                    return checks.length
+        wrapper = checks.wrapper
+        if wrapper is None:
+            wrapper = checks.wrapper = (
+                spec.prepare_wrap(wrapping_material, param) if spec.prepare_wrap is not None
+                else functools.partial(spec.wrap, wrapping_material, param))
     # The primitive runs outside the session's lock: it guards the session's caches, not the keys
     # (the RSA operation releases the GIL, and nothing here waits on the session meanwhile).
-    if wrapper is not None:
-        out = wrapper(target_material)
+    out = wrapper(target_material)
     with session.lock:
         if capacity is None or capacity < len(out):
             session.ops["wrap-pending"] = (cache_key, checks, out)
