@@ -34,6 +34,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pkcs11_shim.hardserver import protocol, worker
 from pkcs11_shim.hardserver.protocol import ProtocolError
@@ -72,7 +73,8 @@ class Pending:
 
 
 class Dispatcher:
-    def __init__(self, socket_path: Path, library: Path, idle_timeout: float, count: int) -> None:
+    def __init__(self, socket_path: Path, library: Path, idle_timeout: float, count: int,
+                 network: Any = None) -> None:
         # The front binds, writes the pid file, and removes both again; it loads no module.
         self.front = Hardserver(socket_path, library, idle_timeout)
         self.library = Path(library)
@@ -90,6 +92,9 @@ class Dispatcher:
         self.stopping = False
         self.listening = False
         self.status = 0
+        # pkcs11_shim.hardserver.network.NetworkListener: its threads relay each admitted network
+        # client to our socket, where it is handed to a worker as a local client is.
+        self.network = network
 
     # ---- the whole life -----------------------------------------------------------------------
     def run(self, ready_fd: int | None) -> int:
@@ -106,6 +111,8 @@ class Dispatcher:
             self.front.bind()
             assert self.front.listener is not None
             self.front.listener.setblocking(False)
+            if self.network is not None:
+                self.network.open()
             for index in range(self.count):
                 self.workers.append(self._start(index))
             while not self.stopping and not any(w.ready for w in self.workers):
@@ -114,6 +121,8 @@ class Dispatcher:
                 return self.status
             self.selector.register(self.front.listener, selectors.EVENT_READ, "listener")
             self.listening = True
+            if self.network is not None:
+                self.network.start()
             log.info("hardserver listening on %s (module %s, %d workers)", self.front.socket_path, self.library,
                      self.count)
             if ready_fd is not None:
@@ -350,6 +359,8 @@ class Dispatcher:
     # ---- shutdown -----------------------------------------------------------------------------
     def _shutdown(self) -> None:
         """Socket and pid file first (nobody new arrives), then every worker closes and finalizes."""
+        if self.network is not None:
+            self.network.stop()
         self.front.shutdown()
         for pending in list(self.pending.values()):
             self._forget(pending)

@@ -300,15 +300,23 @@ class Hardserver:
 
 
 def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0,
-        ready_fd: int | None = None) -> int:
+        ready_fd: int | None = None, network: Any = None) -> int:
     """Serve alone, in this process, until SIGTERM or SIGINT (or idle_timeout seconds without
     clients); returns the exit status. ready_fd, when given, gets "ready" once the socket listens and
     is closed: the library that started this server waits on it. Several module processes are
     `pkcs11_shim.hardserver.dispatch.Dispatcher`'s (it builds on this module, so the choice is the
-    caller's)."""
+    caller's). `network`, a pkcs11_shim.hardserver.network.NetworkListener, also serves enrolled
+    clients on other hosts, relayed to the socket."""
     server = Hardserver(socket_path, library, idle_timeout)
     server.open_module()
     server.bind()
+    if network is not None:
+        try:
+            network.open()
+        except BaseException:
+            server.shutdown()
+            raise
+        network.start()
     if ready_fd is not None:
         try:
             os.write(ready_fd, b"ready\n")
@@ -319,5 +327,7 @@ def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float 
     try:
         server.serve_forever()
     finally:
+        if network is not None:
+            network.stop()
         server.shutdown()
     return 0
