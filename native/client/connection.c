@@ -107,6 +107,7 @@ static int ss_timeout_seconds(void)
  * connection a thread happened to use, so a multi-threaded host may use a session from any thread. */
 typedef struct ss_conn {
     int fd;
+    struct ss_tls *tls;  /* a tls:// connection (transport_tls.c); NULL on the Unix socket */
     unsigned generation;
     struct ss_conn *next;
 } ss_conn;
@@ -140,13 +141,21 @@ static void ss_new_token(void)
     }
 }
 
+static void ss_conn_close(ss_conn *c)
+{
+    if (c->tls != NULL)
+        ss_tls_close(c->tls); /* closes the fd too */
+    else if (c->fd >= 0)
+        close(c->fd);
+    free(c);
+}
+
 static void ss_drop_idle_locked(void)
 {
     while (ss_idle != NULL) {
         ss_conn *c = ss_idle;
         ss_idle = c->next;
-        close(c->fd);
-        free(c);
+        ss_conn_close(c);
     }
 }
 
@@ -168,8 +177,11 @@ static void ss_setup_once(void)
     ss_new_token();
 }
 
-static int ss_write_all(int fd, const unsigned char *p, size_t n)
+static int ss_write_all(ss_conn *c, const unsigned char *p, size_t n)
 {
+    int fd = c->fd;
+    if (c->tls != NULL)
+        return ss_tls_write_all(c->tls, p, n);
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -182,8 +194,11 @@ static int ss_write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-static int ss_read_all(int fd, unsigned char *p, size_t n)
+static int ss_read_all(ss_conn *c, unsigned char *p, size_t n)
 {
+    int fd = c->fd;
+    if (c->tls != NULL)
+        return ss_tls_read_all(c->tls, p, n);
     while (n > 0) {
         ssize_t r = recv(fd, p, n, 0);
         if (r < 0 && errno == EINTR)
@@ -218,7 +233,7 @@ uint64_t ss_rd64(const unsigned char *p)
     return v;
 }
 
-static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned char *payload, size_t len)
+static int ss_send_frame(ss_conn *c, uint16_t type, uint32_t fid, const unsigned char *payload, size_t len)
 {
     unsigned char h[16];
     memcpy(h, "SSHS", 4);
@@ -226,20 +241,20 @@ static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned cha
     ss_le16(h + 6, type);
     ss_le32(h + 8, fid);
     ss_le32(h + 12, (uint32_t)len);
-    if (ss_write_all(fd, h, sizeof h) != 0)
+    if (ss_write_all(c, h, sizeof h) != 0)
         return -1;
-    return len ? ss_write_all(fd, payload, len) : 0;
+    return len ? ss_write_all(c, payload, len) : 0;
 }
 
 /* Reads one frame; the caller frees *payload. Returns the frame type, or -1 when the connection
  * is gone or the frame is not ours. */
-static int ss_recv_frame(int fd, unsigned char **payload, size_t *len)
+static int ss_recv_frame(ss_conn *c, unsigned char **payload, size_t *len)
 {
     unsigned char h[16];
     uint32_t n;
     *payload = NULL;
     *len = 0;
-    if (ss_read_all(fd, h, sizeof h) != 0)
+    if (ss_read_all(c, h, sizeof h) != 0)
         return -1;
     n = ss_rd32(h + 12);
     if (memcmp(h, "SSHS", 4) != 0 || (h[4] | h[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
@@ -247,7 +262,7 @@ static int ss_recv_frame(int fd, unsigned char **payload, size_t *len)
     *payload = malloc(n ? n : 1);
     if (*payload == NULL)
         return -1;
-    if (n && ss_read_all(fd, *payload, n) != 0) {
+    if (n && ss_read_all(c, *payload, n) != 0) {
         free(*payload);
         *payload = NULL;
         return -1;
@@ -256,31 +271,45 @@ static int ss_recv_frame(int fd, unsigned char **payload, size_t *len)
     return h[6] | h[7] << 8;
 }
 
-static ss_conn *ss_connect(unsigned generation)
+static int ss_unix_open(const char *path)
 {
     struct sockaddr_un addr;
     struct timeval tv;
-    unsigned char hello[32];
-    unsigned char *reply;
-    size_t rlen;
-    int fd, type = -1;
-    uint64_t pid = (uint64_t)getpid();
-    ss_conn *c;
-
+    int fd;
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
-    if (strlen(ss_path) >= sizeof addr.sun_path)
-        return NULL;
-    strcpy(addr.sun_path, ss_path);
+    if (strlen(path) >= sizeof addr.sun_path)
+        return -1;
+    strcpy(addr.sun_path, path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return NULL;
+        return -1;
     tv.tv_sec = ss_timeout_seconds();
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
         close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static ss_conn *ss_connect(unsigned generation)
+{
+    unsigned char hello[32];
+    unsigned char *reply;
+    size_t rlen;
+    int type = -1;
+    uint64_t pid = (uint64_t)getpid();
+    ss_conn *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return NULL;
+    /* The transport: tls://HOST:PORT is a network-attached module (transport_tls.c), else a socket path. */
+    c->fd = ss_tls_address(ss_path) ? ss_tls_open(ss_path, ss_timeout_seconds(), &c->tls) : ss_unix_open(ss_path);
+    if (c->fd < 0) {
+        ss_conn_close(c);
         return NULL;
     }
     ss_le32(hello, (uint32_t)sizeof(CK_ULONG));
@@ -288,20 +317,17 @@ static ss_conn *ss_connect(unsigned generation)
     for (int i = 0; i < 8; i++)
         hello[8 + i] = (unsigned char)(pid >> (8 * i));
     memcpy(hello + 16, ss_token, 16);
-    if (ss_send_frame(fd, SS_FRAME_HELLO, 0, hello, sizeof hello) != 0 ||
-        (type = ss_recv_frame(fd, &reply, &rlen)) != SS_FRAME_REPLY || rlen < 8 || ss_rd64(reply) != CKR_OK) {
+    if (ss_send_frame(c, SS_FRAME_HELLO, 0, hello, sizeof hello) != 0 ||
+        (type = ss_recv_frame(c, &reply, &rlen)) != SS_FRAME_REPLY || rlen < 8 || ss_rd64(reply) != CKR_OK) {
+        if (type == SS_FRAME_ERROR && rlen > 9) /* the server says why it will not serve us */
+            fprintf(stderr, "softshield: the hardserver at %s refused this client: %.*s\n", ss_path, (int)(rlen - 9),
+                    (const char *)reply + 9);
         if (type >= 0)
             free(reply);
-        close(fd);
+        ss_conn_close(c);
         return NULL;
     }
     free(reply);
-    c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        close(fd);
-        return NULL;
-    }
-    c->fd = fd;
     c->generation = generation;
     return c;
 }
@@ -339,10 +365,8 @@ static void ss_release(ss_conn *c, int broken)
         c = NULL;
     }
     pthread_mutex_unlock(&ss_lock);
-    if (c != NULL) {
-        close(c->fd);
-        free(c);
-    }
+    if (c != NULL)
+        ss_conn_close(c);
 }
 
 /* ---- library state --------------------------------------------------------------------------- */
@@ -376,8 +400,10 @@ CK_RV ss_initialize(CK_VOID_PTR pInitArgs)
         return rv;
     /* Fail here, not on the first real call, when no hardserver answers and none can be started:
      * as nShield's library does when its hardserver is not running. */
-    rv = ss_check_socket_path(ss_path);
+    rv = ss_tls_address(ss_path) ? CKR_OK : ss_check_socket_path(ss_path);
     probe = rv == CKR_OK ? ss_acquire(&rv) : NULL;
+    if (probe == NULL && rv != CKR_DEVICE_ERROR && ss_tls_address(ss_path)) /* a remote module is not ours to start */
+        rv = CKR_DEVICE_ERROR;
     if (probe == NULL && rv != CKR_DEVICE_ERROR) {
         if (!ss_autostart_enabled())
             fprintf(stderr, "softshield: no hardserver on %s; start one with `softshield hardserver` "
@@ -510,7 +536,7 @@ CK_RV ss_call_exchange(ss_call *c)
     int type;
     if (c->failed)
         return c->rv;
-    if (ss_send_frame(c->conn->fd, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
+    if (ss_send_frame(c->conn, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
         return c->rv;
@@ -518,7 +544,7 @@ CK_RV ss_call_exchange(ss_call *c)
     free(c->buf);
     c->buf = NULL;
     c->len = c->cap = 0;
-    type = ss_recv_frame(c->conn->fd, &reply, &rlen);
+    type = ss_recv_frame(c->conn, &reply, &rlen);
     if (type < 0 || rlen < 8) {
         if (type >= 0)
             free(reply);

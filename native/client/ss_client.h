@@ -109,6 +109,14 @@ void ss_describe(CK_INFO *info, int embedded);
 extern const char ss_recorded_python[];
 extern const char ss_recorded_libpython[];
 
+/* The mutual-TLS transport to a network-attached module, tls://HOST[:PORT] (transport_tls.c). */
+struct ss_tls;
+int ss_tls_address(const char *addr);
+int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **tls); /* the fd, or -1 (said on stderr) */
+int ss_tls_write_all(struct ss_tls *t, const unsigned char *p, size_t n);
+int ss_tls_read_all(struct ss_tls *t, unsigned char *p, size_t n);
+void ss_tls_close(struct ss_tls *t);
+
 /* Shared by connection.c and marshal.c. */
 void ss_fail(ss_call *c, CK_RV rv);
 void ss_put_raw(ss_call *c, const void *p, size_t n);

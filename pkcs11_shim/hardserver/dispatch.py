@@ -38,7 +38,7 @@ from typing import Any
 
 from pkcs11_shim.hardserver import protocol, worker
 from pkcs11_shim.hardserver.protocol import ProtocolError
-from pkcs11_shim.hardserver.server import MAX_CONNECTIONS, ROOT, Hardserver, _peer
+from pkcs11_shim.hardserver.server import MAX_CONNECTIONS, ROOT, Hardserver, client_pid
 
 log = logging.getLogger("hardserver")
 
@@ -337,7 +337,7 @@ class Dispatcher:
             w = min(ready, key=lambda c: (c.clients, c.connections, c.index))
         cid = next(self.ids)
         try:
-            pid = _peer(conn)[0] or hello_pid
+            pid = client_pid(conn, hello_pid)
             socket.send_fds(w.channel, [worker.HAND + worker.CONNECTION_ID.pack(cid) + hello], [conn.fileno()])
         except OSError as exc:
             # The worker is going (its channel closed or full): the client sees the connection end,

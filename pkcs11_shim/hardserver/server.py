@@ -90,6 +90,14 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
     return pid, uid
 
 
+def client_pid(sock: socket.socket, hello_pid: int) -> int:
+    """The client's pid for the log: the kernel's, unless the connection is our own network relay
+    (pkcs11_shim.hardserver.network, in this process or the dispatcher), whose client is on another
+    host: then the pid its HELLO names."""
+    pid = _peer(sock)[0]
+    return hello_pid if pid in (0, os.getpid(), os.getppid()) else pid
+
+
 class Hardserver:
     def __init__(self, socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0) -> None:
         self.socket_path = Path(socket_path)
@@ -196,8 +204,7 @@ class Hardserver:
         ffi = self.codec.ffi
         if ulong_size != ffi.sizeof("CK_ULONG") or ptr_size != ffi.sizeof("void *"):
             raise ProtocolError(f"client ABI (CK_ULONG {ulong_size}, pointer {ptr_size} bytes) differs from the server's")
-        peer_pid, _uid = _peer(conn)
-        client = self.clients.attach(token, peer_pid or pid)
+        client = self.clients.attach(token, client_pid(conn, pid))
         protocol.send_frame(conn, protocol.REPLY, 0, struct.pack("<Q", 0))
         return client
 
