@@ -114,6 +114,12 @@ class ClientHost:
         return {**os.environ, "NFAST_KMDATA": str(self.kmdata), "SOFTSHIELD_HARDSERVER": f"tls://{self.server.address}",
                 "SOFTSHIELD_HARDSERVER_AUTOSTART": "0", "SOFTSHIELD_HARDSERVER_TIMEOUT": "60"}
 
+    @property
+    def local_env(self) -> dict[str, str]:
+        """The host's own tools on its own kmdata (a module of its own, as another module of the world)."""
+        env = {k: v for k, v in self.env.items() if k != "SOFTSHIELD_HARDSERVER"}
+        return {**env, "SOFTSHIELD_MODE": "embedded"}
+
     def enroll(self, *options: str) -> str:
         esn, kneti = self.server.identity()
         out = softshield("nethsmenroll", *options, self.server.address, esn, kneti, env=self.env).stdout
