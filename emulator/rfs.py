@@ -106,21 +106,25 @@ class Rfs:
             if not synced(change.name):
                 raise SyncError(f"{change.name!r} is not a kmdata file name")
         with self.store.writer_lock():
+            pending = []
             for change in changes:
                 current = _current(self.store, change.name)
                 digest = None if current is None else content_digest(current)
+                wanted = None if change.data is None else content_digest(change.data)
+                if digest == wanted:
+                    continue  # already so: a commit retried after a crash or a lost answer
                 if digest != change.base:
                     raise StaleCommit(f"stale commit: {change.name} changed on the RFS since your last update "
                                       "(run rfs-sync --update, then commit again); nothing was written")
-            result: dict[str, str | None] = {}
-            for change in changes:
+                pending.append(change)
+            result: dict[str, str | None] = {c.name: None if c.data is None else content_digest(c.data)
+                                             for c in changes}
+            for change in pending:
                 if change.data is None:
                     self.store.delete(change.name)
-                    result[change.name] = None
                 else:
                     self.store.write(change.name, change.data)
-                    result[change.name] = content_digest(change.data)
-            if changes:
+            if pending:
                 self.store.bump()
         return result
 
