@@ -104,3 +104,15 @@ def test_python_pkcs11_under_python_312_signs_through_tls(enrolled):
     assert description == "softshield via hardserver"
     public = rsa.RSAPublicNumbers(int(exponent), int(modulus, 16)).public_key()
     _verify(public, bytes.fromhex(signature))
+
+
+def test_cknfastrc_names_the_network_module(enrolled, tmp_path: Path):
+    """The config-file equivalent: SOFTSHIELD_HARDSERVER and NFAST_KMDATA (where the pin and the client
+    key are) from a cknfastrc file, nothing in the environment."""
+    rc = tmp_path / "cknfastrc"
+    rc.write_text(f"SOFTSHIELD_HARDSERVER=tls://{enrolled.server.address}\nNFAST_KMDATA={enrolled.kmdata}\n")
+    env = {k: v for k, v in enrolled.env.items() if k not in ("SOFTSHIELD_HARDSERVER", "NFAST_KMDATA")}
+    result = subprocess.run(["pkcs11-tool", "--module", str(FRONT_SO), "-I"], capture_output=True, text=True,
+                            env={**env, "SOFTSHIELD_CKNFASTRC": str(rc)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "softshield via hardserver" in result.stdout
