@@ -224,6 +224,7 @@ class NetworkListener:
         conn: socket.socket = raw
         try:
             raw.settimeout(HANDSHAKE_TIMEOUT)
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # one small reply per call: send it now
             try:
                 conn = self.context.wrap_socket(raw, server_side=True)
             except (ssl.SSLError, OSError) as exc:
