@@ -2,8 +2,9 @@
 
     <kmdata>/network/kneti_<ESN>          the module's KNETI: private key and self-signed certificate (PEM)
     $SOFTSHIELD_CLIENT_DIR, else <kmdata>/config/client/
-        key.pem                           the client's private key
-        cert.pem                          its certificate, issued by the module at enrolment
+        key.pem                           the client's private key (one key for every module)
+        cert_<ESN>.pem                    its certificate from each module it enrolled with (each
+                                          module admits only certificates its own KNETI issued)
 
 The KNETI is made on first need and kept: clients pin its hash, so a new one means enrolling every
 client again (as after replacing an nShield Connect). It is the module's, not the world's: it lives
@@ -28,7 +29,11 @@ from .fileio import FILE_MODE, ensure_dir, write_atomic
 NETWORK_DIR = "network"
 CLIENT_DIR_ENV = "SOFTSHIELD_CLIENT_DIR"
 CLIENT_KEY = "key.pem"
-CLIENT_CERT = "cert.pem"
+
+
+
+def client_cert_name(esn: str) -> str:
+    return f"cert_{esn}.pem"
 
 
 @dataclass(frozen=True)
@@ -102,14 +107,14 @@ def client_key(folder: Path) -> bytes:
     return path.read_bytes()
 
 
-def store_client_certificate(folder: Path, cert_pem: bytes) -> None:
+def store_client_certificate(folder: Path, esn: str, cert_pem: bytes) -> None:
     with _locked(folder):
-        write_atomic(folder, CLIENT_CERT, cert_pem)
+        write_atomic(folder, client_cert_name(esn), cert_pem)
 
 
-def client_identity(folder: Path) -> Identity | None:
-    """The enrolled client's key and certificate, None before enrolment."""
-    key, cert = folder / CLIENT_KEY, folder / CLIENT_CERT
+def client_identity(folder: Path, esn: str) -> Identity | None:
+    """The client's key and the certificate module `esn` issued it, None before that enrolment."""
+    key, cert = folder / CLIENT_KEY, folder / client_cert_name(esn)
     if not key.is_file() or not cert.is_file():
         return None
     return Identity("client", key.read_bytes(), cert.read_bytes())

@@ -106,10 +106,11 @@ def enrolled_pin(kmdata: Path, host: str, port: int) -> tuple[str, str]:
 
 
 def enrolled_connection(kmdata: Path, host: str, port: int) -> Connection:
-    _esn, pin = enrolled_pin(kmdata, host, port)
-    identity = netid.client_identity(netid.client_dir(kmdata))
+    esn, pin = enrolled_pin(kmdata, host, port)
+    identity = netid.client_identity(netid.client_dir(kmdata), esn)
     if identity is None:
-        raise CommandError(f"no client key and certificate in {netid.client_dir(kmdata)}: run nethsmenroll")
+        raise CommandError(f"no client key and certificate from module {esn} in {netid.client_dir(kmdata)}: "
+                           "run nethsmenroll")
     return connect(host, port, pin, identity)
 
 

@@ -85,7 +85,7 @@ class Nethsmenroll:
         cert = base64.b64decode(answer["cert"])
         if netcrypto.key_hash_of_cert(cert) != key_hash:
             raise CommandError("the module issued a certificate for another key: refused")
-        netid.store_client_certificate(folder, cert)
+        netid.store_client_certificate(folder, args.esn, cert)
         with netconfig.editing(netconfig.config_path(kmdata)) as config:
             imports = config.entries("nethsm_imports")
             kept = [e for e in imports if not (e.get("remote_ip") == host and e.get("remote_port") == str(port))

@@ -3,9 +3,9 @@
  * As nShield's client hardserver reaches a Connect on port 9004 over a channel authenticated both
  * ways, a connection here is TLS 1.3 (the system's OpenSSL) with:
  *   - the client's key and certificate from SOFTSHIELD_CLIENT_DIR, else <kmdata>/config/client/
- *     (key.pem, cert.pem: made by `softshield nethsmenroll`, the certificate issued by the module);
+ *     (key.pem, cert_<ESN>.pem: made by `softshield nethsmenroll`, the certificate issued by that module);
  *   - the module's KNETI hash pinned in <kmdata>/config/config, [nethsm_imports] (remote_ip,
- *     remote_port, keyhash), where nethsmenroll wrote it: the module's certificate is self-signed, so
+ *     remote_port, keyhash, remote_esn), where nethsmenroll wrote it: the module's certificate is self-signed, so
  *     the pin is the trust; any other key fails the handshake ("pin mismatch", and the module logs
  *     the client's alert).
  * <kmdata> is NFAST_KMDATA (environment or cknfastrc), else $XDG_DATA_HOME/softshield/kmdata, else
@@ -80,7 +80,7 @@ static void ss_client_dir(char *out, size_t outlen)
 /* The keyhash of the [nethsm_imports] entry for host:port (nShield config syntax: `[section]`,
  * `field=value`, entries separated by a line of dashes or begun by a repeated field). */
 typedef struct ss_import {
-    char ip[256], port[16], keyhash[SS_HASH_HEX + 1];
+    char ip[256], port[16], keyhash[SS_HASH_HEX + 1], esn[32];
     int fields;
 } ss_import;
 
@@ -90,7 +90,7 @@ static int ss_import_matches(const ss_import *e, const char *host, const char *p
     return e->fields && strcmp(e->ip, host) == 0 && strcmp(p, port) == 0 && strlen(e->keyhash) == SS_HASH_HEX;
 }
 
-static int ss_pinned_hash(const char *host, const char *port, char *out)
+static int ss_pinned_hash(const char *host, const char *port, char *out, char *esn, size_t esnlen)
 {
     char kmdata[4096], path[4200], line[1024];
     ss_import e;
@@ -126,8 +126,9 @@ static int ss_pinned_hash(const char *host, const char *port, char *out)
         *eq = '\0';
         char *field = s, *value = eq + 1;
         char *slot = strcmp(field, "remote_ip") == 0 ? e.ip : strcmp(field, "remote_port") == 0 ? e.port
-                   : strcmp(field, "keyhash") == 0 ? e.keyhash : NULL;
-        size_t cap = slot == e.ip ? sizeof e.ip : slot == e.port ? sizeof e.port : sizeof e.keyhash;
+                   : strcmp(field, "keyhash") == 0 ? e.keyhash : strcmp(field, "remote_esn") == 0 ? e.esn : NULL;
+        size_t cap = slot == e.ip ? sizeof e.ip : slot == e.port ? sizeof e.port
+                   : slot == e.esn ? sizeof e.esn : sizeof e.keyhash;
         if (slot == NULL)
             continue;
         if (slot[0] != '\0') { /* a repeated field begins the next entry */
@@ -142,8 +143,10 @@ static int ss_pinned_hash(const char *host, const char *port, char *out)
     if (!found)
         found = in_imports && ss_import_matches(&e, host, port);
     fclose(f);
-    if (found)
+    if (found) {
         memcpy(out, e.keyhash, SS_HASH_HEX + 1);
+        snprintf(esn, esnlen, "%s", e.esn);
+    }
     return found;
 }
 
@@ -259,7 +262,7 @@ void ss_tls_close(struct ss_tls *t)
 
 int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **out)
 {
-    char host[256], port[16], dir[4096], cert[4200], key[4200];
+    char host[256], port[16], dir[4096], cert[4200], key[4200], esn[32];
     ss_pin pin;
     struct ss_tls *t;
     *out = NULL;
@@ -268,7 +271,7 @@ int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **out)
         fprintf(stderr, "softshield: %s is not tls://HOST[:PORT]\n", addr);
         return -1;
     }
-    if (!ss_pinned_hash(host, port, pin.want)) {
+    if (!ss_pinned_hash(host, port, pin.want, esn, sizeof esn)) {
         char kmdata[4096];
         ss_kmdata_dir(kmdata, sizeof kmdata);
         fprintf(stderr, "softshield: not enrolled with %s:%s (no [nethsm_imports] entry in %s/config/config): "
@@ -276,7 +279,7 @@ int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **out)
         return -1;
     }
     ss_client_dir(dir, sizeof dir);
-    snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+    snprintf(cert, sizeof cert, "%s/cert_%s.pem", dir, esn);
     snprintf(key, sizeof key, "%s/key.pem", dir);
     t = calloc(1, sizeof *t);
     if (t == NULL)
@@ -291,8 +294,8 @@ int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **out)
     }
     if (SSL_CTX_use_certificate_file(t->ctx, cert, SSL_FILETYPE_PEM) != 1 ||
         SSL_CTX_use_PrivateKey_file(t->ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(t->ctx) != 1) {
-        fprintf(stderr, "softshield: no usable client key and certificate in %s (key.pem, cert.pem): run "
-                        "softshield nethsmenroll\n", dir);
+        fprintf(stderr, "softshield: no usable client key and certificate from module %s in %s (key.pem, "
+                        "cert_%s.pem): run softshield nethsmenroll\n", esn, dir, esn);
         ERR_clear_error();
         ss_tls_close(t);
         return -1;

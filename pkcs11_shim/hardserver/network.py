@@ -80,6 +80,7 @@ def server_context(identity: netid.Identity) -> ssl.SSLContext:
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
     load_identity(ctx, identity)
     ctx.verify_mode = ssl.CERT_OPTIONAL
+    ctx.num_tickets = 0  # clients never resume a session: no tickets to make and send
     ctx.load_verify_locations(cadata=identity.cert_pem.decode("ascii"))
     return ctx
 

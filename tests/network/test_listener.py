@@ -62,7 +62,7 @@ def test_nethsmenroll_pins_the_module_writes_the_config_and_prints_the_client_ke
         "keyhash": kneti, "privileged": "yes"}]
     assert (host.kmdata / "config" / "config").read_text().startswith("syntax-version=1\n\n[nethsm_imports]\n")
     # The certificate the module issued is for the client's own key, and chains to the KNETI.
-    cert = x509.load_pem_x509_certificate((host.kmdata / "config" / "client" / "cert.pem").read_bytes())
+    cert = x509.load_pem_x509_certificate((host.kmdata / "config" / "client" / f"cert_{esn}.pem").read_bytes())
     assert cert.public_key().public_bytes(serialization.Encoding.DER,
                                           serialization.PublicFormat.SubjectPublicKeyInfo) == spki
     assert cert.issuer.rfc4514_string() == f"OU=softshield KNETI,CN={esn}"
@@ -116,3 +116,26 @@ def test_cknfastrc_names_the_network_module(enrolled, tmp_path: Path):
                             env={**env, "SOFTSHIELD_CKNFASTRC": str(rc)}, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "softshield via hardserver" in result.stdout
+
+
+def test_a_client_enrolled_with_two_modules_is_served_by_both(workdir):
+    """One client key, a certificate from each module (each admits only what its own KNETI issued)."""
+    from conftest import start_server
+
+    servers = [start_server(workdir, f"pair-{i}") for i in range(2)]
+    try:
+        host = new_client(workdir, servers[0], "two-modules")
+        for server in servers:
+            host.server = server
+            host.enroll()
+            server.permit(host.key_hash)
+        for server in servers:
+            host.server = server
+            esn, _kneti = server.identity()
+            out = pkcs11_tool(host, "-L").stdout.decode()
+            assert f"serial num         : {esn.replace('-', '')}" in out
+        certs = sorted(p.name for p in (host.kmdata / "config" / "client").glob("cert_*.pem"))
+        assert certs == sorted(f"cert_{s.identity()[0]}.pem" for s in servers)
+    finally:
+        for server in servers:
+            server.stop()
