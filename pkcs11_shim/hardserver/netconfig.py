@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emulator import paths
+from emulator.errors import EmulatorError
 from emulator.fileio import FILE_MODE, ensure_dir, write_atomic
 
 SYNTAX_VERSION = "syntax-version=1"
@@ -33,6 +34,11 @@ SEPARATOR = "-----"
 DEFAULT_PORT = 9004
 
 Entry = dict[str, str]
+
+
+class ConfigError(EmulatorError):
+    """A config file we cannot read: the message names the file and the line (the CLI prints it as
+    its one line; the server refuses the connection with it)."""
 
 
 @dataclass
@@ -89,6 +95,8 @@ def read(path: Path) -> Config:
         return parse(path.read_text())
     except FileNotFoundError:
         return Config()
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
 
 
 @contextlib.contextmanager

@@ -269,7 +269,11 @@ class NetworkListener:
     def _admit(self, peer: Peer) -> Peer:
         if peer.key_hash is None:
             raise Refused("no client certificate (an unenrolled client)")
-        entry = admission(netconfig.read(netconfig.config_path(self.kmdata)), peer.key_hash, peer.addr)
+        try:
+            config = netconfig.read(netconfig.config_path(self.kmdata))
+        except netconfig.ConfigError as exc:
+            raise Refused(f"the permitted-client list is unreadable: {exc}") from None
+        entry = admission(config, peer.key_hash, peer.addr)
         return Peer(peer.addr, peer.key_hash, entry.get("clientperm") == "priv")
 
     @staticmethod

@@ -41,6 +41,9 @@ def admission(config: netconfig.Config, key_hash: str, ip: str) -> netconfig.Ent
     now = netconfig.utc_now()
     for entry in allowed:
         until = entry.get("validity", "")
-        if not until or netconfig.parse_time(until) > now:
-            return entry
+        try:
+            if not until or netconfig.parse_time(until) > now:
+                return entry
+        except ValueError as exc:
+            raise Refused(f"client key {key_hash}: [hs_clients] validity: {exc}") from None
     raise Refused(f"client key {key_hash} expired: its validity ended at {allowed[0].get('validity')}")

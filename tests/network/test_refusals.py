@@ -193,3 +193,30 @@ def test_world_administration_needs_a_privileged_client(guard, workdir):
     # The unprivileged client uses the token as its user.
     listed = pkcs11_tool(user, "--token-label", "netadmin", "--login", "--pin", USER_PIN, "-O").returncode
     assert listed == 0
+
+
+def test_permit_lists_and_refuses_a_malformed_hash(guard):
+    listed = guard.permit("--list").splitlines()
+    assert listed and all(re.fullmatch(r"[0-9a-f]{40} (priv|unpriv) from \S+ until \S+( \S+)?", line) for line in listed)
+    from netenv import softshield
+
+    bad = softshield("hardserver", "permit", "--kmdata", str(guard.kmdata), "not-a-hash", env=guard.env, check=False)
+    assert bad.returncode == 1
+    assert bad.stderr == ("softshield hardserver: give the client's key hash (40 lowercase hex digits): "
+                          "permit KEYHASH or --revoke KEYHASH\n")
+
+
+def test_an_unreadable_permitted_client_list_refuses_every_client(guard, workdir):
+    host = new_client(workdir, guard, "broken-config")
+    host.enroll()
+    guard.permit(host.key_hash)
+    config = guard.kmdata / "config" / "config"
+    saved = config.read_text()
+    try:
+        config.write_text(saved + "\nthis line is not a field\n")
+        assert not _lists_slots(host)[0]
+        guard.wait_for_log(r"WARNING refused 127\.0\.0\.1: the permitted-client list is unreadable: .*config: line "
+                           r"\d+: 'this line is not a field' is not a field=value line of a \[section\]; nothing served$")
+    finally:
+        config.write_text(saved)
+    assert _lists_slots(host)[0]
