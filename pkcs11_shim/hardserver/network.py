@@ -96,20 +96,25 @@ def load_identity(ctx: ssl.SSLContext, identity: netid.Identity) -> None:
         ctx.load_cert_chain(pem)
 
 
+#: What a failed handshake means, by the OpenSSL reason it ends with (first match wins).
+HANDSHAKE_FAULTS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("ALERT",), "TLS handshake failed: the client refused the module's certificate ({reason}; a pinned KNETI "
+                 "hash that is not this module's?)"),
+    (("WRONG_VERSION", "HTTP_REQUEST", "RECORD_LAYER", "UNKNOWN_PROTOCOL", "UNEXPECTED_MESSAGE",
+      "PACKET_LENGTH_TOO_LONG"), "not a TLS 1.3 client (TLS handshake failed: {reason})"),
+)
+
+
 def _handshake_reason(exc: Exception) -> str:
-    text = getattr(exc, "reason", None) or str(exc)
-    if isinstance(exc, ssl.SSLError) and "ALERT" in str(text).upper():
-        return (f"TLS handshake failed: the client refused the module's certificate ({text}; a pinned "
-                "KNETI hash that is not this module's?)")
-    if isinstance(exc, ssl.SSLError) and any(s in str(text).upper() for s in
-                                             ("WRONG_VERSION", "HTTP_REQUEST", "RECORD_LAYER", "UNKNOWN_PROTOCOL",
-                                              "UNEXPECTED_MESSAGE", "PACKET_LENGTH_TOO_LONG")):
-        return f"not a TLS 1.3 client (TLS handshake failed: {text})"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake failed: {text}"
     if isinstance(exc, (socket.timeout, TimeoutError)):
         return f"no TLS handshake within {HANDSHAKE_TIMEOUT:.0f} s"
-    return f"connection failed during the TLS handshake: {text}"
+    reason = str(getattr(exc, "reason", None) or exc)
+    if not isinstance(exc, ssl.SSLError):
+        return f"connection failed during the TLS handshake: {reason}"
+    for marks, text in HANDSHAKE_FAULTS:
+        if any(mark in reason.upper() for mark in marks):
+            return text.format(reason=reason)
+    return f"TLS handshake failed: {reason}"
 
 
 def read_first_frame(conn: socket.socket) -> tuple[int, int, bytes, bytes]:
