@@ -35,7 +35,8 @@ class Connection:
         """One SERVICE request and its JSON answer; an answer with "error" raises CommandError."""
         payload = json.dumps(body).encode("utf-8")
         try:
-            self.sock.sendall(protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, SERVICE, 0, len(payload)) + payload)
+            header = protocol.HEADER.pack(protocol.MAGIC, protocol.VERSION, SERVICE, 0, len(payload))
+            self.sock.sendall(header + payload)
             frame = recv_reply(self.sock)
         except (OSError, protocol.ProtocolError, protocol.ConnectionGone) as exc:
             raise CommandError(f"the module closed the connection ({exc or 'refused'}): see its log") from None

@@ -100,7 +100,7 @@ def load_identity(ctx: ssl.SSLContext, identity: netid.Identity) -> None:
 HANDSHAKE_FAULTS: tuple[tuple[tuple[str, ...], str], ...] = (
     (("ALERT",), "TLS handshake failed: the client refused the module's certificate ({reason}; a pinned KNETI "
                  "hash that is not this module's?)"),
-    (("WRONG_VERSION", "HTTP_REQUEST", "RECORD_LAYER", "UNKNOWN_PROTOCOL", "UNEXPECTED_MESSAGE",
+    (("WRONG_VERSION", "HTTP_REQUEST", "RECORD_LAYER", "UNKNOWN_PROTOCOL", "UNSUPPORTED_PROTOCOL", "UNEXPECTED_MESSAGE",
       "PACKET_LENGTH_TOO_LONG"), "not a TLS 1.3 client (TLS handshake failed: {reason})"),
 )
 

@@ -34,7 +34,8 @@ def softshield(*args: str, env: dict[str, str] | None = None, check: bool = True
     result = subprocess.run([sys.executable, "-m", "softshield_cli.main", *args], cwd=ROOT, capture_output=True,
                             text=True, env=env or os.environ.copy(), timeout=120)
     if check and result.returncode != 0:
-        raise AssertionError(f"softshield {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        raise AssertionError(f"softshield {' '.join(args)} failed ({result.returncode}):\n"
+                             f"{result.stdout}\n{result.stderr}")
     return result
 
 

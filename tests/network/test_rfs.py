@@ -135,5 +135,6 @@ def test_an_update_into_another_world_is_refused(rfs, workdir):
     _key(host, "ownworld")  # the first use makes a world of its own
     refused = host.run("rfs-sync", "--update", check=False)
     assert refused.returncode == 1
-    assert re.fullmatch(rf"softshield rfs-sync: {re.escape(str(host.kmdata))} holds world [0-9a-f]{{40}}, the RFS world "
-                        r"[0-9a-f]{40}: refused \(sync into an empty kmdata, or one of the same world\)\n", refused.stderr)
+    assert re.fullmatch(rf"softshield rfs-sync: {re.escape(str(host.kmdata))} holds world [0-9a-f]{{40}}, the RFS "
+                        r"world [0-9a-f]{40}: refused \(sync into an empty kmdata, or one of the same world\)\n",
+                        refused.stderr)
