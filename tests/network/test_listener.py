@@ -139,3 +139,29 @@ def test_a_client_enrolled_with_two_modules_is_served_by_both(workdir):
     finally:
         for server in servers:
             server.stop()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_busy_port_or_rfs_without_listen_is_one_line(workdir, workers: str):
+    import socket as sockets
+
+    from netenv import free_port
+
+    busy = sockets.socket()
+    busy.bind(("127.0.0.1", free_port()))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    kmdata = workdir / f"busy-{workers}"
+    base = ["hardserver", "--socket", str(workdir / f"busy-{workers}.sock"), "--kmdata", str(kmdata),
+            "--workers", workers]
+    try:
+        result = softshield(*base, "--listen", f"127.0.0.1:{port}", check=False)
+    finally:
+        busy.close()
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1] == \
+        f"softshield hardserver: cannot listen on 127.0.0.1:{port}: Address already in use"
+    assert not (workdir / f"busy-{workers}.sock").exists()
+    alone = softshield(*base, "--rfs", check=False)
+    assert (alone.returncode, alone.stderr) == (1, "softshield hardserver: --rfs needs --listen HOST[:PORT]: the RFS "
+                                                   "is served over the network channel\n")
