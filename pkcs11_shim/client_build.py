@@ -219,7 +219,8 @@ def compile_library(out: Path, name: str, source: str, front: bool) -> Path:
         built = Path(tmp) / name
         sources = sorted(str(p) for d in dirs for p in d.glob("*.c")) + [str(generated)]
         cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
-               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{tmp}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources, "-ldl", "-lssl", "-lcrypto"]
+               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{tmp}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources,
+               "-ldl", "-lssl", "-lcrypto"]  # libssl: the tls:// transport (native/client/transport_tls.c)
         subprocess.run(cmd, check=True)
         shutil.copyfile(generated, out / generated.name)
         final = out / name

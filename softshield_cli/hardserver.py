@@ -14,9 +14,10 @@ one module this process owns. SIGTERM, Ctrl-C or `--stop` closes every client's 
 finalizes the module; with an idle timeout the server does the same once it has had no client for
 that long. With `--listen`, clients on other hosts enrolled with `softshield nethsmenroll` and
 permitted with `softshield hardserver permit` are served too (pkcs11_shim.hardserver.network), and
-with `--rfs` this server is the world's remote file system for `softshield rfs-sync`. With more than one worker (default: one per core), a dispatcher process accepts and hands
-each client process to one worker process, each a module over the same kmdata
-(pkcs11_shim.hardserver.dispatch); `--workers 1` serves every client from this one process.
+with `--rfs` this server is the world's remote file system for `softshield rfs-sync` (docs/network.md).
+With more than one worker (default: one per core), a dispatcher process accepts and hands each client
+process to one worker process, each a module over the same kmdata (pkcs11_shim.hardserver.dispatch);
+`--workers 1` serves every client from this one process.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ import argparse
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .main import CommandError, command
+
+if TYPE_CHECKING:
+    from pkcs11_shim.hardserver.network import NetworkListener
 
 
 @command("hardserver", "setup", "serve the module to many processes on a Unix socket (client mode)")
@@ -95,7 +100,7 @@ class Hardserver:
             raise CommandError(str(exc)) from None
 
 
-def _network(args: argparse.Namespace, socket_path: Path):
+def _network(args: argparse.Namespace, socket_path: Path) -> NetworkListener | None:
     """The network listener --listen asks for (opened by the server once its socket is bound)."""
     if args.listen is None:
         if args.rfs:

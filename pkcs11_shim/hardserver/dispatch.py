@@ -34,11 +34,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from pkcs11_shim.hardserver import protocol, worker
 from pkcs11_shim.hardserver.protocol import ProtocolError
 from pkcs11_shim.hardserver.server import MAX_CONNECTIONS, ROOT, Hardserver, client_pid
+
+if TYPE_CHECKING:
+    from pkcs11_shim.hardserver.network import NetworkListener
 
 log = logging.getLogger("hardserver")
 
@@ -74,7 +77,7 @@ class Pending:
 
 class Dispatcher:
     def __init__(self, socket_path: Path, library: Path, idle_timeout: float, count: int,
-                 network: Any = None) -> None:
+                 network: NetworkListener | None = None) -> None:
         # The front binds, writes the pid file, and removes both again; it loads no module.
         self.front = Hardserver(socket_path, library, idle_timeout)
         self.library = Path(library)

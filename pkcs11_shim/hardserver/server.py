@@ -22,13 +22,16 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pkcs11_shim.constants import CKR, InitFlag
 from pkcs11_shim.hardserver import protocol
 from pkcs11_shim.hardserver.clients import Client, ClientTable
 from pkcs11_shim.hardserver.codec import Codec, load_module
 from pkcs11_shim.hardserver.protocol import ConnectionGone, ProtocolError
+
+if TYPE_CHECKING:
+    from pkcs11_shim.hardserver.network import NetworkListener
 
 log = logging.getLogger("hardserver")
 
@@ -307,7 +310,7 @@ class Hardserver:
 
 
 def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0,
-        ready_fd: int | None = None, network: Any = None) -> int:
+        ready_fd: int | None = None, network: NetworkListener | None = None) -> int:
     """Serve alone, in this process, until SIGTERM or SIGINT (or idle_timeout seconds without
     clients); returns the exit status. ready_fd, when given, gets "ready" once the socket listens and
     is closed: the library that started this server waits on it. Several module processes are
