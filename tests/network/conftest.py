@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from netenv import FRONT_SO, SERVER_SO, NetServer, new_client, softshield  # noqa: E402
+from netenv import new_client, softshield, start_server  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -18,16 +18,6 @@ def workdir():
     path = Path(tempfile.mkdtemp(prefix="softshield-net-"))
     yield path
     shutil.rmtree(path, ignore_errors=True)
-
-
-def start_server(workdir: Path, name: str, workers: int = 1, rfs: bool = False) -> NetServer:
-    if not FRONT_SO.is_file() or not SERVER_SO.is_file():
-        pytest.fail(f"build the libraries first (make build): {FRONT_SO}, {SERVER_SO}")
-    work = workdir / name
-    work.mkdir()
-    server = NetServer(work, workers=workers, rfs=rfs)
-    server.start()
-    return server
 
 
 @pytest.fixture(scope="module", params=[1, 2], ids=["one-process", "two-workers"])

@@ -145,3 +145,13 @@ def new_client(root: Path, server: NetServer, name: str) -> ClientHost:
     kmdata = root / name
     kmdata.mkdir(parents=True)
     return ClientHost(kmdata, server)
+
+
+def start_server(workdir: Path, name: str, workers: int = 1, rfs: bool = False) -> NetServer:
+    if not FRONT_SO.is_file() or not SERVER_SO.is_file():
+        pytest.fail(f"build the libraries first (make build): {FRONT_SO}, {SERVER_SO}")
+    work = workdir / name
+    work.mkdir()
+    server = NetServer(work, workers=workers, rfs=rfs)
+    server.start()
+    return server

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography import x509
-from netenv import FRONT_SO, HASH, PY312, new_client, pkcs11_tool, softshield
+from netenv import FRONT_SO, HASH, PY312, new_client, pkcs11_tool, softshield, start_server
 
 from pkcs11_shim.hardserver import netconfig
 
@@ -120,8 +120,6 @@ def test_cknfastrc_names_the_network_module(enrolled, tmp_path: Path):
 
 def test_a_client_enrolled_with_two_modules_is_served_by_both(workdir):
     """One client key, a certificate from each module (each admits only what its own KNETI issued)."""
-    from conftest import start_server
-
     servers = [start_server(workdir, f"pair-{i}") for i in range(2)]
     try:
         host = new_client(workdir, servers[0], "two-modules")
@@ -165,3 +163,20 @@ def test_a_busy_port_or_rfs_without_listen_is_one_line(workdir, workers: str):
     alone = softshield(*base, "--rfs", check=False)
     assert (alone.returncode, alone.stderr) == (1, "softshield hardserver: --rfs needs --listen HOST[:PORT]: the RFS "
                                                    "is served over the network channel\n")
+
+
+def test_softshield_client_dir_holds_the_client_key(signing_server, workdir):
+    host = new_client(workdir, signing_server, f"own-dir-{signing_server.workers}")
+    keys = workdir / f"client-keys-{signing_server.workers}"
+    import os
+
+    os.environ["SOFTSHIELD_CLIENT_DIR"] = str(keys)  # ClientHost.env copies this process's environment
+    try:
+        host.enroll()
+        signing_server.permit(host.key_hash)
+        assert pkcs11_tool(host, "-L").returncode == 0
+    finally:
+        del os.environ["SOFTSHIELD_CLIENT_DIR"]
+    esn, _kneti = signing_server.identity()
+    assert sorted(p.name for p in keys.iterdir() if not p.name.startswith(".")) == ["cert_" + esn + ".pem", "key.pem"]
+    assert not (host.kmdata / "config" / "client").exists()

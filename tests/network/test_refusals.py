@@ -18,8 +18,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from conftest import start_server
-from netenv import new_client, pkcs11_tool
+from netenv import new_client, pkcs11_tool, start_server
 
 from pkcs11_shim.constants import CKR
 from pkcs11_shim.hardserver import netconfig, protocol

@@ -9,8 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import start_server
-from netenv import ROOT, new_client, pkcs11_tool, softshield
+from netenv import ROOT, new_client, pkcs11_tool, softshield, start_server
 
 from pkcs11_shim.hardserver import netconfig
 
