@@ -81,6 +81,11 @@ def test_nethsmenroll_refuses_a_module_whose_key_is_not_the_pinned_one(signing_s
     assert result.stderr == (f"softshield nethsmenroll: {signing_server.address} presented KNETI hash {kneti}, not the "
                              f"pinned {wrong}: pin mismatch, refused\n")
     assert not (host.kmdata / "config" / "config").exists()
+    other = "0000-0000-0000"
+    result = softshield("nethsmenroll", signing_server.address, other, kneti, env=host.env, check=False)
+    assert (result.returncode, result.stderr) == (
+        1, f"softshield nethsmenroll: {signing_server.address} is module {esn}, not {other}: refused\n")
+    assert not (host.kmdata / "config" / "config").exists()
 
 
 def test_pkcs11_tool_signs_through_tls(enrolled, tmp_path: Path):
