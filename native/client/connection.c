@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -226,9 +227,22 @@ static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned cha
     ss_le16(h + 6, type);
     ss_le32(h + 8, fid);
     ss_le32(h + 12, (uint32_t)len);
-    if (ss_write_all(fd, h, sizeof h) != 0)
+    /* Header and payload in one send: the server wakes once per frame and reads it in one go. */
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)payload, len}};
+    struct msghdr msg;
+    ssize_t w;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = len ? 2 : 1;
+    do
+        w = sendmsg(fd, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
         return -1;
-    return len ? ss_write_all(fd, payload, len) : 0;
+    if ((size_t)w < sizeof h) /* a short send: the rest as it goes */
+        return ss_write_all(fd, h + w, sizeof h - (size_t)w) != 0 ? -1 : len ? ss_write_all(fd, payload, len) : 0;
+    w -= (ssize_t)sizeof h;
+    return (size_t)w < len ? ss_write_all(fd, payload + w, len - (size_t)w) : 0;
 }
 
 /* Reads one frame; the caller frees *payload. Returns the frame type, or -1 when the connection

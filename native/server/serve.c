@@ -240,8 +240,9 @@ int ss_srv_bind(const char *module_path, char *err, size_t errlen)
 struct ss_srv_conn {
     int fd;
     ss_srv_client *client;
-    unsigned char *payload;
-    size_t payload_cap;
+    /* Received bytes: [start, end) not yet consumed; a frame is read whole into it. */
+    unsigned char *rbuf;
+    size_t rcap, start, end;
     unsigned char *out;
     size_t out_cap;
     uint64_t answered;
@@ -266,7 +267,7 @@ void ss_srv_conn_free(ss_srv_conn *conn)
     if (conn == NULL)
         return;
     ss_client_release(conn->client);
-    free(conn->payload);
+    free(conn->rbuf);
     free(conn->out);
     free(conn);
 }
@@ -276,30 +277,62 @@ uint64_t ss_srv_answered(ss_srv_conn *conn)
     return conn->answered;
 }
 
-/* Read exactly n bytes. Returns 0, or an event kind; *got is what arrived. timeout_ms < 0: wait. */
-static int ss_read_exact(int fd, unsigned char *buf, size_t n, int timeout_ms, size_t *got)
+/* Make [start, start + n) of the receive buffer hold received bytes, reading as much as arrives
+ * (a whole frame, often the next one too, in one recv). Returns 0, or an event kind; *got is what
+ * of the n bytes arrived. timeout_ms < 0: wait as long as it takes. */
+static int ss_fill(ss_srv_conn *conn, size_t n, int timeout_ms, size_t *got)
 {
-    *got = 0;
-    while (*got < n) {
-        struct pollfd p = {fd, POLLIN, 0};
-        int ready = poll(&p, 1, timeout_ms);
-        if (ready < 0) {
+    if (conn->start + n > conn->rcap) {
+        /* Move what is left to the front, and grow for a frame larger than the buffer. */
+        size_t held = conn->end - conn->start;
+        if (conn->start > 0) {
+            memmove(conn->rbuf, conn->rbuf + conn->start, held);
+            conn->start = 0;
+            conn->end = held;
+        }
+        if (n > conn->rcap) {
+            size_t cap = conn->rcap ? conn->rcap : 65536;
+            unsigned char *b;
+            while (cap < n)
+                cap *= 2;
+            b = realloc(conn->rbuf, cap);
+            if (b == NULL) {
+                errno = ENOMEM;
+                *got = held;
+                return SS_EV_OSERROR;
+            }
+            conn->rbuf = b;
+            conn->rcap = cap;
+        }
+    }
+    while (conn->end - conn->start < n) {
+        ssize_t r = recv(conn->fd, conn->rbuf + conn->end, conn->rcap - conn->end, MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            struct pollfd p = {conn->fd, POLLIN, 0};
+            int ready = poll(&p, 1, timeout_ms);
+            if (ready < 0 && errno != EINTR) {
+                *got = conn->end - conn->start;
+                return SS_EV_OSERROR;
+            }
+            if (ready == 0) {
+                *got = conn->end - conn->start;
+                return SS_EV_TIMEOUT;
+            }
+            continue;
+        }
+        if (r < 0) {
             if (errno == EINTR)
                 continue;
+            *got = conn->end - conn->start;
             return SS_EV_OSERROR;
         }
-        if (ready == 0)
-            return SS_EV_TIMEOUT;
-        ssize_t r = recv(fd, buf + *got, n - *got > (1u << 20) ? (1u << 20) : n - *got, 0);
-        if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            return SS_EV_OSERROR;
-        }
-        if (r == 0)
+        if (r == 0) {
+            *got = conn->end - conn->start;
             return SS_EV_TRUNCATED;
-        *got += (size_t)r;
+        }
+        conn->end += (size_t)r;
     }
+    *got = n;
     return 0;
 }
 
@@ -997,8 +1030,10 @@ ss_srv_event *ss_srv_serve(ss_srv_conn *conn)
         size_t got;
         uint32_t length;
         int ftype, r;
+        if (conn->start == conn->end)
+            conn->start = conn->end = 0;
         memset(&conn->event, 0, sizeof conn->event);
-        r = ss_read_exact(conn->fd, h, 16, -1, &got);
+        r = ss_fill(conn, 16, -1, &got);
         if (r != 0) {
             conn->event.err = errno;
             conn->event.got = got;
@@ -1006,34 +1041,27 @@ ss_srv_event *ss_srv_serve(ss_srv_conn *conn)
             conn->event.what_header = 1;
             return ss_event(conn, r == SS_EV_TRUNCATED && got == 0 ? SS_EV_GONE : r);
         }
+        memcpy(h, conn->rbuf + conn->start, 16);
         ftype = h[6] | h[7] << 8;
         length = ss_le32(h + 12);
         /* Only a CALL the Python path would take too; protocol.parse_header refuses the rest. */
         if (memcmp(h, "SSHS", 4) != 0 || (h[4] | h[5] << 8) != SS_PROTO_VERSION || length > SS_MAX_PAYLOAD ||
             (ftype != SS_FRAME_HELLO && ftype != SS_FRAME_CALL))
             return ss_event(conn, SS_EV_HEADER);
-        if (length > conn->payload_cap) {
-            unsigned char *p = realloc(conn->payload, length);
-            if (p == NULL) {
-                conn->event.err = ENOMEM;
-                return ss_event(conn, SS_EV_OSERROR);
-            }
-            conn->payload = p;
-            conn->payload_cap = length;
-        }
-        r = ss_read_exact(conn->fd, conn->payload, length, SS_PAYLOAD_TIMEOUT_MS, &got);
+        r = ss_fill(conn, 16 + (size_t)length, SS_PAYLOAD_TIMEOUT_MS, &got);
         if (r != 0) {
             conn->event.err = errno;
-            conn->event.got = got;
+            conn->event.got = got > 16 ? got - 16 : 0;
             conn->event.want = length;
             return ss_event(conn, r);
         }
         conn->event.ftype = ftype;
         conn->event.fid = ss_le32(h + 8);
-        conn->event.payload = conn->payload;
+        conn->event.payload = conn->rbuf + conn->start + 16;
         conn->event.length = length;
+        conn->start += 16 + (size_t)length; /* consumed; the payload stays until the next call */
         if (ftype == SS_FRAME_CALL) {
-            r = ss_answer(conn, conn->event.fid, conn->payload, length);
+            r = ss_answer(conn, conn->event.fid, conn->event.payload, length);
             if (r > 0)
                 continue;
             if (r < 0)

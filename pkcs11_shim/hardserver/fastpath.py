@@ -187,6 +187,7 @@ class Connection:
         self.cpath, self.sock, self.client = cpath, sock, client
         self.ffi, self.lib = cpath.ffi, cpath.lib
         sock.settimeout(None)  # the C loop waits itself; the Python path's replies block as before
+        self.handed = 0  # frames handed to the Python path
         self.conn = self.lib.ss_srv_conn_new(sock.fileno(), cpath.mirror.state(client))
         if self.conn == self.ffi.NULL:
             raise MemoryError("ss_srv_conn_new")
@@ -198,6 +199,7 @@ class Connection:
             ev = self.lib.ss_srv_serve(self.conn)
             kind = ev.kind
             if kind == PYTHON:
+                self.handed += 1
                 return int(ev.ftype), int(ev.fid), bytes(self.ffi.buffer(ev.payload, ev.length))
             if kind == GONE:
                 raise ConnectionGone("closed")
@@ -223,7 +225,7 @@ class Connection:
 
     def answered(self) -> int:
         """Calls the C loop answered on this connection."""
-        return int(self.lib.ss_srv_answered(self.conn))
+        return int(self.lib.ss_srv_answered(self.conn)) if self.conn is not None else 0
 
     def close(self) -> None:
         if self.conn is not None:

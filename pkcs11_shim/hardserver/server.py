@@ -262,6 +262,8 @@ class Hardserver:
             log.exception("internal error serving client pid %s", client.pid if client else "?")
         finally:
             if native is not None:
+                log.debug("connection of client pid %s: the C loop answered %d of %d calls",
+                          client.pid if client else "?", native.answered(), native.answered() + native.handed)
                 native.close()
             with self.conn_lock:
                 self.connections.discard(conn)
