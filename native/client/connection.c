@@ -524,6 +524,8 @@ CK_RV ss_call_exchange(ss_call *c)
     int type;
     if (c->failed)
         return c->rv;
+    if (!c->keeps_held)
+        ss_held_forget_all(); /* whatever this call changes, a held wrap result may depend on it */
     if (ss_send_frame(c->conn->fd, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
@@ -562,7 +564,9 @@ CK_RV ss_call_end(ss_call *c)
     if (c->conn != NULL)
         ss_release(c->conn, broken);
     free(c->buf);
+    free(c->held_request);
     c->buf = NULL;
+    c->held_request = NULL;
     c->conn = NULL;
     return c->rv;
 }

@@ -306,7 +306,9 @@ static int ss_fill(ss_srv_conn *conn, size_t n, int timeout_ms, size_t *got)
         }
     }
     while (conn->end - conn->start < n) {
-        ssize_t r = recv(conn->fd, conn->rbuf + conn->end, conn->rcap - conn->end, MSG_DONTWAIT);
+        /* Waiting for a header: a blocking descriptor sleeps in recv itself (one system call per
+         * frame); with a deadline, poll first. */
+        ssize_t r = recv(conn->fd, conn->rbuf + conn->end, conn->rcap - conn->end, timeout_ms < 0 ? 0 : MSG_DONTWAIT);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             struct pollfd p = {conn->fd, POLLIN, 0};
             int ready = poll(&p, 1, timeout_ms);
