@@ -249,25 +249,38 @@ static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned cha
  * is gone or the frame is not ours. */
 static int ss_recv_frame(int fd, unsigned char **payload, size_t *len)
 {
-    unsigned char h[16];
+    /* The header and, usually, the whole reply in one recv; the server sends nothing unasked, so
+     * whatever arrives belongs to this frame. */
+    unsigned char first[16 + 4096];
+    size_t got = 0, have;
     uint32_t n;
     *payload = NULL;
     *len = 0;
-    if (ss_read_all(fd, h, sizeof h) != 0)
+    while (got < 16) {
+        ssize_t r = recv(fd, first + got, sizeof first - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    n = ss_rd32(first + 12);
+    if (memcmp(first, "SSHS", 4) != 0 || (first[4] | first[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
         return -1;
-    n = ss_rd32(h + 12);
-    if (memcmp(h, "SSHS", 4) != 0 || (h[4] | h[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
-        return -1;
+    have = got - 16;
+    if (have > n)
+        return -1; /* more than the frame: out of step */
     *payload = malloc(n ? n : 1);
     if (*payload == NULL)
         return -1;
-    if (n && ss_read_all(fd, *payload, n) != 0) {
+    memcpy(*payload, first + 16, have);
+    if (n > have && ss_read_all(fd, *payload + have, n - have) != 0) {
         free(*payload);
         *payload = NULL;
         return -1;
     }
     *len = n;
-    return h[6] | h[7] << 8;
+    return first[6] | first[7] << 8;
 }
 
 static ss_conn *ss_connect(unsigned generation)
