@@ -449,7 +449,8 @@ void ss_d_ulong(ss_srv_call *c, ss_op *o)
     o->value = ss_u64(c);
 }
 
-/* _in_bytes: the module reads the bytes in the payload itself (it never writes an input). */
+/* _in_bytes: a copy of the input, as the codec makes one (a zero-length input is still a valid
+ * pointer, and nothing the module does to an input reaches the next call). */
 void ss_d_in_bytes(ss_srv_call *c, ss_op *o, int fixed)
 {
     unsigned present = ss_u8(c);
@@ -460,8 +461,6 @@ void ss_d_in_bytes(ss_srv_call *c, ss_op *o, int fixed)
         return;
     }
     if (present) {
-        /* A copy: a zero-length input is still a valid pointer, and nothing the module does to it
-         * can reach the next call. Small inputs cost nothing to copy beside the module's work. */
         const unsigned char *p = ss_take(c, o->length);
         o->buf = ss_alloc(c, o->length);
         if (p != NULL && o->buf != NULL && o->length)
