@@ -266,3 +266,22 @@ def test_every_function_has_one_path() -> None:
     for name in ("C_GenerateKey", "C_UnwrapKey", "C_CreateObject", "C_DestroyObject", "C_LoginBegin",
                  "C_EncryptMessage", "C_MessageEncryptInit"):
         assert by_name[name] is not None, name
+
+
+def test_workers_answer_in_c() -> None:
+    """A worker process of a several-worker server runs the C loop too (the dispatcher hands it the
+    connection's descriptor, the worker answers HELLO and serves it as the single process does)."""
+    server = new_server(workers=2)
+    try:
+        label = init_token(server)
+        seen = len(server.log_text())
+        conversation(server, label)
+        deadline = time.monotonic() + 30
+        while len(re.findall(r"the C loop answered", server.log_text()[seen:])) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        counts = re.findall(r"hardserver worker \d+ DEBUG .*the C loop answered (\d+) of (\d+) calls",
+                            server.log_text()[seen:])
+        assert len(counts) == 2 and sum(int(n) for n, _ in counts) >= 25, server.log_text()[seen:]
+    finally:
+        server.terminate()
+        shutil.rmtree(server.work, ignore_errors=True)
