@@ -130,6 +130,8 @@ void ss_get_held_out_bytes(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_UL
             c->held_request = NULL; /* the slot owns it */
         }
         pthread_mutex_unlock(&ss_held_lock);
+    } else if (c->rv == CKR_OK) {
+        *plen = (CK_ULONG)n; /* the length without the bytes: what a length query answers */
     } else {
         *plen = c->held_saved_len; /* a refused call leaves the host's length as it was */
     }
