@@ -94,9 +94,9 @@ void ss_d_in_bytes(ss_srv_call *c, ss_op *o, int fixed)
         return;
     }
     if (present) {
-        const unsigned char *p = ss_take(c, o->length);
-        o->buf = ss_alloc(c, o->length);
-        if (p != NULL && o->buf != NULL && o->length)
+        const unsigned char *p = ss_take(c, o->length); /* first: the length is the client's word */
+        o->buf = p != NULL ? ss_alloc(c, o->length) : NULL;
+        if (o->buf != NULL && o->length)
             memcpy(o->buf, p, o->length);
     }
 }
@@ -284,6 +284,13 @@ static ss_node *ss_d_node(ss_srv_call *c, int depth)
     if (c->bad || relocations > SS_MAX_RELOCATIONS) {
         c->bad = 1;
         return NULL;
+    }
+    /* Sized by what the frame says, so a node costs memory in proportion to the bytes it took. */
+    if (relocations) {
+        node->child_off = ss_alloc(c, relocations * sizeof(uint64_t));
+        node->child = ss_alloc(c, relocations * sizeof(ss_node *));
+        if (node->child_off == NULL || node->child == NULL)
+            return NULL;
     }
     for (uint64_t r = 0; r < relocations; r++) {
         uint64_t offset = ss_u64(c);

@@ -48,8 +48,8 @@ typedef struct ss_node {
     unsigned char *buf;
     uint64_t length;
     size_t nchildren;
-    uint64_t child_off[SS_MAX_RELOCATIONS];
-    struct ss_node *child[SS_MAX_RELOCATIONS];
+    uint64_t *child_off;   /* as many as the node's relocations */
+    struct ss_node **child;
 } ss_node;
 
 /* One template entry's reply information (codec._template's entries). */
