@@ -293,3 +293,93 @@ def test_workers_answer_in_c() -> None:
     finally:
         server.terminate()
         shutil.rmtree(server.work, ignore_errors=True)
+
+
+class Keeper:
+    """Connections of one client token: one kept open (the client's sessions live while it does), and
+    a fresh one per fuzzed frame, since a refused frame may close its connection."""
+
+    def __init__(self, server: Server, token: bytes) -> None:
+        self.server, self.token = server, token
+        self.main = Peer(server, token)
+
+    def one(self, name: str, payload: bytes) -> tuple[int, bytes] | str:
+        peer = Peer(self.server, self.token)
+        try:
+            return peer.call(name, payload)
+        except (AssertionError, OSError) as exc:  # closed after an ERROR frame, or before answering
+            return f"closed: {type(exc).__name__}"
+        finally:
+            peer.close()
+
+
+def _mutations(payload: bytes, rng) -> list[bytes]:
+    out = []
+    for _ in range(12):
+        data = bytearray(payload)
+        kind = rng.randrange(4)
+        if kind == 0 and data:  # one byte changed
+            data[rng.randrange(len(data))] = rng.randrange(256)
+        elif kind == 1 and data:  # a u64 field set to a boundary value
+            at = rng.randrange(max(1, len(data) - 7))
+            data[at:at + 8] = rng.choice((0, 1, 7, 8, 23, 24, 48, 0xFFFFFFFF, 2**63, 2**64 - 1)).to_bytes(8, "little")
+        elif kind == 2:  # cut short
+            del data[rng.randrange(len(data) + 1):]
+        else:  # bytes appended
+            data += bytes(rng.randrange(1, 24))
+        out.append(bytes(data))
+    return out
+
+
+def test_c_path_refuses_and_answers_as_python_path_on_mutated_frames(servers) -> None:
+    """Each byte-level mutation of well-formed calls (lengths, counts, flags, offsets, cut short,
+    extended) gets the same reply from the C loop as from the Python path, or closes both."""
+    import random
+
+    with_c, python_only, label = servers
+    results = []
+    for server in (python_only, with_c):
+        rng = random.Random(20)
+        keeper = Keeper(server, b"f" * 16)
+        a = keeper.main
+        slots = a.call("C_GetSlotList", u64(1) + b"\x03" + u64(16))
+        slot = None
+        for i in range(struct.unpack_from("<Q", slots[1], 8)[0]):
+            candidate = struct.unpack_from("<Q", slots[1], 17 + 8 * i)[0]
+            info = a.call("C_GetTokenInfo", u64(candidate) + b"\x01" + u64(SIZES["CK_TOKEN_INFO"]))
+            if info[1][9:41].decode().rstrip() == label:
+                slot = candidate
+        session = ulong_out(a.call("C_OpenSession", u64(slot, 6) + b"\x01" + u64(0)))
+        a.call("C_Login", u64(session, 1) + ulong_in(USER_PIN.encode()))
+        key = ulong_out(a.call("C_CreateObject", u64(session) + secret(
+            WRAPPING_VALUE, (Attribute.WRAP, TRUE), (Attribute.ENCRYPT, TRUE), (Attribute.EXTRACTABLE, TRUE),
+            (Attribute.WRAP_TEMPLATE, b"")) + b"\x01" + u64(0)))
+        gcm = u64(0, 12, 96, 0, 5, 128)
+        oaep = u64(Mechanism.SHA256, 2, 1, 0, 0)
+        base = [
+            ("C_WrapKey", u64(session) + mechanism(Mechanism.AES_KEY_WRAP_KWP) + u64(key, key) + b"\x03" + u64(64)),
+            ("C_EncryptInit", u64(session) + mechanism(
+                Mechanism.AES_GCM, node(gcm, (0, node(bytes(range(12)))), (24, node(b"hello"))), 48) + u64(key)),
+            ("C_WrapKey", u64(session) + mechanism(0x1054, node(u64(256, 0), (8, node(oaep))), 16)
+             + u64(key, key) + b"\x03" + u64(512)),
+            ("C_GetAttributeValue", u64(session, key) + template_io(
+                (Attribute.CLASS, 8), (Attribute.LABEL, None), (Attribute.VALUE, 32), (Attribute.WRAP_TEMPLATE, None))),
+            ("C_GetAttributeValue", u64(session, key) + b"\x01" + u64(1) + u64(Attribute.WRAP_TEMPLATE) + b"\x03"
+             + u64(24) + b"\x01" + u64(1) + u64(Attribute.CLASS) + b"\x01" + u64(8)),
+            ("C_FindObjectsInit", u64(session) + template((Attribute.LABEL, b"x"), (Attribute.CLASS, u64(4)))),
+            ("C_FindObjects", u64(session) + b"\x01" + u64(4) + b"\x01" + u64(0)),
+            ("C_DigestInit", u64(session) + mechanism(Mechanism.SHA256)),
+            ("C_Digest", u64(session) + ulong_in(b"abc") + b"\x03" + u64(32)),
+            ("C_GetSessionInfo", u64(session) + b"\x01" + u64(SIZES["CK_SESSION_INFO"])),
+            ("C_InitToken", u64(slot) + ulong_in(b"1234") + b"\x01" + u64(32) + b" " * 32),
+        ]
+        replies = []
+        for name, payload in base:
+            for mutated in _mutations(payload, rng):
+                replies.append(keeper.one(name, mutated))
+        a.close()
+        results.append(replies)
+    expected, got = results
+    assert len(got) == len(expected)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"mutation {i}: C loop {g!r}, Python path {e!r}"
