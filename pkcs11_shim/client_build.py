@@ -61,6 +61,12 @@ OPS: dict[str, tuple[str, str | None]] = {
 }
 
 
+#: Functions whose length query is sent as a call with a buffer, the result held for the host's
+#: next call with the same arguments (native/client/held.c): name -> (session, output pointer,
+#: output length). The module holds a wrap result the same way (keymgmt.wrap_key).
+HELD = {"C_WrapKey": ("hSession", "pWrappedKey", "pulWrappedKeyLen")}
+
+
 def mechanism_kinds() -> list[tuple[int, str]]:
     """(mechanism, param_kind) of every registry row whose parameter is not opaque bytes."""
     from pkcs11_shim.mechanisms.registry import REGISTRY
@@ -80,12 +86,19 @@ def _forwarder(plan: Plan) -> list[str]:
     out.append("    ss_call c;")
     out.append(f"    if (ss_call_begin(&c, 0x{plan.fid:08x}u) != CKR_OK)")
     out.append("        return ss_call_end(&c);")
+    held = HELD.get(f.name)
     for op in plan.ops:
         put, _get = OPS[op.kind]
+        if held and op.args == held[1:]:
+            session, p, plen = held
+            out += [f"    if (ss_held_take(&c, {session}, {p}, {plen}))", "        return ss_call_end(&c);",
+                    f"    ss_put_held_out_bytes(&c, {p}, {plen});"]
+            continue
         out.append("    " + put.format(*op.args, ctype=op.ctype, family=plan.family))
     out += [f'    ss_put_env(&c, "{name}");' for name in plan.env]
     out.append("    ss_call_exchange(&c);")
-    gets = [OPS[op.kind][1].format(*op.args, ctype=op.ctype) for op in plan.ops if OPS[op.kind][1]]
+    gets = [(f"ss_get_held_out_bytes(&c, {held[0]}, {held[1]}, {held[2]});" if held and op.args == held[1:]
+             else OPS[op.kind][1].format(*op.args, ctype=op.ctype)) for op in plan.ops if OPS[op.kind][1]]
     if any(op.kind == "msg_param" for op in plan.ops):
         gets.append("ss_get_writebacks(&c);")
     if gets:

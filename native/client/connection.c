@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -241,10 +242,13 @@ static int ss_send_frame(ss_conn *c, uint16_t type, uint32_t fid, const unsigned
     ss_le16(h + 6, type);
     ss_le32(h + 8, fid);
     ss_le32(h + 12, (uint32_t)len);
-    if (c->tls != NULL && len > 0 && len <= 65536) {
+    if (c->tls != NULL) {
         /* One TLS record for the whole frame: half the records to seal and to open per call. */
-        unsigned char *frame = malloc(sizeof h + len);
+        unsigned char *frame;
         int rc;
+        if (len == 0 || len > 65536)
+            return ss_write_all(c, h, sizeof h) != 0 ? -1 : len ? ss_write_all(c, payload, len) : 0;
+        frame = malloc(sizeof h + len);
         if (frame == NULL)
             return -1;
         memcpy(frame, h, sizeof h);
@@ -253,34 +257,65 @@ static int ss_send_frame(ss_conn *c, uint16_t type, uint32_t fid, const unsigned
         free(frame);
         return rc;
     }
-    if (ss_write_all(c, h, sizeof h) != 0)
+    /* Header and payload in one send: the server wakes once per frame and reads it in one go. */
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)payload, len}};
+    struct msghdr msg;
+    ssize_t w;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = len ? 2 : 1;
+    do
+        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
         return -1;
-    return len ? ss_write_all(c, payload, len) : 0;
+    if ((size_t)w < sizeof h) /* a short send: the rest as it goes */
+        return ss_write_all(c, h + w, sizeof h - (size_t)w) != 0 ? -1 : len ? ss_write_all(c, payload, len) : 0;
+    w -= (ssize_t)sizeof h;
+    return (size_t)w < len ? ss_write_all(c, payload + w, len - (size_t)w) : 0;
 }
 
 /* Reads one frame; the caller frees *payload. Returns the frame type, or -1 when the connection
  * is gone or the frame is not ours. */
 static int ss_recv_frame(ss_conn *c, unsigned char **payload, size_t *len)
 {
-    unsigned char h[16];
+    /* The header and, usually, the whole reply in one recv; the server sends nothing unasked, so
+     * whatever arrives belongs to this frame. */
+    unsigned char first[16 + 4096];
+    size_t got = 0, have;
     uint32_t n;
     *payload = NULL;
     *len = 0;
-    if (ss_read_all(c, h, sizeof h) != 0)
+    if (c->tls != NULL) {
+        if (ss_read_all(c, first, 16) != 0)
+            return -1;
+        got = 16;
+    }
+    while (got < 16) {
+        ssize_t r = recv(c->fd, first + got, sizeof first - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    n = ss_rd32(first + 12);
+    if (memcmp(first, "SSHS", 4) != 0 || (first[4] | first[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
         return -1;
-    n = ss_rd32(h + 12);
-    if (memcmp(h, "SSHS", 4) != 0 || (h[4] | h[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
-        return -1;
+    have = got - 16;
+    if (have > n)
+        return -1; /* more than the frame: out of step */
     *payload = malloc(n ? n : 1);
     if (*payload == NULL)
         return -1;
-    if (n && ss_read_all(c, *payload, n) != 0) {
+    memcpy(*payload, first + 16, have);
+    if (n > have && ss_read_all(c, *payload + have, n - have) != 0) {
         free(*payload);
         *payload = NULL;
         return -1;
     }
     *len = n;
-    return h[6] | h[7] << 8;
+    return first[6] | first[7] << 8;
 }
 
 static int ss_unix_open(const char *path)
@@ -548,6 +583,8 @@ CK_RV ss_call_exchange(ss_call *c)
     int type;
     if (c->failed)
         return c->rv;
+    if (!c->keeps_held)
+        ss_held_forget_all(); /* whatever this call changes, a held wrap result may depend on it */
     if (ss_send_frame(c->conn, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
@@ -586,7 +623,9 @@ CK_RV ss_call_end(ss_call *c)
     if (c->conn != NULL)
         ss_release(c->conn, broken);
     free(c->buf);
+    free(c->held_request);
     c->buf = NULL;
+    c->held_request = NULL;
     c->conn = NULL;
     return c->rv;
 }

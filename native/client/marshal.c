@@ -367,6 +367,14 @@ void ss_get_out_bytes(ss_call *c, void *p, CK_ULONG *plen)
         *plen = (CK_ULONG)n;
 }
 
+/* The same reply, left in place: its length, whether bytes follow, and where they are. */
+const unsigned char *ss_get_out_bytes_view(ss_call *c, uint64_t *n, int *has)
+{
+    *n = ss_get_u64(c);
+    *has = ss_get_u8(c);
+    return *has ? ss_take(c, *n) : NULL;
+}
+
 void ss_get_out_fixed(ss_call *c, void *p, CK_ULONG len)
 {
     int has = ss_get_u8(c);

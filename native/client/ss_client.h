@@ -47,6 +47,13 @@ typedef struct ss_call {
     void *writeback[16];
     size_t writeback_len[16];
     int writebacks;
+    /* A held function's call (held.c): it leaves held results valid; a length query sent as a
+     * call with a buffer, and what to keep if the module answers it with the bytes. */
+    int keeps_held;
+    unsigned char *held_request;
+    size_t held_request_len;
+    uint64_t held_generation;
+    CK_ULONG held_saved_len;
 } ss_call;
 
 /* Mechanism-parameter layouts: where a parameter struct holds pointers, and how long each pointed-to
@@ -154,6 +161,14 @@ void ss_get_out_ulong(ss_call *c, CK_ULONG *p);
 void ss_get_out_struct(ss_call *c, void *p, size_t size);
 void ss_get_template_io(ss_call *c, CK_ATTRIBUTE *t, CK_ULONG count);
 void ss_get_writebacks(ss_call *c);
+
+/* A wrapped key the host asked only the length of, held for its next call (held.c). */
+#define SS_HELD_MAX 8192u
+void ss_held_forget_all(void);
+int ss_held_take(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen);
+void ss_put_held_out_bytes(ss_call *c, const void *p, const CK_ULONG *plen);
+void ss_get_held_out_bytes(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen);
+const unsigned char *ss_get_out_bytes_view(ss_call *c, uint64_t *n, int *has);
 
 /* Message-parameter bookkeeping. */
 void ss_msg_remember(CK_SESSION_HANDLE h, enum ss_msg_family f, const CK_MECHANISM *m);

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pkcs11_shim.constants import CKR, InitFlag
-from pkcs11_shim.hardserver import protocol
+from pkcs11_shim.hardserver import fastpath, protocol
 from pkcs11_shim.hardserver.clients import Client, ClientTable
 from pkcs11_shim.hardserver.codec import Codec, load_module
 from pkcs11_shim.hardserver.protocol import ConnectionGone, ProtocolError
@@ -114,6 +114,7 @@ class Hardserver:
         self.listener: socket.socket | None = None
         self.codec: Codec | None = None
         self.clients: ClientTable | None = None
+        self.c_path: fastpath.CPath | None = None
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_module(self) -> None:
@@ -128,6 +129,9 @@ class Hardserver:
             raise RuntimeError(f"C_Initialize of {self.library} failed: rv 0x{rv:x}")
         self.codec = Codec(ffi, lib)
         self.clients = ClientTable(self.codec)
+        self.c_path = fastpath.CPath.load(self.library)
+        if self.c_path is not None:
+            self.clients.use_mirror(self.c_path.mirror)
 
     def bind(self) -> None:
         path = self.socket_path
@@ -225,13 +229,24 @@ class Hardserver:
             rv = self.clients.dispatch(client, plan, args)
         return self.codec.encode(rv, replies)
 
+    def _native(self, conn: socket.socket, client: Client) -> fastpath.Connection | None:
+        """The C loop for this connection, where its kind allows: a plain Unix socket, whose
+        descriptor carries the frames as they are. Any other kind of connection (TLS, which needs
+        Python's ssl to read a frame) keeps the Python path."""
+        if self.c_path is None or type(conn) is not socket.socket or conn.family != socket.AF_UNIX:
+            return None
+        return self.c_path.connection(conn, client)
+
     def _serve_connection(self, conn: socket.socket, handed: bytes | None = None) -> None:
         assert self.codec is not None and self.clients is not None
         client: Client | None = None
+        native: fastpath.Connection | None = None
         try:
             client = self._hello(conn, handed)
+            native = self._native(conn, client)
             while not self.stopping.is_set():
-                ftype, fid, payload = protocol.read_frame(conn)
+                # The C loop answers what it can and returns the first frame it leaves to Python.
+                ftype, fid, payload = native.next_frame() if native else protocol.read_frame(conn)
                 if ftype != protocol.CALL:
                     raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
                 try:
@@ -256,6 +271,10 @@ class Hardserver:
         except Exception:  # a bug here must not take the whole server down
             log.exception("internal error serving client pid %s", client.pid if client else "?")
         finally:
+            if native is not None:
+                log.debug("connection of client pid %s: the C loop answered %d of %d calls",
+                          client.pid if client else "?", native.answered(), native.answered() + native.handed)
+                native.close()
             with self.conn_lock:
                 self.connections.discard(conn)
                 if not self.connections:
