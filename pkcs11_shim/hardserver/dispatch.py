@@ -340,7 +340,7 @@ class Dispatcher:
             w = min(ready, key=lambda c: (c.clients, c.connections, c.index))
         cid = next(self.ids)
         try:
-            pid = client_pid(conn, hello_pid)
+            pid = client_pid(conn, hello_pid, frozenset({os.getpid()}))
             socket.send_fds(w.channel, [worker.HAND + worker.CONNECTION_ID.pack(cid) + hello], [conn.fileno()])
         except OSError as exc:
             # The worker is going (its channel closed or full): the client sees the connection end,

@@ -93,12 +93,12 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
     return pid, uid
 
 
-def client_pid(sock: socket.socket, hello_pid: int) -> int:
+def client_pid(sock: socket.socket, hello_pid: int, relays: frozenset[int]) -> int:
     """The client's pid for the log: the kernel's, unless the connection is our own network relay
-    (pkcs11_shim.hardserver.network, in this process or the dispatcher), whose client is on another
+    (pkcs11_shim.hardserver.network, in one of the `relays` processes), whose client is on another
     host: then the pid its HELLO names."""
     pid = _peer(sock)[0]
-    return hello_pid if pid in (0, os.getpid(), os.getppid()) else pid
+    return hello_pid if pid == 0 or pid in relays else pid
 
 
 class Hardserver:
@@ -186,6 +186,10 @@ class Hardserver:
             threading.Thread(target=self._serve_connection, args=(conn,), daemon=True,
                              name="hardserver-conn").start()
 
+    def relay_pids(self) -> frozenset[int]:
+        """The processes whose connections are the network relay's (it runs beside the listener)."""
+        return frozenset({os.getpid()})
+
     def _idle_expired(self) -> bool:
         with self.conn_lock:
             if self.connections:
@@ -211,7 +215,7 @@ class Hardserver:
         ffi = self.codec.ffi
         if ulong_size != ffi.sizeof("CK_ULONG") or ptr_size != ffi.sizeof("void *"):
             raise ProtocolError(f"client ABI (CK_ULONG {ulong_size}, pointer {ptr_size} bytes) differs from the server's")
-        client = self.clients.attach(token, client_pid(conn, pid))
+        client = self.clients.attach(token, client_pid(conn, pid, self.relay_pids()))
         protocol.send_frame(conn, protocol.REPLY, 0, struct.pack("<Q", 0))
         return client
 
