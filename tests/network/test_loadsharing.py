@@ -23,7 +23,8 @@ from hsenv import ROOT, USER_PIN, Server, init_token, venv_python  # noqa: E402
 from p11ctypes import CK_ATTRIBUTE, CK_MECHANISM, CK_SESSION_INFO, CK_ULONG, RawClient  # noqa: E402
 
 from emulator.kmdata import KmStore  # noqa: E402
-from pkcs11_shim.constants import CKR, Attribute, Mechanism, ObjectClass, UserType  # noqa: E402
+from pkcs11_shim.constants import CKR, Attribute, Mechanism, NCipherAttribute, ObjectClass, UserType  # noqa: E402
+from pkcs11_shim.objects import token_handle  # noqa: E402
 
 FRONT_SO = ROOT / "build" / "libsoftshield-pkcs11.so"
 WORKER = Path(__file__).with_name("ls_worker.py")
@@ -74,9 +75,11 @@ def modules(tmp_path_factory):
             server.terminate()
 
 
-def worker(server: Server, *args: str) -> list[str]:
-    """ls_worker.py under Python 3.12's python-pkcs11, served by `server` alone."""
-    result = subprocess.run([str(venv_python("3.12")), str(WORKER), str(FRONT_SO), *args], env=server.env,
+def worker(server: Server, *args: str, hardserver: str | None = None) -> list[str]:
+    """ls_worker.py under Python 3.12's python-pkcs11, served by `server` alone (or by the list
+    `hardserver`)."""
+    env = {**server.env, **({"SOFTSHIELD_HARDSERVER": hardserver} if hardserver else {})}
+    result = subprocess.run([str(venv_python("3.12")), str(WORKER), str(FRONT_SO), *args], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
@@ -104,7 +107,7 @@ def client(modules, monkeypatch):
     monkeypatch.setenv("SOFTSHIELD_HARDSERVER_RETRY", "0")  # a module that comes back is tried at once
     raw = RawClient()
     for name in ("C_FindObjectsInit", "C_FindObjects", "C_FindObjectsFinal", "C_SignInit", "C_Sign", "C_Login",
-                 "C_Logout", "C_CloseAllSessions"):
+                 "C_Logout", "C_CloseAllSessions", "C_GetAttributeValue"):
         getattr(raw.lib, name).restype = ctypes.c_ulong
     yield raw
     raw.finalize()
@@ -137,6 +140,13 @@ def sign(raw: RawClient, session: int, key: int, data: bytes = DATA) -> bytes:
     return out.raw[: length.value]
 
 
+def attribute(raw: RawClient, session: int, handle: int, attr: int) -> bytes:
+    buf = ctypes.create_string_buffer(256)
+    template = CK_ATTRIBUTE(attr, ctypes.cast(buf, ctypes.c_void_p), 256)
+    assert raw.lib.C_GetAttributeValue(CK_ULONG(session), CK_ULONG(handle), byref(template), CK_ULONG(1)) == CKR.OK
+    return buf.raw[: template.ulValueLen]
+
+
 def state(raw: RawClient, session: int) -> int:
     info = CK_SESSION_INFO()
     assert raw.lib.C_GetSessionInfo(CK_ULONG(session), byref(info)) == CKR.OK
@@ -144,11 +154,14 @@ def state(raw: RawClient, session: int) -> int:
 
 
 def test_a_key_made_through_module_a_is_used_through_module_b_by_python_312(modules, shared_key) -> None:
-    _a, b = modules
+    a, b = modules
     public, signature = shared_key
     (through_b,) = worker(b, "sign", LABEL, DATA.hex())
     assert bytes.fromhex(through_b) == signature
     public.verify(bytes.fromhex(through_b), DATA, padding.PKCS1v15(), hashes.SHA256())
+    # The same program with the library load-sharing over both (libsoftshield-pkcs11.so, forwarded).
+    (through_both,) = worker(b, "sign", LABEL, DATA.hex(), hardserver=f"{b.socket},{a.socket}")
+    assert bytes.fromhex(through_both) == signature
 
 
 def test_a_token_key_has_one_handle_on_every_module(modules, shared_key, client) -> None:
@@ -156,6 +169,10 @@ def test_a_token_key_has_one_handle_on_every_module(modules, shared_key, client)
     on_a, on_b = open_session(client), open_session(client)  # sessions go to A, then B
     (handle,) = find(client, on_a, LABEL)
     assert find(client, on_b, LABEL) == [handle]
+    # Derived from the key's identity (key_<app>_<ident>), not from the order a module loaded it in.
+    app, ident = (attribute(client, on_b, handle, a).decode() for a in (NCipherAttribute.NFKM_APPNAME,
+                                                                          NCipherAttribute.NFKM_ID))
+    assert handle == token_handle(app, ident)
     # The handle found through A signs through B: the same key (deterministic signature).
     assert sign(client, on_b, handle) == sign(client, on_a, handle) == shared_key[1]
 
