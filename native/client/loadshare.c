@@ -183,11 +183,12 @@ static void ss_forget_locked(CK_SESSION_HANDLE h)
     }
 }
 
+/* Whether the application has a live session with the slot (a lost module's sessions have ended). */
 static int ss_slot_in_use_locked(CK_SLOT_ID slot)
 {
     for (int b = 0; b < SS_LS_BUCKETS; b++)
         for (ss_session *s = ss_sessions[b]; s != NULL; s = s->next)
-            if (s->slot == slot)
+            if (s->slot == slot && s->epoch == ss_servers[s->server].epoch)
                 return 1;
     return 0;
 }
@@ -483,7 +484,8 @@ CK_RV ss_call_begin(ss_call *c, uint32_t function_id)
 /* A session call: to the session's server, with the server's handle (ss_call.session). */
 CK_RV ss_call_begin_session(ss_call *c, uint32_t function_id, CK_SESSION_HANDLE hSession)
 {
-    int pinned = ss_pinned - 1, server;
+    int pinned = ss_pinned - 1, server = 0;
+    unsigned epoch = 0;
     ss_session **at, *s;
     CK_RV rv = CKR_OK;
     memset(c, 0, sizeof *c);
@@ -511,6 +513,7 @@ CK_RV ss_call_begin_session(ss_call *c, uint32_t function_id, CK_SESSION_HANDLE 
         c->session = s->remote;
         c->client_session = hSession;
         server = s->server;
+        epoch = s->epoch;
     }
     pthread_mutex_unlock(&ss_ls_lock);
     if (rv != CKR_OK) {
@@ -518,7 +521,15 @@ CK_RV ss_call_begin_session(ss_call *c, uint32_t function_id, CK_SESSION_HANDLE 
         c->rv = rv;
         return rv;
     }
-    return ss_call_begin_on(c, function_id, server);
+    if (ss_call_begin_on(c, function_id, server) != CKR_OK)
+        return c->rv;
+    if (ss_ls_epoch(server) != epoch) {
+        /* Getting the connection found the server gone (its pooled connection closed) and reached
+         * a restarted one: that server never had this session. */
+        c->failed = 1;
+        c->rv = CKR_DEVICE_REMOVED;
+    }
+    return c->rv;
 }
 
 /* After every call: a session whose call found its server gone has had its CKR_DEVICE_REMOVED. */
@@ -565,11 +576,11 @@ CK_RV ss_ls_C_OpenSession(CK_SLOT_ID slotID, CK_FLAGS flags, CK_VOID_PTR pApplic
             return CKR_DEVICE_REMOVED;
         pthread_mutex_lock(&ss_ls_lock);
         ss_next_server = (server + 1) % ss_nservers;
-        epoch = ss_servers[server].epoch;
         pthread_mutex_unlock(&ss_ls_lock);
         ss_pinned = server + 1;
         rv = ss_fwd_C_OpenSession(slotID, flags, pApplication, Notify, &remote);
         ss_pinned = 0;
+        epoch = ss_ls_epoch(server); /* after: the call may have reconnected to a restarted server */
         if (rv == CKR_DEVICE_REMOVED)
             continue; /* lost on the way: the next server */
         if (rv != CKR_OK)

@@ -237,3 +237,16 @@ def test_a_list_with_an_empty_address_is_refused(modules, monkeypatch, capfd) ->
     raw = RawClient()
     assert raw.lib.C_Initialize(None) == CKR.DEVICE_ERROR
     assert capfd.readouterr().err == f"softshield: SOFTSHIELD_HARDSERVER={a.socket},: an empty server address\n"
+
+
+def test_a_module_restarted_between_two_calls_ends_its_sessions(modules, shared_key, client) -> None:
+    a, _b = modules
+    assert client.lib.C_Initialize(None) == CKR.OK
+    on_a, on_b = open_session(client), open_session(client)
+    (handle,) = find(client, on_a, LABEL)
+    a.kill()
+    a.start()  # back before the client noticed: its pooled connection to A is closed, A answers again
+    assert [client.random(on_a)[0] for _ in range(2)] == [CKR.DEVICE_REMOVED, CKR.SESSION_HANDLE_INVALID]
+    assert client.random(on_b)[0] == CKR.OK
+    # The restarted module takes sessions again at once: the next two go to A and B.
+    assert [sign(client, open_session(client), handle) for _ in range(2)] == [shared_key[1]] * 2
