@@ -177,15 +177,29 @@ def test_a_token_key_has_one_handle_on_every_module(modules, shared_key, client)
     assert sign(client, on_b, handle) == sign(client, on_a, handle) == shared_key[1]
 
 
-def test_login_fans_out_to_every_module_and_mismatched_slots_are_refused(modules, client, capfd) -> None:
+@pytest.fixture(scope="module")
+def token(modules) -> str:
+    """A token with a user PIN, made through A and synced to B."""
     a, b = modules
-    label = init_token(a)  # through A alone: B has not synced it yet
+    label = init_token(a)
+    sync(a, b)
+    return label
+
+
+def test_modules_with_different_slots_are_refused(modules, token, client, capfd) -> None:
+    a, b = modules
+    init_token(a)  # through A alone: B has not synced it yet
     capfd.readouterr()
     assert client.lib.C_Initialize(None) == CKR.DEVICE_ERROR
     assert capfd.readouterr().err == (f"softshield: hardservers {a.socket} and {b.socket} list different slots "
-                                      "(3 and 2): load sharing needs modules of one world with the same tokens\n")
+                                      "(4 and 3): load sharing needs modules of one world with the same tokens\n")
     sync(a, b)
     assert client.lib.C_Initialize(None) == CKR.OK
+
+
+def test_login_fans_out_to_every_module(modules, token, client) -> None:
+    assert client.lib.C_Initialize(None) == CKR.OK
+    label = token
     slot = client.slot_of(label)
     on_a, on_b = open_session(client, slot), open_session(client, slot)
     assert client.lib.C_Login(CK_ULONG(on_a), CK_ULONG(UserType.USER), USER_PIN.encode(),
@@ -203,6 +217,31 @@ def test_login_fans_out_to_every_module_and_mismatched_slots_are_refused(modules
     assert client.lib.C_GetSessionInfo(CK_ULONG(on_a), byref(CK_SESSION_INFO())) == CKR.SESSION_HANDLE_INVALID
     again = [open_session(client, slot) for _ in range(2)]
     assert [state(client, s) for s in again] == [CKS_RW_PUBLIC_SESSION] * 2
+    # So does closing them one by one (§5.6.7: the application's last session with the token).
+    assert client.lib.C_Login(CK_ULONG(again[1]), CK_ULONG(UserType.USER), USER_PIN.encode(),
+                              CK_ULONG(len(USER_PIN))) == CKR.OK
+    assert [client.lib.C_CloseSession(CK_ULONG(s)) for s in again] == [CKR.OK] * 2
+    fresh = [open_session(client, slot) for _ in range(2)]
+    assert [state(client, s) for s in fresh] == [CKS_RW_PUBLIC_SESSION] * 2
+
+
+def test_a_module_that_comes_back_is_logged_in_again(modules, token, client) -> None:
+    a, _b = modules
+    assert client.lib.C_Initialize(None) == CKR.OK
+    slot = client.slot_of(token)
+    on_a, on_b = open_session(client, slot), open_session(client, slot)
+    assert client.lib.C_Login(CK_ULONG(on_a), CK_ULONG(UserType.USER), USER_PIN.encode(),
+                              CK_ULONG(len(USER_PIN))) == CKR.OK
+    a.kill()
+    assert client.random(on_a)[0] == CKR.DEVICE_REMOVED
+    seen = len(a.log_text())
+    a.start()
+    # The next two sessions: one on the returned A, logged in again by the client, one on B.
+    back = [open_session(client, slot) for _ in range(2)]
+    assert f"client pid {os.getpid()} connected" in a.log_text()[seen:]
+    assert [state(client, s) for s in (on_b, *back)] == [CKS_RW_USER_FUNCTIONS] * 3
+    assert client.lib.C_Logout(CK_ULONG(back[0])) == CKR.OK
+    assert [state(client, s) for s in (on_b, *back)] == [CKS_RW_PUBLIC_SESSION] * 3
 
 
 def test_failover_when_a_module_is_killed_and_its_return(modules, shared_key, client) -> None:
