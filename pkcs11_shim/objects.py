@@ -183,7 +183,10 @@ class ObjectStore:
         self._objects: dict[int, P11Object] = {}
         # (app, ident): key_simple_X and its transfer copy key_xferacld_X share the ident X.
         self._by_ident: dict[tuple[str, str], int] = {}
-        self._index: dict[tuple[int, Any], set[int]] = {}
+        # Buckets are insertion-ordered (dicts used as ordered sets): C_FindObjects answers in the order
+        # objects were loaded or made, which hosts that take "the first private key" rely on
+        # (pkcs11-tool --sign ignores --label); handle order says nothing once handles are hashes.
+        self._index: dict[tuple[int, Any], dict[int, None]] = {}
         self._seen_counter: int | None = None
         self._loaded_private = False
         self._lock = threading.RLock()
@@ -197,26 +200,33 @@ class ObjectStore:
         for key in keys:
             bucket = index.get(key)
             if bucket is None:
-                index[key] = {handle}
+                index[key] = {handle: None}
             else:
-                bucket.add(handle)
+                bucket[handle] = None
 
     def _index_remove(self, obj: P11Object) -> None:
         index, handle = self._index, obj.handle
         for key in obj.index_keys:
             bucket = index.get(key)
             if bucket is not None:
-                bucket.discard(handle)
+                bucket.pop(handle, None)
         obj.index_keys = []
 
     def reindex(self, obj: P11Object, old_attrs: dict[int, Any]) -> None:
+        """File the object under its indexed values after a change; a value that did not change keeps
+        its place in its bucket (the find order)."""
         with self._lock:
-            for attr in INDEXED:
-                if attr in old_attrs:
-                    bucket = self._index.get(_index_key(attr, old_attrs[attr]))
-                    if bucket is not None:
-                        bucket.discard(obj.handle)
-            self._index_add(obj)
+            handle, filed = obj.handle, set(obj.index_keys)
+            new = [_index_key(attr, value) for attr, value in obj.index_values().items()]
+            stale = filed | {_index_key(attr, old_attrs[attr]) for attr in INDEXED if attr in old_attrs}
+            for key in stale.difference(new):
+                bucket = self._index.get(key)
+                if bucket is not None:
+                    bucket.pop(handle, None)
+            for key in new:
+                if key not in filed:
+                    self._index.setdefault(key, {})[handle] = None
+            obj.index_keys = new
 
     # --- membership --------------------------------------------------------------------------
     def add(self, attrs: dict[int, Any] | None, key: Key, owner_session: int | None,
