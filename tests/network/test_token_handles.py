@@ -54,3 +54,23 @@ def test_a_collision_takes_the_next_probe_and_nobody_is_renumbered(monkeypatch) 
     assert second.handle == real("pkcs11", "ua-two", 1)
     store.remove(second)
     assert token_object(store, "ua-two").handle == real("pkcs11", "ua-two", 1)
+
+
+def test_find_answers_in_load_order_not_handle_order(monkeypatch) -> None:
+    # Hash handles in descending order of loading: the candidates stay in loading order, also after
+    # a change of an attribute the index does not file them under anew.
+    handles = {"ua-old": TOKEN_HANDLE_BASE + 10, "ua-new": TOKEN_HANDLE_BASE + 5}
+    monkeypatch.setattr(objects, "token_handle", lambda app, ident, probe=0: handles[ident] + probe)
+    store = ObjectStore(None, None)
+    old, new = token_object(store, "ua-old"), token_object(store, "ua-new")
+    for obj in (old, new):
+        obj.attrs[Attribute.CLASS] = 3
+    store.reindex(old, {Attribute.LABEL: "ua-old"})
+    store.reindex(new, {Attribute.LABEL: "ua-new"})
+    assert [o.handle for o in store.candidates({Attribute.CLASS: 3})] == [old.handle, new.handle]
+    before = dict(old.attrs)
+    old.attrs[Attribute.LABEL] = "renamed"
+    store.reindex(old, before)
+    assert [o.handle for o in store.candidates({Attribute.CLASS: 3})] == [old.handle, new.handle]
+    assert [o.handle for o in store.candidates({Attribute.LABEL: "renamed"})] == [old.handle]
+    assert list(store.candidates({Attribute.LABEL: "ua-old"})) == []
