@@ -205,11 +205,14 @@ def find_init(session: Session, raw: list) -> None:
             raise PKCS11Error(CKR.OPERATION_ACTIVE)
         template = codecs.decode_template(raw)
         session.sync_objects()
-        found = sorted(
+        # In the order the objects were loaded or made (ObjectStore.candidates), not by handle: token
+        # handles are hashes of the keys' identities, and hosts that take the first match (pkcs11-tool
+        # --sign ignores --label) should keep finding the oldest key first.
+        found = [
             obj.handle
             for obj in session.token.objects.candidates(template)
             if session.visible(obj) and templates.matches(obj.attrs, template)
-        )
+        ]
         session.ops["find"] = FindState(found)
 
 

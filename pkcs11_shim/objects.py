@@ -4,10 +4,16 @@ Each token's `ObjectStore` maps handles to `P11Object`s. Token objects are the e
 their PKCS#11 attributes kept in the blob's authenticated appdata; the store notices other processes'
 writes through the module's change counter and reconciles without renumbering handles it already
 gave out. Lookups are by index (class, label, id), not by scanning every object.
+
+Handles: a token object's handle is derived from its identity (app, ident), so every process and
+every module of the world that loads the same kmdata gives the same key the same handle (a client
+load-sharing over several modules may use a handle found through one module on another). Session
+objects, which exist in one module only, count up from 1. See `token_handle`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -22,6 +28,20 @@ from .constants import Attribute, CKR, NCipherAttribute
 from .errors import PKCS11Error
 
 _handles = itertools.count(1)
+
+#: Token object handles lie in [2**62, 2**63): above anything the session counter reaches, and below
+#: the sign bit of hosts that keep a CK_ULONG in a signed 64-bit integer (Java's long).
+TOKEN_HANDLE_BASE = 1 << 62
+
+
+def token_handle(app: str, ident: str, probe: int = 0) -> int:
+    """The handle of the token object key_<app>_<ident>: SHA-256 of its identity, 62 bits of it.
+    Collision rule: when another identity already holds the handle in the same store, the object
+    takes the next probe (probe 1, 2, ...). Two identities collide with probability ~n^2/2^63 (about
+    1e-11 with 10,000 keys); only then can two modules that loaded the colliding keys in different
+    orders disagree on which of the two got probe 0."""
+    digest = hashlib.sha256(f"{app}\0{ident}\0{probe}".encode()).digest()
+    return TOKEN_HANDLE_BASE | (int.from_bytes(digest[:8], "big") >> 2)
 
 #: Attributes indexed for C_FindObjects; a template naming any of them is answered from the index.
 INDEXED = (Attribute.CLASS, Attribute.LABEL, Attribute.ID)
@@ -163,7 +183,10 @@ class ObjectStore:
         self._objects: dict[int, P11Object] = {}
         # (app, ident): key_simple_X and its transfer copy key_xferacld_X share the ident X.
         self._by_ident: dict[tuple[str, str], int] = {}
-        self._index: dict[tuple[int, Any], set[int]] = {}
+        # Buckets are insertion-ordered (dicts used as ordered sets): C_FindObjects answers in the order
+        # objects were loaded or made, which hosts that take "the first private key" rely on
+        # (pkcs11-tool --sign ignores --label); handle order says nothing once handles are hashes.
+        self._index: dict[tuple[int, Any], dict[int, None]] = {}
         self._seen_counter: int | None = None
         self._loaded_private = False
         self._lock = threading.RLock()
@@ -177,26 +200,33 @@ class ObjectStore:
         for key in keys:
             bucket = index.get(key)
             if bucket is None:
-                index[key] = {handle}
+                index[key] = {handle: None}
             else:
-                bucket.add(handle)
+                bucket[handle] = None
 
     def _index_remove(self, obj: P11Object) -> None:
         index, handle = self._index, obj.handle
         for key in obj.index_keys:
             bucket = index.get(key)
             if bucket is not None:
-                bucket.discard(handle)
+                bucket.pop(handle, None)
         obj.index_keys = []
 
     def reindex(self, obj: P11Object, old_attrs: dict[int, Any]) -> None:
+        """File the object under its indexed values after a change; a value that did not change keeps
+        its place in its bucket (the find order)."""
         with self._lock:
-            for attr in INDEXED:
-                if attr in old_attrs:
-                    bucket = self._index.get(_index_key(attr, old_attrs[attr]))
-                    if bucket is not None:
-                        bucket.discard(obj.handle)
-            self._index_add(obj)
+            handle, filed = obj.handle, set(obj.index_keys)
+            new = [_index_key(attr, value) for attr, value in obj.index_values().items()]
+            stale = filed | {_index_key(attr, old_attrs[attr]) for attr in INDEXED if attr in old_attrs}
+            for key in stale.difference(new):
+                bucket = self._index.get(key)
+                if bucket is not None:
+                    bucket.pop(handle, None)
+            for key in new:
+                if key not in filed:
+                    self._index.setdefault(key, {})[handle] = None
+            obj.index_keys = new
 
     # --- membership --------------------------------------------------------------------------
     def add(self, attrs: dict[int, Any] | None, key: Key, owner_session: int | None,
@@ -205,7 +235,8 @@ class ObjectStore:
         appdata when first used; `deferred` (names, compute): see `P11Object.defer`, set before
         the handle is visible to any other thread."""
         with self._lock:
-            obj = P11Object(next(_handles), attrs, key, owner_session, appdata=key.appdata if attrs is None else None)
+            handle = self._identity_handle(key) if owner_session is None and key.ident else next(_handles)
+            obj = P11Object(handle, attrs, key, owner_session, appdata=key.appdata if attrs is None else None)
             if deferred is not None:
                 obj.defer(*deferred)
             self._objects[obj.handle] = obj
@@ -213,6 +244,15 @@ class ObjectStore:
                 self._by_ident[(key.app, key.ident)] = obj.handle
             self._index_add(obj)
             return obj
+
+    def _identity_handle(self, key: Key) -> int:
+        """`token_handle` of the key, after the probes other identities in this store hold."""
+        for probe in itertools.count():
+            handle = token_handle(key.app, key.ident, probe)
+            holder = self._objects.get(handle)
+            if holder is None or (holder.key.app, holder.key.ident) == (key.app, key.ident):
+                return handle
+        raise AssertionError("unreachable")
 
     def remove(self, obj: P11Object) -> None:
         with self._lock:

@@ -110,11 +110,13 @@ typedef struct ss_conn {
     int fd;
     struct ss_tls *tls;  /* a tls:// connection (transport_tls.c); NULL on the Unix socket */
     unsigned generation;
+    int server;          /* index into the configured servers (loadshare.c) */
+    unsigned epoch;      /* the server's epoch when connected: a lost server's connections are dropped */
     struct ss_conn *next;
 } ss_conn;
 
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
-static ss_conn *ss_idle = NULL;
+static ss_conn *ss_idle[SS_MAX_SERVERS];
 static int ss_is_initialized = 0;
 static unsigned ss_generation = 0;   /* bumped by C_Finalize and fork: older connections are dropped */
 static unsigned char ss_token[16];
@@ -151,13 +153,27 @@ static void ss_conn_close(ss_conn *c)
     free(c);
 }
 
-static void ss_drop_idle_locked(void)
+static void ss_drop_idle_server_locked(int server)
 {
-    while (ss_idle != NULL) {
-        ss_conn *c = ss_idle;
-        ss_idle = c->next;
+    while (ss_idle[server] != NULL) {
+        ss_conn *c = ss_idle[server];
+        ss_idle[server] = c->next;
         ss_conn_close(c);
     }
+}
+
+static void ss_drop_idle_locked(void)
+{
+    for (int i = 0; i < SS_MAX_SERVERS; i++)
+        ss_drop_idle_server_locked(i);
+}
+
+/* A server went away (loadshare.c): its pooled connections are dead or belong to its old epoch. */
+void ss_drop_idle_server(int server)
+{
+    pthread_mutex_lock(&ss_lock);
+    ss_drop_idle_server_locked(server);
+    pthread_mutex_unlock(&ss_lock);
 }
 
 /* The child of a fork shares the parent's sockets: it must not talk on them, and it is a new
@@ -169,6 +185,7 @@ static void ss_atfork_child(void)
     ss_is_initialized = 0;
     ss_generation++;
     ss_new_token();
+    ss_ls_forked();
 }
 
 static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
@@ -342,8 +359,9 @@ static int ss_unix_open(const char *path)
     return fd;
 }
 
-static ss_conn *ss_connect(unsigned generation)
+static ss_conn *ss_connect(int server, unsigned generation)
 {
+    const char *ss_path = ss_ls_address(server);
     unsigned char hello[32];
     unsigned char *reply;
     size_t rlen;
@@ -376,11 +394,22 @@ static ss_conn *ss_connect(unsigned generation)
     }
     free(reply);
     c->generation = generation;
+    c->server = server;
+    c->epoch = ss_ls_epoch(server);
     return c;
 }
 
-/* An idle connection of this generation, or a new one. */
-static ss_conn *ss_acquire(CK_RV *rv)
+/* An idle connection whose server closed it (exited, restarted): poll sees the end of the stream. */
+static int ss_conn_dead(const ss_conn *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) != 0;
+}
+
+/* An idle connection to `server` of this generation, or a new one. With several servers an idle
+ * connection the server has closed tells that the server went away (or restarted): the server is
+ * marked lost, so its sessions end, before a new connection is tried. */
+static ss_conn *ss_acquire(int server, CK_RV *rv)
 {
     ss_conn *c;
     unsigned generation;
@@ -390,25 +419,34 @@ static ss_conn *ss_acquire(CK_RV *rv)
         *rv = CKR_CRYPTOKI_NOT_INITIALIZED;
         return NULL;
     }
-    c = ss_idle;
+    c = ss_idle[server];
     if (c != NULL)
-        ss_idle = c->next;
+        ss_idle[server] = c->next;
     generation = ss_generation;
     pthread_mutex_unlock(&ss_lock);
+    if (c != NULL && ss_ls_count() > 1 && (c->epoch != ss_ls_epoch(server) || ss_conn_dead(c))) {
+        unsigned epoch = c->epoch;
+        close(c->fd);
+        free(c);
+        c = NULL;
+        ss_ls_lost(server, epoch);
+    }
     if (c != NULL)
         return c;
-    c = ss_connect(generation);
-    if (c == NULL)
+    c = ss_connect(server, generation);
+    if (c == NULL) {
         *rv = CKR_DEVICE_REMOVED;
+        ss_ls_lost(server, ss_ls_epoch(server));
+    }
     return c;
 }
 
 static void ss_release(ss_conn *c, int broken)
 {
     pthread_mutex_lock(&ss_lock);
-    if (!broken && ss_is_initialized && c->generation == ss_generation) {
-        c->next = ss_idle;
-        ss_idle = c;
+    if (!broken && ss_is_initialized && c->generation == ss_generation && c->epoch == ss_ls_epoch(c->server)) {
+        c->next = ss_idle[c->server];
+        ss_idle[c->server] = c;
         c = NULL;
     }
     pthread_mutex_unlock(&ss_lock);
@@ -439,33 +477,59 @@ CK_RV ss_initialize(CK_VOID_PTR pInitArgs)
         rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
     else {
         ss_socket_path(ss_path, sizeof ss_path);
-        ss_is_initialized = 1;
-        ss_generation++;
+        if (ss_ls_configure(ss_path) == 0)
+            rv = CKR_DEVICE_ERROR; /* loadshare.c said what is wrong with the list */
+        else {
+            ss_is_initialized = 1;
+            ss_generation++;
+        }
     }
     pthread_mutex_unlock(&ss_lock);
     if (rv != CKR_OK)
         return rv;
-    /* Fail here, not on the first real call, when no hardserver answers and none can be started:
-     * as nShield's library does when its hardserver is not running. */
-    rv = ss_tls_address(ss_path) ? CKR_OK : ss_check_socket_path(ss_path);
-    probe = rv == CKR_OK ? ss_acquire(&rv) : NULL;
-    if (probe == NULL && rv != CKR_DEVICE_ERROR && ss_tls_address(ss_path)) /* a remote module is not ours to start */
-        rv = CKR_DEVICE_ERROR;
-    if (probe == NULL && rv != CKR_DEVICE_ERROR) {
-        if (!ss_autostart_enabled())
-            fprintf(stderr, "softshield: no hardserver on %s; start one with `softshield hardserver` "
-                            "(SOFTSHIELD_HARDSERVER_AUTOSTART is off)\n", ss_path);
-        else if (ss_autostart(ss_path) == 0)
-            probe = ss_acquire(&rv);
+    if (ss_ls_count() > 1)
+        probe = NULL, rv = ss_ls_initialize();
+    else {
+        const char *path = ss_ls_address(0);
+        int remote = ss_tls_address(path);
+        /* Fail here, not on the first real call, when no hardserver answers and none can be
+         * started: as nShield's library does when its hardserver is not running. A remote module
+         * is not ours to start. */
+        rv = remote ? CKR_OK : ss_check_socket_path(path);
+        probe = rv == CKR_OK ? ss_acquire(0, &rv) : NULL;
+        if (probe == NULL && rv != CKR_DEVICE_ERROR && !remote) {
+            if (!ss_autostart_enabled())
+                fprintf(stderr, "softshield: no hardserver on %s; start one with `softshield hardserver` "
+                                "(SOFTSHIELD_HARDSERVER_AUTOSTART is off)\n", path);
+            else if (ss_autostart(path) == 0)
+                probe = ss_acquire(0, &rv);
+        }
+        rv = probe != NULL ? CKR_OK : CKR_DEVICE_ERROR;
     }
-    if (probe == NULL) {
+    if (rv != CKR_OK) {
         pthread_mutex_lock(&ss_lock);
         ss_is_initialized = 0;
+        ss_generation++;
+        ss_drop_idle_locked();
         pthread_mutex_unlock(&ss_lock);
+        ss_ls_reset();
         return CKR_DEVICE_ERROR;
     }
-    ss_release(probe, 0);
+    if (probe != NULL)
+        ss_release(probe, 0);
     return CKR_OK;
+}
+
+/* Whether `server` answers (a pooled or new connection); with several servers a failure marks it
+ * lost. */
+int ss_probe(int server)
+{
+    CK_RV rv;
+    ss_conn *c = ss_acquire(server, &rv);
+    if (c == NULL)
+        return -1;
+    ss_release(c, 0);
+    return 0;
 }
 
 /* CK_INFO.libraryDescription says how this process is served (32 blank-padded bytes, §3.4). */
@@ -492,6 +556,7 @@ CK_RV ss_finalize(CK_VOID_PTR pReserved)
     ss_generation++;
     ss_drop_idle_locked();
     pthread_mutex_unlock(&ss_lock);
+    ss_ls_reset();
     return CKR_OK;
 }
 
@@ -562,11 +627,12 @@ void ss_put_u64(ss_call *c, uint64_t v)
     ss_put_raw(c, b, 8);
 }
 
-CK_RV ss_call_begin(ss_call *c, uint32_t function_id)
+/* One call to one server (loadshare.c chooses which: ss_call_begin, ss_call_begin_session). */
+CK_RV ss_call_begin_on(ss_call *c, uint32_t function_id, int server)
 {
     CK_RV rv = CKR_OK;
-    memset(c, 0, sizeof *c);
-    c->conn = ss_acquire(&rv);
+    c->server = server;
+    c->conn = ss_acquire(server, &rv);
     if (c->conn == NULL) {
         c->failed = 1;
         c->rv = rv;
@@ -588,6 +654,7 @@ CK_RV ss_call_exchange(ss_call *c)
     if (ss_send_frame(c->conn, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
+        ss_ls_lost(c->server, c->conn->epoch);
         return c->rv;
     }
     free(c->buf);
@@ -599,6 +666,7 @@ CK_RV ss_call_exchange(ss_call *c)
             free(reply);
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED); /* the server went away (or timed out) mid-call */
+        ss_ls_lost(c->server, c->conn->epoch);
         return c->rv;
     }
     c->buf = reply;
@@ -620,6 +688,7 @@ CK_RV ss_call_end(ss_call *c)
     /* A call that failed before anything was sent leaves the connection as it was; a reply we
      * could not read (DEVICE_ERROR from a decoder) leaves it out of step: drop it too. */
     int broken = c->drop || (c->failed && c->rv == CKR_DEVICE_ERROR);
+    ss_ls_call_done(c);
     if (c->conn != NULL)
         ss_release(c->conn, broken);
     free(c->buf);

@@ -43,6 +43,9 @@ typedef struct ss_call {
     CK_RV rv;
     struct ss_conn *conn;
     uint32_t fid;
+    int server;                       /* which configured server the call goes to (loadshare.c) */
+    CK_SESSION_HANDLE session;        /* the session handle sent: the server's own */
+    CK_SESSION_HANDLE client_session; /* the caller's handle of that session (load sharing), or 0 */
     /* Writeback nodes of the mechanism/message parameter, in the order the server returns them. */
     void *writeback[16];
     size_t writeback_len[16];
@@ -123,6 +126,23 @@ int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **tls); /* the fd
 int ss_tls_write_all(struct ss_tls *t, const unsigned char *p, size_t n);
 int ss_tls_read_all(struct ss_tls *t, unsigned char *p, size_t n);
 void ss_tls_close(struct ss_tls *t);
+
+/* Load sharing (loadshare.c): SOFTSHIELD_HARDSERVER may name several servers (modules of one
+ * world), comma-separated; each session lives on one of them. */
+#define SS_MAX_SERVERS 16
+int ss_ls_configure(const char *value);      /* parse the list; 0 (and one stderr line) if unusable */
+int ss_ls_count(void);
+const char *ss_ls_address(int server);       /* the transport address ("unix:" taken off) */
+unsigned ss_ls_epoch(int server);            /* bumped each time the server is found gone */
+void ss_ls_lost(int server, unsigned epoch); /* a call found the server gone (several servers only) */
+CK_RV ss_ls_initialize(void);                /* C_Initialize with several servers */
+void ss_ls_reset(void);                      /* C_Finalize: forget every session and login */
+void ss_ls_forked(void);                     /* the child of a fork: the same, and a new lock */
+void ss_ls_call_done(ss_call *c);
+CK_RV ss_call_begin_session(ss_call *c, uint32_t function_id, CK_SESSION_HANDLE hSession);
+CK_RV ss_call_begin_on(ss_call *c, uint32_t function_id, int server);
+int ss_probe(int server);
+void ss_drop_idle_server(int server);
 
 /* Shared by connection.c and marshal.c. */
 void ss_fail(ss_call *c, CK_RV rv);
