@@ -206,3 +206,16 @@ class KmStore:
             value = max(self.change_counter(), 0) + 1
             self.write(paths.CHANGES_FILE, f"{value}\n".encode("ascii"))
             return value
+
+
+def this_module(root: Path) -> str | None:
+    """The ESN recorded as this host's module (paths.THIS_MODULE), or None before one is."""
+    try:
+        esn = (Path(root) / paths.THIS_MODULE).read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return esn if paths.ESN_RE.match(esn) else None
+
+
+def remember_this_module(root: Path, esn: str) -> None:
+    write_atomic(Path(root), paths.THIS_MODULE, esn.encode("ascii") + b"\n")

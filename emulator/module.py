@@ -36,7 +36,8 @@ from .errors import (
     WorldStateError,
 )
 from .keys import IndexedKey, Key
-from .kmdata import FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp, stamp_of
+from .kmdata import (FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp,
+                     remember_this_module, stamp_of, this_module)
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -127,7 +128,7 @@ class Module:
                 if not store.exists(paths.WORLD_FILE):
                     cls._create(store)
         world_file = WorldFile.from_bytes(store.read(paths.WORLD_FILE))
-        return cls(root, store, cls._enrolled_module(store, world_file), world_file)
+        return cls(root, store, cls._enrolled_module(root, store, world_file), world_file)
 
     @staticmethod
     def _create(store: KmStore) -> None:
@@ -150,11 +151,19 @@ class Module:
         return found
 
     @staticmethod
-    def _enrolled_module(store: KmStore, world_file: WorldFile) -> ModuleFile:
-        for module_file in Module._module_files(store):
-            if module_file.esn in world_file.module_shares:
+    def _enrolled_module(root: Path, store: KmStore, world_file: WorldFile) -> ModuleFile:
+        """This host's module: the one `this-module` names, else the first enrolled, which the first
+        open then records (after an rfs-sync local/ also holds the other modules' files)."""
+        enrolled = [m for m in Module._module_files(store) if m.esn in world_file.module_shares]
+        if not enrolled:
+            raise WorldStateError(f"no module in {store.local} is enrolled in its world")
+        recorded = this_module(root)
+        for module_file in enrolled:
+            if module_file.esn == recorded:
                 return module_file
-        raise WorldStateError(f"no module in {store.local} is enrolled in its world")
+        if recorded is None:
+            remember_this_module(root, enrolled[0].esn)
+        return enrolled[0]
 
     # --- the ACL check -------------------------------------------------------------------------
     def use(self, key: Key, action: Action, *, wrap_key_hash: str | None = None) -> Material:

@@ -289,3 +289,19 @@ def test_a_module_restarted_between_two_calls_ends_its_sessions(modules, shared_
     assert client.random(on_b)[0] == CKR.OK
     # The restarted module takes sessions again at once: the next two go to A and B.
     assert [sign(client, open_session(client), handle) for _ in range(2)] == [shared_key[1]] * 2
+
+
+def test_a_module_keeps_its_identity_when_the_other_modules_files_arrive(modules, tmp_path) -> None:
+    """rfs-sync --update brings every module_<ESN> of the world into local/: the host's module is
+    still the one programmed there (`this-module`), not the first file by creation time."""
+    from emulator.module import Module
+
+    a, b = modules
+    copy = tmp_path / "kmdata"
+    shutil.copytree(b.kmdata, copy, ignore=shutil.ignore_patterns("*.sock", "*.pid", "*.lock", "*.log"))
+    (own,) = [p.name for p in (copy / "local").glob("module_*")]
+    (other,) = [p for p in (a.kmdata / "local").glob("module_*")]
+    shutil.copy2(other, copy / "local" / other.name)
+    assert sorted(p.name for p in (copy / "local").glob("module_*")) == sorted([own, other.name])
+    assert (copy / "this-module").read_text().strip() == own[len("module_"):]
+    assert Module.open(copy).esn == own[len("module_"):]
