@@ -55,6 +55,11 @@ class PinSource:
             item = self.lines[self.position]
             self.position += 1
             return item
+        return self._ask(prompt_card, prompt_pin, default_name)
+
+    @staticmethod
+    def _ask(prompt_card: str, prompt_pin: str, default_name: str | None = None) -> tuple[str, bytes]:
+        """(name, PIN) asked for on the terminal."""
         if not sys.stdin.isatty():
             raise CommandError("no PIN file given and no terminal to ask on: use --pin-file FILE")
         print(prompt_card, file=sys.stderr)
@@ -97,7 +102,6 @@ class PinSource:
                 presented.append((path, item[1]))
             return presented
         for index in range(1, k + 1):
-            item = self.next(f"Insert card {index} of {k}, then enter its PIN", "PIN: ")
-            assert item is not None
+            item = self._ask(f"Insert card {index} of {k}, then enter its PIN", "PIN: ")
             presented.append((reader.resolve(item[0]), item[1]))
         return presented

@@ -22,6 +22,9 @@ the scan also sees imports inside functions, which load on first use):
    (`mechanisms.failures.BY_OPERATION`, a row's `failure_codes`, `attributes.keyparts.COMPONENT_CODES`)
    and the rest goes to the C boundary's table (`abi.entry.EMULATOR_CKR`).
 
+7. No `assert` statement in product code: `python -O` strips them, so a check that must hold is an
+   explicit `if ...: raise` with its reason.
+
 No rule has an exception. The last tests copy the tree to a scratch folder, add a forbidden import,
 and assert the scan reports it.
 """
@@ -240,6 +243,23 @@ def hand_mapped_failures(root: Path) -> list[str]:
                     if names & EMULATOR_ERRORS:
                         found.append(f"{path.relative_to(root)}:{node.lineno} catches {', '.join(sorted(names))}")
     return found
+
+
+def asserts(root: Path) -> list[str]:
+    """Rule 7: `assert` statements in the product packages."""
+    return [f"{path.relative_to(root)}:{node.lineno} asserts"
+            for package in PACKAGES for path in sorted((root / package).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))) if isinstance(node, ast.Assert)]
+
+
+def test_no_asserts_in_product_code() -> None:
+    assert asserts(ROOT) == []
+
+
+def test_contract_reports_an_assert(scratch: Path) -> None:
+    _append(scratch, "softshield_cli/pins.py", "def later(item):\n    assert item is not None")
+    lines = (scratch / "softshield_cli/pins.py").read_text().splitlines()
+    assert asserts(scratch) == [f"softshield_cli/pins.py:{len(lines)} asserts"]
 
 
 def test_no_hand_mapped_failures() -> None:

@@ -104,7 +104,6 @@ class Dispatcher:
             # Bind first: a refused socket folder or a server already there is said before any
             # worker starts. Clients that connect meanwhile wait in the backlog.
             self.front.bind()
-            assert self.front.listener is not None
             self.front.listener.setblocking(False)
             for index in range(self.count):
                 self.workers.append(self._start(index))
@@ -255,7 +254,6 @@ class Dispatcher:
 
     # ---- clients ------------------------------------------------------------------------------
     def _accept(self) -> None:
-        assert self.front.listener is not None
         while True:
             try:
                 conn, _ = self.front.listener.accept()
