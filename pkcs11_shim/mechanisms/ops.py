@@ -171,19 +171,9 @@ class HashVerifyOp:
         self.final(signature)
 
 
-class SinglePartSignOp:
-    """Sign the whole input at once (raw RSA, raw PSS over a digest, raw ECDSA)."""
-
-    update = final = _single_part
-
-    def __init__(self, sign: Callable[[bytes], bytes], check: Callable[[bytes], None] | None = None) -> None:
-        self._sign = sign
-        self._check = check
-
-    def oneshot(self, data: bytes) -> bytes:
-        if self._check is not None:
-            self._check(data)
-        return self._sign(data)
+class SinglePartSignOp(SinglePartCipherOp):
+    """Sign the whole input at once (raw RSA, raw PSS over a digest, raw ECDSA): a whole-input
+    primitive whose output is the signature."""
 
 
 class SinglePartVerifyOp:
