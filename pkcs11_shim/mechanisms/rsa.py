@@ -80,8 +80,7 @@ def _invalid(message: str) -> PKCS11Error:
 
 
 def validate_oaep(param: Any) -> None:
-    if not isinstance(param, params.OaepParams):
-        raise _invalid("CK_RSA_PKCS_OAEP_PARAMS required")
+    params.require(param, params.OaepParams, "CK_RSA_PKCS_OAEP_PARAMS")
     if param.hash_alg not in DIGEST_MECHANISMS or param.mgf not in MGF1_HASHES:
         raise _invalid("unsupported OAEP hash or MGF")
     # Refused here, at Init (encrypt, decrypt, wrap, unwrap, RSA-AES wrap all validate through this),
@@ -97,8 +96,7 @@ def validate_oaep(param: Any) -> None:
 
 
 def validate_pss(param: Any) -> None:
-    if not isinstance(param, params.PssParams):
-        raise _invalid("CK_RSA_PKCS_PSS_PARAMS required")
+    params.require(param, params.PssParams, "CK_RSA_PKCS_PSS_PARAMS")
     if param.hash_alg not in DIGEST_MECHANISMS or param.mgf not in MGF1_HASHES or param.salt_len < 0:
         raise _invalid("unsupported PSS hash, MGF or salt length")
 
@@ -114,8 +112,7 @@ def _validate_hashed_pss(hash_name: str) -> Any:
 
 
 def validate_rsa_aes(param: Any) -> None:
-    if not isinstance(param, params.RsaAesKeyWrapParams):
-        raise _invalid("CK_RSA_AES_KEY_WRAP_PARAMS required")
+    params.require(param, params.RsaAesKeyWrapParams, "CK_RSA_AES_KEY_WRAP_PARAMS")
     if param.aes_key_bits not in (128, 192, 256):
         raise _invalid("ulAESKeyBits must be 128, 192 or 256")
     validate_oaep(param.oaep)
