@@ -25,8 +25,8 @@ the scan also sees imports inside functions, which load on first use):
 7. No `assert` statement in product code: `python -O` strips them, so a check that must hold is an
    explicit `if ...: raise` with its reason.
 
-No rule has an exception. The last tests copy the tree to a scratch folder, add a forbidden import,
-and assert the scan reports it.
+No rule has an exception. The last tests copy the tree to a scratch folder, break a rule there (a
+forbidden import, a circle, a hand-mapped failure, an assert), and check the scan reports it.
 """
 
 from __future__ import annotations
