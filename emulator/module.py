@@ -483,7 +483,8 @@ class Module:
     def load_key_file(self, path: str | os.PathLike, auth: TokenAuth | None = None) -> Key:
         """One blob by path; raises BlobInvalid with the reason, AuthenticationFailed without login."""
         key = self._load(Path(path), auth, listing=False)
-        assert key is not None
+        if key is None:  # _load skips a token key without a login (None) only when listing
+            raise AuthenticationFailed(f"{Path(path).name}: protected by a token: log in first")
         return key
 
     def _load(self, path: Path, auth: TokenAuth | None, *, listing: bool) -> Key | None:

@@ -56,7 +56,8 @@ def _server_function(plan: Plan) -> list[str]:
 
     f = plan.function
     ctypes = {name: ctype for ctype, name in params_of(f)}
-    assert plan.ops is not None
+    if plan.ops is None:
+        raise ValueError(f"{f.name}: the protocol does not carry it, so it has no server decoder")
     decode, values, encode = [], [], []
     for i, op in enumerate(plan.ops):
         dec, exprs, enc = DECODE[op.kind]

@@ -112,7 +112,6 @@ class Dispatcher:
             # Bind first: a refused socket folder or a server already there is said before any
             # worker starts. Clients that connect meanwhile wait in the backlog.
             self.front.bind()
-            assert self.front.listener is not None
             self.front.listener.setblocking(False)
             if self.network is not None:
                 self.network.open()
@@ -267,7 +266,6 @@ class Dispatcher:
 
     # ---- clients ------------------------------------------------------------------------------
     def _accept(self) -> None:
-        assert self.front.listener is not None
         while True:
             try:
                 conn, _ = self.front.listener.accept()

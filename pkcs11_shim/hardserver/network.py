@@ -186,8 +186,15 @@ class NetworkListener:
         self.port = listener.getsockname()[1]
         self.listener = listener
 
+    def _ready(self) -> tuple[socket.socket, Any]:
+        """The bound socket and the module identity; they exist from bind() on, and `python -O`
+        would strip an assert that said so."""
+        if self.listener is None or self.identity is None:
+            raise RuntimeError(f"network listener {self.host}:{self.port}: not bound (bind() comes before start())")
+        return self.listener, self.identity
+
     def start(self) -> None:
-        assert self.listener is not None and self.identity is not None
+        self._ready()
         log.info("hardserver listening on %s:%d (mutual TLS 1.3; module %s, KNETI hash %s%s)", self.host, self.port,
                  self.identity.name, self.identity.key_hash, "; RFS" if self.rfs_enabled else "")
         self.thread = threading.Thread(target=self._accept_loop, daemon=True, name="hardserver-net")
@@ -209,10 +216,10 @@ class NetworkListener:
 
     # ---- connections --------------------------------------------------------------------------
     def _accept_loop(self) -> None:
-        assert self.listener is not None
+        listener, _identity = self._ready()
         while not self.stopping.is_set():
             try:
-                raw, addr = self.listener.accept()
+                raw, addr = listener.accept()
             except socket.timeout:
                 continue
             except OSError:
@@ -226,7 +233,8 @@ class NetworkListener:
             threading.Thread(target=self._serve, args=(raw, addr[0]), daemon=True, name="hardserver-tls").start()
 
     def _serve(self, raw: socket.socket, ip: str) -> None:
-        assert self.context is not None
+        if self.context is None:
+            raise RuntimeError(f"network listener {self.host}:{self.port}: no TLS context (bind() comes before serving)")
         conn: socket.socket = raw
         try:
             raw.settimeout(HANDSHAKE_TIMEOUT)
@@ -388,13 +396,13 @@ class NetworkListener:
             log.warning("could not answer a network request: %s", exc)
 
     def _enroll(self, request: dict[str, Any], peer: Peer) -> dict[str, Any]:
-        assert self.identity is not None
+        _listener, identity = self._ready()
         try:
             public = base64.b64decode(request["public_key"])
-            cert = netcrypto.issue_client_certificate(self.identity.key_pem, self.identity.cert_pem, public)
+            cert = netcrypto.issue_client_certificate(identity.key_pem, identity.cert_pem, public)
         except (KeyError, TypeError, ValueError) as exc:
             raise Refused(f"no usable public key in the enrolment request ({exc})") from None
         key_hash = netcrypto.key_hash_of_cert(cert)
         log.info("issued a client certificate to %s for key %s (served once permitted: softshield hardserver "
                  "permit %s)", peer.addr, key_hash, key_hash)
-        return {"cert": base64.b64encode(cert).decode("ascii"), "esn": self.identity.name}
+        return {"cert": base64.b64encode(cert).decode("ascii"), "esn": identity.name}

@@ -111,10 +111,30 @@ class Hardserver:
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
-        self.listener: socket.socket | None = None
-        self.codec: Codec | None = None
-        self.clients: ClientTable | None = None
+        self._listener: socket.socket | None = None
+        self._codec: Codec | None = None
+        self._clients: ClientTable | None = None
         self.c_path: fastpath.CPath | None = None
+
+    # A server serves only after bind() and open_module(); these raise rather than hand out None,
+    # so a call out of that order fails with its reason even under `python -O`.
+    @property
+    def listener(self) -> socket.socket:
+        if self._listener is None:
+            raise RuntimeError(f"hardserver {self.socket_path}: not bound (bind() comes before serving)")
+        return self._listener
+
+    @property
+    def codec(self) -> Codec:
+        if self._codec is None:
+            raise RuntimeError(f"hardserver {self.socket_path}: no module open (open_module() comes before serving)")
+        return self._codec
+
+    @property
+    def clients(self) -> ClientTable:
+        if self._clients is None:
+            raise RuntimeError(f"hardserver {self.socket_path}: no module open (open_module() comes before serving)")
+        return self._clients
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_module(self) -> None:
@@ -127,11 +147,11 @@ class Hardserver:
         rv = int(lib.C_Initialize(args))
         if rv != 0:
             raise RuntimeError(f"C_Initialize of {self.library} failed: rv 0x{rv:x}")
-        self.codec = Codec(ffi, lib)
-        self.clients = ClientTable(self.codec)
+        self._codec = Codec(ffi, lib)
+        self._clients = ClientTable(self._codec)
         self.c_path = fastpath.CPath.load(self.library)
         if self.c_path is not None:
-            self.clients.use_mirror(self.c_path.mirror)
+            self._clients.use_mirror(self.c_path.mirror)
 
     def bind(self) -> None:
         path = self.socket_path
@@ -159,12 +179,11 @@ class Hardserver:
         self.socket_inode = path.lstat().st_ino
         listener.listen(64)
         listener.settimeout(0.5)
-        self.listener = listener
+        self._listener = listener
         sibling(path, ".pid").write_text(f"{os.getpid()}\n")
 
     # ---- serving ------------------------------------------------------------------------------
     def serve_forever(self) -> None:
-        assert self.listener is not None
         log.info("hardserver listening on %s (module %s)", self.socket_path, self.library)
         while not self.stopping.is_set():
             try:
@@ -206,7 +225,6 @@ class Hardserver:
     def _hello(self, conn: socket.socket, handed: bytes | None = None) -> Client:
         """Answer the connection's HELLO: read here, or `handed` over by the dispatcher that read it
         (pkcs11_shim.hardserver.dispatch) and checked it is one."""
-        assert self.codec is not None and self.clients is not None
         if handed is None:
             ftype, _fid, payload = protocol.read_frame(conn)
         else:
@@ -220,7 +238,6 @@ class Hardserver:
         return client
 
     def _call(self, client: Client, fid: int, payload: bytes) -> bytes:
-        assert self.codec is not None and self.clients is not None
         plan = self.codec.plans.get(fid)
         if plan is None:
             raise ProtocolError(f"unknown function id 0x{fid:08x} (client and server built from different "
@@ -242,7 +259,6 @@ class Hardserver:
         return self.c_path.connection(conn, client)
 
     def _serve_connection(self, conn: socket.socket, handed: bytes | None = None) -> None:
-        assert self.codec is not None and self.clients is not None
         client: Client | None = None
         native: fastpath.Connection | None = None
         try:
@@ -298,7 +314,7 @@ class Hardserver:
     def shutdown(self) -> None:
         """Close the listener and every connection, every client's sessions, then C_Finalize."""
         self.stopping.set()
-        if self.listener is not None:
+        if self._listener is not None:
             # Unlink before closing, and only our own socket: a server started after us (by a client
             # that found this one gone) may already have put its socket at the same path.
             self._unlink_own(self.socket_path, self.socket_inode)
@@ -308,7 +324,7 @@ class Hardserver:
                     pid_file.unlink()
             except FileNotFoundError:
                 pass
-            self.listener.close()
+            self._listener.close()
         with self.conn_lock:
             conns = list(self.connections)
         for conn in conns:
@@ -316,10 +332,10 @@ class Hardserver:
                 conn.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-        if self.clients is not None:
-            self.clients.release_all()
-        if self.codec is not None:
-            rv = int(self.codec.lib.C_Finalize(self.codec.ffi.NULL))
+        if self._clients is not None:
+            self._clients.release_all()
+        if self._codec is not None:
+            rv = int(self._codec.lib.C_Finalize(self._codec.ffi.NULL))
             log.info("module finalized (rv 0x%x); hardserver stopped", rv)
 
 
