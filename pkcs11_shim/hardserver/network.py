@@ -186,7 +186,7 @@ class NetworkListener:
         self.port = listener.getsockname()[1]
         self.listener = listener
 
-    def _ready(self) -> tuple[socket.socket, Any]:
+    def _ready(self) -> tuple[socket.socket, netid.Identity]:
         """The bound socket and the module identity; they exist from bind() on, and `python -O`
         would strip an assert that said so."""
         if self.listener is None or self.identity is None:
