@@ -90,6 +90,16 @@ def _session_first(f: CFunction) -> bool:
     return f.params.split(",")[0].split() == ["CK_SESSION_HANDLE", "hSession"]
 
 
+def shared_tables() -> list[str]:
+    """The tables the client's marshal code and the server's decoders both read (layouts.c): the
+    attributes whose value is a nested template, and the mechanism-parameter layouts."""
+    nested = nested_attributes()
+    out = ["const CK_ATTRIBUTE_TYPE ss_nested_attrs[] = {"]
+    out += [f"    0x{a:x}UL," for a in nested]
+    out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
+    return out + layouts.c_tables()
+
+
 def mechanism_kinds() -> list[tuple[int, str]]:
     """(mechanism, param_kind) of every registry row whose parameter is not opaque bytes."""
     from pkcs11_shim.mechanisms.registry import REGISTRY
@@ -216,11 +226,7 @@ def c_source(functions: list[CFunction], front: bool = False) -> str:
     out.append("const ss_mech_kind ss_mech_kinds[] = {")
     out += [f'    {{0x{m:x}UL, "{k}"}},' for m, k in rows]
     out += ["    {0, NULL}", "};", f"const size_t ss_mech_kind_count = {len(rows)};", ""]
-    nested = nested_attributes()
-    out.append("const CK_ATTRIBUTE_TYPE ss_nested_attrs[] = {")
-    out += [f"    0x{a:x}UL," for a in nested]
-    out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
-    out += layouts.c_tables()
+    out += shared_tables()
     out += loadshare_constants()
     by_name = {f.name: f for f in functions}
     out += [f"CK_RV ss_ls_{name}({by_name[name].params});" for name in ROUTED]

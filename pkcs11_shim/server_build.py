@@ -20,8 +20,8 @@ import tempfile
 from pathlib import Path
 
 from pkcs11_shim.build import c_constants, output_dir
-from pkcs11_shim.functions import NATIVE, Plan, nested_attributes, params_of, plans, read_functions
-from pkcs11_shim.hardserver import layouts
+from pkcs11_shim.client_build import shared_tables
+from pkcs11_shim.functions import NATIVE, Plan, params_of, plans, read_functions
 from pkcs11_shim.hardserver.routes import c_plans
 
 SERVER_DIR = NATIVE / "server"
@@ -107,11 +107,7 @@ def c_source() -> str:
             "int ss_parameter_names_keys(CK_MECHANISM_TYPE m)", "{"]
     out += [f"    if (m == 0x{int(m):x}UL)\n        return 1;" for m in sorted(int(k) for k in PARAMETER_HANDLES)]
     out += ["    return 0;", "}", ""]
-    nested = nested_attributes()
-    out.append("const CK_ATTRIBUTE_TYPE ss_nested_attrs[] = {")
-    out += [f"    0x{a:x}UL," for a in nested]
-    out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
-    out += layouts.c_tables()
+    out += shared_tables()
     for p in chosen:
         out += _server_function(p)
     by_fid = sorted(chosen, key=lambda p: p.fid)

@@ -93,6 +93,7 @@ extern const size_t ss_mech_kind_count;
  * (an array of CK_MECHANISM_TYPE) carries. */
 extern const CK_ATTRIBUTE_TYPE ss_nested_attrs[];
 extern const size_t ss_nested_attr_count;
+int ss_is_nested(CK_ATTRIBUTE_TYPE type); /* layouts.c */
 extern const ss_layout *const ss_layouts[];        /* from pkcs11_shim/hardserver/layouts.py */
 extern const size_t ss_layout_count;
 extern const ss_layout *const ss_message_layouts[];

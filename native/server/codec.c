@@ -161,21 +161,6 @@ void ss_d_out_struct(ss_srv_call *c, ss_op *o, size_t size)
     o->buf = present && !c->bad ? ss_alloc(c, size) : NULL;
 }
 
-static int ss_is_nested(CK_ATTRIBUTE_TYPE type)
-{
-    size_t lo = 0, hi = ss_nested_attr_count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (ss_nested_attrs[mid] == type)
-            return 1;
-        if (ss_nested_attrs[mid] < type)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
 /* Codec._template */
 static void ss_d_tmpl(ss_srv_call *c, ss_tmpl *t, int io, int depth)
 {

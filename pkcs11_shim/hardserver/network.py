@@ -206,11 +206,7 @@ class NetworkListener:
             self.listener.close()
         with self.lock:
             conns = list(self.connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        protocol.shut_down(conns)
         if self.thread is not None:
             self.thread.join(timeout=2)
 

@@ -327,11 +327,7 @@ class Hardserver:
             self._listener.close()
         with self.conn_lock:
             conns = list(self.connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        protocol.shut_down(conns)
         if self._clients is not None:
             self._clients.release_all()
         if self._codec is not None:
