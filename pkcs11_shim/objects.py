@@ -214,6 +214,24 @@ class ObjectStore:
             self._index_add(obj)
             return obj
 
+    def _add_loaded(self, key: Key) -> P11Object:
+        """`add(None, key, None)` for a token object just listed from kmdata, inlined: a login with
+        10,000 token keys makes 10,000 of these (the caller holds the lock)."""
+        obj = P11Object(next(_handles), None, key, None, appdata=key.appdata)
+        handle, summary, index = obj.handle, obj._summary, self._index
+        self._objects[handle] = obj
+        if summary.get(Attribute.TOKEN) and key.ident:
+            self._by_ident[(key.app, key.ident)] = handle
+        obj.index_keys = keys = [_index_key(attr, value) for attr in INDEXED
+                                 if (value := summary.get(attr)) is not None]
+        for index_key in keys:
+            bucket = index.get(index_key)
+            if bucket is None:
+                index[index_key] = {handle}
+            else:
+                bucket.add(handle)
+        return obj
+
     def remove(self, obj: P11Object) -> None:
         with self._lock:
             self._objects.pop(obj.handle, None)
@@ -302,7 +320,7 @@ class ObjectStore:
                     existing.reload(key)
                     self.reindex(existing, old)
                 else:
-                    self.add(None, key, None)
+                    self._add_loaded(key)
             for name, handle in list(self._by_ident.items()):
                 obj = self._objects.get(handle)
                 if name in present or obj is None:

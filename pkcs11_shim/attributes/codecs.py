@@ -395,20 +395,28 @@ def _upgrade(data: bytes, out: dict[int, Any]) -> dict[int, Any]:
 
 def deserialize_some(data: bytes, wanted: frozenset[int]) -> dict[int, Any]:
     """Only the `wanted` top-level attributes of `serialize`d data (the others are stepped over by
-    their length, not decoded): what a token object's find index needs at load time."""
+    their length, not decoded): what a token object's find index needs at load time. `serialize`
+    writes entries in ascending type order, so the walk stops after the highest wanted type (the
+    find index's CLASS/TOKEN/PRIVATE/LABEL/ID are the first few of ~30 entries)."""
     _body_start(data)
     out: dict[int, Any] = {}
     pos, end = len(_MAGIC), len(data)
-    while pos < end:
-        if pos + _ENTRY.size > end:
+    last = max(wanted, default=-1)
+    unpack, size, by_attr = _ENTRY.unpack_from, _ENTRY.size, _BY_ATTR
+    while pos + size <= end:
+        attr, tag, length = unpack(data, pos)
+        if attr > last:
+            break
+        pos += size
+        following = pos + length
+        if following > end:
             raise ValueError("truncated attribute data")
-        attr, tag, length = _ENTRY.unpack_from(data, pos)
-        pos += _ENTRY.size
-        if pos + length > end:
-            raise ValueError("truncated attribute data")
-        if attr in wanted and tag == _VALUE:
-            out[attr] = decode(attr, bytes(data[pos:pos + length]))
-        pos += length
+        if tag == _VALUE and attr in wanted:
+            codec = by_attr.get(attr)
+            out[attr] = codec[1](attr, data[pos:following]) if codec is not None else decode(attr, data[pos:following])
+        pos = following
+    if pos < end and pos + size > end:
+        raise ValueError("truncated attribute data")
     return _upgrade(data, out)
 
 
