@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import secrets
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -434,7 +434,11 @@ def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, r
 
 
 def generate_random(length: int) -> bytes:
-    return secrets.token_bytes(length)
+    return random_bytes(length)
+
+
+#: The kernel's CSPRNG, as `secrets.token_bytes` uses it (without its two Python frames).
+random_bytes: Callable[[int], bytes] = os.urandom
 
 
 def seed_random(seed: bytes) -> None:

@@ -303,7 +303,13 @@ def run(session: Session, kind_name: str, step: str, data: bytes, capacity: int 
     length query. Returns the output; the caller delivers it by the two-call convention."""
     with session.lock, guard(session, kind_name):
         op = active(session, kind_name)
-        out = _produce(op, step, data, lambda: _compute(op, step, data))
+        # _produce, inlined: every C_Sign / C_Encrypt pair comes here twice.
+        held = op.pending
+        if held is not None and held.call == step and held.data == data:
+            out = held.out
+        else:
+            _refuse_held(op)
+            out = bytes(_compute(op, step, data) or b"")
         return _deliver(session, op, step, data, out, capacity, ends=step != "update")
 
 
