@@ -208,7 +208,7 @@ def find_init(session: Session, raw: list) -> None:
         found = sorted(
             obj.handle
             for obj in session.token.objects.candidates(template)
-            if session.visible(obj) and templates.matches(obj.attrs, template)
+            if session.visible(obj) and obj.matches(template)
         )
         session.ops["find"] = FindState(found)
 
