@@ -155,7 +155,8 @@ class _KeyChecks:
     state is the same (an attribute change or a re-load from kmdata replaces one of these, never
     mutates it). The module's ACL check (`module.use`) is still made by every *Init."""
 
-    __slots__ = ("spec", "param", "handle", "obj", "attrs", "key", "acl", "login", "factory", "needs_login")
+    __slots__ = ("spec", "param", "handle", "obj", "attrs", "key", "acl", "login", "factory", "needs_login",
+                 "material", "op")
 
     def __init__(self, session: Session, spec: MechanismSpec, param: Any, handle: int, obj: P11Object,
                  factory: Callable[..., Any], needs_login: bool) -> None:
@@ -163,6 +164,17 @@ class _KeyChecks:
         self.attrs, self.key = obj.attrs, obj.key
         self.acl, self.login = obj.key.acl, session.token.login
         self.factory, self.needs_login = factory, needs_login
+        #: A REUSABLE operation object made for `material` (the one `module.use` returned).
+        self.material: Any = None
+        self.op: Any = None
+
+    def operation(self, material: Any, param: Any) -> Any:
+        if material is self.material and self.op is not None:
+            return self.op
+        op = self.factory(material, param)
+        if getattr(op, "REUSABLE", False):
+            self.material, self.op = material, op
+        return op
 
     def still_valid(self, session: Session, param: Any) -> bool:
         token = session.token
@@ -186,7 +198,7 @@ def begin(session: Session, kind_name: str, mechanism: int, param: Any, key_hand
             cache_key = (kind_name, mechanism, key_handle)
             checks = session.checked.get(cache_key)
             if checks is not None and checks.still_valid(session, param):
-                op = checks.factory(library_module.use(checks.key, kind.action), param)
+                op = checks.operation(library_module.use(checks.key, kind.action), param)
                 session.ops[kind_name] = ActiveOperation(kind_name, checks.spec, op, checks.obj, checks.needs_login)
                 return
         spec = REGISTRY.get(mechanism)

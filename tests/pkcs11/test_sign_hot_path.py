@@ -94,3 +94,26 @@ def test_parameter_checked_when_it_changes(session) -> None:
     _refused(session, priv.handle, CKR.MECHANISM_PARAM_INVALID, mechanism=Mechanism.SHA256_RSA_PKCS_PSS, param=bad,
              data=b"message")
     assert len(_sign(session, priv.handle, Mechanism.SHA256_RSA_PKCS_PSS, good, b"message")) == 256
+
+
+def test_stateful_operations_are_never_shared(session, ec_pair) -> None:
+    """Single-part operation objects are reused with the kept checks (they hold no state of one
+    operation); a hashing sign operation is made afresh every time, or one message's data would
+    run into the next one's signature."""
+    pub, priv = ec_pair
+    shim = _shim(session)
+    ops = []
+    for _ in range(2):
+        operations.begin(shim, "sign", Mechanism.ECDSA, None, priv.handle)
+        ops.append(shim.ops["sign"].op)
+        operations.run(shim, "sign", "oneshot", DIGEST, 4096)
+    assert ops[0] is ops[1]
+    signatures = []
+    for part in (b"first message", b"second message"):
+        operations.begin(shim, "sign", Mechanism.ECDSA_SHA256, None, priv.handle)
+        ops.append(shim.ops["sign"].op)
+        operations.absorb(shim, "sign", part)
+        signatures.append((part, operations.run(shim, "sign", "final", b"", 4096)))
+    assert ops[2] is not ops[3]
+    for part, signature in signatures:
+        assert pub.verify(part, signature, mechanism=Mechanism.ECDSA_SHA256)
