@@ -224,7 +224,10 @@ def begin(session: Session, kind_name: str, mechanism: int, param: Any, key_hand
             return  # a parameter that cannot be compared cheaply is checked every time
         if len(session.checked) >= _CHECKED_MAX:
             session.checked.clear()
-        session.checked[cache_key] = _KeyChecks(session, spec, param, key_handle, key, factory, needs_login)
+        checks = _KeyChecks(session, spec, param, key_handle, key, factory, needs_login)
+        if getattr(op, "REUSABLE", False):
+            checks.material, checks.op = material, op
+        session.checked[cache_key] = checks
 
 
 def end(session: Session, *kind_names: str) -> None:
