@@ -1,7 +1,7 @@
-"""A process that finds token keys (and reads their ordinary attributes) opens no key blob: the
-login listing comes from the sealed key index, and CKA_NFKM_HASH, the one attribute that needs the
-key material (a keyed hash of it), is computed only when it is asked for, in a find template or
-a read."""
+"""A process that finds token keys (and reads their ordinary attributes) opens no key blob and
+imports no key-component code: the login listing comes from the sealed key index, and
+CKA_NFKM_HASH, the one attribute that needs the key material (a keyed hash of it), is computed
+only when it is asked for, in a find template or a read."""
 
 from __future__ import annotations
 
@@ -37,6 +37,7 @@ with token.open(user_pin=pin, attribute_mapper=mapper) as session:
     keys = list(session.get_objects({Attribute.CLASS: ObjectClass.SECRET_KEY}))
     out["found"] = sorted(k[Attribute.LABEL] for k in keys)
     out["opened_after_find"] = len(opened)
+    out["key_code_imported"] = "pkcs11_shim.attributes.keyparts" in sys.modules
     key = next(k for k in keys if k[Attribute.LABEL] == "nodecrypt-1")
     out["hash"] = key[hash_attr].hex()
     out["opened_after_hash"] = len(opened)
@@ -64,6 +65,7 @@ def test_find_and_read_open_no_blob(token, token_label) -> None:
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert {"nodecrypt-0", "nodecrypt-1", "nodecrypt-2"} <= set(out["found"])
     assert out["opened_after_find"] == 0  # every label and class read without a blob
+    assert out["key_code_imported"] is False  # nor the key-component code imported
     assert out["hash"] == expected_hash.hex()
     assert out["opened_after_hash"] == 1  # the one key whose hash was asked for
     assert out["by_hash"] == ["nodecrypt-1"]
