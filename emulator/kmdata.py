@@ -180,10 +180,14 @@ class KmStore:
         found.sort()
         return found
 
-    def names(self, prefix: str) -> list[str]:
-        """Sorted file names starting with `prefix` (temp files never match: they start with '.')."""
+    def names(self, prefix: str, exclude: str | None = None) -> list[str]:
+        """Sorted file names starting with `prefix` and not with `exclude` (temp files never match:
+        they start with '.')."""
         try:
             with os.scandir(self.local) as entries:
+                if exclude is not None:
+                    return sorted(e.name for e in entries
+                                  if e.name.startswith(prefix) and not e.name.startswith(exclude) and e.is_file())
                 return sorted(e.name for e in entries if e.name.startswith(prefix) and e.is_file())
         except FileNotFoundError:
             return []

@@ -8,6 +8,7 @@ key; `load_keys` opens them, `use` hands out material only when the key's ACL pe
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import os
 import threading
@@ -409,7 +410,7 @@ class Module:
         try:
             if acl is None:
                 acl = acls[id(acl_doc)] = Acl.from_dict(acl_doc)
-            appdata = base64.b64decode(row[keyindex.APPDATA])
+            appdata = binascii.a2b_base64(row[keyindex.APPDATA])  # base64.b64decode without its wrapper
         except (AclInvalid, ValueError, TypeError):
             return None  # an index is only a cache: read the blob instead
         app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
@@ -462,9 +463,8 @@ class Module:
         """Blobs of other apps (`simple`, ...) owned by `token`: their idents do not name the owner,
         their headers do (read without decrypting; unchanged files answer from the cache)."""
         found = []
-        for name in self._store.names(paths.KEY_PREFIX):
-            if name.startswith(paths.pkcs11_prefix(None)[:-2]):
-                continue
+        # The pkcs11 blobs (thousands, on a big token) are left out by the listing itself.
+        for name in self._store.names(paths.KEY_PREFIX, exclude=paths.pkcs11_prefix(None)[:-2]):
             path = self._store.path(name)
             with self._cache_lock:
                 cached = self._cache.get(name)

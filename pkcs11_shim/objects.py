@@ -55,6 +55,19 @@ EAGER = frozenset(INDEXED + (Attribute.TOKEN, Attribute.PRIVATE))
 #: Serialises the one-time decode of a lazily loaded object's attributes (threads share objects).
 _DECODE_LOCK = threading.Lock()
 
+def _matches(attrs: dict[int, Any], template: dict[int, Any]) -> bool:
+    """templates.matches, bound on first use: start-up (before the first session) must not
+    import the attribute rules."""
+    global _matches
+    from .attributes.templates import matches
+
+    _matches = matches
+    return matches(attrs, template)
+
+
+#: Deferred on a token object loaded from kmdata (see `P11Object._decode`).
+_KEY_HASH = frozenset({NCipherAttribute.NFKM_HASH})
+
 
 class P11Object:
     """One object handle. `attrs` is the full attribute dict; for a token object loaded from kmdata
@@ -91,18 +104,30 @@ class P11Object:
                     self._attrs.setdefault(attr, value)
                 self._deferred = None
 
-    @property
-    def attrs(self) -> dict[int, Any]:
-        if self._deferred is not None:
-            self._resolve()  # in place: the dict's identity is what the session check cache holds
+    def _decode(self) -> dict[int, Any]:
+        """The attribute dict of a token object loaded from kmdata, decoded from its appdata once.
+        CKA_NFKM_HASH is deferred: it is a keyed hash of the key material, and computing it reads
+        and decrypts the blob, which a find or an attribute read that does not ask for it must
+        not cost (a find by class among 10,000 keys would decrypt them all)."""
         attrs = self._attrs
         if attrs is None:
             decoded = codecs.deserialize(self._appdata)
-            decoded.update(vendor_attributes(self.key))
+            key = self.key
+            decoded[NCipherAttribute.NFKM_APPNAME] = key.app
+            decoded[NCipherAttribute.NFKM_ID] = key.ident.encode()
             with _DECODE_LOCK:
                 if self._attrs is None:  # another thread may have decoded it meanwhile: keep one dict
                     self._attrs, self._appdata, self._summary = decoded, None, None
+                    if self._deferred is None:
+                        self._deferred = (_KEY_HASH, lambda: {NCipherAttribute.NFKM_HASH: bytes.fromhex(key.key_hash)})
                 attrs = self._attrs
+        return attrs
+
+    @property
+    def attrs(self) -> dict[int, Any]:
+        attrs = self._attrs if self._attrs is not None else self._decode()
+        if self._deferred is not None:
+            self._resolve()  # in place: the dict's identity is what the session check cache holds
         return attrs
 
     @attrs.setter
@@ -112,18 +137,32 @@ class P11Object:
 
     def value(self, attr: int) -> tuple[bool, Any]:
         """(present, value) of one attribute, computing only a deferred one that is asked for."""
+        attrs = self._attrs if self._attrs is not None else self._decode()
         deferred = self._deferred
-        attrs = self._attrs if deferred is not None and attr not in deferred[0] else self.attrs
+        if deferred is not None and attr in deferred[0]:
+            self._resolve()
         if attr in attrs:
             return True, attrs[attr]
         return False, None
 
     def stored_view(self) -> tuple[dict[int, Any], frozenset[int]]:
         """(the attribute dict, the deferred names it may still lack), without computing them."""
+        attrs = self._attrs if self._attrs is not None else self._decode()
         deferred = self._deferred
-        if deferred is not None and self._attrs is not None:
-            return self._attrs, deferred[0]
-        return self.attrs, frozenset()
+        return attrs, (deferred[0] if deferred is not None else frozenset())
+
+    def matches(self, template: dict[int, Any]) -> bool:
+        """`templates.matches(self.attrs, template)`, computing only the deferred attributes the
+        template names (C_FindObjects: no blob is decrypted for a CKA_NFKM_HASH nobody asked for).
+        A template of EAGER attributes alone is matched against the summary, without decoding."""
+        summary = self._summary
+        if summary is not None and EAGER.issuperset(template):
+            return _matches(summary, template)
+        attrs = self._attrs if self._attrs is not None else self._decode()
+        deferred = self._deferred
+        if deferred is not None and not deferred[0].isdisjoint(template):
+            self._resolve()
+        return _matches(attrs, template)
 
     def reload(self, key: Key) -> None:
         """A newer version of the object from kmdata: its attributes are decoded when next used."""
@@ -132,14 +171,13 @@ class P11Object:
             self._summary = codecs.deserialize_some(key.appdata, EAGER)
 
     def peek(self, attr: int, default: Any = None) -> Any:
-        """attrs.get(attr, default), without decoding a lazily loaded object for an EAGER attribute."""
+        """attrs.get(attr, default), without decoding a lazily loaded object for an EAGER attribute
+        and without computing a deferred attribute it is not asked for."""
         summary = self._summary
         if summary is not None and attr in EAGER:
             return summary.get(attr, default)
-        deferred = self._deferred
-        if deferred is not None and attr not in deferred[0] and self._attrs is not None:
-            return self._attrs.get(attr, default)
-        return self.attrs.get(attr, default)
+        present, value = self.value(attr)
+        return value if present else default
 
     def index_values(self) -> dict[int, Any]:
         # One lookup per attribute (this runs for every new object, e.g. each C_UnwrapKey).
@@ -254,6 +292,25 @@ class ObjectStore:
                 return handle
         raise AssertionError("unreachable")
 
+    def _add_loaded(self, key: Key) -> P11Object:
+        """`add(None, key, None)` for a token object just listed from kmdata, inlined: a login with
+        10,000 token keys makes 10,000 of these (the caller holds the lock)."""
+        handle = self._identity_handle(key) if key.ident else next(_handles)
+        obj = P11Object(handle, None, key, None, appdata=key.appdata)
+        summary, index = obj._summary, self._index
+        self._objects[handle] = obj
+        if summary.get(Attribute.TOKEN) and key.ident:
+            self._by_ident[(key.app, key.ident)] = handle
+        obj.index_keys = keys = [_index_key(attr, value) for attr in INDEXED
+                                 if (value := summary.get(attr)) is not None]
+        for index_key in keys:
+            bucket = index.get(index_key)
+            if bucket is None:
+                index[index_key] = {handle: None}
+            else:
+                bucket[handle] = None
+        return obj
+
     def remove(self, obj: P11Object) -> None:
         with self._lock:
             self._objects.pop(obj.handle, None)
@@ -342,7 +399,7 @@ class ObjectStore:
                     existing.reload(key)
                     self.reindex(existing, old)
                 else:
-                    self.add(None, key, None)
+                    self._add_loaded(key)
             for name, handle in list(self._by_ident.items()):
                 obj = self._objects.get(handle)
                 if name in present or obj is None:

@@ -15,6 +15,7 @@ domain parameters naming a curve we do not offer).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -99,6 +100,7 @@ def curve_from_params(der: bytes) -> str:
         raise UnsupportedCurve(f"curve {name!r} is not supported") from None
 
 
+@functools.lru_cache(maxsize=None)
 def curve_params(curve: str) -> bytes:
     """DER namedCurve OID of a curve name or Edwards/Montgomery kind (RFC 5480, RFC 8410)."""
     from cryptography import x509  # its name parser compiles ~20 ms of regexes: only EC parameters need it

@@ -282,6 +282,18 @@ def public_attributes(material: Material) -> dict[int, Any]:
     return out
 
 
+#: Public attributes only the public half of a pair has (the point or encoded public key itself).
+_PUBLIC_HALF_ONLY = frozenset({Attribute.EC_POINT, Attribute.VALUE})
+
+
+def pair_public_attributes(private: PrivateMaterial, public: PublicMaterial) -> tuple[dict[int, Any], dict[int, Any]]:
+    """(`public_attributes(public)`, `public_attributes(private)`) of a new key pair, derived once:
+    the private half has the same public components and SubjectPublicKeyInfo, without the
+    attributes only a public key has."""
+    pub = public_attributes(public)
+    return pub, {attr: value for attr, value in pub.items() if attr not in _PUBLIC_HALF_ONLY}
+
+
 #: Derivable attributes worth computing only when first needed (`P11Object.defer`): a secret
 #: key's CKA_CHECK_VALUE costs an AES (or DES3) cipher or a SHA-1 per key, and is rarely read.
 DEFERRABLE = frozenset({Attribute.CHECK_VALUE})

@@ -103,6 +103,9 @@ class SinglePartCipherOp:
     first with its own code."""
 
     update = final = _single_part
+    #: Holds no state of one operation (only functions bound to a key and parameter): `operations`
+    #: may hand one object to every operation made with the same key material and parameter.
+    REUSABLE = True
 
     def __init__(self, run: Callable[[bytes], bytes], check: Callable[[bytes], None] | None = None) -> None:
         self._run = run
@@ -178,6 +181,9 @@ class SinglePartSignOp(SinglePartCipherOp):
 
 class SinglePartVerifyOp:
     update = final = _single_part
+    #: Holds no state of one operation (only functions bound to a key and parameter): `operations`
+    #: may hand one object to every operation made with the same key material and parameter.
+    REUSABLE = True
 
     def __init__(self, verify: Callable[[bytes, bytes], None], signature_len: int | Callable[[int], bool],
                  check: Callable[[bytes], None] | None = None) -> None:
