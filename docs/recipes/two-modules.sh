@@ -3,9 +3,9 @@
 # as on three hosts: host A (module A: makes the world and a key, serves them, is the world's RFS), host B
 # (module B: enrolls with A, pulls the world with rfs-sync, is programmed into it with the ACS, serves)
 # and host C (a client: enrolls with both, signs with pkcs11-tool through both, OpenSSL checks).
-# Run here on one machine, each host is a folder of its own (its own NFAST_KMDATA and hardserver socket);
-# nothing passes between the hosts but what the comments say a person carries (ESN and KNETI hash read on
-# a module's front panel, a client key hash, the ACS card) and the TLS channel.
+# Run here on one machine, in an empty folder: each host is a folder of its own (its own NFAST_KMDATA and
+# hardserver socket). Nothing passes between the hosts but the TLS channel and what the comments say a
+# person carries: the ESN and KNETI hash read on a module's front panel, a client key hash, the ACS card.
 set -euo pipefail
 
 MODULE_A=${MODULE_A:-127.0.0.1:9004}   # where host A's hardserver listens (HOST:PORT)
