@@ -428,6 +428,10 @@ CK_RV ss_ls_initialize(void)
             pthread_mutex_lock(&ss_ls_lock);
             ss_servers[s].retry_at_ms = ss_now_ms() + ss_retry_ms();
             pthread_mutex_unlock(&ss_ls_lock);
+            /* Said as a module that goes away later is: an operator reading the client's stderr
+             * learns that one module carries the load. */
+            fprintf(stderr, "softshield: hardserver %s does not answer: new sessions go to the others until it does\n",
+                    address);
             continue;
         }
         live++;
