@@ -11,6 +11,7 @@ set -euo pipefail
 MODULE_A=${MODULE_A:-127.0.0.1:9004}   # where host A's hardserver listens (HOST:PORT)
 MODULE_B=${MODULE_B:-127.0.0.1:9005}   # where host B's hardserver listens
 SO=${SO:-$(cd "$(dirname "$0")/../.." && pwd)/build/libsoftshield-pkcs11.so}
+CLIENT_PYTHON=${CLIENT_PYTHON:-python}   # host C's own Python with python-pkcs11 (any version)
 HOSTS=$PWD                             # host-a/, host-b/, host-c/ are made here
 
 # Each host's own settings. On a real host NFAST_KMDATA is /opt/nfast/kmdata (or cknfastrc) and the
@@ -106,7 +107,7 @@ C_CLIENT=$(sed -n 's/^client key hash: //p' "$HOSTS/host-c/enroll.txt")   # carr
     pkcs11-tool --module "$SO" --slot-index 0 --sign -m SHA256-RSA-PKCS --label sharedkey -i msg.txt -o msg.sig
     pkcs11-tool --module "$SO" --slot-index 0 --read-object --type pubkey --label sharedkey -o sharedkey.der
     openssl dgst -sha256 -verify sharedkey.der -keyform DER -signature msg.sig msg.txt
-    python - "$SO" <<'PY'
+    "$CLIENT_PYTHON" - "$SO" <<'PY'
 import sys, pkcs11
 from pkcs11 import KeyType, Mechanism, ObjectClass
 lib = pkcs11.lib(sys.argv[1])
