@@ -11,12 +11,19 @@ CLIENT  := build/libsoftshield-client.so
 CLIENT_SOURCES := $(wildcard native/client/*) $(wildcard native/front/*) native/functions.txt native/pkcs11_types.h \
                   pkcs11_shim/client_build.py pkcs11_shim/build.py pkcs11_shim/constants.py pkcs11_shim/hardserver/layouts.py \
                   $(wildcard pkcs11_shim/mechanisms/*.py) pkcs11_shim/attributes/codecs.py
+# The hardserver's C per-call path (frame decode, checks, the module's C entry points, reply), generated
+# from the same function list and parameter layouts as the client library.
+SERVE   := build/libsoftshield-serve.so
+SERVE_SOURCES := $(wildcard native/server/*) native/client/layouts.c native/client/ss_client.h native/functions.txt \
+                 native/pkcs11_types.h pkcs11_shim/server_build.py pkcs11_shim/build.py pkcs11_shim/constants.py \
+                 pkcs11_shim/functions.py pkcs11_shim/hardserver/layouts.py pkcs11_shim/hardserver/routes.py \
+                 pkcs11_shim/hardserver/visibility.py $(wildcard pkcs11_shim/mechanisms/*.py) pkcs11_shim/attributes/codecs.py
 
 .PHONY: all build test bench demo fuzz clean
 
 all: build
 
-build: $(EMBEDDED) $(SO) $(CLIENT)
+build: $(EMBEDDED) $(SO) $(CLIENT) $(SERVE)
 	@# Start-up reads compiled modules: write them even where PYTHONDONTWRITEBYTECODE is set (a stale
 	@# .pyc is safe, Python checks it against the source).
 	@$(PY) -m compileall -q pkcs11_shim emulator softshield_cli
@@ -26,6 +33,9 @@ $(EMBEDDED): $(SOURCES)
 
 $(SO) $(CLIENT) &: $(CLIENT_SOURCES)
 	$(PY) -m pkcs11_shim.client_build --out build
+
+$(SERVE): $(SERVE_SOURCES)
+	$(PY) -m pkcs11_shim.server_build --out build
 
 test: build
 	$(PY) -m pytest -q

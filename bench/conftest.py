@@ -62,6 +62,7 @@ def pytest_runtest_setup(item) -> None:
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:
+    backends.OPENCRYPTOKI_TOKEN.stop()
     if report.ROWS:
         out = report.OUT / "smoke" if backends.SMOKE else report.OUT
         text = report.write(out)
@@ -87,10 +88,16 @@ def measure(benchmark, fn, *, rounds: int | None = None) -> float:
 
 @pytest.fixture(scope="session")
 def sessions():
-    """{"ours": session, "softhsm": session}, logged in, read-write, on each backend's main token."""
+    """{"ours": session, "softhsm": session, "opencryptoki": session}, logged in, read-write, on each
+    backend's main token ("opencryptoki" only where its soft token could be set up)."""
     opened = {}
     for name, backend in backends.BACKENDS.items():
         opened[name] = backend.token("main").open(user_pin=backends.USER_PIN, rw=True)
+    if backends.OPENCRYPTOKI_TOKEN.pid is not None:  # the second C peer, where it could be set up
+        try:
+            opened["opencryptoki"] = backends.OPENCRYPTOKI.token("main").open(user_pin=backends.USER_PIN, rw=True)
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot start is a skipped column
+            backends.OPENCRYPTOKI_TOKEN.reason = f"opencryptoki soft token not usable: {exc!r}"
     yield opened
     for s in opened.values():
         s.close()

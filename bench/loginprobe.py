@@ -67,7 +67,9 @@ def main(count: int, runs: int, kmdata: Path) -> None:
             raise RuntimeError(out.stderr)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     best = min(results, key=lambda r: r["login_first_find_s"])
-    print(json.dumps({"keys": count, "runs": [round(r["login_first_find_s"], 3) for r in results], **best}))
+    print(json.dumps({"keys": count, "runs": [round(r["login_first_find_s"], 3) for r in results],
+                      "cpu_runs": [round(r.get("login_first_find_cpu_s", 0), 3) for r in results],
+                      "load": round(os.getloadavg()[0], 2), **best}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Results of one `make bench` run: the table on stdout, build/bench/results.json, and PNG plots.
 
-Every figure is a row (operation) with a value per implementation (ours, softhsm, cryptography).
+Every figure is a row (operation) with a value per implementation (ours, softhsm, opencryptoki,
+cryptography); a peer without the row (or the run without that peer) shows "-".
 Ratios are "ours is this many times better": ours/theirs for rates, theirs/ours for times and memory.
 """
 
@@ -17,7 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "build" / "bench"
-IMPLS = ("ours", "softhsm", "cryptography")
+IMPLS = ("ours", "softhsm", "opencryptoki", "cryptography")
+#: The peers a row is compared with: (implementation, column title).
+PEERS = (("softhsm", "SoftHSM2"), ("opencryptoki", "opencryptoki"), ("cryptography", "cryptography"))
 
 
 @dataclass
@@ -80,23 +83,31 @@ def machine() -> dict[str, str]:
         softhsm = subprocess.run(["softhsm2-util", "--version"], capture_output=True, text=True).stdout.strip()
     except OSError:
         softhsm = "?"
+    try:
+        opencryptoki = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "opencryptoki"], capture_output=True,
+                                      text=True).stdout.strip()
+    except OSError:
+        opencryptoki = ""
     import cryptography
 
     return {"nproc": str(os.cpu_count()), "cpu": model, "memory": memory, "python": platform.python_version(),
-            "cryptography": cryptography.__version__, "softhsm2": softhsm, "kernel": platform.release()}
+            "cryptography": cryptography.__version__, "softhsm2": softhsm, "opencryptoki": opencryptoki or "-", "kernel": platform.release()}
 
 
 def table() -> str:
-    head = ("operation", "unit", "ours", "SoftHSM2", "cryptography", "ours/SoftHSM2", "ours/cryptography")
+    head = ("operation", "unit", "ours", *(title for _impl, title in PEERS),
+            *(f"ours/{title}" for _impl, title in PEERS))
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in ROWS.values():
-        soft = _fmt(_value(row, "softhsm"))
-        if "softhsm" in row.notes:
-            soft += f" ({row.notes['softhsm']})"
-        r1, r2 = ratio(row, "softhsm"), ratio(row, "cryptography")
-        lines.append("| " + " | ".join((
-            row.op, row.unit, _fmt(_value(row, "ours")), soft, _fmt(_value(row, "cryptography")),
-            f"{r1:.2f}x" if r1 else "-", f"{r2:.2f}x" if r2 else "-")) + " |")
+        values = []
+        for impl, _title in PEERS:
+            cell = _fmt(_value(row, impl))
+            if impl in row.notes:
+                cell += f" ({row.notes[impl]})"
+            values.append(cell)
+        ratios = [ratio(row, impl) for impl, _title in PEERS]
+        lines.append("| " + " | ".join((row.op, row.unit, _fmt(_value(row, "ours")), *values,
+                                          *(f"{r:.2f}x" if r else "-" for r in ratios))) + " |")
     return "\n".join(lines)
 
 
@@ -119,7 +130,7 @@ def plots(out: Path) -> list[Path]:
         if not rows:
             continue
         fig, ax = plt.subplots(figsize=(6, 4))
-        for impl, label in (("ours", "softshield"), ("softhsm", "SoftHSM2"), ("cryptography", "cryptography")):
+        for impl, label in (("ours", "softshield"), *PEERS):
             pts = [(r.x, r.values[impl]) for r in rows if impl in r.values]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
@@ -145,14 +156,14 @@ def write(out: Path = OUT, info: dict | None = None) -> str:
     out.mkdir(parents=True, exist_ok=True)
     info = info or machine()
     (out / "results.json").write_text(json.dumps(
-        {"machine": info, "rows": [asdict(r) | {"ratio_softhsm": ratio(r, "softhsm"),
-                                                 "ratio_cryptography": ratio(r, "cryptography")}
+        {"machine": info, "rows": [asdict(r) | {f"ratio_{impl}": ratio(r, impl) for impl, _title in PEERS}
                                    for r in ROWS.values()]}, indent=2))
     text = table()
     (out / "table.md").write_text(text + "\n")
     made = plots(out)
     summary = (f"\nmachine: {info['cpu']}, nproc {info['nproc']}, {info['memory']}; "
-               f"{info['softhsm2'] and 'SoftHSM2 ' + info['softhsm2']}, cryptography {info['cryptography']}\n"
+               f"{info['softhsm2'] and 'SoftHSM2 ' + info['softhsm2']}, "
+               f"opencryptoki {info.get('opencryptoki', '-')}, cryptography {info['cryptography']}\n"
                f"{text}\nwritten: {out / 'results.json'}, {', '.join(str(p) for p in made)}\n")
     return summary
 
@@ -161,7 +172,7 @@ if __name__ == "__main__":
     # Re-render table and plots from a results.json: python bench/report.py build/bench/results.json
     data = json.loads(Path(sys.argv[1]).read_text())
     for r in data["rows"]:
-        r.pop("ratio_softhsm", None)
-        r.pop("ratio_cryptography", None)
+        for impl, _title in PEERS:
+            r.pop(f"ratio_{impl}", None)
         ROWS[r["op"]] = Row(**r)
     print(write(Path(sys.argv[1]).parent, data["machine"]))

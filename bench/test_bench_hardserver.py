@@ -1,8 +1,10 @@
 """The wrap hot path in client mode (through `softshield hardserver` and the C-only client library)
 beside in-process mode, on the same token: the difference is the cost of the socket hop.
 
-python-pkcs11's wrap_key makes two C_WrapKey calls (length query, then the wrap), so client mode
-pays two round trips per wrap; the note on each client-mode row states the added time per wrap.
+python-pkcs11's wrap_key makes two C_WrapKey calls (length query, then the wrap); the client library
+sends the length query as the wrap and holds the result for the data call (native/client/held.c), so
+client mode pays one round trip per wrap. The note on each client-mode row states the added time per
+wrap, and a row "client mode / in-process" gives the ratio of the two rates from the same run.
 
 Many clients: 1 and 4 client processes (bench/clientprobe.py) wrapping at once through one
 hardserver with 1 and with 2 worker processes, against the same processes each loading SoftHSM2;
@@ -41,10 +43,12 @@ def client_session(sessions):
     sock = backends.WORK / "hardserver" / "hs.sock"
     log = backends.WORK / "hardserver.log"
     env = {**os.environ, "NFAST_KMDATA": str(backends.KMDATA)}
-    proc = subprocess.Popen([sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(sock)],
+    # The same server also listens on the loopback address over mutual TLS (tls_session's row).
+    proc = subprocess.Popen([sys.executable, "-m", "softshield_cli.main", "hardserver", "--socket", str(sock),
+                             "--listen", f"127.0.0.1:{TLS_PORT}"],
                             cwd=backends.ROOT, env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 60
-    while "listening on" not in log.read_text():
+    while f"listening on {sock}" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
     os.environ["SOFTSHIELD_HARDSERVER"] = str(sock)  # read by the client library at C_Initialize
@@ -54,6 +58,46 @@ def client_session(sessions):
     session.close()
     proc.terminate()
     proc.wait(timeout=60)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+TLS_PORT = _free_port()
+TLS = "client mode over TLS"
+
+
+@pytest.fixture(scope="module")
+def tls_session(client_session):
+    """A session on the same token through the same hardserver, over mutual TLS 1.3 on 127.0.0.1: the
+    bench's host enrolled as a network client of its own module (its [nethsm_imports] and
+    [hs_clients] in the one kmdata config). A copy of the client library, so that its connections
+    (chosen at C_Initialize) are its own."""
+    def cli(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "softshield_cli.main", *args], cwd=backends.ROOT, check=True,
+                              capture_output=True, text=True,
+                              env={**os.environ, "NFAST_KMDATA": str(backends.KMDATA)}).stdout
+
+    esn, kneti = cli("anonkneti", f"127.0.0.1:{TLS_PORT}").split()
+    key_hash = re.search(r"client key hash: (\w+)", cli("nethsmenroll", f"127.0.0.1:{TLS_PORT}", esn, kneti)).group(1)
+    cli("hardserver", "permit", "--kmdata", str(backends.KMDATA), key_hash)
+    copy = backends.WORK / "libsoftshield-client-tls.so"
+    copy.write_bytes(CLIENT_SO.read_bytes())
+    saved = os.environ.get("SOFTSHIELD_HARDSERVER")
+    os.environ["SOFTSHIELD_HARDSERVER"] = f"tls://127.0.0.1:{TLS_PORT}"
+    try:
+        lib = pkcs11.lib(str(copy))
+        session = lib.get_token(token_label=backends.OURS.labels["main"]).open(user_pin=backends.USER_PIN, rw=True)
+    finally:
+        if saved is not None:
+            os.environ["SOFTSHIELD_HARDSERVER"] = saved
+    yield session
+    session.close()
 
 
 def _keys(session):
@@ -79,8 +123,26 @@ def test_wrap_client_mode(benchmark, sessions, client_session, mode: str, case: 
     note = ""
     if mode == "client mode" and ("in-process", case) in SECONDS:
         hop = seconds - SECONDS[("in-process", case)]
-        note = f"socket hop +{hop * 1e6:.0f} µs per wrap (2 C_WrapKey round trips)"
+        note = f"socket hop +{hop * 1e6:.0f} µs per wrap (1 round trip: the length query carries the wrap)"
     record(f"{case} ({mode})", "ours", 1 / seconds, note=note, group="hardserver")
+    if mode == "client mode" and ("in-process", case) in SECONDS:
+        record(f"{case}: client mode / in-process", "ours", SECONDS[("in-process", case)] / seconds, unit="x",
+               group="hardserver")
+
+
+def test_wrap_over_tls(benchmark, client_session, tls_session) -> None:
+    """One AES-KWP wrap forwarded over mutual TLS on loopback, beside the same wrap over the Unix socket
+    (test_wrap_client_mode's row, same server, same run)."""
+    case = CASES[0]
+    benchmark.group = f"hardserver {case}"
+    fn = _keys(tls_session)[case]
+    assert len(fn()) == 40
+    seconds = measure(benchmark, fn)
+    note = ""
+    if ("client mode", case) in SECONDS:
+        note = (f"TLS on loopback +{(seconds - SECONDS[('client mode', case)]) * 1e6:.0f} µs per wrap over the "
+                "Unix socket (2 C_WrapKey round trips, relayed to the socket)")
+    record(f"{case} ({TLS})", "ours", 1 / seconds, note=note, group="hardserver")
 
 
 # ---- many client processes ------------------------------------------------------------------------

@@ -180,10 +180,14 @@ class KmStore:
         found.sort()
         return found
 
-    def names(self, prefix: str) -> list[str]:
-        """Sorted file names starting with `prefix` (temp files never match: they start with '.')."""
+    def names(self, prefix: str, exclude: str | None = None) -> list[str]:
+        """Sorted file names starting with `prefix` and not with `exclude` (temp files never match:
+        they start with '.')."""
         try:
             with os.scandir(self.local) as entries:
+                if exclude is not None:
+                    return sorted(e.name for e in entries
+                                  if e.name.startswith(prefix) and not e.name.startswith(exclude) and e.is_file())
                 return sorted(e.name for e in entries if e.name.startswith(prefix) and e.is_file())
         except FileNotFoundError:
             return []
@@ -206,3 +210,16 @@ class KmStore:
             value = max(self.change_counter(), 0) + 1
             self.write(paths.CHANGES_FILE, f"{value}\n".encode("ascii"))
             return value
+
+
+def this_module(root: Path) -> str | None:
+    """The ESN recorded as this host's module (paths.THIS_MODULE), or None before one is."""
+    try:
+        esn = (Path(root) / paths.THIS_MODULE).read_text(encoding="ascii").strip()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return None
+    return esn if paths.ESN_RE.match(esn) else None
+
+
+def remember_this_module(root: Path, esn: str) -> None:
+    write_atomic(Path(root), paths.THIS_MODULE, esn.encode("ascii") + b"\n")

@@ -8,6 +8,7 @@ key; `load_keys` opens them, `use` hands out material only when the key's ACL pe
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import os
 import threading
@@ -36,7 +37,8 @@ from .errors import (
     WorldStateError,
 )
 from .keys import IndexedKey, Key
-from .kmdata import FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp, stamp_of
+from .kmdata import (FileStamp, KmStore, VersionLedger, content_digest, ensure_dir, read_with_stamp,
+                     remember_this_module, stamp_of, this_module)
 from .tokens import TokenAuth, TokenInfo, TokenStore
 from .world import (
     ModuleFile,
@@ -127,7 +129,7 @@ class Module:
                 if not store.exists(paths.WORLD_FILE):
                     cls._create(store)
         world_file = WorldFile.from_bytes(store.read(paths.WORLD_FILE))
-        return cls(root, store, cls._enrolled_module(store, world_file), world_file)
+        return cls(root, store, cls._enrolled_module(root, store, world_file), world_file)
 
     @staticmethod
     def _create(store: KmStore) -> None:
@@ -150,11 +152,19 @@ class Module:
         return found
 
     @staticmethod
-    def _enrolled_module(store: KmStore, world_file: WorldFile) -> ModuleFile:
-        for module_file in Module._module_files(store):
-            if module_file.esn in world_file.module_shares:
+    def _enrolled_module(root: Path, store: KmStore, world_file: WorldFile) -> ModuleFile:
+        """This host's module: the one `this-module` names, else the first enrolled, which the first
+        open then records (after an rfs-sync local/ also holds the other modules' files)."""
+        enrolled = [m for m in Module._module_files(store) if m.esn in world_file.module_shares]
+        if not enrolled:
+            raise WorldStateError(f"no module in {store.local} is enrolled in its world")
+        recorded = this_module(root)
+        for module_file in enrolled:
+            if module_file.esn == recorded:
                 return module_file
-        raise WorldStateError(f"no module in {store.local} is enrolled in its world")
+        if recorded is None:
+            remember_this_module(root, enrolled[0].esn)
+        return enrolled[0]
 
     # --- the ACL check -------------------------------------------------------------------------
     def use(self, key: Key, action: Action, *, wrap_key_hash: str | None = None) -> Material:
@@ -400,7 +410,7 @@ class Module:
         try:
             if acl is None:
                 acl = acls[id(acl_doc)] = Acl.from_dict(acl_doc)
-            appdata = base64.b64decode(row[keyindex.APPDATA])
+            appdata = binascii.a2b_base64(row[keyindex.APPDATA])  # base64.b64decode without its wrapper
         except (AclInvalid, ValueError, TypeError):
             return None  # an index is only a cache: read the blob instead
         app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
@@ -453,9 +463,8 @@ class Module:
         """Blobs of other apps (`simple`, ...) owned by `token`: their idents do not name the owner,
         their headers do (read without decrypting; unchanged files answer from the cache)."""
         found = []
-        for name in self._store.names(paths.KEY_PREFIX):
-            if name.startswith(paths.pkcs11_prefix(None)[:-2]):
-                continue
+        # The pkcs11 blobs (thousands, on a big token) are left out by the listing itself.
+        for name in self._store.names(paths.KEY_PREFIX, exclude=paths.pkcs11_prefix(None)[:-2]):
             path = self._store.path(name)
             with self._cache_lock:
                 cached = self._cache.get(name)
@@ -474,7 +483,8 @@ class Module:
     def load_key_file(self, path: str | os.PathLike, auth: TokenAuth | None = None) -> Key:
         """One blob by path; raises BlobInvalid with the reason, AuthenticationFailed without login."""
         key = self._load(Path(path), auth, listing=False)
-        assert key is not None
+        if key is None:  # _load skips a token key without a login (None) only when listing
+            raise AuthenticationFailed(f"{Path(path).name}: protected by a token: log in first")
         return key
 
     def _load(self, path: Path, auth: TokenAuth | None, *, listing: bool) -> Key | None:

@@ -22,7 +22,7 @@ from .blobs import canonical_json
 from .cards import Card, CardSetRef, Reader, new_set_hash, reader_dir
 from .crypto import blobcrypt, suites
 from .errors import BlobInvalid, EmulatorError, WorldStateError
-from .kmdata import KmStore, VersionLedger, ensure_dir, read_with_stamp
+from .kmdata import KmStore, VersionLedger, ensure_dir, read_with_stamp, remember_this_module
 from .world import _KM_LABEL, ModuleFile, World, WorldFile, new_esn, open_world_key, utc_now, utc_now_ordered
 
 #: The version ledger's MAC key label under KM (the one module.Module uses).
@@ -240,6 +240,7 @@ def program(place: Place, presented: Presented, say: Say = _quiet) -> tuple[int,
         place.store.write(paths.module_file(module.esn), module.to_bytes())
         place.store.write(paths.WORLD_FILE, replace(current, module_shares=shares).to_bytes())
         place.store.bump()
+        remember_this_module(place.kmdata, module.esn)  # the module programmed here is this host's
     number = [m.esn for m in module_files(place.store)].index(module.esn) + 1
     say(f"security world loaded on module #{number}; hknso = {world_file.world.hknso}")
     return number, module

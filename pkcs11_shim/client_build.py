@@ -61,6 +61,45 @@ OPS: dict[str, tuple[str, str | None]] = {
 }
 
 
+#: Functions whose length query is sent as a call with a buffer, the result held for the host's
+#: next call with the same arguments (native/client/held.c): name -> (session, output pointer,
+#: output length). The module holds a wrap result the same way (keymgmt.wrap_key).
+HELD = {"C_WrapKey": ("hSession", "pWrappedKey", "pulWrappedKeyLen")}
+
+
+#: Functions whose meaning spans the servers of a load-sharing client (native/client/loadshare.c):
+#: the exported entry point calls `ss_ls_<name>`, which calls the forwarder once per server it needs.
+ROUTED = ("C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_Login", "C_Logout")
+
+
+def loadshare_constants() -> list[str]:
+    """The PKCS#11 numbers loadshare.c needs beyond ss_constants.h, from pkcs11_shim.constants."""
+    from pkcs11.constants import UserType
+
+    from pkcs11_shim.constants import CKU_CONTEXT_SPECIFIC, SessionFlag
+
+    ro = SessionFlag.SERIAL_SESSION
+    return [f"const CK_FLAGS ss_ls_session_ro = 0x{int(ro):x}UL;",
+            f"const CK_FLAGS ss_ls_session_rw = 0x{int(ro | SessionFlag.RW_SESSION):x}UL;",
+            f"const CK_USER_TYPE ss_ls_user_so = {int(UserType.SO)}UL;",
+            f"const CK_USER_TYPE ss_ls_user_context = {int(CKU_CONTEXT_SPECIFIC)}UL;", ""]
+
+
+def _session_first(f: CFunction) -> bool:
+    """Whether the function's first parameter is the session it runs in (routed to its server)."""
+    return f.params.split(",")[0].split() == ["CK_SESSION_HANDLE", "hSession"]
+
+
+def shared_tables() -> list[str]:
+    """The tables the client's marshal code and the server's decoders both read (layouts.c): the
+    attributes whose value is a nested template, and the mechanism-parameter layouts."""
+    nested = nested_attributes()
+    out = ["const CK_ATTRIBUTE_TYPE ss_nested_attrs[] = {"]
+    out += [f"    0x{a:x}UL," for a in nested]
+    out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
+    return out + layouts.c_tables()
+
+
 def mechanism_kinds() -> list[tuple[int, str]]:
     """(mechanism, param_kind) of every registry row whose parameter is not opaque bytes."""
     from pkcs11_shim.mechanisms.registry import REGISTRY
@@ -70,22 +109,34 @@ def mechanism_kinds() -> list[tuple[int, str]]:
 
 
 def _forwarder(plan: Plan) -> list[str]:
-    """`ss_fwd_<name>`: one call sent to the hardserver and its reply written back."""
+    """`ss_fwd_<name>`: one call sent to the hardserver and its reply written back. A session's
+    handle travels as its server's handle (`c.session`, set by ss_call_begin_session). Not static:
+    loadshare.c calls the forwarders of ROUTED functions (hidden: the library exports C_* only)."""
     f = plan.function
-    out = [f"static CK_RV ss_fwd_{f.name}({f.params})", "{"]
+    out = [f"CK_RV ss_fwd_{f.name}({f.params})", "{"]
     if plan.ops is None:
         out += [f"    (void){a};" for a in f.arg_names]
         out += ["    return CKR_FUNCTION_NOT_SUPPORTED; /* not carried by the protocol */", "}", ""]
         return out
     out.append("    ss_call c;")
-    out.append(f"    if (ss_call_begin(&c, 0x{plan.fid:08x}u) != CKR_OK)")
+    session = _session_first(f)
+    begin = f"ss_call_begin_session(&c, 0x{plan.fid:08x}u, hSession)" if session else f"ss_call_begin(&c, 0x{plan.fid:08x}u)"
+    out.append(f"    if ({begin} != CKR_OK)")
     out.append("        return ss_call_end(&c);")
+    held = HELD.get(f.name)
     for op in plan.ops:
         put, _get = OPS[op.kind]
-        out.append("    " + put.format(*op.args, ctype=op.ctype, family=plan.family))
+        if held and op.args == held[1:]:
+            session, p, plen = held
+            out += [f"    if (ss_held_take(&c, {session}, {p}, {plen}))", "        return ss_call_end(&c);",
+                    f"    ss_put_held_out_bytes(&c, {p}, {plen});"]
+            continue
+        args = ("c.session",) if session and op.kind == "ulong" and op.args == ("hSession",) else op.args
+        out.append("    " + put.format(*args, ctype=op.ctype, family=plan.family))
     out += [f'    ss_put_env(&c, "{name}");' for name in plan.env]
     out.append("    ss_call_exchange(&c);")
-    gets = [OPS[op.kind][1].format(*op.args, ctype=op.ctype) for op in plan.ops if OPS[op.kind][1]]
+    gets = [(f"ss_get_held_out_bytes(&c, {held[0]}, {held[1]}, {held[2]});" if held and op.args == held[1:]
+             else OPS[op.kind][1].format(*op.args, ctype=op.ctype)) for op in plan.ops if OPS[op.kind][1]]
     if any(op.kind == "msg_param" for op in plan.ops):
         gets.append("ss_get_writebacks(&c);")
     if gets:
@@ -110,11 +161,12 @@ def _exported(f: CFunction, front: bool) -> list[str]:
     if f.name in local:
         return [f"CK_RV {f.name}({f.params})", "{", f"    return {local[f.name]}({args});", "}", ""]
     out = [f"CK_RV {f.name}({f.params})", "{", "    CK_RV rv;"]
+    forward = "ss_ls_" if f.name in ROUTED else "ss_fwd_"
     if front:
         out += ["    if (ss_mode_embedded())", f"        rv = ss_embedded.{f.name}({args});", "    else",
-                f"        rv = ss_fwd_{f.name}({args});"]
+                f"        rv = {forward}{f.name}({args});"]
     else:
-        out.append(f"    rv = ss_fwd_{f.name}({args});")
+        out.append(f"    rv = {forward}{f.name}({args});")
     if f.name in AFTER:
         out.append("    " + AFTER[f.name].format(embedded="ss_mode_embedded()" if front else "0"))
     out += ["    return rv;", "}", ""]
@@ -174,11 +226,11 @@ def c_source(functions: list[CFunction], front: bool = False) -> str:
     out.append("const ss_mech_kind ss_mech_kinds[] = {")
     out += [f'    {{0x{m:x}UL, "{k}"}},' for m, k in rows]
     out += ["    {0, NULL}", "};", f"const size_t ss_mech_kind_count = {len(rows)};", ""]
-    nested = nested_attributes()
-    out.append("const CK_ATTRIBUTE_TYPE ss_nested_attrs[] = {")
-    out += [f"    0x{a:x}UL," for a in nested]
-    out += ["};", f"const size_t ss_nested_attr_count = {len(nested)};", ""]
-    out += layouts.c_tables()
+    out += shared_tables()
+    out += loadshare_constants()
+    by_name = {f.name: f for f in functions}
+    out += [f"CK_RV ss_ls_{name}({by_name[name].params});" for name in ROUTED]
+    out.append("")
     if front:
         out += _embedded_table(functions)
     for plan in plans(functions):
@@ -219,7 +271,8 @@ def compile_library(out: Path, name: str, source: str, front: bool) -> Path:
         built = Path(tmp) / name
         sources = sorted(str(p) for d in dirs for p in d.glob("*.c")) + [str(generated)]
         cmd = [cc, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-pthread",
-               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{tmp}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources, "-ldl"]
+               "-fvisibility=hidden", f"-I{NATIVE}", f"-I{tmp}", *(f"-I{d}" for d in dirs), "-o", str(built), *sources,
+               "-ldl", "-lssl", "-lcrypto"]  # libssl: the tls:// transport (native/client/transport_tls.c)
         subprocess.run(cmd, check=True)
         shutil.copyfile(generated, out / generated.name)
         final = out / name

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-import secrets
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -58,42 +58,101 @@ def _key_type(template: dict[int, Any], spec: MechanismSpec, fallback: int | Non
     return fallback
 
 
+class _NewKeyAttributes:
+    """What one C_GenerateKey / C_GenerateKeyPair template makes, checked once: clients generate
+    with the same template over and over, and `templates.new_object` with its per-attribute rules
+    costs several times the key generation itself. Everything here follows from the template, the
+    mechanism and whether the SO is logged in alone; each new object gets its own copy of
+    `stored` and its own CKA_UNIQUE_ID. `attrs` is read-only (shared by every call)."""
+
+    __slots__ = ("attrs", "stored", "nested", "naming", "key_type", "acl")
+
+    def __init__(self, attrs: dict[int, Any], naming: tuple[str, str] | None, key_type: int) -> None:
+        self.attrs, self.naming, self.key_type = attrs, naming, key_type
+        self.stored = keyparts.strip_material(attrs)  # what with_material_attributes keeps
+        self.nested = tuple(attr for attr, value in self.stored.items() if isinstance(value, dict))
+        # An `Acl` is immutable, and the usage and lifecycle attributes it follows from are the
+        # template's (the material adds only CKA_VALUE_LEN / public components).
+        self.acl = policy.acl_for(attrs)
+
+    def new_stored(self) -> dict[int, Any]:
+        """The new object's own attribute dict (no secret components; public ones not yet added)."""
+        stored = dict(self.stored)
+        for attr in self.nested:  # the only mutable values: each object gets its own copies
+            stored[attr] = dict(stored[attr])
+        if Attribute.UNIQUE_ID in stored:
+            stored[Attribute.UNIQUE_ID] = templates.new_uuid4()
+        return stored
+
+
+_NEW_KEY_ATTRS: dict[tuple, _NewKeyAttributes] = {}
+_NEW_KEY_ATTRS_MAX = 256
+
+
+def _raw_key(raw: list) -> tuple:
+    try:  # read_template's [(int, bytes)] hashes as it is; nested templates (lists) need freezing
+        frozen = tuple(raw)
+        hash(frozen)
+    except TypeError:
+        frozen = _frozen_template(raw)
+    return frozen
+
+
+def _generated(spec: MechanismSpec, raw: list, origin: Origin, object_class: int, mechanism: int, is_so: bool,
+               key_type: int | None = None) -> _NewKeyAttributes:
+    """The checked attributes of a generated key's (or key-pair half's) template. `key_type` None:
+    from the template or the mechanism (C_GenerateKey, a pair's public half)."""
+    key = (origin, object_class, mechanism, is_so, key_type, _raw_key(raw))
+    made = _NEW_KEY_ATTRS.get(key)
+    if made is None:
+        template = codecs.decode_template(raw)
+        naming = take_naming(template)
+        chosen = _key_type(template, spec) if key_type is None else key_type
+        attrs = templates.new_object(template, origin, object_class=object_class, key_type=chosen,
+                                     mechanism=mechanism, is_so=is_so)
+        made = _NewKeyAttributes(attrs, naming, chosen)
+        if len(_NEW_KEY_ATTRS) >= _NEW_KEY_ATTRS_MAX:
+            _NEW_KEY_ATTRS.clear()
+        _NEW_KEY_ATTRS[key] = made
+    return made
+
+
+def _with_public(stored: dict[int, Any], public: dict[int, Any]) -> dict[int, Any]:
+    for attr, value in public.items():  # as with_material_attributes: the template's value wins
+        stored.setdefault(attr, value)
+    return stored
+
+
 def generate_key(session: Session, mechanism: int, param: Any, raw: list) -> int:
     spec = _spec_for(session, mechanism, MechanismFlag.GENERATE, "generate")
     spec.validate(param)
-    template = codecs.decode_template(raw)
-    naming = take_naming(template)
-    key_type = _key_type(template, spec)
-    attrs = templates.new_object(template, Origin.GENERATE, object_class=ObjectClass.SECRET_KEY,
-                                 key_type=key_type, mechanism=mechanism, is_so=session.is_so)
+    made = _generated(spec, raw, Origin.GENERATE, ObjectClass.SECRET_KEY, mechanism, session.is_so)
+    attrs = made.attrs
     session.require_rw_for(attrs)
-    material = spec.generate(param, key_type, attrs.get(Attribute.VALUE_LEN))
+    material = spec.generate(param, made.key_type, attrs.get(Attribute.VALUE_LEN))
     keyparts.check_material_attributes(attrs, material)
-    return add_object(session, with_material_attributes(attrs, material), material, naming=naming,
-                      origin=Origin.GENERATE, mechanism=mechanism).handle
+    public, deferred = keyparts.split_public_attributes(material)  # CKA_CHECK_VALUE when first read
+    return add_object(session, _with_public(made.new_stored(), public), material, made.acl, naming=made.naming,
+                      origin=Origin.GENERATE, mechanism=mechanism, deferred=deferred).handle
 
 
 def generate_key_pair(session: Session, mechanism: int, param: Any, raw_public: list,
                       raw_private: list) -> tuple[int, int]:
     spec = _spec_for(session, mechanism, MechanismFlag.GENERATE_KEY_PAIR, "generate_pair")
     spec.validate(param)
-    pub_template = codecs.decode_template(raw_public)
-    priv_template = codecs.decode_template(raw_private)
-    naming = take_naming(priv_template)
-    take_naming(pub_template)  # the public half of a named pair stays a pkcs11 object
-    key_type = _key_type(pub_template, spec)
-    pub_attrs = templates.new_object(pub_template, Origin.GENERATE_PAIR, object_class=ObjectClass.PUBLIC_KEY,
-                                     key_type=key_type, mechanism=mechanism, is_so=session.is_so)
-    priv_attrs = templates.new_object(priv_template, Origin.GENERATE_PAIR, object_class=ObjectClass.PRIVATE_KEY,
-                                      key_type=key_type, mechanism=mechanism, is_so=session.is_so)
-    session.require_rw_for(pub_attrs)
-    session.require_rw_for(priv_attrs)
-    private = spec.generate_pair(param, pub_attrs, priv_attrs)
+    # The public half of a named pair stays a pkcs11 object: its naming is dropped.
+    pub = _generated(spec, raw_public, Origin.GENERATE_PAIR, ObjectClass.PUBLIC_KEY, mechanism, session.is_so)
+    priv = _generated(spec, raw_private, Origin.GENERATE_PAIR, ObjectClass.PRIVATE_KEY, mechanism, session.is_so,
+                      key_type=pub.key_type)
+    session.require_rw_for(pub.attrs)
+    session.require_rw_for(priv.attrs)
+    private = spec.generate_pair(param, pub.attrs, priv.attrs)
     public = private.public()
-    pub_obj = add_object(session, with_material_attributes(pub_attrs, public), public)
+    pub_public, priv_public = keyparts.pair_public_attributes(private, public)
+    pub_obj = add_object(session, _with_public(pub.new_stored(), pub_public), public, pub.acl)
     try:
-        priv_obj = add_object(session, with_material_attributes(priv_attrs, private), private, naming=naming,
-                              origin=Origin.GENERATE_PAIR, mechanism=mechanism)
+        priv_obj = add_object(session, _with_public(priv.new_stored(), priv_public), private, priv.acl,
+                              naming=priv.naming, origin=Origin.GENERATE_PAIR, mechanism=mechanism)
     except BaseException:
         session.token.objects.delete(pub_obj)
         raise
@@ -380,7 +439,11 @@ def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, r
 
 
 def generate_random(length: int) -> bytes:
-    return secrets.token_bytes(length)
+    return random_bytes(length)
+
+
+#: The kernel's CSPRNG, as `secrets.token_bytes` uses it (without its two Python frames).
+random_bytes: Callable[[int], bytes] = os.urandom
 
 
 def seed_random(seed: bytes) -> None:

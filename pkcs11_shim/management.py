@@ -10,13 +10,28 @@ from emulator.acl import Acl, Action
 from emulator.keys import Key
 
 from . import assurance, policy
-from .attributes import codecs, keyparts, templates
+from .attributes import codecs, templates
 from .attributes.templates import Origin
 from .constants import CKA_SOFTSHIELD_WRAP_KEY_HASH, CKR, Attribute, ObjectClass
 from .errors import PKCS11Error
 from .nfkm_naming import take_naming
 from .objects import _VENDOR, P11Object
 from .sessions import Session
+
+
+def _keyparts() -> Any:
+    """`attributes.keyparts`, imported on first use: a process that only logs in, finds and reads
+    objects never needs it, nor the key-component code and `cryptography` modules it pulls in
+    (the first C_FindObjectsInit of a fresh process imports this module)."""
+    global _keyparts_module
+    if _keyparts_module is None:
+        from .attributes import keyparts
+
+        _keyparts_module = keyparts
+    return _keyparts_module
+
+
+_keyparts_module: Any = None
 
 
 def protection_for(session: Session, attrs: dict[int, Any]) -> tuple[str, str | None]:
@@ -45,7 +60,7 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
     key = Key.trusted(material, acl if acl is not None else policy.acl_for(attrs), app="pkcs11", ident="",
                       protection=protection, token=owner, appdata=b"")
     store = session.token.objects
-    if deferred is not None and (attrs.get(Attribute.TOKEN) or keyparts.DEFERRABLE <= attrs.keys()):
+    if deferred is not None and (attrs.get(Attribute.TOKEN) or _keyparts().DEFERRABLE <= attrs.keys()):
         for attr, value in deferred().items():
             attrs.setdefault(attr, value)
         deferred = None
@@ -62,14 +77,14 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
             store.remove(obj)
             raise
         return obj
-    return store.add(attrs, key, session.handle, None if deferred is None else (keyparts.DEFERRABLE, deferred))
+    return store.add(attrs, key, session.handle, None if deferred is None else (_keyparts().DEFERRABLE, deferred))
 
 
 def with_material_attributes(attrs: dict[int, Any], material: Any) -> dict[int, Any]:
     """Stored attributes: secret components removed, derivable public ones filled in."""
-    stored = keyparts.strip_material(attrs)
+    stored = _keyparts().strip_material(attrs)
     if material is not None:
-        for attr, value in keyparts.public_attributes(material).items():
+        for attr, value in _keyparts().public_attributes(material).items():
             stored.setdefault(attr, value)
     return stored
 
@@ -78,7 +93,7 @@ def create_object(session: Session, raw: list) -> int:
     template = codecs.decode_template(raw)
     attrs = templates.new_object(template, Origin.CREATE, is_so=session.is_so)
     session.require_rw_for(attrs)
-    material = keyparts.material_from_attributes(attrs)
+    material = _keyparts().material_from_attributes(attrs)
     return add_object(session, with_material_attributes(attrs, material), material, origin=Origin.CREATE).handle
 
 
@@ -155,7 +170,7 @@ def attribute_value(session: Session, obj: P11Object, attr: int) -> Any:
         if not templates.readable(obj.attrs, attr):
             raise PKCS11Error(CKR.ATTRIBUTE_SENSITIVE)
         material = session.token.objects.module.use(obj.key, Action.EXPORT_PLAIN)
-        parts = keyparts.secret_attributes(material)
+        parts = _keyparts().secret_attributes(material)
         if attr in parts:
             return parts[attr]
     raise PKCS11Error(CKR.ATTRIBUTE_TYPE_INVALID)
@@ -205,11 +220,14 @@ def find_init(session: Session, raw: list) -> None:
             raise PKCS11Error(CKR.OPERATION_ACTIVE)
         template = codecs.decode_template(raw)
         session.sync_objects()
-        found = sorted(
+        # In the order the objects were loaded or made (ObjectStore.candidates), not by handle: token
+        # handles are hashes of the keys' identities, and hosts that take the first match (pkcs11-tool
+        # --sign ignores --label) should keep finding the oldest key first.
+        found = [
             obj.handle
             for obj in session.token.objects.candidates(template)
-            if session.visible(obj) and templates.matches(obj.attrs, template)
-        )
+            if session.visible(obj) and obj.matches(template)
+        ]
         session.ops["find"] = FindState(found)
 
 

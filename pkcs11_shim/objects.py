@@ -4,10 +4,16 @@ Each token's `ObjectStore` maps handles to `P11Object`s. Token objects are the e
 their PKCS#11 attributes kept in the blob's authenticated appdata; the store notices other processes'
 writes through the module's change counter and reconciles without renumbering handles it already
 gave out. Lookups are by index (class, label, id), not by scanning every object.
+
+Handles: a token object's handle is derived from its identity (app, ident), so every process and
+every module of the world that loads the same kmdata gives the same key the same handle (a client
+load-sharing over several modules may use a handle found through one module on another). Session
+objects, which exist in one module only, count up from 1. See `token_handle`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
 import os
@@ -23,6 +29,20 @@ from .errors import PKCS11Error
 
 _handles = itertools.count(1)
 
+#: Token object handles lie in [2**62, 2**63): above anything the session counter reaches, and below
+#: the sign bit of hosts that keep a CK_ULONG in a signed 64-bit integer (Java's long).
+TOKEN_HANDLE_BASE = 1 << 62
+
+
+def token_handle(app: str, ident: str, probe: int = 0) -> int:
+    """The handle of the token object key_<app>_<ident>: SHA-256 of its identity, 62 bits of it.
+    Collision rule: when another identity already holds the handle in the same store, the object
+    takes the next probe (probe 1, 2, ...). Two identities collide with probability ~n^2/2^63 (about
+    1e-11 with 10,000 keys); only then can two modules that loaded the colliding keys in different
+    orders disagree on which of the two got probe 0."""
+    digest = hashlib.sha256(f"{app}\0{ident}\0{probe}".encode()).digest()
+    return TOKEN_HANDLE_BASE | (int.from_bytes(digest[:8], "big") >> 2)
+
 #: Attributes indexed for C_FindObjects; a template naming any of them is answered from the index.
 INDEXED = (Attribute.CLASS, Attribute.LABEL, Attribute.ID)
 
@@ -34,6 +54,19 @@ EAGER = frozenset(INDEXED + (Attribute.TOKEN, Attribute.PRIVATE))
 
 #: Serialises the one-time decode of a lazily loaded object's attributes (threads share objects).
 _DECODE_LOCK = threading.Lock()
+
+def _matches(attrs: dict[int, Any], template: dict[int, Any]) -> bool:
+    """templates.matches, bound on first use: start-up (before the first session) must not
+    import the attribute rules."""
+    global _matches
+    from .attributes.templates import matches
+
+    _matches = matches
+    return matches(attrs, template)
+
+
+#: Deferred on a token object loaded from kmdata (see `P11Object._decode`).
+_KEY_HASH = frozenset({NCipherAttribute.NFKM_HASH})
 
 
 class P11Object:
@@ -71,18 +104,30 @@ class P11Object:
                     self._attrs.setdefault(attr, value)
                 self._deferred = None
 
-    @property
-    def attrs(self) -> dict[int, Any]:
-        if self._deferred is not None:
-            self._resolve()  # in place: the dict's identity is what the session check cache holds
+    def _decode(self) -> dict[int, Any]:
+        """The attribute dict of a token object loaded from kmdata, decoded from its appdata once.
+        CKA_NFKM_HASH is deferred: it is a keyed hash of the key material, and computing it reads
+        and decrypts the blob, which a find or an attribute read that does not ask for it must
+        not cost (a find by class among 10,000 keys would decrypt them all)."""
         attrs = self._attrs
         if attrs is None:
             decoded = codecs.deserialize(self._appdata)
-            decoded.update(vendor_attributes(self.key))
+            key = self.key
+            decoded[NCipherAttribute.NFKM_APPNAME] = key.app
+            decoded[NCipherAttribute.NFKM_ID] = key.ident.encode()
             with _DECODE_LOCK:
                 if self._attrs is None:  # another thread may have decoded it meanwhile: keep one dict
                     self._attrs, self._appdata, self._summary = decoded, None, None
+                    if self._deferred is None:
+                        self._deferred = (_KEY_HASH, lambda: {NCipherAttribute.NFKM_HASH: bytes.fromhex(key.key_hash)})
                 attrs = self._attrs
+        return attrs
+
+    @property
+    def attrs(self) -> dict[int, Any]:
+        attrs = self._attrs if self._attrs is not None else self._decode()
+        if self._deferred is not None:
+            self._resolve()  # in place: the dict's identity is what the session check cache holds
         return attrs
 
     @attrs.setter
@@ -92,18 +137,32 @@ class P11Object:
 
     def value(self, attr: int) -> tuple[bool, Any]:
         """(present, value) of one attribute, computing only a deferred one that is asked for."""
+        attrs = self._attrs if self._attrs is not None else self._decode()
         deferred = self._deferred
-        attrs = self._attrs if deferred is not None and attr not in deferred[0] else self.attrs
+        if deferred is not None and attr in deferred[0]:
+            self._resolve()
         if attr in attrs:
             return True, attrs[attr]
         return False, None
 
     def stored_view(self) -> tuple[dict[int, Any], frozenset[int]]:
         """(the attribute dict, the deferred names it may still lack), without computing them."""
+        attrs = self._attrs if self._attrs is not None else self._decode()
         deferred = self._deferred
-        if deferred is not None and self._attrs is not None:
-            return self._attrs, deferred[0]
-        return self.attrs, frozenset()
+        return attrs, (deferred[0] if deferred is not None else frozenset())
+
+    def matches(self, template: dict[int, Any]) -> bool:
+        """`templates.matches(self.attrs, template)`, computing only the deferred attributes the
+        template names (C_FindObjects: no blob is decrypted for a CKA_NFKM_HASH nobody asked for).
+        A template of EAGER attributes alone is matched against the summary, without decoding."""
+        summary = self._summary
+        if summary is not None and EAGER.issuperset(template):
+            return _matches(summary, template)
+        attrs = self._attrs if self._attrs is not None else self._decode()
+        deferred = self._deferred
+        if deferred is not None and not deferred[0].isdisjoint(template):
+            self._resolve()
+        return _matches(attrs, template)
 
     def reload(self, key: Key) -> None:
         """A newer version of the object from kmdata: its attributes are decoded when next used."""
@@ -112,14 +171,13 @@ class P11Object:
             self._summary = codecs.deserialize_some(key.appdata, EAGER)
 
     def peek(self, attr: int, default: Any = None) -> Any:
-        """attrs.get(attr, default), without decoding a lazily loaded object for an EAGER attribute."""
+        """attrs.get(attr, default), without decoding a lazily loaded object for an EAGER attribute
+        and without computing a deferred attribute it is not asked for."""
         summary = self._summary
         if summary is not None and attr in EAGER:
             return summary.get(attr, default)
-        deferred = self._deferred
-        if deferred is not None and attr not in deferred[0] and self._attrs is not None:
-            return self._attrs.get(attr, default)
-        return self.attrs.get(attr, default)
+        present, value = self.value(attr)
+        return value if present else default
 
     def index_values(self) -> dict[int, Any]:
         # One lookup per attribute (this runs for every new object, e.g. each C_UnwrapKey).
@@ -163,7 +221,10 @@ class ObjectStore:
         self._objects: dict[int, P11Object] = {}
         # (app, ident): key_simple_X and its transfer copy key_xferacld_X share the ident X.
         self._by_ident: dict[tuple[str, str], int] = {}
-        self._index: dict[tuple[int, Any], set[int]] = {}
+        # Buckets are insertion-ordered (dicts used as ordered sets): C_FindObjects answers in the order
+        # objects were loaded or made, which hosts that take "the first private key" rely on
+        # (pkcs11-tool --sign ignores --label); handle order says nothing once handles are hashes.
+        self._index: dict[tuple[int, Any], dict[int, None]] = {}
         self._seen_counter: int | None = None
         self._loaded_private = False
         self._lock = threading.RLock()
@@ -177,26 +238,33 @@ class ObjectStore:
         for key in keys:
             bucket = index.get(key)
             if bucket is None:
-                index[key] = {handle}
+                index[key] = {handle: None}
             else:
-                bucket.add(handle)
+                bucket[handle] = None
 
     def _index_remove(self, obj: P11Object) -> None:
         index, handle = self._index, obj.handle
         for key in obj.index_keys:
             bucket = index.get(key)
             if bucket is not None:
-                bucket.discard(handle)
+                bucket.pop(handle, None)
         obj.index_keys = []
 
     def reindex(self, obj: P11Object, old_attrs: dict[int, Any]) -> None:
+        """File the object under its indexed values after a change; a value that did not change keeps
+        its place in its bucket (the find order)."""
         with self._lock:
-            for attr in INDEXED:
-                if attr in old_attrs:
-                    bucket = self._index.get(_index_key(attr, old_attrs[attr]))
-                    if bucket is not None:
-                        bucket.discard(obj.handle)
-            self._index_add(obj)
+            handle, filed = obj.handle, set(obj.index_keys)
+            new = [_index_key(attr, value) for attr, value in obj.index_values().items()]
+            stale = filed | {_index_key(attr, old_attrs[attr]) for attr in INDEXED if attr in old_attrs}
+            for key in stale.difference(new):
+                bucket = self._index.get(key)
+                if bucket is not None:
+                    bucket.pop(handle, None)
+            for key in new:
+                if key not in filed:
+                    self._index.setdefault(key, {})[handle] = None
+            obj.index_keys = new
 
     # --- membership --------------------------------------------------------------------------
     def add(self, attrs: dict[int, Any] | None, key: Key, owner_session: int | None,
@@ -205,7 +273,8 @@ class ObjectStore:
         appdata when first used; `deferred` (names, compute): see `P11Object.defer`, set before
         the handle is visible to any other thread."""
         with self._lock:
-            obj = P11Object(next(_handles), attrs, key, owner_session, appdata=key.appdata if attrs is None else None)
+            handle = self._identity_handle(key) if owner_session is None and key.ident else next(_handles)
+            obj = P11Object(handle, attrs, key, owner_session, appdata=key.appdata if attrs is None else None)
             if deferred is not None:
                 obj.defer(*deferred)
             self._objects[obj.handle] = obj
@@ -213,6 +282,34 @@ class ObjectStore:
                 self._by_ident[(key.app, key.ident)] = obj.handle
             self._index_add(obj)
             return obj
+
+    def _identity_handle(self, key: Key) -> int:
+        """`token_handle` of the key, after the probes other identities in this store hold."""
+        for probe in itertools.count():
+            handle = token_handle(key.app, key.ident, probe)
+            holder = self._objects.get(handle)
+            if holder is None or (holder.key.app, holder.key.ident) == (key.app, key.ident):
+                return handle
+        raise AssertionError("unreachable")
+
+    def _add_loaded(self, key: Key) -> P11Object:
+        """`add(None, key, None)` for a token object just listed from kmdata, inlined: a login with
+        10,000 token keys makes 10,000 of these (the caller holds the lock)."""
+        handle = self._identity_handle(key) if key.ident else next(_handles)
+        obj = P11Object(handle, None, key, None, appdata=key.appdata)
+        summary, index = obj._summary, self._index
+        self._objects[handle] = obj
+        if summary.get(Attribute.TOKEN) and key.ident:
+            self._by_ident[(key.app, key.ident)] = handle
+        obj.index_keys = keys = [_index_key(attr, value) for attr in INDEXED
+                                 if (value := summary.get(attr)) is not None]
+        for index_key in keys:
+            bucket = index.get(index_key)
+            if bucket is None:
+                index[index_key] = {handle: None}
+            else:
+                bucket[handle] = None
+        return obj
 
     def remove(self, obj: P11Object) -> None:
         with self._lock:
@@ -302,7 +399,7 @@ class ObjectStore:
                     existing.reload(key)
                     self.reindex(existing, old)
                 else:
-                    self.add(None, key, None)
+                    self._add_loaded(key)
             for name, handle in list(self._by_ident.items()):
                 obj = self._objects.get(handle)
                 if name in present or obj is None:

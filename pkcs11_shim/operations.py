@@ -39,10 +39,9 @@ operation. The rules, applied here and nowhere else:
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from emulator.acl import Action
 
@@ -107,8 +106,7 @@ ALLOWED_CLASSES: dict[str, tuple[int, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class Pending:
+class Pending(NamedTuple):
     """Output a call computed that the caller has not taken yet (NULL buffer, or too small)."""
 
     call: str  # "oneshot", "update", "final", or a dual-function call ("update+digest", ...)
@@ -150,18 +148,65 @@ def check_key_for(session: Session, spec: MechanismSpec, key: P11Object, usage: 
         raise PKCS11Error(CKR.MECHANISM_INVALID, "mechanism not in CKA_ALLOWED_MECHANISMS")
 
 
+class _KeyChecks:
+    """The checks an *Init with a key passed (mechanism row, slot profile, parameter, key class and
+    type, usage attribute, CKA_ALLOWED_MECHANISMS), kept in `session.checked` and reused while the
+    handle still names the same object with the same attribute dict, key and ACL and the login
+    state is the same (an attribute change or a re-load from kmdata replaces one of these, never
+    mutates it). The module's ACL check (`module.use`) is still made by every *Init."""
+
+    __slots__ = ("spec", "param", "handle", "obj", "attrs", "key", "acl", "login", "factory", "needs_login",
+                 "material", "op")
+
+    def __init__(self, session: Session, spec: MechanismSpec, param: Any, handle: int, obj: P11Object,
+                 factory: Callable[..., Any], needs_login: bool) -> None:
+        self.spec, self.param, self.handle, self.obj = spec, param, handle, obj
+        self.attrs, self.key = obj.attrs, obj.key
+        self.acl, self.login = obj.key.acl, session.token.login
+        self.factory, self.needs_login = factory, needs_login
+        #: A REUSABLE operation object made for `material` (the one `module.use` returned).
+        self.material: Any = None
+        self.op: Any = None
+
+    def operation(self, material: Any, param: Any) -> Any:
+        if material is self.material and self.op is not None:
+            return self.op
+        op = self.factory(material, param)
+        if getattr(op, "REUSABLE", False):
+            self.material, self.op = material, op
+        return op
+
+    def still_valid(self, session: Session, param: Any) -> bool:
+        token = session.token
+        obj = self.obj
+        return ((param is self.param or param == self.param) and token.login == self.login
+                and token.objects.get(self.handle) is obj and obj.attrs is self.attrs and obj.key is self.key
+                and obj.key.acl is self.acl)
+
+
+#: Entries of `session.checked` (shared with keymgmt's wrap/unwrap checks) before it is emptied.
+_CHECKED_MAX = 64
+
+
 def begin(session: Session, kind_name: str, mechanism: int, param: Any, key_handle: int | None) -> None:
     kind = KINDS[kind_name]
     with session.lock:
         if kind_name in session.ops:
             raise PKCS11Error(CKR.OPERATION_ACTIVE)
+        library_module = session.token.objects.module
+        if kind.action is not None:
+            cache_key = (kind_name, mechanism, key_handle)
+            checks = session.checked.get(cache_key)
+            if checks is not None and checks.still_valid(session, param):
+                op = checks.operation(library_module.use(checks.key, kind.action), param)
+                session.ops[kind_name] = ActiveOperation(kind_name, checks.spec, op, checks.obj, checks.needs_login)
+                return
         spec = REGISTRY.get(mechanism)
         mechanism_policy.require_allowed(session.slot_id, mechanism)
         factory = getattr(spec, kind.factory, None)
         if factory is None or not spec.flags & kind.flag:
             raise PKCS11Error(CKR.MECHANISM_INVALID)
         spec.validate(param)
-        library_module = session.token.objects.module
         if kind.action is None:
             op = factory(param)
             session.ops[kind_name] = ActiveOperation(kind_name, spec, op)
@@ -173,6 +218,16 @@ def begin(session: Session, kind_name: str, mechanism: int, param: Any, key_hand
         needs_login = bool(key.attrs.get(Attribute.ALWAYS_AUTHENTICATE)) and kind_name in (
             "decrypt", "sign", "sign_recover")
         session.ops[kind_name] = ActiveOperation(kind_name, spec, op, key, needs_login)
+        try:
+            hash(param)
+        except TypeError:
+            return  # a parameter that cannot be compared cheaply is checked every time
+        if len(session.checked) >= _CHECKED_MAX:
+            session.checked.clear()
+        checks = _KeyChecks(session, spec, param, key_handle, key, factory, needs_login)
+        if getattr(op, "REUSABLE", False):
+            checks.material, checks.op = material, op
+        session.checked[cache_key] = checks
 
 
 def end(session: Session, *kind_names: str) -> None:
@@ -182,19 +237,23 @@ def end(session: Session, *kind_names: str) -> None:
             session.ops.pop(kind_name, None)
 
 
-@contextmanager
-def guard(session: Session, *kind_names: str) -> Iterator[None]:
+class guard:
     """§5.2: a call that fails with anything but CKR_BUFFER_TOO_SMALL ends the operations it names
-    (bad arguments included); an unexpected exception ends them too before the boundary logs it."""
-    try:
-        yield
-    except PKCS11Error as exc:
-        if exc.rv != CKR.BUFFER_TOO_SMALL:
-            end(session, *kind_names)
-        raise
-    except BaseException:
-        end(session, *kind_names)
-        raise
+    (bad arguments included); an unexpected exception ends them too before the boundary logs it.
+    A class rather than a generator context manager: every C_Sign / C_Encrypt enters two."""
+
+    __slots__ = ("session", "kind_names")
+
+    def __init__(self, session: Session, *kind_names: str) -> None:
+        self.session, self.kind_names = session, kind_names
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc_type is not None and not (isinstance(exc, PKCS11Error) and exc.rv == CKR.BUFFER_TOO_SMALL):
+            end(self.session, *self.kind_names)
+        return False
 
 
 def active(session: Session, kind_name: str) -> ActiveOperation:
@@ -259,7 +318,13 @@ def run(session: Session, kind_name: str, step: str, data: bytes, capacity: int 
     length query. Returns the output; the caller delivers it by the two-call convention."""
     with session.lock, guard(session, kind_name):
         op = active(session, kind_name)
-        out = _produce(op, step, data, lambda: _compute(op, step, data))
+        # _produce, inlined: every C_Sign / C_Encrypt pair comes here twice.
+        held = op.pending
+        if held is not None and held.call == step and held.data == data:
+            out = held.out
+        else:
+            _refuse_held(op)
+            out = bytes(_compute(op, step, data) or b"")
         return _deliver(session, op, step, data, out, capacity, ends=step != "update")
 
 

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(build-essential python3-venv python3-dev softhsm2 opensc gnutls-bin p11-kit
+APT_PACKAGES=(build-essential python3-venv python3-dev libssl-dev softhsm2 opencryptoki opensc gnutls-bin p11-kit
               libengine-pkcs11-openssl libnss3-tools openssh-client openssh-server default-jdk-headless)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

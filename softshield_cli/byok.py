@@ -5,17 +5,13 @@ non-extractable, sensitive, not copyable or modifiable, CKA_UNWRAP only), then t
 the Security World package, signed by this module (warrant from the emulated vendor root).
 import: checks a .byok package, then C_UnwrapKey with CKM_RSA_AES_KEY_WRAP under the KEK: the key
 lands on the accelerator slot as a token key that signs/decrypts and is never extractable.
-
-The few PKCS#11 calls python-pkcs11 0.10.1 cannot make itself live here too (keytransfer uses them):
-CKM_RSA_AES_KEY_WRAP (no enum member; its CK_RSA_AES_KEY_WRAP_PARAMS packed by ctypes and passed as
-the raw pParameter bytes) and nShield's C_LoginBegin/Next/End (exported symbols of our .so).
+The PKCS#11 calls python-pkcs11 cannot make itself (CKM_RSA_AES_KEY_WRAP) are p11client's.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import ctypes
 import hashlib
 import re
 from pathlib import Path
@@ -24,87 +20,12 @@ from typing import Any
 from emulator import attestation, paths, transfer, vendor_root
 from emulator.errors import EmulatorError
 from emulator.module import Module
-from pkcs11_shim.constants import CKA_SOFTSHIELD_WRAP_KEY_HASH  # noqa: F401  (keytransfer reads it here)
-from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP, MGF, Mechanism, UserType
 
 from . import p11client
 from .main import CommandError, command
 
 REGION_RE = re.compile(r"^[A-Z0-9]{1,16}$")
 KEK_SIZES = (2048, 3072, 4096)
-CKU_SO = int(UserType.SO)
-#: CKM_SHAx / CKG_MGF1_SHAx of the OAEP part, by transfer.OAEP_HASHES name.
-OAEP_MECHANISMS = {"SHA-1": (int(Mechanism.SHA_1), int(MGF.SHA1)), "SHA-256": (int(Mechanism.SHA256), int(MGF.SHA256))}
-_KEEP: list[Any] = []  # ctypes buffers a packed parameter points into, alive for the process
-
-
-# --- PKCS#11 calls python-pkcs11 lacks ------------------------------------------------------------
-class _OaepParams(ctypes.Structure):
-    _fields_ = [("hashAlg", ctypes.c_ulong), ("mgf", ctypes.c_ulong), ("source", ctypes.c_ulong),
-                ("pSourceData", ctypes.c_void_p), ("ulSourceDataLen", ctypes.c_ulong)]
-
-
-class _RsaAesKeyWrapParams(ctypes.Structure):
-    _fields_ = [("ulAESKeyBits", ctypes.c_ulong), ("pOAEPParams", ctypes.POINTER(_OaepParams))]
-
-
-def rsa_aes_mechanism() -> Any:
-    """python-pkcs11's Mechanism member for CKM_RSA_AES_KEY_WRAP (it accepts only members)."""
-    from pkcs11 import Mechanism
-
-    if CKM_RSA_AES_KEY_WRAP not in Mechanism._value2member_map_:
-        member = int.__new__(Mechanism, CKM_RSA_AES_KEY_WRAP)
-        member._name_, member._value_ = "RSA_AES_KEY_WRAP", CKM_RSA_AES_KEY_WRAP
-        Mechanism._value2member_map_[CKM_RSA_AES_KEY_WRAP] = member
-        Mechanism._member_map_["RSA_AES_KEY_WRAP"] = member
-    return Mechanism(CKM_RSA_AES_KEY_WRAP)
-
-
-def rsa_aes_param(oaep_hash: str) -> bytes:
-    """CK_RSA_AES_KEY_WRAP_PARAMS{256, &CK_RSA_PKCS_OAEP_PARAMS{hash, MGF1(hash), CKZ_DATA_SPECIFIED, empty}}."""
-    if oaep_hash not in OAEP_MECHANISMS:
-        raise CommandError(f"OAEP hash {oaep_hash}: one of {', '.join(OAEP_MECHANISMS)}")
-    hash_mech, mgf = OAEP_MECHANISMS[oaep_hash]
-    oaep = _OaepParams(hash_mech, mgf, 1, None, 0)
-    param = _RsaAesKeyWrapParams(transfer.AES_BITS, ctypes.pointer(oaep))
-    _KEEP.extend((oaep, param))
-    return bytes(param)
-
-
-def so_login(session: Any, pins: list[bytes]) -> int:
-    """The accelerator slot's SO login with the ACS quorum, one PIN per card in the slot
-    (C_LoginBegin/Next/End, CKU_SO); returns K. Raises CommandError with the library's reason."""
-    from pkcs11_shim.constants import CKR  # the numbers only: an enum, no library state
-
-    so = ctypes.CDLL(p11client.library_path())  # the library python-pkcs11 already loaded: same state
-    ulong = ctypes.c_ulong
-    for name, args in (("C_LoginBegin", [ulong, ulong, ctypes.POINTER(ulong), ctypes.POINTER(ulong)]),
-                       ("C_LoginNext", [ulong, ulong, ctypes.c_char_p, ulong, ctypes.POINTER(ulong)]),
-                       ("C_LoginEnd", [ulong, ulong])):
-        getattr(so, name).argtypes, getattr(so, name).restype = args, ulong
-
-    def check(rv: int, what: str) -> None:
-        if rv:
-            name = CKR(rv).name if rv in CKR._value2member_map_ else "vendor-defined"
-            raise CommandError(f"{what}: CKR_{name} (0x{rv:08X})")
-
-    k, n, left = ulong(), ulong(), ulong()
-    check(so.C_LoginBegin(session.handle, CKU_SO, ctypes.byref(k), ctypes.byref(n)), "ACS login (C_LoginBegin)")
-    for index, pin in enumerate(pins[:k.value], 1):
-        check(so.C_LoginNext(session.handle, CKU_SO, pin, len(pin), ctypes.byref(left)),
-              f"ACS card {index} of {k.value} (C_LoginNext)")
-    if len(pins) < k.value:
-        raise CommandError(f"the ACS quorum is {k.value} of {n.value} cards; only {len(pins)} presented (--pin-file)")
-    check(so.C_LoginEnd(session.handle, CKU_SO), "ACS login (C_LoginEnd)")
-    return k.value
-
-
-def accelerator(lib: Any) -> Any:
-    return p11client.token(lib, p11client.ACCELERATOR_LABEL)
-
-
-def _int_bytes(value: int) -> bytes:
-    return value.to_bytes((value.bit_length() + 7) // 8 or 1, "big")
 
 
 def _rsa_spki(modulus: bytes, exponent: bytes) -> bytes:
@@ -130,7 +51,7 @@ def generate_kek(label: str, size: int) -> bytes:
     """The KEK pair through the PKCS#11 library, as a customer's program makes it; returns its SPKI."""
     from pkcs11 import Attribute as A, KeyType
 
-    with accelerator(p11client.load()).open(rw=True) as session:
+    with p11client.accelerator(p11client.load()).open(rw=True) as session:
         public, _private = session.generate_keypair(KeyType.RSA, size, store=True, label=label,
                                                     public_template=_attrs(KEK_PUBLIC),
                                                     private_template=_attrs(KEK_PRIVATE))
@@ -164,15 +85,15 @@ def import_kek(label: str, private: Any) -> bytes:
     from emulator.crypto import components
 
     n = components.rsa_components(private)
-    with accelerator(p11client.load()).open(rw=True) as session:
+    with p11client.accelerator(p11client.load()).open(rw=True) as session:
         common = {A.TOKEN: True, A.KEY_TYPE: KeyType.RSA, A.LABEL: label,
-                  A.MODULUS: _int_bytes(n.n), A.PUBLIC_EXPONENT: _int_bytes(n.e)}
+                  A.MODULUS: p11client.int_bytes(n.n), A.PUBLIC_EXPONENT: p11client.int_bytes(n.e)}
         session.create_object({**common, A.CLASS: ObjectClass.PUBLIC_KEY, **_attrs(KEK_PUBLIC)})
-        session.create_object({**common, A.CLASS: ObjectClass.PRIVATE_KEY, A.PRIVATE_EXPONENT: _int_bytes(n.d),
-                               A.PRIME_1: _int_bytes(n.p), A.PRIME_2: _int_bytes(n.q),
-                               A.EXPONENT_1: _int_bytes(n.dmp1), A.EXPONENT_2: _int_bytes(n.dmq1),
-                               A.COEFFICIENT: _int_bytes(n.iqmp), **_attrs(KEK_PRIVATE)})
-    return _rsa_spki(_int_bytes(n.n), _int_bytes(n.e))
+        session.create_object({**common, A.CLASS: ObjectClass.PRIVATE_KEY, A.PRIVATE_EXPONENT: p11client.int_bytes(n.d),
+                               A.PRIME_1: p11client.int_bytes(n.p), A.PRIME_2: p11client.int_bytes(n.q),
+                               A.EXPONENT_1: p11client.int_bytes(n.dmp1), A.EXPONENT_2: p11client.int_bytes(n.dmq1),
+                               A.COEFFICIENT: p11client.int_bytes(n.iqmp), **_attrs(KEK_PRIVATE)})
+    return _rsa_spki(p11client.int_bytes(n.n), p11client.int_bytes(n.e))
 
 
 # --- the import ---------------------------------------------------------------------------------
@@ -203,9 +124,10 @@ def unwrap_import(request: transfer.ImportRequest, name: str, kty: str | None,
     import pkcs11
     from pkcs11 import Attribute as A, KeyType, ObjectClass
 
-    if request.oaep_hash not in OAEP_MECHANISMS:
-        raise CommandError(f"the package's OAEP hash {request.oaep_hash} is not one of {', '.join(OAEP_MECHANISMS)}")
-    with accelerator(p11client.load()).open(rw=True, attribute_mapper=p11client.mapper()) as session:
+    if request.oaep_hash not in p11client.OAEP_MECHANISMS:
+        raise CommandError(f"the package's OAEP hash {request.oaep_hash} is not one of "
+                           f"{', '.join(p11client.OAEP_MECHANISMS)}")
+    with p11client.accelerator(p11client.load()).open(rw=True, attribute_mapper=p11client.mapper()) as session:
         keks = [k for k in session.get_objects({A.CLASS: ObjectClass.PRIVATE_KEY, A.UNWRAP: True})
                 if bytes(k[p11client.CKA_NFKM_HASH]).hex() == request.kek_hash]
         if not keks:
@@ -226,8 +148,8 @@ def unwrap_import(request: transfer.ImportRequest, name: str, kty: str | None,
                         A.ID: name.encode(), A.COPYABLE: False, **_attrs(usage)}
             try:
                 key = keks[0].unwrap_key(ObjectClass[cls_name], KeyType[kind], request.ciphertext,
-                                         mechanism=rsa_aes_mechanism(),
-                                         mechanism_param=rsa_aes_param(request.oaep_hash), store=True,
+                                         mechanism=p11client.rsa_aes_mechanism(),
+                                         mechanism_param=p11client.rsa_aes_param(request.oaep_hash), store=True,
                                          template=template)
             except pkcs11.exceptions.PKCS11Error as exc:
                 failures.append(type(exc).__name__)
@@ -324,6 +246,8 @@ def _export_kek(args: argparse.Namespace) -> int:
 def _package(args: argparse.Namespace) -> int:
     """KeyTransferRemote -ModifyAcls then -Package in one step, for a KEK file from the vault. Every
     input is checked before the quorum is asked for; the .byok appears only when it is complete."""
+    # Deferred: a command module imported here would register its command ahead of byok's in
+    # `softshield --help`.
     from . import keyref, keytransfer
 
     out = Path(args.out)

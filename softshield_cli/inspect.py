@@ -70,7 +70,8 @@ def world_lines(module) -> list[str]:
 
     place = Place.of(module.kmdata)
     world_file = place.world_file()
-    assert world_file is not None
+    if world_file is None:
+        raise CommandError(f"there is no Security World in {module.local}: it was removed while this ran")
     acs = world_file.acs
     flags = ["Initialised", "Usable", "Recovery" if acs else "!Recovery", "!PINRecovery", "!ExistingClient",
              "!NVRAM", "FTO" if acs else "!FTO", "SEEDebug" if False else "!SEEDebug"]

@@ -26,8 +26,9 @@ from emulator.crypto import components
 from emulator.crypto.material import PublicMaterial
 from emulator.errors import EmulatorError
 from emulator.module import Module
+from pkcs11_shim.constants import CKA_SOFTSHIELD_WRAP_KEY_HASH
 
-from . import byok, p11client
+from . import p11client
 from .main import CommandError, command
 from .pins import PinSource, add_pin_file_option
 from .verifykeypackage import verify
@@ -169,7 +170,7 @@ def _import_trusted_kek(session: Any, target: Any) -> Any:
         A.CLASS: ObjectClass.PUBLIC_KEY, A.KEY_TYPE: KeyType.RSA, A.TOKEN: True, A.PRIVATE: False,
         A.LABEL: f"BYOK-KEK-{target.region} {target.kek_hash} (trusted)", A.TRUSTED: True, A.WRAP: True,
         A.ENCRYPT: False, A.VERIFY: False, A.MODIFIABLE: False,
-        A.MODULUS: byok._int_bytes(kek.n), A.PUBLIC_EXPONENT: byok._int_bytes(kek.e)})
+        A.MODULUS: p11client.int_bytes(kek.n), A.PUBLIC_EXPONENT: p11client.int_bytes(kek.e)})
 
 
 def copy_template(source: Any, ident: str, kek_hash: str) -> dict[Any, Any]:
@@ -182,7 +183,7 @@ def copy_template(source: Any, ident: str, kek_hash: str) -> dict[Any, Any]:
                                 A.WRAP_WITH_TRUSTED: True, A.COPYABLE: False, A.MODIFIABLE: False,
                                 A.DESTROYABLE: False, p11client.CKA_NFKM_APPNAME: transfer.TRANSFER_APP,
                                 p11client.CKA_NFKM_ID: ident.encode(),
-                                byok.CKA_SOFTSHIELD_WRAP_KEY_HASH: bytes.fromhex(kek_hash)}
+                                CKA_SOFTSHIELD_WRAP_KEY_HASH: bytes.fromhex(kek_hash)}
     for name in USAGE:
         try:
             if source[A[name]]:
@@ -190,14 +191,6 @@ def copy_template(source: Any, ident: str, kek_hash: str) -> dict[Any, Any]:
         except pkcs11.exceptions.AttributeTypeInvalid:
             pass  # not an attribute of this key's class
     return template
-
-
-def _mapper() -> Any:
-    from pkcs11.attributes import handle_bytes
-
-    m = p11client.mapper()
-    m.register_handler(byok.CKA_SOFTSHIELD_WRAP_KEY_HASH, *handle_bytes)
-    return m
 
 
 def reduce_acl(module: Module, app: str, ident: str, target: Any, pin_file: str | None) -> Any:
@@ -214,11 +207,11 @@ def reduce_acl(module: Module, app: str, ident: str, target: Any, pin_file: str 
     os.environ[transfer.SLOT_ENV] = os.pathsep.join(str(path) for path, _pin in presented)
     lib = p11client.load()
     try:
-        with byok.accelerator(lib).open(rw=True, attribute_mapper=_mapper()) as session:
+        with p11client.accelerator(lib).open(rw=True, attribute_mapper=p11client.mapper()) as session:
             source = _named_key(session, app, ident)
             if source is None:
                 raise CommandError(f"no {paths.key_file(app, ident)} on the accelerator slot")
-            k = byok.so_login(session, [pin for _path, pin in presented])
+            k = p11client.so_login(session, [pin for _path, pin in presented])
             print(f"ACS quorum: {k} cards read; logged in as the accelerator's SO")
             if _trusted_kek(session, target) is None:
                 _import_trusted_kek(session, target)
@@ -250,13 +243,13 @@ def wrap_copy(module: Module, ident: str, target: Any, oaep_hash: str) -> tuple[
     copy = transfer.read_key_file(module, transfer.TRANSFER_APP, ident)
     transfer.check_transfer_copy(copy, target)
     try:
-        with byok.accelerator(p11client.load()).open(rw=False, attribute_mapper=_mapper()) as session:
+        with p11client.accelerator(p11client.load()).open(rw=False, attribute_mapper=p11client.mapper()) as session:
             key = _named_key(session, transfer.TRANSFER_APP, ident)
             kek = _trusted_kek(session, target)
             if key is None or kek is None:
                 raise CommandError(f"{name} or its trusted KEK is not on the accelerator slot: run -ModifyAcls again")
-            ciphertext = kek.wrap_key(key, mechanism=byok.rsa_aes_mechanism(),
-                                      mechanism_param=byok.rsa_aes_param(oaep_hash))
+            ciphertext = kek.wrap_key(key, mechanism=p11client.rsa_aes_mechanism(),
+                                      mechanism_param=p11client.rsa_aes_param(oaep_hash))
     except pkcs11.exceptions.PKCS11Error as exc:
         raise CommandError(f"C_WrapKey failed: {type(exc).__name__} {exc}".rstrip()) from None
     return copy, ciphertext

@@ -28,7 +28,7 @@ COMMAND_MODULES += ("softshield_cli.security_domain",)
 COMMAND_MODULES += ("softshield_cli.filltoken",)
 COMMAND_MODULES += ("softshield_cli.listing", "softshield_cli.sign", "softshield_cli.doctor",
                     "softshield_cli.config_cmd", "softshield_cli.completion")
-COMMAND_MODULES += ("softshield_cli.hardserver",)
+COMMAND_MODULES += ("softshield_cli.hardserver", "softshield_cli.netcmds")
 COMMAND_MODULES += ("softshield_cli.p11kit",)
 
 #: `--help` lists commands by group, in the order an nShield officer meets them; others follow.

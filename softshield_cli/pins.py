@@ -17,6 +17,20 @@ from pathlib import Path
 from .main import CommandError
 
 
+def ask_new_secret(prompt: str, again: str, what: str) -> bytes:
+    """A new PIN or pass phrase typed twice without echo; CommandError when no terminal or no match."""
+    _require_terminal()
+    first = getpass.getpass(prompt)
+    if getpass.getpass(again) != first:
+        raise CommandError(f"the {what} did not match")
+    return first.encode("utf-8")
+
+
+def _require_terminal() -> None:
+    if not sys.stdin.isatty():
+        raise CommandError("no PIN file given and no terminal to ask on: use --pin-file FILE")
+
+
 def add_pin_file_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pin-file", metavar="FILE", default=None,
                         help="one line per card: <card file name> <PIN> (or env SOFTSHIELD_PIN_FILE)")
@@ -55,8 +69,12 @@ class PinSource:
             item = self.lines[self.position]
             self.position += 1
             return item
-        if not sys.stdin.isatty():
-            raise CommandError("no PIN file given and no terminal to ask on: use --pin-file FILE")
+        return self._ask(prompt_card, prompt_pin, default_name)
+
+    @staticmethod
+    def _ask(prompt_card: str, prompt_pin: str, default_name: str | None = None) -> tuple[str, bytes]:
+        """(name, PIN) asked for on the terminal."""
+        _require_terminal()
         print(prompt_card, file=sys.stderr)
         name = default_name
         if default_name is None:
@@ -76,13 +94,9 @@ class PinSource:
                     raise CommandError(f"PIN file line {index} names {item[0]}, expected {name}")
                 pins.append(item[1])
                 continue
-            if not sys.stdin.isatty():
-                raise CommandError("no PIN file given and no terminal to ask on: use --pin-file FILE")
+            _require_terminal()
             print(f"Insert blank card {index} of {len(names)} ({name}), then enter its new PIN", file=sys.stderr)
-            first = getpass.getpass("New PIN: ")
-            if getpass.getpass("Confirm PIN: ") != first:
-                raise CommandError("the PINs did not match")
-            pins.append(first.encode("utf-8"))
+            pins.append(ask_new_secret("New PIN: ", "Confirm PIN: ", "PINs"))
         return pins
 
     def cards(self, reader, k: int) -> list[tuple[Path, bytes]]:
@@ -97,7 +111,6 @@ class PinSource:
                 presented.append((path, item[1]))
             return presented
         for index in range(1, k + 1):
-            item = self.next(f"Insert card {index} of {k}, then enter its PIN", "PIN: ")
-            assert item is not None
+            item = self._ask(f"Insert card {index} of {k}, then enter its PIN", "PIN: ")
             presented.append((reader.resolve(item[0]), item[1]))
         return presented

@@ -15,26 +15,25 @@ TOOLS = {
 }
 
 
-def _tool(command: str) -> Callable[[], None]:
+def entry_name(script: str) -> str:
+    """The attribute a console script's pyproject entry names: `new-world` -> `new_world`."""
+    return "key_transfer_remote" if script == "KeyTransferRemote" else script.replace("-", "_")
+
+
+#: entry attribute -> softshield command, from TOOLS.
+_COMMAND_OF = {entry_name(script): command for script, command in TOOLS.items()}
+
+
+def __getattr__(name: str) -> Callable[[], None]:
+    """A console script's entry point (`softshield_cli.tools:new_world`), made on first use (PEP 562)."""
+    command = _COMMAND_OF.get(name)
+    if command is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
     def run() -> None:
         from .main import main
 
         sys.exit(main([command, *sys.argv[1:]]))
 
-    run.__name__ = command.replace("-", "_")
+    run.__name__ = name
     return run
-
-
-new_world = _tool("new-world")
-racs = _tool("racs")
-nfkminfo = _tool("nfkminfo")
-kmfile_dump = _tool("kmfile-dump")
-createocs = _tool("createocs")
-ppmk = _tool("ppmk")
-bulkerase = _tool("bulkerase")
-rocs = _tool("rocs")
-generatekey = _tool("generatekey")
-aclprint = _tool("aclprint")
-preload = _tool("preload")
-verifykeypackage = _tool("verifykeypackage")
-key_transfer_remote = _tool("keytransfer")

@@ -9,7 +9,7 @@ import argparse
 import os
 
 from .main import CommandError, command
-from .pins import PinSource, add_pin_file_option
+from .pins import PinSource, add_pin_file_option, ask_new_secret
 
 
 def _place():
@@ -139,19 +139,12 @@ class Ppmk:
 
     @staticmethod
     def run(args: argparse.Namespace) -> int:
-        import getpass
-        import sys
-
         from emulator import softcards
 
         pins = PinSource(args.pin_file)
         if pins.interactive:
-            if not sys.stdin.isatty():
-                raise CommandError("no PIN file given and no terminal to ask on: use --pin-file FILE")
-            first = getpass.getpass(f"Enter new pass phrase for softcard `{args.new}': ")
-            if getpass.getpass("Enter new pass phrase again: ") != first:
-                raise CommandError("the pass phrases did not match")
-            passphrase = first.encode()
+            passphrase = ask_new_secret(f"Enter new pass phrase for softcard `{args.new}': ",
+                                        "Enter new pass phrase again: ", "pass phrases")
         else:
             item = pins.next("", "")
             if item is None or item[0] != args.new:

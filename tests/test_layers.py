@@ -7,7 +7,7 @@ the scan also sees imports inside functions, which load on first use):
 2. `pkcs11_shim.mechanisms` and `pkcs11_shim.attributes` never import `pkcs11_shim.abi` or `cffi`: they
    work on Python values; reading C pointers is the C boundary's job.
 3. Only `emulator.crypto` imports `cryptography`: one place holds every primitive.
-4. Nothing imports a build script (`pkcs11_shim.build`, `pkcs11_shim.client_build`) at run time; what
+4. Nothing imports a build script (`pkcs11_shim.build`, `client_build`, `server_build`) at run time; what
    run time needs from them (the C function list, the client's plans) lives in `pkcs11_shim.functions`.
 5. No import circles between modules. Every import that runs counts, at module level or inside a
    function (a deferred import still makes the two modules need each other); an import under
@@ -22,8 +22,11 @@ the scan also sees imports inside functions, which load on first use):
    (`mechanisms.failures.BY_OPERATION`, a row's `failure_codes`, `attributes.keyparts.COMPONENT_CODES`)
    and the rest goes to the C boundary's table (`abi.entry.EMULATOR_CKR`).
 
-Each rule's known exceptions are listed beside it with the reason; the last tests copy the tree to a
-scratch folder, add a forbidden import, and assert the scan reports it.
+7. No `assert` statement in product code: `python -O` strips them, so a check that must hold is an
+   explicit `if ...: raise` with its reason.
+
+No rule has an exception. The last tests copy the tree to a scratch folder, break a rule there (a
+forbidden import, a circle, a hand-mapped failure, an assert), and check the scan reports it.
 """
 
 from __future__ import annotations
@@ -37,21 +40,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("emulator", "pkcs11_shim", "softshield_cli")
-BUILD_SCRIPTS = ("pkcs11_shim.build", "pkcs11_shim.client_build")
+BUILD_SCRIPTS = ("pkcs11_shim.build", "pkcs11_shim.client_build", "pkcs11_shim.server_build")
 
 #: Modules that import others by name at run time: module -> (names of its tuple constants listing them,
 #: the package they are in).
 DYNAMIC_IMPORTS: dict[str, tuple[tuple[str, ...], str]] = {
     "pkcs11_shim.abi.entry": (("START_CHAPTERS", "LATER_CHAPTERS"), "pkcs11_shim.abi"),
-}
-
-#: Known import circles, each the modules of one strongly connected component, with why it remains.
-KNOWN_CIRCLES: dict[frozenset[str], str] = {
-    frozenset({"softshield_cli.byok", "softshield_cli.keytransfer"}):
-        "`softshield byok package` runs KeyTransferRemote's steps (keytransfer), and keytransfer uses "
-        "byok's PKCS#11 helpers (accelerator, so_login, the RSA-AES parameter, the wrap-key-hash "
-        "attribute); both imports are deferred into functions. Removing it moves those helpers into "
-        "softshield_cli/p11client.py.",
 }
 
 
@@ -230,9 +224,7 @@ def circles(imports: list[Import]) -> list[frozenset[str]]:
 
 
 def circle_violations(imports: list[Import]) -> list[str]:
-    return [
-        "import circle: " + " <-> ".join(sorted(c)) for c in circles(imports) if c not in KNOWN_CIRCLES
-    ]
+    return ["import circle: " + " <-> ".join(sorted(c)) for c in circles(imports)]
 
 
 EMULATOR_ERRORS = frozenset({"EmulatorError", "CryptoFailure", "InvalidKeyMaterial", "InconsistentComponents",
@@ -253,6 +245,23 @@ def hand_mapped_failures(root: Path) -> list[str]:
     return found
 
 
+def asserts(root: Path) -> list[str]:
+    """Rule 7: `assert` statements in the product packages."""
+    return [f"{path.relative_to(root)}:{node.lineno} asserts"
+            for package in PACKAGES for path in sorted((root / package).rglob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text(), filename=str(path))) if isinstance(node, ast.Assert)]
+
+
+def test_no_asserts_in_product_code() -> None:
+    assert asserts(ROOT) == []
+
+
+def test_contract_reports_an_assert(scratch: Path) -> None:
+    _append(scratch, "softshield_cli/pins.py", "def later(item):\n    assert item is not None")
+    lines = (scratch / "softshield_cli/pins.py").read_text().splitlines()
+    assert asserts(scratch) == [f"softshield_cli/pins.py:{len(lines)} asserts"]
+
+
 def test_no_hand_mapped_failures() -> None:
     assert hand_mapped_failures(ROOT) == []
 
@@ -271,12 +280,6 @@ def test_layers_hold() -> None:
 
 def test_no_import_circles() -> None:
     assert circle_violations(scan(ROOT)) == []
-
-
-def test_known_circles_still_exist() -> None:
-    """An exception that no longer happens is removed from the list, so the list stays true."""
-    present = set(circles(scan(ROOT)))
-    assert [sorted(c) for c in KNOWN_CIRCLES if c not in present] == []
 
 
 def test_scan_sees_the_packages() -> None:

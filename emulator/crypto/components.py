@@ -15,7 +15,10 @@ domain parameters naming a curve we do not offer).
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.hazmat import asn1
 from cryptography.hazmat.primitives import serialization
@@ -97,6 +100,7 @@ def curve_from_params(der: bytes) -> str:
         raise UnsupportedCurve(f"curve {name!r} is not supported") from None
 
 
+@functools.lru_cache(maxsize=None)
 def curve_params(curve: str) -> bytes:
     """DER namedCurve OID of a curve name or Edwards/Montgomery kind (RFC 5480, RFC 8410)."""
     from cryptography import x509  # its name parser compiles ~20 ms of regexes: only EC parameters need it
@@ -301,24 +305,24 @@ def raw_public_bytes(kind: str, data: bytes) -> bytes:
     return _unwrap_octet_string(data, len(data) == RAW_KEY_LEN[kind])
 
 
+def _load_raw(kind: str, data: bytes, half: str, load: Callable[[bytes], Any]) -> Any:
+    """`load(data)` for one half of a raw Edwards/Montgomery key, its length checked first."""
+    if len(data) != RAW_KEY_LEN[kind]:
+        raise InvalidKeyMaterial(f"{kind} {half} key of {len(data)} bytes")
+    try:
+        return load(data)
+    except ValueError as exc:
+        raise InvalidKeyMaterial(f"not a {kind} {half} key: {exc}") from None
+
+
 def raw_private_key(kind: str, private: bytes) -> PrivateMaterial:
     _raw_kind(kind)
-    if len(private) != RAW_KEY_LEN[kind]:
-        raise InvalidKeyMaterial(f"{kind} private key of {len(private)} bytes")
-    try:
-        return PrivateMaterial(_RAW_PRIVATE[kind].from_private_bytes(private), kind)
-    except ValueError as exc:
-        raise InvalidKeyMaterial(f"not a {kind} private key: {exc}") from None
+    return PrivateMaterial(_load_raw(kind, private, "private", _RAW_PRIVATE[kind].from_private_bytes), kind)
 
 
 def raw_public_key(kind: str, public: bytes) -> PublicMaterial:
     _raw_kind(kind)
-    if len(public) != RAW_KEY_LEN[kind]:
-        raise InvalidKeyMaterial(f"{kind} public key of {len(public)} bytes")
-    try:
-        return PublicMaterial(_RAW_PUBLIC[kind].from_public_bytes(public), kind)
-    except ValueError as exc:
-        raise InvalidKeyMaterial(f"not a {kind} public key: {exc}") from None
+    return PublicMaterial(_load_raw(kind, public, "public", _RAW_PUBLIC[kind].from_public_bytes), kind)
 
 
 def raw_components(material: PrivateMaterial | PublicMaterial) -> RawComponents:

@@ -123,6 +123,17 @@ def _from_rs(signature: bytes) -> bytes:
 
 #: Digest sizes `cryptography`'s Prehashed accepts, smallest first.
 _PREHASH_SIZES = ((20, "SHA1"), (28, "SHA224"), (32, "SHA256"), (48, "SHA384"), (64, "SHA512"))
+_PREHASH_BY_SIZE = dict(_PREHASH_SIZES)
+
+#: hash name -> ECDSA(Prehashed(hash)): stateless, made once per hash instead of per signature.
+_ECDSA: dict[str, ec.ECDSA] = {}
+
+
+def _ecdsa(hash_name: str) -> ec.ECDSA:
+    algorithm = _ECDSA.get(hash_name)
+    if algorithm is None:
+        algorithm = _ECDSA[hash_name] = ec.ECDSA(utils.Prehashed(digest.algorithm(hash_name)))
+    return algorithm
 
 
 def _prehashed(bits: int, data: bytes) -> tuple[str, bytes]:
@@ -133,6 +144,10 @@ def _prehashed(bits: int, data: bytes) -> tuple[str, bytes]:
     the library (which uses all of a digest no longer than N) signs the same e. Hand-written because
     `cryptography` only signs digests of a named hash's exact length.
     """
+    name = _PREHASH_BY_SIZE.get(len(data))
+    if name is not None and 8 * len(data) <= bits:
+        # No truncation: e is the whole input, which already has a digest size of its own.
+        return name, bytes(data)
     e = int.from_bytes(data, "big")
     excess = 8 * len(data) - bits
     if excess > 0:
@@ -145,9 +160,12 @@ def _prehashed(bits: int, data: bytes) -> tuple[str, bytes]:
 
 def ecdsa_sign_raw(material: PrivateMaterial, data: bytes) -> bytes:
     """CKM_ECDSA: `data` is the hash (any length); returns r || s."""
-    bits = order_bits(material)
+    key = material.key
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise InvalidKeyMaterial("not an EC private key")
+    bits = key.curve.key_size  # the group order's bit length (see order_bits)
     name, hashed = _prehashed(bits, data)
-    return ecdsa_sign_digest(material, name, hashed)
+    return _to_rs(key.sign(hashed, _ecdsa(name)), (bits + 7) // 8)
 
 
 def ecdsa_verify_raw(material: PrivateMaterial | PublicMaterial, data: bytes, signature: bytes) -> None:
@@ -159,15 +177,14 @@ def ecdsa_sign_digest(material: PrivateMaterial, hash_name: str, hashed: bytes) 
     key = material.key
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InvalidKeyMaterial("not an EC private key")
-    der = key.sign(hashed, ec.ECDSA(utils.Prehashed(digest.algorithm(hash_name))))
+    der = key.sign(hashed, _ecdsa(hash_name))
     return _to_rs(der, signature_len(material) // 2)
 
 
 def ecdsa_verify_digest(material: PrivateMaterial | PublicMaterial, hash_name: str, hashed: bytes,
                         signature: bytes) -> None:
     try:
-        _public(material).verify(_from_rs(signature), hashed,
-                                 ec.ECDSA(utils.Prehashed(digest.algorithm(hash_name))))
+        _public(material).verify(_from_rs(signature), hashed, _ecdsa(hash_name))
     except InvalidSignature:
         raise CryptoFailure("signature mismatch") from None
 

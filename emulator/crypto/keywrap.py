@@ -23,6 +23,15 @@ KWP_DEFAULT_IV = bytes.fromhex("A65959A6")
 SEMIBLOCK = 8
 
 
+def _unwrap(unwrap: Callable[[bytes, bytes], bytes], kek: bytes, wrapped: bytes, what: str) -> bytes:
+    """One of `cryptography`'s unwraps, its integrity failure said as a CryptoFailure."""
+    aes.check_key(kek)
+    try:
+        return unwrap(kek, wrapped)
+    except keywrap.InvalidUnwrap:
+        raise CryptoFailure(f"{what} integrity check failed") from None
+
+
 def kw_wrap(kek: bytes, data: bytes) -> bytes:
     """RFC 3394; `data` must be a multiple of 8 bytes and at least 16 (the caller checks)."""
     aes.check_key(kek)
@@ -30,11 +39,7 @@ def kw_wrap(kek: bytes, data: bytes) -> bytes:
 
 
 def kw_unwrap(kek: bytes, wrapped: bytes) -> bytes:
-    aes.check_key(kek)
-    try:
-        return keywrap.aes_key_unwrap(kek, wrapped)
-    except keywrap.InvalidUnwrap:
-        raise CryptoFailure("AES key unwrap integrity check failed") from None
+    return _unwrap(keywrap.aes_key_unwrap, kek, wrapped, "AES key unwrap")
 
 
 def kwp_wrap(kek: bytes, data: bytes) -> bytes:
@@ -44,11 +49,7 @@ def kwp_wrap(kek: bytes, data: bytes) -> bytes:
 
 
 def kwp_unwrap(kek: bytes, wrapped: bytes) -> bytes:
-    aes.check_key(kek)
-    try:
-        return keywrap.aes_key_unwrap_with_padding(kek, wrapped)
-    except keywrap.InvalidUnwrap:
-        raise CryptoFailure("AES key unwrap (with padding) integrity check failed") from None
+    return _unwrap(keywrap.aes_key_unwrap_with_padding, kek, wrapped, "AES key unwrap (with padding)")
 
 
 def kw_pkcs7_wrap(kek: bytes, data: bytes) -> bytes:

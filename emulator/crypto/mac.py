@@ -13,10 +13,22 @@ from ..errors import InvalidKeyMaterial
 from . import digest
 
 
-class HmacContext:
+class _StreamingMac:
+    """A `cryptography` MAC context fed as the data comes: HMAC and CMAC alike."""
+
+    __slots__ = ("_ctx",)
+
+    def update(self, data: bytes) -> None:
+        self._ctx.update(data)
+
+    def finalize(self) -> bytes:
+        return self._ctx.finalize()
+
+
+class HmacContext(_StreamingMac):
     """HMAC with one of the hashes named in `digest`."""
 
-    __slots__ = ("_ctx", "hash_name")
+    __slots__ = ("hash_name",)
 
     def __init__(self, hash_name: str, key: bytes, _ctx: hmac.HMAC | None = None) -> None:
         self.hash_name = hash_name
@@ -25,12 +37,6 @@ class HmacContext:
     @property
     def size(self) -> int:
         return digest.digest_size(self.hash_name)
-
-    def update(self, data: bytes) -> None:
-        self._ctx.update(data)
-
-    def finalize(self) -> bytes:
-        return self._ctx.finalize()
 
     def copy(self) -> HmacContext:
         return HmacContext(self.hash_name, b"", self._ctx.copy())
@@ -43,10 +49,10 @@ _CMAC_CIPHERS = {
 }
 
 
-class CmacContext:
+class CmacContext(_StreamingMac):
     """CMAC over AES (or 3DES)."""
 
-    __slots__ = ("_ctx", "cipher")
+    __slots__ = ("cipher",)
 
     def __init__(self, cipher: str, key: bytes, _ctx: cmac.CMAC | None = None) -> None:
         self.cipher = cipher
@@ -60,12 +66,6 @@ class CmacContext:
     @property
     def size(self) -> int:
         return _CMAC_CIPHERS[self.cipher][2]
-
-    def update(self, data: bytes) -> None:
-        self._ctx.update(data)
-
-    def finalize(self) -> bytes:
-        return self._ctx.finalize()
 
     def copy(self) -> CmacContext:
         return CmacContext(self.cipher, b"", self._ctx.copy())

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -107,12 +108,15 @@ static int ss_timeout_seconds(void)
  * connection a thread happened to use, so a multi-threaded host may use a session from any thread. */
 typedef struct ss_conn {
     int fd;
+    struct ss_tls *tls;  /* a tls:// connection (transport_tls.c); NULL on the Unix socket */
     unsigned generation;
+    int server;          /* index into the configured servers (loadshare.c) */
+    unsigned epoch;      /* the server's epoch when connected: a lost server's connections are dropped */
     struct ss_conn *next;
 } ss_conn;
 
 static pthread_mutex_t ss_lock = PTHREAD_MUTEX_INITIALIZER;
-static ss_conn *ss_idle = NULL;
+static ss_conn *ss_idle[SS_MAX_SERVERS];
 static int ss_is_initialized = 0;
 static unsigned ss_generation = 0;   /* bumped by C_Finalize and fork: older connections are dropped */
 static unsigned char ss_token[16];
@@ -140,14 +144,36 @@ static void ss_new_token(void)
     }
 }
 
+static void ss_conn_close(ss_conn *c)
+{
+    if (c->tls != NULL)
+        ss_tls_close(c->tls); /* closes the fd too */
+    else if (c->fd >= 0)
+        close(c->fd);
+    free(c);
+}
+
+static void ss_drop_idle_server_locked(int server)
+{
+    while (ss_idle[server] != NULL) {
+        ss_conn *c = ss_idle[server];
+        ss_idle[server] = c->next;
+        ss_conn_close(c);
+    }
+}
+
 static void ss_drop_idle_locked(void)
 {
-    while (ss_idle != NULL) {
-        ss_conn *c = ss_idle;
-        ss_idle = c->next;
-        close(c->fd);
-        free(c);
-    }
+    for (int i = 0; i < SS_MAX_SERVERS; i++)
+        ss_drop_idle_server_locked(i);
+}
+
+/* A server went away (loadshare.c): its pooled connections are dead or belong to its old epoch. */
+void ss_drop_idle_server(int server)
+{
+    pthread_mutex_lock(&ss_lock);
+    ss_drop_idle_server_locked(server);
+    pthread_mutex_unlock(&ss_lock);
 }
 
 /* The child of a fork shares the parent's sockets: it must not talk on them, and it is a new
@@ -159,6 +185,7 @@ static void ss_atfork_child(void)
     ss_is_initialized = 0;
     ss_generation++;
     ss_new_token();
+    ss_ls_forked();
 }
 
 static pthread_once_t ss_once = PTHREAD_ONCE_INIT;
@@ -168,8 +195,11 @@ static void ss_setup_once(void)
     ss_new_token();
 }
 
-static int ss_write_all(int fd, const unsigned char *p, size_t n)
+static int ss_write_all(ss_conn *c, const unsigned char *p, size_t n)
 {
+    int fd = c->fd;
+    if (c->tls != NULL)
+        return ss_tls_write_all(c->tls, p, n);
     while (n > 0) {
         ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
@@ -182,8 +212,11 @@ static int ss_write_all(int fd, const unsigned char *p, size_t n)
     return 0;
 }
 
-static int ss_read_all(int fd, unsigned char *p, size_t n)
+static int ss_read_all(ss_conn *c, unsigned char *p, size_t n)
 {
+    int fd = c->fd;
+    if (c->tls != NULL)
+        return ss_tls_read_all(c->tls, p, n);
     while (n > 0) {
         ssize_t r = recv(fd, p, n, 0);
         if (r < 0 && errno == EINTR)
@@ -218,7 +251,7 @@ uint64_t ss_rd64(const unsigned char *p)
     return v;
 }
 
-static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned char *payload, size_t len)
+static int ss_send_frame(ss_conn *c, uint16_t type, uint32_t fid, const unsigned char *payload, size_t len)
 {
     unsigned char h[16];
     memcpy(h, "SSHS", 4);
@@ -226,61 +259,122 @@ static int ss_send_frame(int fd, uint16_t type, uint32_t fid, const unsigned cha
     ss_le16(h + 6, type);
     ss_le32(h + 8, fid);
     ss_le32(h + 12, (uint32_t)len);
-    if (ss_write_all(fd, h, sizeof h) != 0)
+    if (c->tls != NULL) {
+        /* One TLS record for the whole frame: half the records to seal and to open per call. */
+        unsigned char *frame;
+        int rc;
+        if (len == 0 || len > 65536)
+            return ss_write_all(c, h, sizeof h) != 0 ? -1 : len ? ss_write_all(c, payload, len) : 0;
+        frame = malloc(sizeof h + len);
+        if (frame == NULL)
+            return -1;
+        memcpy(frame, h, sizeof h);
+        memcpy(frame + sizeof h, payload, len);
+        rc = ss_write_all(c, frame, sizeof h + len);
+        free(frame);
+        return rc;
+    }
+    /* Header and payload in one send: the server wakes once per frame and reads it in one go. */
+    struct iovec iov[2] = {{h, sizeof h}, {(void *)payload, len}};
+    struct msghdr msg;
+    ssize_t w;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = iov;
+    msg.msg_iovlen = len ? 2 : 1;
+    do
+        w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w < 0)
         return -1;
-    return len ? ss_write_all(fd, payload, len) : 0;
+    if ((size_t)w < sizeof h) /* a short send: the rest as it goes */
+        return ss_write_all(c, h + w, sizeof h - (size_t)w) != 0 ? -1 : len ? ss_write_all(c, payload, len) : 0;
+    w -= (ssize_t)sizeof h;
+    return (size_t)w < len ? ss_write_all(c, payload + w, len - (size_t)w) : 0;
 }
 
 /* Reads one frame; the caller frees *payload. Returns the frame type, or -1 when the connection
  * is gone or the frame is not ours. */
-static int ss_recv_frame(int fd, unsigned char **payload, size_t *len)
+static int ss_recv_frame(ss_conn *c, unsigned char **payload, size_t *len)
 {
-    unsigned char h[16];
+    /* The header and, usually, the whole reply in one recv; the server sends nothing unasked, so
+     * whatever arrives belongs to this frame. */
+    unsigned char first[16 + 4096];
+    size_t got = 0, have;
     uint32_t n;
     *payload = NULL;
     *len = 0;
-    if (ss_read_all(fd, h, sizeof h) != 0)
+    if (c->tls != NULL) {
+        if (ss_read_all(c, first, 16) != 0)
+            return -1;
+        got = 16;
+    }
+    while (got < 16) {
+        ssize_t r = recv(c->fd, first + got, sizeof first - got, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    n = ss_rd32(first + 12);
+    if (memcmp(first, "SSHS", 4) != 0 || (first[4] | first[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
         return -1;
-    n = ss_rd32(h + 12);
-    if (memcmp(h, "SSHS", 4) != 0 || (h[4] | h[5] << 8) != SS_PROTO_VERSION || n > SS_MAX_PAYLOAD)
-        return -1;
+    have = got - 16;
+    if (have > n)
+        return -1; /* more than the frame: out of step */
     *payload = malloc(n ? n : 1);
     if (*payload == NULL)
         return -1;
-    if (n && ss_read_all(fd, *payload, n) != 0) {
+    memcpy(*payload, first + 16, have);
+    if (n > have && ss_read_all(c, *payload + have, n - have) != 0) {
         free(*payload);
         *payload = NULL;
         return -1;
     }
     *len = n;
-    return h[6] | h[7] << 8;
+    return first[6] | first[7] << 8;
 }
 
-static ss_conn *ss_connect(unsigned generation)
+static int ss_unix_open(const char *path)
 {
     struct sockaddr_un addr;
     struct timeval tv;
-    unsigned char hello[32];
-    unsigned char *reply;
-    size_t rlen;
-    int fd, type = -1;
-    uint64_t pid = (uint64_t)getpid();
-    ss_conn *c;
-
+    int fd;
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
-    if (strlen(ss_path) >= sizeof addr.sun_path)
-        return NULL;
-    strcpy(addr.sun_path, ss_path);
+    if (strlen(path) >= sizeof addr.sun_path)
+        return -1;
+    strcpy(addr.sun_path, path);
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
-        return NULL;
+        return -1;
     tv.tv_sec = ss_timeout_seconds();
     tv.tv_usec = 0;
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
         close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static ss_conn *ss_connect(int server, unsigned generation)
+{
+    const char *ss_path = ss_ls_address(server);
+    unsigned char hello[32];
+    unsigned char *reply;
+    size_t rlen;
+    int type = -1;
+    uint64_t pid = (uint64_t)getpid();
+    ss_conn *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return NULL;
+    /* The transport: tls://HOST:PORT is a network-attached module (transport_tls.c), else a socket path. */
+    c->fd = ss_tls_address(ss_path) ? ss_tls_open(ss_path, ss_timeout_seconds(), &c->tls) : ss_unix_open(ss_path);
+    if (c->fd < 0) {
+        ss_conn_close(c);
         return NULL;
     }
     ss_le32(hello, (uint32_t)sizeof(CK_ULONG));
@@ -288,26 +382,34 @@ static ss_conn *ss_connect(unsigned generation)
     for (int i = 0; i < 8; i++)
         hello[8 + i] = (unsigned char)(pid >> (8 * i));
     memcpy(hello + 16, ss_token, 16);
-    if (ss_send_frame(fd, SS_FRAME_HELLO, 0, hello, sizeof hello) != 0 ||
-        (type = ss_recv_frame(fd, &reply, &rlen)) != SS_FRAME_REPLY || rlen < 8 || ss_rd64(reply) != CKR_OK) {
+    if (ss_send_frame(c, SS_FRAME_HELLO, 0, hello, sizeof hello) != 0 ||
+        (type = ss_recv_frame(c, &reply, &rlen)) != SS_FRAME_REPLY || rlen < 8 || ss_rd64(reply) != CKR_OK) {
+        if (type == SS_FRAME_ERROR && rlen > 9) /* the server says why it will not serve us */
+            fprintf(stderr, "softshield: the hardserver at %s refused this client: %.*s\n", ss_path, (int)(rlen - 9),
+                    (const char *)reply + 9);
         if (type >= 0)
             free(reply);
-        close(fd);
+        ss_conn_close(c);
         return NULL;
     }
     free(reply);
-    c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        close(fd);
-        return NULL;
-    }
-    c->fd = fd;
     c->generation = generation;
+    c->server = server;
+    c->epoch = ss_ls_epoch(server);
     return c;
 }
 
-/* An idle connection of this generation, or a new one. */
-static ss_conn *ss_acquire(CK_RV *rv)
+/* An idle connection whose server closed it (exited, restarted): poll sees the end of the stream. */
+static int ss_conn_dead(const ss_conn *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = POLLIN | POLLRDHUP};
+    return poll(&p, 1, 0) != 0;
+}
+
+/* An idle connection to `server` of this generation, or a new one. With several servers an idle
+ * connection the server has closed tells that the server went away (or restarted): the server is
+ * marked lost, so its sessions end, before a new connection is tried. */
+static ss_conn *ss_acquire(int server, CK_RV *rv)
 {
     ss_conn *c;
     unsigned generation;
@@ -317,32 +419,39 @@ static ss_conn *ss_acquire(CK_RV *rv)
         *rv = CKR_CRYPTOKI_NOT_INITIALIZED;
         return NULL;
     }
-    c = ss_idle;
+    c = ss_idle[server];
     if (c != NULL)
-        ss_idle = c->next;
+        ss_idle[server] = c->next;
     generation = ss_generation;
     pthread_mutex_unlock(&ss_lock);
+    if (c != NULL && ss_ls_count() > 1 && (c->epoch != ss_ls_epoch(server) || ss_conn_dead(c))) {
+        unsigned epoch = c->epoch;
+        close(c->fd);
+        free(c);
+        c = NULL;
+        ss_ls_lost(server, epoch);
+    }
     if (c != NULL)
         return c;
-    c = ss_connect(generation);
-    if (c == NULL)
+    c = ss_connect(server, generation);
+    if (c == NULL) {
         *rv = CKR_DEVICE_REMOVED;
+        ss_ls_lost(server, ss_ls_epoch(server));
+    }
     return c;
 }
 
 static void ss_release(ss_conn *c, int broken)
 {
     pthread_mutex_lock(&ss_lock);
-    if (!broken && ss_is_initialized && c->generation == ss_generation) {
-        c->next = ss_idle;
-        ss_idle = c;
+    if (!broken && ss_is_initialized && c->generation == ss_generation && c->epoch == ss_ls_epoch(c->server)) {
+        c->next = ss_idle[c->server];
+        ss_idle[c->server] = c;
         c = NULL;
     }
     pthread_mutex_unlock(&ss_lock);
-    if (c != NULL) {
-        close(c->fd);
-        free(c);
-    }
+    if (c != NULL)
+        ss_conn_close(c);
 }
 
 /* ---- library state --------------------------------------------------------------------------- */
@@ -368,31 +477,59 @@ CK_RV ss_initialize(CK_VOID_PTR pInitArgs)
         rv = CKR_CRYPTOKI_ALREADY_INITIALIZED;
     else {
         ss_socket_path(ss_path, sizeof ss_path);
-        ss_is_initialized = 1;
-        ss_generation++;
+        if (ss_ls_configure(ss_path) == 0)
+            rv = CKR_DEVICE_ERROR; /* loadshare.c said what is wrong with the list */
+        else {
+            ss_is_initialized = 1;
+            ss_generation++;
+        }
     }
     pthread_mutex_unlock(&ss_lock);
     if (rv != CKR_OK)
         return rv;
-    /* Fail here, not on the first real call, when no hardserver answers and none can be started:
-     * as nShield's library does when its hardserver is not running. */
-    rv = ss_check_socket_path(ss_path);
-    probe = rv == CKR_OK ? ss_acquire(&rv) : NULL;
-    if (probe == NULL && rv != CKR_DEVICE_ERROR) {
-        if (!ss_autostart_enabled())
-            fprintf(stderr, "softshield: no hardserver on %s; start one with `softshield hardserver` "
-                            "(SOFTSHIELD_HARDSERVER_AUTOSTART is off)\n", ss_path);
-        else if (ss_autostart(ss_path) == 0)
-            probe = ss_acquire(&rv);
+    if (ss_ls_count() > 1)
+        probe = NULL, rv = ss_ls_initialize();
+    else {
+        const char *path = ss_ls_address(0);
+        int remote = ss_tls_address(path);
+        /* Fail here, not on the first real call, when no hardserver answers and none can be
+         * started: as nShield's library does when its hardserver is not running. A remote module
+         * is not ours to start. */
+        rv = remote ? CKR_OK : ss_check_socket_path(path);
+        probe = rv == CKR_OK ? ss_acquire(0, &rv) : NULL;
+        if (probe == NULL && rv != CKR_DEVICE_ERROR && !remote) {
+            if (!ss_autostart_enabled())
+                fprintf(stderr, "softshield: no hardserver on %s; start one with `softshield hardserver` "
+                                "(SOFTSHIELD_HARDSERVER_AUTOSTART is off)\n", path);
+            else if (ss_autostart(path) == 0)
+                probe = ss_acquire(0, &rv);
+        }
+        rv = probe != NULL ? CKR_OK : CKR_DEVICE_ERROR;
     }
-    if (probe == NULL) {
+    if (rv != CKR_OK) {
         pthread_mutex_lock(&ss_lock);
         ss_is_initialized = 0;
+        ss_generation++;
+        ss_drop_idle_locked();
         pthread_mutex_unlock(&ss_lock);
+        ss_ls_reset();
         return CKR_DEVICE_ERROR;
     }
-    ss_release(probe, 0);
+    if (probe != NULL)
+        ss_release(probe, 0);
     return CKR_OK;
+}
+
+/* Whether `server` answers (a pooled or new connection); with several servers a failure marks it
+ * lost. */
+int ss_probe(int server)
+{
+    CK_RV rv;
+    ss_conn *c = ss_acquire(server, &rv);
+    if (c == NULL)
+        return -1;
+    ss_release(c, 0);
+    return 0;
 }
 
 /* CK_INFO.libraryDescription says how this process is served (32 blank-padded bytes, §3.4). */
@@ -419,6 +556,7 @@ CK_RV ss_finalize(CK_VOID_PTR pReserved)
     ss_generation++;
     ss_drop_idle_locked();
     pthread_mutex_unlock(&ss_lock);
+    ss_ls_reset();
     return CKR_OK;
 }
 
@@ -489,11 +627,12 @@ void ss_put_u64(ss_call *c, uint64_t v)
     ss_put_raw(c, b, 8);
 }
 
-CK_RV ss_call_begin(ss_call *c, uint32_t function_id)
+/* One call to one server (loadshare.c chooses which: ss_call_begin, ss_call_begin_session). */
+CK_RV ss_call_begin_on(ss_call *c, uint32_t function_id, int server)
 {
     CK_RV rv = CKR_OK;
-    memset(c, 0, sizeof *c);
-    c->conn = ss_acquire(&rv);
+    c->server = server;
+    c->conn = ss_acquire(server, &rv);
     if (c->conn == NULL) {
         c->failed = 1;
         c->rv = rv;
@@ -510,20 +649,24 @@ CK_RV ss_call_exchange(ss_call *c)
     int type;
     if (c->failed)
         return c->rv;
-    if (ss_send_frame(c->conn->fd, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
+    if (!c->keeps_held)
+        ss_held_forget_all(); /* whatever this call changes, a held wrap result may depend on it */
+    if (ss_send_frame(c->conn, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
+        ss_ls_lost(c->server, c->conn->epoch);
         return c->rv;
     }
     free(c->buf);
     c->buf = NULL;
     c->len = c->cap = 0;
-    type = ss_recv_frame(c->conn->fd, &reply, &rlen);
+    type = ss_recv_frame(c->conn, &reply, &rlen);
     if (type < 0 || rlen < 8) {
         if (type >= 0)
             free(reply);
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED); /* the server went away (or timed out) mid-call */
+        ss_ls_lost(c->server, c->conn->epoch);
         return c->rv;
     }
     c->buf = reply;
@@ -545,10 +688,13 @@ CK_RV ss_call_end(ss_call *c)
     /* A call that failed before anything was sent leaves the connection as it was; a reply we
      * could not read (DEVICE_ERROR from a decoder) leaves it out of step: drop it too. */
     int broken = c->drop || (c->failed && c->rv == CKR_DEVICE_ERROR);
+    ss_ls_call_done(c);
     if (c->conn != NULL)
         ss_release(c->conn, broken);
     free(c->buf);
+    free(c->held_request);
     c->buf = NULL;
+    c->held_request = NULL;
     c->conn = NULL;
     return c->rv;
 }

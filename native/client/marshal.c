@@ -75,21 +75,6 @@ void ss_put_out_struct(ss_call *c, const void *p, size_t size)
 /* Templates nest one level per attribute-array value (CKA_WRAP_TEMPLATE and friends, by kind). */
 #define SS_MAX_TEMPLATE_DEPTH 4
 
-static int ss_is_nested(CK_ATTRIBUTE_TYPE type)
-{
-    size_t lo = 0, hi = ss_nested_attr_count;
-    while (lo < hi) {
-        size_t mid = (lo + hi) / 2;
-        if (ss_nested_attrs[mid] == type)
-            return 1;
-        if (ss_nested_attrs[mid] < type)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
 static void ss_put_template_depth(ss_call *c, const CK_ATTRIBUTE *t, CK_ULONG count, int io, int depth)
 {
     if (depth > SS_MAX_TEMPLATE_DEPTH) {
@@ -365,6 +350,14 @@ void ss_get_out_bytes(ss_call *c, void *p, CK_ULONG *plen)
     }
     if (plen != NULL && !c->failed)
         *plen = (CK_ULONG)n;
+}
+
+/* The same reply, left in place: its length, whether bytes follow, and where they are. */
+const unsigned char *ss_get_out_bytes_view(ss_call *c, uint64_t *n, int *has)
+{
+    *n = ss_get_u64(c);
+    *has = ss_get_u8(c);
+    return *has ? ss_take(c, *n) : NULL;
 }
 
 void ss_get_out_fixed(ss_call *c, void *p, CK_ULONG len)

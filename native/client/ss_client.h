@@ -43,10 +43,20 @@ typedef struct ss_call {
     CK_RV rv;
     struct ss_conn *conn;
     uint32_t fid;
+    int server;                       /* which configured server the call goes to (loadshare.c) */
+    CK_SESSION_HANDLE session;        /* the session handle sent: the server's own */
+    CK_SESSION_HANDLE client_session; /* the caller's handle of that session (load sharing), or 0 */
     /* Writeback nodes of the mechanism/message parameter, in the order the server returns them. */
     void *writeback[16];
     size_t writeback_len[16];
     int writebacks;
+    /* A held function's call (held.c): it leaves held results valid; a length query sent as a
+     * call with a buffer, and what to keep if the module answers it with the bytes. */
+    int keeps_held;
+    unsigned char *held_request;
+    size_t held_request_len;
+    uint64_t held_generation;
+    CK_ULONG held_saved_len;
 } ss_call;
 
 /* Mechanism-parameter layouts: where a parameter struct holds pointers, and how long each pointed-to
@@ -83,6 +93,7 @@ extern const size_t ss_mech_kind_count;
  * (an array of CK_MECHANISM_TYPE) carries. */
 extern const CK_ATTRIBUTE_TYPE ss_nested_attrs[];
 extern const size_t ss_nested_attr_count;
+int ss_is_nested(CK_ATTRIBUTE_TYPE type); /* layouts.c */
 extern const ss_layout *const ss_layouts[];        /* from pkcs11_shim/hardserver/layouts.py */
 extern const size_t ss_layout_count;
 extern const ss_layout *const ss_message_layouts[];
@@ -108,6 +119,31 @@ void ss_describe(CK_INFO *info, int embedded);
 #define SS_EMBEDDED_LIBRARY "libsoftshield-embedded.so"
 extern const char ss_recorded_python[];
 extern const char ss_recorded_libpython[];
+
+/* The mutual-TLS transport to a network-attached module, tls://HOST[:PORT] (transport_tls.c). */
+struct ss_tls;
+int ss_tls_address(const char *addr);
+int ss_tls_open(const char *addr, int timeout_s, struct ss_tls **tls); /* the fd, or -1 (said on stderr) */
+int ss_tls_write_all(struct ss_tls *t, const unsigned char *p, size_t n);
+int ss_tls_read_all(struct ss_tls *t, unsigned char *p, size_t n);
+void ss_tls_close(struct ss_tls *t);
+
+/* Load sharing (loadshare.c): SOFTSHIELD_HARDSERVER may name several servers (modules of one
+ * world), comma-separated; each session lives on one of them. */
+#define SS_MAX_SERVERS 16
+int ss_ls_configure(const char *value);      /* parse the list; 0 (and one stderr line) if unusable */
+int ss_ls_count(void);
+const char *ss_ls_address(int server);       /* the transport address ("unix:" taken off) */
+unsigned ss_ls_epoch(int server);            /* bumped each time the server is found gone */
+void ss_ls_lost(int server, unsigned epoch); /* a call found the server gone (several servers only) */
+CK_RV ss_ls_initialize(void);                /* C_Initialize with several servers */
+void ss_ls_reset(void);                      /* C_Finalize: forget every session and login */
+void ss_ls_forked(void);                     /* the child of a fork: the same, and a new lock */
+void ss_ls_call_done(ss_call *c);
+CK_RV ss_call_begin_session(ss_call *c, uint32_t function_id, CK_SESSION_HANDLE hSession);
+CK_RV ss_call_begin_on(ss_call *c, uint32_t function_id, int server);
+int ss_probe(int server);
+void ss_drop_idle_server(int server);
 
 /* Shared by connection.c and marshal.c. */
 void ss_fail(ss_call *c, CK_RV rv);
@@ -146,6 +182,14 @@ void ss_get_out_ulong(ss_call *c, CK_ULONG *p);
 void ss_get_out_struct(ss_call *c, void *p, size_t size);
 void ss_get_template_io(ss_call *c, CK_ATTRIBUTE *t, CK_ULONG count);
 void ss_get_writebacks(ss_call *c);
+
+/* A wrapped key the host asked only the length of, held for its next call (held.c). */
+#define SS_HELD_MAX 8192u
+void ss_held_forget_all(void);
+int ss_held_take(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen);
+void ss_put_held_out_bytes(ss_call *c, const void *p, const CK_ULONG *plen);
+void ss_get_held_out_bytes(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen);
+const unsigned char *ss_get_out_bytes_view(ss_call *c, uint64_t *n, int *has);
 
 /* Message-parameter bookkeeping. */
 void ss_msg_remember(CK_SESSION_HANDLE h, enum ss_msg_family f, const CK_MECHANISM *m);

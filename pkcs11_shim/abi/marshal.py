@@ -169,17 +169,23 @@ def output_capacity(buf: Any, length_ptr: Any) -> int | None:
     return int(length_ptr[0])
 
 
+def _answered_without_copy(buf: Any, length_ptr: Any, needed: int) -> int | None:
+    """The two-call convention (§5.2) up to the copy: *length_ptr becomes `needed`; CKR_OK for a
+    length query (NULL buffer), CKR_BUFFER_TOO_SMALL for a short buffer, None when the copy is due."""
+    require(length_ptr)
+    short = buf != ffi.NULL and int(length_ptr[0]) < needed
+    length_ptr[0] = needed
+    if buf == ffi.NULL:
+        return CKR.OK
+    return CKR.BUFFER_TOO_SMALL if short else None
+
+
 def deliver(buf: Any, length_ptr: Any, data: bytes) -> int:
     """The two-call convention: NULL -> length, too small -> CKR_BUFFER_TOO_SMALL, else copy."""
-    require(length_ptr)
-    if buf == ffi.NULL:
-        length_ptr[0] = len(data)
-        return CKR.OK
-    if int(length_ptr[0]) < len(data):
-        length_ptr[0] = len(data)
-        return CKR.BUFFER_TOO_SMALL
+    answer = _answered_without_copy(buf, length_ptr, len(data))
+    if answer is not None:
+        return answer
     ffi.memmove(buf, data, len(data))
-    length_ptr[0] = len(data)
     return CKR.OK
 
 
@@ -192,16 +198,11 @@ def deliver_length(length_ptr: Any, length: int) -> int:
 
 def deliver_ulongs(buf: Any, count_ptr: Any, values: list[int]) -> int:
     """The same convention for CK_ULONG arrays (slot lists, mechanism lists)."""
-    require(count_ptr)
-    if buf == ffi.NULL:
-        count_ptr[0] = len(values)
-        return CKR.OK
-    if int(count_ptr[0]) < len(values):
-        count_ptr[0] = len(values)
-        return CKR.BUFFER_TOO_SMALL
+    answer = _answered_without_copy(buf, count_ptr, len(values))
+    if answer is not None:
+        return answer
     for i, value in enumerate(values):
         buf[i] = value
-    count_ptr[0] = len(values)
     return CKR.OK
 
 

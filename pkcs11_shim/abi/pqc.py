@@ -27,7 +27,7 @@ from ..constants import CKR, CKS_LAST_VALIDATION_OK
 from ..errors import PKCS11Error
 from . import marshal
 from .handlers import handler
-from .keys import make_key
+from .keys import make_key, wrap_into
 
 
 def _session(h_session: int) -> Any:
@@ -169,11 +169,7 @@ def c_wrap_key_authenticated(h_session: int, p_mechanism: Any, h_wrapping: int, 
     session = _session(h_session)
     mechanism, param = marshal.read_mechanism(p_mechanism)
     param = _with_associated_data(param, marshal.read_bytes(p_ad, ul_ad))
-    capacity = marshal.output_capacity(p_wrapped, pul_wrapped)
-    out = keymgmt.wrap_key(session, mechanism, param, h_wrapping, h_key, capacity)
-    if isinstance(out, int):
-        return marshal.deliver_length(pul_wrapped, out)
-    return marshal.deliver(p_wrapped, pul_wrapped, out)
+    return wrap_into(session, mechanism, param, h_wrapping, h_key, p_wrapped, pul_wrapped)
 
 
 @handler("C_UnwrapKeyAuthenticated")

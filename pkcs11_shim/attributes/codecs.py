@@ -195,16 +195,65 @@ def _dec_ulong_array(attr: int, raw: bytes) -> tuple[int, ...]:
     return tuple(v for (v,) in _ULONG.iter_unpack(bytes(raw)))
 
 
-_Codec = tuple[Callable[[int, Any], Any], Callable[[int, Any], Any]]
+
+
+# --- normalising without a C round trip ---------------------------------------------------------
+# `normalize` is `decode(encode(value))`; these give the same result (and the same errors) for the
+# kinds every template is full of, without building the C bytes. A value outside a fast path takes
+# the round trip.
+
+def _norm_bool(attr: int, value: Any) -> bool:
+    if value is True or value is False:
+        return value
+    return _dec_bool(attr, _enc_bool(attr, value))
+
+
+def _norm_ulong(attr: int, value: Any) -> int:
+    if type(value) is int and 0 <= value <= ULONG_MAX:
+        return value
+    return _dec_ulong(attr, _enc_ulong(attr, value))
+
+
+def _norm_bytes(attr: int, value: Any) -> bytes:
+    if type(value) is bytes:
+        return value
+    return _dec_bytes(attr, _enc_bytes(attr, value))
+
+
+def _norm_bigint(attr: int, value: Any) -> bytes:
+    if type(value) is bytes:
+        return value
+    return _dec_bytes(attr, _enc_bigint(attr, value))
+
+
+def _norm_string(attr: int, value: Any) -> str:
+    if type(value) is str:
+        value.encode("utf-8")  # a lone surrogate fails here as it does in `encode`
+        return value
+    return _dec_string(attr, _enc_string(attr, value))
+
+
+# One row per kind: (encode, decode, normalize).
+_Codec = tuple[Callable[[int, Any], Any], Callable[[int, Any], Any], Callable[[int, Any], Any]]
+
+
+def _round_trip(enc: Callable[[int, Any], Any], dec: Callable[[int, Any], Any]) -> Callable[[int, Any], Any]:
+    return lambda attr, value: dec(attr, enc(attr, value))
+
+
 _CODECS: dict[Kind, _Codec] = {
-    Kind.BOOL: (_enc_bool, _dec_bool),
-    Kind.ULONG: (_enc_ulong, _dec_ulong),
-    Kind.BYTES: (_enc_bytes, _dec_bytes),
-    Kind.BIGINT: (_enc_bigint, _dec_bytes),
-    Kind.STRING: (_enc_string, _dec_string),
-    Kind.DATE: (_enc_date, _dec_date),
-    Kind.ULONG_ARRAY: (_enc_ulong_array, _dec_ulong_array),
+    Kind.BOOL: (_enc_bool, _dec_bool, _norm_bool),
+    Kind.ULONG: (_enc_ulong, _dec_ulong, _norm_ulong),
+    Kind.BYTES: (_enc_bytes, _dec_bytes, _norm_bytes),
+    Kind.BIGINT: (_enc_bigint, _dec_bytes, _norm_bigint),
+    Kind.STRING: (_enc_string, _dec_string, _norm_string),
+    Kind.DATE: (_enc_date, _dec_date, _round_trip(_enc_date, _dec_date)),
+    Kind.ULONG_ARRAY: (_enc_ulong_array, _dec_ulong_array, _round_trip(_enc_ulong_array, _dec_ulong_array)),
 }
+
+#: The codec row of every attribute whose value is not an attribute array, keyed by the plain int:
+#: looking a row up by `Kind` would hash an Enum member in Python code for every attribute.
+_BY_ATTR: dict[int, _Codec] = {attr: _CODECS[kind] for attr, kind in KINDS.items() if kind is not Kind.TEMPLATE}
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -222,31 +271,39 @@ def kind_of(attr: int) -> Kind:
 
 def decode(attr: int, raw: bytes | list) -> Any:
     """The Python value of one attribute as read from C; arrays arrive as `[(type, raw)]`."""
-    kind = kind_of(attr)
-    if kind is Kind.TEMPLATE:
+    attr = int(attr)
+    codec = _BY_ATTR.get(attr)
+    if codec is not None:
         if isinstance(raw, list):
-            return decode_template(raw)
-        if isinstance(raw, (bytes, bytearray, memoryview)) and len(raw) == 0:
-            return {}
-        raise _invalid(attr, "an attribute array was expected")
+            raise _invalid(attr, "not an attribute array")
+        return codec[1](attr, raw)
+    kind_of(attr)  # unknown: CKR_ATTRIBUTE_TYPE_INVALID; known and not above: an attribute array
     if isinstance(raw, list):
-        raise _invalid(attr, "not an attribute array")
-    return _CODECS[kind][1](int(attr), raw)
+        return decode_template(raw)
+    if isinstance(raw, (bytes, bytearray, memoryview)) and len(raw) == 0:
+        return {}
+    raise _invalid(attr, "an attribute array was expected")
 
 
 def encode(attr: int, value: Any) -> bytes | list:
     """The C form of one attribute's value; array attributes become `[(type, bytes | list)]`."""
-    kind = kind_of(attr)
-    if kind is Kind.TEMPLATE:
-        if not isinstance(value, Mapping):
-            raise _invalid(attr, "an attribute array must be a dict")
-        return [(t, encode(t, value[t])) for t in sorted(value)]
-    return _CODECS[kind][0](int(attr), value)
+    attr = int(attr)
+    codec = _BY_ATTR.get(attr)
+    if codec is not None:
+        return codec[0](attr, value)
+    kind_of(attr)
+    if not isinstance(value, Mapping):
+        raise _invalid(attr, "an attribute array must be a dict")
+    return [(t, encode(t, value[t])) for t in sorted(value)]
 
 
 def normalize(attr: int, value: Any) -> Any:
     """`value` checked against the attribute's kind and brought to its canonical Python form (the
     value `decode` would give); a value of the wrong type is CKR_ATTRIBUTE_VALUE_INVALID."""
+    attr = int(attr)
+    codec = _BY_ATTR.get(attr)
+    if codec is not None:
+        return codec[2](attr, value)
     return decode(attr, encode(attr, value))
 
 
@@ -338,20 +395,28 @@ def _upgrade(data: bytes, out: dict[int, Any]) -> dict[int, Any]:
 
 def deserialize_some(data: bytes, wanted: frozenset[int]) -> dict[int, Any]:
     """Only the `wanted` top-level attributes of `serialize`d data (the others are stepped over by
-    their length, not decoded): what a token object's find index needs at load time."""
+    their length, not decoded): what a token object's find index needs at load time. `serialize`
+    writes entries in ascending type order, so the walk stops after the highest wanted type (the
+    find index's CLASS/TOKEN/PRIVATE/LABEL/ID are the first few of ~30 entries)."""
     _body_start(data)
     out: dict[int, Any] = {}
     pos, end = len(_MAGIC), len(data)
-    while pos < end:
-        if pos + _ENTRY.size > end:
+    last = max(wanted, default=-1)
+    unpack, size, by_attr = _ENTRY.unpack_from, _ENTRY.size, _BY_ATTR
+    while pos + size <= end:
+        attr, tag, length = unpack(data, pos)
+        if attr > last:
+            break
+        pos += size
+        following = pos + length
+        if following > end:
             raise ValueError("truncated attribute data")
-        attr, tag, length = _ENTRY.unpack_from(data, pos)
-        pos += _ENTRY.size
-        if pos + length > end:
-            raise ValueError("truncated attribute data")
-        if attr in wanted and tag == _VALUE:
-            out[attr] = decode(attr, bytes(data[pos:pos + length]))
-        pos += length
+        if tag == _VALUE and attr in wanted:
+            codec = by_attr.get(attr)
+            out[attr] = codec[1](attr, data[pos:following]) if codec is not None else decode(attr, data[pos:following])
+        pos = following
+    if pos < end and pos + size > end:
+        raise ValueError("truncated attribute data")
     return _upgrade(data, out)
 
 

@@ -237,23 +237,25 @@ def _rsa_public_attrs(material: PrivateMaterial | PublicMaterial) -> dict[int, A
             Attribute.PUBLIC_EXPONENT: _be(parts.e)}
 
 
-def _ec_public_attrs(material: PrivateMaterial | PublicMaterial) -> dict[int, Any]:
-    parts = components.ec_components(material)
-    out = {Attribute.EC_PARAMS: components.curve_params(parts.curve)}
+def _curve_public_attrs(material: PrivateMaterial | PublicMaterial, curve: str, point: bytes) -> dict[int, Any]:
+    """CKA_EC_PARAMS on both halves; CKA_EC_POINT, a DER OCTET STRING around `point`, on the public one."""
+    out = {Attribute.EC_PARAMS: components.curve_params(curve)}
     if isinstance(material, PublicMaterial):
-        # CKA_EC_POINT is a DER OCTET STRING around the uncompressed point (§2.3.3; SoftHSM2, OpenSC).
-        out[Attribute.EC_POINT] = components.octet_string(parts.point)
+        out[Attribute.EC_POINT] = components.octet_string(point)
     return out
+
+
+def _ec_public_attrs(material: PrivateMaterial | PublicMaterial) -> dict[int, Any]:
+    # The uncompressed point inside the OCTET STRING (§2.3.3; SoftHSM2, OpenSC).
+    parts = components.ec_components(material)
+    return _curve_public_attrs(material, parts.curve, parts.point)
 
 
 def _raw_public_attrs(material: PrivateMaterial | PublicMaterial) -> dict[int, Any]:
+    # 3.0 says "public key bytes"; SoftHSM2 and OpenSC wrap them in an OCTET STRING as for EC,
+    # which is what the tools reading it expect. Creation accepts either form.
     parts = components.raw_components(material)
-    out = {Attribute.EC_PARAMS: components.curve_params(parts.kind)}
-    if isinstance(material, PublicMaterial):
-        # 3.0 says "public key bytes"; SoftHSM2 and OpenSC wrap them in an OCTET STRING as for EC,
-        # which is what the tools reading it expect. Creation accepts either form.
-        out[Attribute.EC_POINT] = components.octet_string(parts.public)
-    return out
+    return _curve_public_attrs(material, parts.kind, parts.public)
 
 
 _PUBLIC_ATTRS: dict[str, Callable[[Any], dict[int, Any]]] = {
@@ -278,6 +280,18 @@ def public_attributes(material: Material) -> dict[int, Any]:
     out = build(material)
     out[CKA_PUBLIC_KEY_INFO] = components.subject_public_key_info(material)
     return out
+
+
+#: Public attributes only the public half of a pair has (the point or encoded public key itself).
+_PUBLIC_HALF_ONLY = frozenset({Attribute.EC_POINT, Attribute.VALUE})
+
+
+def pair_public_attributes(private: PrivateMaterial, public: PublicMaterial) -> tuple[dict[int, Any], dict[int, Any]]:
+    """(`public_attributes(public)`, `public_attributes(private)`) of a new key pair, derived once:
+    the private half has the same public components and SubjectPublicKeyInfo, without the
+    attributes only a public key has."""
+    pub = public_attributes(public)
+    return pub, {attr: value for attr, value in pub.items() if attr not in _PUBLIC_HALF_ONLY}
 
 
 #: Derivable attributes worth computing only when first needed (`P11Object.defer`): a secret

@@ -254,13 +254,17 @@ KEY_COMMON = STORAGE + (
 _PUBLIC_KEY_INFO = R(CKA_PUBLIC_KEY_INFO, SET_ON_CREATE_ONLY | FORBIDDEN_ON_GENERATE | FORBIDDEN_ON_UNWRAP
                      | FORBIDDEN_ON_DERIVE)
 
-# Usage defaults are token-specific (footnote 9): TRUE, as SoftHSM2, except CKA_DERIVE (spec: FALSE).
+
+
+def _usage(*attributes: int) -> tuple[AttributeRule, ...]:
+    """Usage flags. Their defaults are token-specific (footnote 9): TRUE, as SoftHSM2, except
+    CKA_DERIVE (spec: FALSE), which is not among them."""
+    return tuple(R(attr, SETTABLE | DEFAULTED, default=True) for attr in attributes)
+
+
 PUBLIC_KEY_COMMON = KEY_COMMON + PUBLIC_BY_DEFAULT + (
     R(A.SUBJECT, SETTABLE | DEFAULTED, default=b""),
-    R(A.ENCRYPT, SETTABLE | DEFAULTED, default=True),
-    R(A.VERIFY, SETTABLE | DEFAULTED, default=True),
-    R(A.VERIFY_RECOVER, SETTABLE | DEFAULTED, default=True),
-    R(A.WRAP, SETTABLE | DEFAULTED, default=True),
+    *_usage(A.ENCRYPT, A.VERIFY, A.VERIFY_RECOVER, A.WRAP),
     R(A.TRUSTED, SETTABLE | SO_ONLY_TRUE | DEFAULTED, default=False),
     R(A.WRAP_TEMPLATE, SET_ON_CREATE_ONLY | DEFAULTED, default=MappingProxyType({})),
     _PUBLIC_KEY_INFO,
@@ -281,20 +285,12 @@ _LIFECYCLE = (
 )
 PRIVATE_KEY_COMMON = KEY_COMMON + _LIFECYCLE + (
     R(A.SUBJECT, SETTABLE | DEFAULTED, default=b""),
-    R(A.DECRYPT, SETTABLE | DEFAULTED, default=True),
-    R(A.SIGN, SETTABLE | DEFAULTED, default=True),
-    R(A.SIGN_RECOVER, SETTABLE | DEFAULTED, default=True),
-    R(A.UNWRAP, SETTABLE | DEFAULTED, default=True),
+    *_usage(A.DECRYPT, A.SIGN, A.SIGN_RECOVER, A.UNWRAP),
     R(A.ALWAYS_AUTHENTICATE, SET_ON_CREATE_ONLY | DEFAULTED, default=False),
     _PUBLIC_KEY_INFO,
 )
 SECRET_KEY_COMMON = KEY_COMMON + _LIFECYCLE + (
-    R(A.ENCRYPT, SETTABLE | DEFAULTED, default=True),
-    R(A.DECRYPT, SETTABLE | DEFAULTED, default=True),
-    R(A.SIGN, SETTABLE | DEFAULTED, default=True),
-    R(A.VERIFY, SETTABLE | DEFAULTED, default=True),
-    R(A.WRAP, SETTABLE | DEFAULTED, default=True),
-    R(A.UNWRAP, SETTABLE | DEFAULTED, default=True),
+    *_usage(A.ENCRYPT, A.DECRYPT, A.SIGN, A.VERIFY, A.WRAP, A.UNWRAP),
     # §4.10: given values must match the computed one; empty suppresses it; C_SetAttributeValue may
     # only destroy it (set it empty).
     R(A.CHECK_VALUE, SETTABLE | CLEAR_ONLY),

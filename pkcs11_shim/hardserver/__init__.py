@@ -17,6 +17,9 @@ listens, and the C-only libsoftshield-client.so (both built by pkcs11_shim.clien
 - `visibility`: which arguments are object handles (shared by the rules that hide objects), and
   session objects per application: another client's do not exist for a client.
 - `server`: the socket, one thread per connection, start-up and clean shutdown.
+- `network`: `--listen`, the mutual-TLS 1.3 listener for enrolled clients on other hosts, relayed to the
+  socket; `peers`: who a network connection is and whether `[hs_clients]` admits it; `netconfig`: the
+  nShield-syntax config file (`<kmdata>/config/config`); `rfs`: `--rfs`, the world's remote file system.
 - `dispatch`: with several workers, the process that owns the socket and hands each client process
   to one worker process; `worker`: such a worker, a `server` whose connections come from it.
 """

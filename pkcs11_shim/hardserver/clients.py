@@ -33,6 +33,7 @@ from emulator.crypto import mac
 from pkcs11_shim.constants import CKR, CKU_CONTEXT_SPECIFIC
 from pkcs11_shim.functions import MESSAGE_INIT, Plan
 from pkcs11_shim.hardserver.codec import Codec
+from pkcs11_shim.hardserver.fastpath import Mirror
 from pkcs11_shim.hardserver.logins import PublicView
 from pkcs11_shim.hardserver.visibility import SessionObjects
 
@@ -72,6 +73,12 @@ class ClientTable:
         self.view = PublicView(codec)
         self.objects = SessionObjects(codec)
         self.env_lock = threading.Lock()
+        #: The C per-call path's copy of the state below (fastpath; does nothing without it).
+        self.mirror = Mirror()
+
+    def use_mirror(self, mirror: Mirror) -> None:
+        self.mirror = mirror
+        self.objects.mirror = mirror
 
     # ---- connections --------------------------------------------------------------------------
     def attach(self, token: bytes, pid: int) -> Client:
@@ -93,6 +100,7 @@ class ClientTable:
 
     def release(self, client: Client) -> None:
         """Close everything the client left open (it exited, crashed or was killed)."""
+        self.mirror.client_gone(client)
         with client.lock:
             sessions = dict(client.sessions)
             client.sessions.clear()
@@ -104,6 +112,7 @@ class ClientTable:
                 log.debug("closing session %d of pid %d: rv 0x%x", handle, client.pid, rv)
         for slot in set(sessions.values()):
             self._drop_login(client, slot)
+        self._mirror_logins()
         log.info("client pid %d gone: %d session(s) closed", client.pid, len(sessions))
 
     def release_all(self) -> None:
@@ -134,7 +143,12 @@ class ClientTable:
         params = plan.function.arg_names
         hook = HOOKS.get(plan.name)
         if not params or params[0] != "hSession":
-            return hook(self, client, plan, args) if hook else self.codec.call(plan, args)
+            if hook is None:
+                return self.codec.call(plan, args)
+            rv = hook(self, client, plan, args)
+            if plan.name in LOGIN_STATE:
+                self._mirror_logins()
+            return rv
         with client.lock:
             slot = client.sessions.get(args[0])
         if slot is None:
@@ -147,6 +161,8 @@ class ClientTable:
             if refused is not None:
                 return refused
         rv = hook(self, client, plan, args) if hook else self.codec.call(plan, args)
+        if hook is not None and plan.name in LOGIN_STATE:
+            self._mirror_logins()
         if public:
             rv = self.view.after(plan, args, rv)
         if hook is None:
@@ -154,6 +170,18 @@ class ClientTable:
         if rv == CKR.OK and MESSAGE_INIT.match(plan.name) and args[1] != self.ffi.NULL:
             self.codec.remember_message(int(args[0]), plan.family, int(args[1].mechanism))
         return rv
+
+    def _mirror_logins(self) -> None:
+        """Tell the C per-call path which sessions now see a login held by other clients only."""
+        if not self.mirror.active:
+            return
+        with self.lock:
+            clients = list(self.clients.values())
+        for client in clients:
+            with client.lock:
+                sessions = list(client.sessions.items())
+            for handle, slot in sessions:
+                self.mirror.login_view(client, handle, self._public(client, slot))
 
     def _public(self, client: Client, slot: int) -> bool:
         """The module is logged in to this slot for other clients, not for this one."""
@@ -164,8 +192,10 @@ class ClientTable:
     def _open_session(self, client: Client, plan: Plan, args: list[Any]) -> int:
         rv = self.codec.call(plan, args)
         if rv == CKR.OK:
+            handle, slot = int(args[-1][0]), int(args[0])
             with client.lock:
-                client.sessions[int(args[-1][0])] = int(args[0])
+                client.sessions[handle] = slot
+            self.mirror.session(client, handle, self._public(client, slot))
         return rv
 
     def _close_session(self, client: Client, plan: Plan, args: list[Any]) -> int:
@@ -175,6 +205,7 @@ class ClientTable:
         return rv
 
     def _forget_session(self, client: Client, handle: int) -> None:
+        self.mirror.session_closed(client, handle)
         self.codec.forget_session(handle)
         self.objects.forget_session(handle)
         with client.lock:
@@ -282,6 +313,10 @@ class ClientTable:
             if others:
                 self.lib.C_Logout(others[0])
 
+
+#: Hooks after which a login record may have changed (the C path's view of each session follows).
+LOGIN_STATE = frozenset({"C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_Login", "C_LoginUser",
+                         "C_LoginEnd", "C_Logout"})
 
 HOOKS: dict[str, Callable[[ClientTable, Client, Plan, list[Any]], int]] = {
     "C_OpenSession": ClientTable._open_session,

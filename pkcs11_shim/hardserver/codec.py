@@ -74,52 +74,55 @@ class Codec:
         #: per-message parameters.
         self.message_kinds: dict[tuple[int, str], str] = {}
 
-    # ---- helpers ------------------------------------------------------------------------------
-    def _bytes(self, mem: CallMemory, data: bytes, size: int | None = None) -> Any:
+    # ---- pieces the per-operation decoders share -----------------------------------------------
+    def byte_buffer(self, memory: CallMemory, data: bytes, size: int | None = None) -> Any:
+        """A C byte buffer of `size` bytes (at least one) starting with `data`, alive as long as `memory`."""
         buf = self.ffi.new("CK_BYTE[]", max(size if size is not None else len(data), 1))
         if data:
             self.ffi.memmove(buf, data, len(data))
-        mem.keep.append(buf)
+        memory.keep.append(buf)
         return buf
 
-    def _capacity(self, n: int, unit: int = 1) -> int:
+    def capped(self, n: int, unit: int = 1) -> int:
+        """`n` elements of `unit` bytes, or as many as one reply frame can carry."""
         if n * unit > MAX_PAYLOAD:
             # The reply could not carry more anyway; the module sees a buffer the frame can return.
             return MAX_PAYLOAD // unit
         return n
 
     @staticmethod
-    def _exact(r: Reader, length: int, what: str) -> bytes:
+    def take_exact(reader: Reader, length: int, what: str) -> bytes:
         """The `length` bytes an input buffer's length says it holds: all of them, or the call is refused."""
-        if length > r.remaining():
-            raise ProtocolError(f"{what}: length {length}, but only {r.remaining()} bytes follow", CKR.ARGUMENTS_BAD)
-        return r.take(length)
+        if length > reader.remaining():
+            raise ProtocolError(f"{what}: length {length}, but only {reader.remaining()} bytes follow",
+                                CKR.ARGUMENTS_BAD)
+        return reader.take(length)
 
-    def _node(self, r: Reader, mem: CallMemory, depth: int) -> Node:
+    def read_node(self, reader: Reader, memory: CallMemory, depth: int) -> Node:
         """A parameter node: bytes, then relocations (offset -> child node) patched in as pointers."""
         if depth > MAX_DEPTH:
             raise ProtocolError("mechanism parameter nested too deeply")
-        writeback = r.u8()
-        length = r.u64()
-        node = Node(self._bytes(mem, self._exact(r, length, "mechanism parameter")), length)
+        writeback = reader.u8()
+        length = reader.u64()
+        node = Node(self.byte_buffer(memory, self.take_exact(reader, length, "mechanism parameter")), length)
         buf = node.buf
         if writeback:
-            mem.writebacks.append((buf, length))
-        relocations = r.u64()
+            memory.writebacks.append((buf, length))
+        relocations = reader.u64()
         if relocations > MAX_RELOCATIONS:
             raise ProtocolError(f"{relocations} pointers in one parameter")
         for _ in range(relocations):
-            offset = r.u64()
+            offset = reader.u64()
             if offset + self.ptr_size > length:
                 raise ProtocolError(f"pointer at offset {offset} outside a {length}-byte parameter")
             if offset in node.children:
                 raise ProtocolError(f"two pointers at offset {offset} of one parameter", CKR.MECHANISM_PARAM_INVALID)
-            child = self._node(r, mem, depth + 1)
+            child = self.read_node(reader, memory, depth + 1)
             node.children[offset] = child
             self.ffi.memmove(buf + offset, self.ffi.new("void *[1]", [child.buf]), self.ptr_size)
         return node
 
-    def _check_layout(self, node: Node, layout: layouts.Layout | None, what: str) -> None:
+    def check_layout(self, node: Node, layout: layouts.Layout | None, what: str) -> None:
         """Every pointer the client relocated into `node` sits in a pointer member of its layout, and
         the buffer behind it is exactly as long as the struct's length member says; every other
         pointer member is NULL. The module then reads no byte the server does not hold."""
@@ -179,7 +182,8 @@ class Codec:
             for i in elements:
                 self._check_struct(child, sub, i * element, what, depth + 1)
 
-    def _param_layout(self, mechanism: int, message: bool = False) -> layouts.Layout | None:
+    def param_layout(self, mechanism: int, message: bool = False) -> layouts.Layout | None:
+        """The pointer layout of `mechanism`'s parameter (or of its per-message parameter), if it has one."""
         from pkcs11_shim.mechanisms.registry import REGISTRY  # the module's own table, in this process
 
         if mechanism not in REGISTRY:
@@ -189,25 +193,25 @@ class Codec:
 
     def remember_message(self, session: int, family: str, mechanism: int) -> None:
         """A C_Message*Init succeeded: later per-message parameters of `session` follow its layout."""
-        layout = self._param_layout(mechanism, message=True)
+        layout = self.param_layout(mechanism, message=True)
         self.message_kinds[(session, family)] = layout.kind if layout is not None else ""
 
     def forget_session(self, session: int) -> None:
         for key in [k for k in self.message_kinds if k[0] == session]:
             del self.message_kinds[key]
 
-    def _template(self, r: Reader, mem: CallMemory, io: bool, depth: int = 0) -> tuple[Any, int, list]:
+    def read_template(self, reader: Reader, memory: CallMemory, io: bool, depth: int = 0) -> tuple[Any, int, list]:
         """(CK_ATTRIBUTE array or NULL, count, per-entry (capacity, nested info) for the reply)."""
-        present, count = r.u8(), r.u64()
+        present, count = reader.u8(), reader.u64()
         if not present:
             return self.ffi.NULL, count, []
         if count > MAX_TEMPLATE or depth > MAX_DEPTH:
             raise ProtocolError(f"template of {count} attributes (depth {depth}) refused")
         attrs = self.ffi.new("CK_ATTRIBUTE[]", max(count, 1))
-        mem.keep.append(attrs)
+        memory.keep.append(attrs)
         entries = []
         for i in range(count):
-            a_type, flags, length = r.u64(), r.u8(), r.u64()
+            a_type, flags, length = reader.u64(), reader.u8(), reader.u64()
             attrs[i].type = a_type
             attrs[i].ulValueLen = length
             nested = None
@@ -217,7 +221,7 @@ class Codec:
                 if a_type not in self.nested:
                     raise ProtocolError(f"attribute 0x{a_type:x} is no attribute array, yet a template is nested "
                                         "in it", CKR.ARGUMENTS_BAD)
-                arr, n, nested_entries = self._template(r, mem, io, depth + 1)
+                arr, n, nested_entries = self.read_template(reader, memory, io, depth + 1)
                 if arr == self.ffi.NULL or n != length // self.sizeof_attr:
                     # The module reads ulValueLen / sizeof(CK_ATTRIBUTE) entries from pValue.
                     raise ProtocolError(f"attribute 0x{a_type:x}: ulValueLen {length} names "
@@ -226,18 +230,19 @@ class Codec:
                 nested = (arr, n, nested_entries)  # the typed array: pValue reads back as void *
             elif flags & VALUE:
                 if io:
-                    capacity = 0 if length == CK_UNAVAILABLE_INFORMATION else self._capacity(length)
+                    capacity = 0 if length == CK_UNAVAILABLE_INFORMATION else self.capped(length)
                     attrs[i].ulValueLen = length if length == CK_UNAVAILABLE_INFORMATION else capacity
-                    attrs[i].pValue = self._bytes(mem, b"", capacity)
+                    attrs[i].pValue = self.byte_buffer(memory, b"", capacity)
                 else:
-                    attrs[i].pValue = self._bytes(mem, self._exact(r, length, f"attribute 0x{a_type:x} value"))
+                    value = self.take_exact(reader, length, f"attribute 0x{a_type:x} value")
+                    attrs[i].pValue = self.byte_buffer(memory, value)
             else:
                 attrs[i].pValue = self.ffi.NULL
             entries.append((bool(flags & 1), int(attrs[i].ulValueLen), nested))
         return attrs, count, entries
 
-    def _template_reply(self, w: Writer, attrs: Any, count: int, entries: list, depth: int = 0) -> None:
-        w.u64(count)
+    def write_template(self, writer: Writer, attrs: Any, count: int, entries: list, depth: int = 0) -> None:
+        writer.u64(count)
         if attrs == self.ffi.NULL:
             return
         for i, (present, capacity, nested) in enumerate(entries):
@@ -245,203 +250,205 @@ class Codec:
             if depth:
                 # Reading an attribute array, the module writes the types of its entries too (the
                 # caller may pass them zeroed, having only the array's size).
-                w.u64(int(attrs[i].type))
-            w.u64(length)
+                writer.u64(int(attrs[i].type))
+            writer.u64(length)
             if nested is not None and length != CK_UNAVAILABLE_INFORMATION:
-                w.u8(2)
-                self._template_reply(w, *nested, depth + 1)
+                writer.u8(2)
+                self.write_template(writer, *nested, depth + 1)
             elif present and nested is None and length != CK_UNAVAILABLE_INFORMATION and length <= capacity:
-                w.u8(1)
-                w.raw(bytes(self.ffi.buffer(attrs[i].pValue, length)))
+                writer.u8(1)
+                writer.raw(bytes(self.ffi.buffer(attrs[i].pValue, length)))
             else:
-                w.u8(0)
+                writer.u8(0)
 
     # ---- one call -----------------------------------------------------------------------------
     def decode(self, plan: Plan, payload: bytes) -> tuple[list[Any], list[Callable[[Writer, int], None]], CallMemory]:
         """C arguments in parameter order, and one reply encoder per output."""
-        ffi, r, mem = self.ffi, Reader(payload), CallMemory(family=plan.family)
+        ffi, reader, memory = self.ffi, Reader(payload), CallMemory(family=plan.family)
         args: list[Any] = []
         replies: list[Callable[[Writer, int], None]] = []
         for op in plan.ops or ():
-            DECODERS[op.kind](self, op, r, mem, args, replies)
+            DECODERS[op.kind](self, op, reader, memory, args, replies)
         for name in plan.env:
-            present, length = r.u8(), r.u64()
-            value = self._exact(r, length, name)
-            mem.env[name] = value.decode("utf-8", "surrogateescape") if present else None
-        r.done()
-        if mem.writebacks:
-            def writebacks(w: Writer, rv: int) -> None:
-                w.u64(len(mem.writebacks))
-                for buf, length in mem.writebacks:
-                    w.raw(bytes(ffi.buffer(buf, length)))
+            present, length = reader.u8(), reader.u64()
+            value = self.take_exact(reader, length, name)
+            memory.env[name] = value.decode("utf-8", "surrogateescape") if present else None
+        reader.done()
+        if memory.writebacks:
+            def writebacks(writer: Writer, rv: int) -> None:
+                writer.u64(len(memory.writebacks))
+                for buf, length in memory.writebacks:
+                    writer.raw(bytes(ffi.buffer(buf, length)))
             replies.append(writebacks)
         elif any(op.kind == "msg_param" for op in plan.ops or ()):
-            replies.append(lambda w, rv: w.u64(0))
-        return args, replies, mem
+            replies.append(lambda writer, rv: writer.u64(0))
+        return args, replies, memory
 
     def call(self, plan: Plan, args: list[Any]) -> int:
         return int(getattr(self.lib, plan.name)(*args))
 
     @staticmethod
     def encode(rv: int, replies: list[Callable[[Writer, int], None]]) -> bytes:
-        w = Writer()
-        w.u64(rv)
+        writer = Writer()
+        writer.u64(rv)
         for reply in replies:
-            reply(w, rv)
-        return w.getvalue()
+            reply(writer, rv)
+        return writer.getvalue()
 
 
 # ---- per-operation decoders: read the request, append C arguments, register reply encoders -----
 
-def _ulong(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    args.append(r.u64())
+def _ulong(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    args.append(reader.u64())
 
 
-def _in_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    present, length = r.u8(), r.u64()
+def _in_bytes(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    present, length = reader.u8(), reader.u64()
     fixed = FIXED_INPUT.get(op.kind)
     if present and fixed is not None and length != fixed:
         # The module reads exactly `fixed` bytes from this pointer, whatever the client says.
         raise ProtocolError(f"{op.args[0]}: {length} bytes sent, the function reads {fixed}", CKR.ARGUMENTS_BAD)
-    args.append(c._bytes(mem, c._exact(r, length, op.args[0])) if present else c.ffi.NULL)
+    args.append(codec.byte_buffer(memory, codec.take_exact(reader, length, op.args[0])) if present else codec.ffi.NULL)
     if fixed is None:
         args.append(length)
 
 
-def _counted_output(c: Codec, r: Reader, mem: CallMemory, args: list, replies: list, item: str, unit: int,
+def _counted_output(codec: Codec, reader: Reader, memory: CallMemory, args: list, replies: list, item: str, unit: int,
                     write: Callable[[Writer, Any, int], None]) -> None:
     """An output array with the two-call convention (pointer, pointer to its capacity): the module
     gets exactly the capacity the client asked for (capped by what a reply can carry)."""
-    flags, capacity = r.u8(), r.u64()
-    capacity = c._capacity(capacity, unit)
-    buf = c.ffi.new(f"{item}[]", max(capacity, 1)) if flags & 1 else c.ffi.NULL
-    pcount = c.ffi.new("CK_ULONG *", capacity) if flags & 2 else c.ffi.NULL
-    mem.keep += [buf, pcount]
+    flags, capacity = reader.u8(), reader.u64()
+    capacity = codec.capped(capacity, unit)
+    buf = codec.ffi.new(f"{item}[]", max(capacity, 1)) if flags & 1 else codec.ffi.NULL
+    pcount = codec.ffi.new("CK_ULONG *", capacity) if flags & 2 else codec.ffi.NULL
+    memory.keep += [buf, pcount]
     args += [buf, pcount]
 
-    def reply(w: Writer, rv: int) -> None:
-        count = int(pcount[0]) if pcount != c.ffi.NULL else 0
-        w.u64(count)
-        has = rv == CKR.OK and buf != c.ffi.NULL and count <= capacity
-        w.u8(has)
+    def reply(writer: Writer, rv: int) -> None:
+        count = int(pcount[0]) if pcount != codec.ffi.NULL else 0
+        writer.u64(count)
+        has = rv == CKR.OK and buf != codec.ffi.NULL and count <= capacity
+        writer.u8(has)
         if has:
-            write(w, buf, count)
+            write(writer, buf, count)
     replies.append(reply)
 
 
-def _out_bytes(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    _counted_output(c, r, mem, args, replies, "CK_BYTE", 1, lambda w, buf, n: w.raw(bytes(c.ffi.buffer(buf, n))))
+def _out_bytes(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    def write(writer: Writer, buf: Any, n: int) -> None:
+        writer.raw(bytes(codec.ffi.buffer(buf, n)))
+    _counted_output(codec, reader, memory, args, replies, "CK_BYTE", 1, write)
 
 
-def _out_fixed(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    present, length = r.u8(), r.u64()
+def _out_fixed(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    present, length = reader.u8(), reader.u64()
     if length > MAX_PAYLOAD - 64:
         raise ProtocolError(f"output of {length} bytes exceeds what a reply can carry", CKR.DEVICE_MEMORY)
-    buf = c._bytes(mem, b"", length) if present else c.ffi.NULL
+    buf = codec.byte_buffer(memory, b"", length) if present else codec.ffi.NULL
     args += [buf, length]
 
-    def reply(w: Writer, rv: int) -> None:
-        has = rv == CKR.OK and buf != c.ffi.NULL
-        w.u8(has)
+    def reply(writer: Writer, rv: int) -> None:
+        has = rv == CKR.OK and buf != codec.ffi.NULL
+        writer.u8(has)
         if has:
-            w.raw(bytes(c.ffi.buffer(buf, length)))
+            writer.raw(bytes(codec.ffi.buffer(buf, length)))
     replies.append(reply)
 
 
-def _out_ulongs(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    def write(w: Writer, arr: Any, n: int) -> None:
+def _out_ulongs(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    def write(writer: Writer, arr: Any, n: int) -> None:
         for i in range(n):
-            w.u64(int(arr[i]))
-    _counted_output(c, r, mem, args, replies, "CK_ULONG", 8, write)
+            writer.u64(int(arr[i]))
+    _counted_output(codec, reader, memory, args, replies, "CK_ULONG", 8, write)
 
 
-def _out_handles(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    present, maximum = r.u8(), r.u64()
-    maximum = c._capacity(maximum, 8)
-    count_present, count_value = r.u8(), r.u64()
-    arr = c.ffi.new("CK_OBJECT_HANDLE[]", max(maximum, 1)) if present else c.ffi.NULL
-    pcount = c.ffi.new("CK_ULONG *", count_value) if count_present else c.ffi.NULL
-    mem.keep += [arr, pcount]
+def _out_handles(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    present, maximum = reader.u8(), reader.u64()
+    maximum = codec.capped(maximum, 8)
+    count_present, count_value = reader.u8(), reader.u64()
+    arr = codec.ffi.new("CK_OBJECT_HANDLE[]", max(maximum, 1)) if present else codec.ffi.NULL
+    pcount = codec.ffi.new("CK_ULONG *", count_value) if count_present else codec.ffi.NULL
+    memory.keep += [arr, pcount]
     args += [arr, maximum, pcount]
 
-    def reply(w: Writer, rv: int) -> None:
-        found = int(pcount[0]) if pcount != c.ffi.NULL else 0
-        n = min(found, maximum) if rv == CKR.OK and arr != c.ffi.NULL else 0
-        w.u64(n)
+    def reply(writer: Writer, rv: int) -> None:
+        found = int(pcount[0]) if pcount != codec.ffi.NULL else 0
+        n = min(found, maximum) if rv == CKR.OK and arr != codec.ffi.NULL else 0
+        writer.u64(n)
         for i in range(n):
-            w.u64(int(arr[i]))
-        w.u64(found)
+            writer.u64(int(arr[i]))
+        writer.u64(found)
     replies.append(reply)
 
 
-def _out_ulong(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    present, value = r.u8(), r.u64()
-    p = c.ffi.new("CK_ULONG *", value) if present else c.ffi.NULL
-    mem.keep.append(p)
+def _out_ulong(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    present, value = reader.u8(), reader.u64()
+    p = codec.ffi.new("CK_ULONG *", value) if present else codec.ffi.NULL
+    memory.keep.append(p)
     args.append(p)
-    replies.append(lambda w, rv: w.u64(int(p[0]) if p != c.ffi.NULL else 0))
+    replies.append(lambda writer, rv: writer.u64(int(p[0]) if p != codec.ffi.NULL else 0))
 
 
-def _out_struct(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    present, size = r.u8(), r.u64()
-    if size != c.ffi.sizeof(op.ctype):
-        raise ProtocolError(f"{op.ctype} of {size} bytes (the server's is {c.ffi.sizeof(op.ctype)})")
-    p = c.ffi.new(f"{op.ctype} *") if present else c.ffi.NULL
-    mem.keep.append(p)
+def _out_struct(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    present, size = reader.u8(), reader.u64()
+    if size != codec.ffi.sizeof(op.ctype):
+        raise ProtocolError(f"{op.ctype} of {size} bytes (the server's is {codec.ffi.sizeof(op.ctype)})")
+    p = codec.ffi.new(f"{op.ctype} *") if present else codec.ffi.NULL
+    memory.keep.append(p)
     args.append(p)
 
-    def reply(w: Writer, rv: int) -> None:
-        has = rv == CKR.OK and p != c.ffi.NULL
-        w.u8(has)
+    def reply(writer: Writer, rv: int) -> None:
+        has = rv == CKR.OK and p != codec.ffi.NULL
+        writer.u8(has)
         if has:
-            w.raw(bytes(c.ffi.buffer(p)))
+            writer.raw(bytes(codec.ffi.buffer(p)))
     replies.append(reply)
 
 
-def _template(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    attrs, count, entries = c._template(r, mem, io=op.kind == "template_io")
+def _template(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    attrs, count, entries = codec.read_template(reader, memory, io=op.kind == "template_io")
     args += [attrs, count]
     if op.kind == "template_io":
-        replies.append(lambda w, rv: c._template_reply(w, attrs, count, entries))
+        replies.append(lambda writer, rv: codec.write_template(writer, attrs, count, entries))
 
 
-def _mechanism(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    if not r.u8():
-        args.append(c.ffi.NULL)
+def _mechanism(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    if not reader.u8():
+        args.append(codec.ffi.NULL)
         return
-    m = c.ffi.new("CK_MECHANISM *")
-    mem.keep.append(m)
-    m.mechanism = r.u64()
-    has_param, m.ulParameterLen = r.u8(), r.u64()
+    m = codec.ffi.new("CK_MECHANISM *")
+    memory.keep.append(m)
+    m.mechanism = reader.u64()
+    has_param, m.ulParameterLen = reader.u8(), reader.u64()
     if has_param:
-        m.pParameter = _parameter(c, r, mem, int(m.ulParameterLen), c._param_layout(int(m.mechanism)),
+        m.pParameter = _parameter(codec, reader, memory, int(m.ulParameterLen), codec.param_layout(int(m.mechanism)),
                                   f"the parameter of mechanism 0x{int(m.mechanism):x}")
     else:
-        m.pParameter = c.ffi.NULL
+        m.pParameter = codec.ffi.NULL
     args.append(m)
 
 
-def _parameter(c: Codec, r: Reader, mem: CallMemory, length: int, layout: Any, what: str) -> Any:
+def _parameter(codec: Codec, reader: Reader, memory: CallMemory, length: int, layout: Any, what: str) -> Any:
     """A parameter node checked against its layout, as long as the length argument beside it says."""
-    node = c._node(r, mem, 0)
+    node = codec.read_node(reader, memory, 0)
     if node.length != length:
         raise ProtocolError(f"{what}: {node.length} bytes sent, its length argument says {length}", CKR.ARGUMENTS_BAD)
-    c._check_layout(node, layout, what)
+    codec.check_layout(node, layout, what)
     return node.buf
 
 
-def _msg_param(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    present, length = r.u8(), r.u64()
+def _msg_param(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    present, length = reader.u8(), reader.u64()
     if not present:
-        args += [c.ffi.NULL, length]
+        args += [codec.ffi.NULL, length]
         return
-    kind = c.message_kinds.get((int(args[0]), mem.family), "")
+    kind = codec.message_kinds.get((int(args[0]), memory.family), "")
     layout = layouts.MESSAGE_BY_KIND.get(kind)
-    args += [_parameter(c, r, mem, length, layout, "the per-message parameter"), length]
+    args += [_parameter(codec, reader, memory, length, layout, "the per-message parameter"), length]
 
 
-def _never(c: Codec, op: Op, r: Reader, mem: CallMemory, args: list, replies: list) -> None:
-    args.append(c.ffi.NULL)
+def _never(codec: Codec, op: Op, reader: Reader, memory: CallMemory, args: list, replies: list) -> None:
+    args.append(codec.ffi.NULL)
 
 
 DECODERS: dict[str, Callable[[Codec, Op, Reader, CallMemory, list, list], None]] = {

@@ -34,10 +34,14 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pkcs11_shim.hardserver import protocol, worker
 from pkcs11_shim.hardserver.protocol import ProtocolError
-from pkcs11_shim.hardserver.server import MAX_CONNECTIONS, ROOT, Hardserver, _peer
+from pkcs11_shim.hardserver.server import MAX_CONNECTIONS, ROOT, Hardserver, client_pid
+
+if TYPE_CHECKING:
+    from pkcs11_shim.hardserver.network import NetworkListener
 
 log = logging.getLogger("hardserver")
 
@@ -72,7 +76,8 @@ class Pending:
 
 
 class Dispatcher:
-    def __init__(self, socket_path: Path, library: Path, idle_timeout: float, count: int) -> None:
+    def __init__(self, socket_path: Path, library: Path, idle_timeout: float, count: int,
+                 network: NetworkListener | None = None) -> None:
         # The front binds, writes the pid file, and removes both again; it loads no module.
         self.front = Hardserver(socket_path, library, idle_timeout)
         self.library = Path(library)
@@ -90,6 +95,9 @@ class Dispatcher:
         self.stopping = False
         self.listening = False
         self.status = 0
+        # pkcs11_shim.hardserver.network.NetworkListener: its threads relay each admitted network
+        # client to our socket, where it is handed to a worker as a local client is.
+        self.network = network
 
     # ---- the whole life -----------------------------------------------------------------------
     def run(self, ready_fd: int | None) -> int:
@@ -104,8 +112,9 @@ class Dispatcher:
             # Bind first: a refused socket folder or a server already there is said before any
             # worker starts. Clients that connect meanwhile wait in the backlog.
             self.front.bind()
-            assert self.front.listener is not None
             self.front.listener.setblocking(False)
+            if self.network is not None:
+                self.network.open()
             for index in range(self.count):
                 self.workers.append(self._start(index))
             while not self.stopping and not any(w.ready for w in self.workers):
@@ -114,6 +123,8 @@ class Dispatcher:
                 return self.status
             self.selector.register(self.front.listener, selectors.EVENT_READ, "listener")
             self.listening = True
+            if self.network is not None:
+                self.network.start()
             log.info("hardserver listening on %s (module %s, %d workers)", self.front.socket_path, self.library,
                      self.count)
             if ready_fd is not None:
@@ -255,7 +266,6 @@ class Dispatcher:
 
     # ---- clients ------------------------------------------------------------------------------
     def _accept(self) -> None:
-        assert self.front.listener is not None
         while True:
             try:
                 conn, _ = self.front.listener.accept()
@@ -328,7 +338,7 @@ class Dispatcher:
             w = min(ready, key=lambda c: (c.clients, c.connections, c.index))
         cid = next(self.ids)
         try:
-            pid = _peer(conn)[0] or hello_pid
+            pid = client_pid(conn, hello_pid, frozenset({os.getpid()}))
             socket.send_fds(w.channel, [worker.HAND + worker.CONNECTION_ID.pack(cid) + hello], [conn.fileno()])
         except OSError as exc:
             # The worker is going (its channel closed or full): the client sees the connection end,
@@ -350,6 +360,8 @@ class Dispatcher:
     # ---- shutdown -----------------------------------------------------------------------------
     def _shutdown(self) -> None:
         """Socket and pid file first (nobody new arrives), then every worker closes and finalizes."""
+        if self.network is not None:
+            self.network.stop()
         self.front.shutdown()
         for pending in list(self.pending.values()):
             self._forget(pending)

@@ -137,3 +137,13 @@ class Writer:
 
     def getvalue(self) -> bytes:
         return b"".join(self.parts)
+
+
+def shut_down(connections: list[socket.socket]) -> None:
+    """End every connection's stream both ways: the thread serving each, blocked in a read, sees the
+    end and cleans up on its own (closing the socket under it would leave it reading a dead fd)."""
+    for conn in connections:
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass

@@ -22,13 +22,16 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pkcs11_shim.constants import CKR, InitFlag
-from pkcs11_shim.hardserver import protocol
+from pkcs11_shim.hardserver import fastpath, protocol
 from pkcs11_shim.hardserver.clients import Client, ClientTable
 from pkcs11_shim.hardserver.codec import Codec, load_module
 from pkcs11_shim.hardserver.protocol import ConnectionGone, ProtocolError
+
+if TYPE_CHECKING:
+    from pkcs11_shim.hardserver.network import NetworkListener
 
 log = logging.getLogger("hardserver")
 
@@ -90,6 +93,14 @@ def _peer(sock: socket.socket) -> tuple[int, int]:
     return pid, uid
 
 
+def client_pid(sock: socket.socket, hello_pid: int, relays: frozenset[int]) -> int:
+    """The client's pid for the log: the kernel's, unless the connection is our own network relay
+    (pkcs11_shim.hardserver.network, in one of the `relays` processes), whose client is on another
+    host: then the pid its HELLO names."""
+    pid = _peer(sock)[0]
+    return hello_pid if pid == 0 or pid in relays else pid
+
+
 class Hardserver:
     def __init__(self, socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0) -> None:
         self.socket_path = Path(socket_path)
@@ -100,9 +111,30 @@ class Hardserver:
         self.stopping = threading.Event()
         self.connections: set[socket.socket] = set()
         self.conn_lock = threading.Lock()
-        self.listener: socket.socket | None = None
-        self.codec: Codec | None = None
-        self.clients: ClientTable | None = None
+        self._listener: socket.socket | None = None
+        self._codec: Codec | None = None
+        self._clients: ClientTable | None = None
+        self.c_path: fastpath.CPath | None = None
+
+    # A server serves only after bind() and open_module(); these raise rather than hand out None,
+    # so a call out of that order fails with its reason even under `python -O`.
+    @property
+    def listener(self) -> socket.socket:
+        if self._listener is None:
+            raise RuntimeError(f"hardserver {self.socket_path}: not bound (bind() comes before serving)")
+        return self._listener
+
+    @property
+    def codec(self) -> Codec:
+        if self._codec is None:
+            raise RuntimeError(f"hardserver {self.socket_path}: no module open (open_module() comes before serving)")
+        return self._codec
+
+    @property
+    def clients(self) -> ClientTable:
+        if self._clients is None:
+            raise RuntimeError(f"hardserver {self.socket_path}: no module open (open_module() comes before serving)")
+        return self._clients
 
     # ---- start-up -----------------------------------------------------------------------------
     def open_module(self) -> None:
@@ -115,8 +147,11 @@ class Hardserver:
         rv = int(lib.C_Initialize(args))
         if rv != 0:
             raise RuntimeError(f"C_Initialize of {self.library} failed: rv 0x{rv:x}")
-        self.codec = Codec(ffi, lib)
-        self.clients = ClientTable(self.codec)
+        self._codec = Codec(ffi, lib)
+        self._clients = ClientTable(self._codec)
+        self.c_path = fastpath.CPath.load(self.library)
+        if self.c_path is not None:
+            self._clients.use_mirror(self.c_path.mirror)
 
     def bind(self) -> None:
         path = self.socket_path
@@ -144,12 +179,11 @@ class Hardserver:
         self.socket_inode = path.lstat().st_ino
         listener.listen(64)
         listener.settimeout(0.5)
-        self.listener = listener
+        self._listener = listener
         sibling(path, ".pid").write_text(f"{os.getpid()}\n")
 
     # ---- serving ------------------------------------------------------------------------------
     def serve_forever(self) -> None:
-        assert self.listener is not None
         log.info("hardserver listening on %s (module %s)", self.socket_path, self.library)
         while not self.stopping.is_set():
             try:
@@ -171,6 +205,10 @@ class Hardserver:
             threading.Thread(target=self._serve_connection, args=(conn,), daemon=True,
                              name="hardserver-conn").start()
 
+    def relay_pids(self) -> frozenset[int]:
+        """The processes whose connections are the network relay's (it runs beside the listener)."""
+        return frozenset({os.getpid()})
+
     def _idle_expired(self) -> bool:
         with self.conn_lock:
             if self.connections:
@@ -187,7 +225,6 @@ class Hardserver:
     def _hello(self, conn: socket.socket, handed: bytes | None = None) -> Client:
         """Answer the connection's HELLO: read here, or `handed` over by the dispatcher that read it
         (pkcs11_shim.hardserver.dispatch) and checked it is one."""
-        assert self.codec is not None and self.clients is not None
         if handed is None:
             ftype, _fid, payload = protocol.read_frame(conn)
         else:
@@ -196,13 +233,11 @@ class Hardserver:
         ffi = self.codec.ffi
         if ulong_size != ffi.sizeof("CK_ULONG") or ptr_size != ffi.sizeof("void *"):
             raise ProtocolError(f"client ABI (CK_ULONG {ulong_size}, pointer {ptr_size} bytes) differs from the server's")
-        peer_pid, _uid = _peer(conn)
-        client = self.clients.attach(token, peer_pid or pid)
+        client = self.clients.attach(token, client_pid(conn, pid, self.relay_pids()))
         protocol.send_frame(conn, protocol.REPLY, 0, struct.pack("<Q", 0))
         return client
 
     def _call(self, client: Client, fid: int, payload: bytes) -> bytes:
-        assert self.codec is not None and self.clients is not None
         plan = self.codec.plans.get(fid)
         if plan is None:
             raise ProtocolError(f"unknown function id 0x{fid:08x} (client and server built from different "
@@ -215,13 +250,23 @@ class Hardserver:
             rv = self.clients.dispatch(client, plan, args)
         return self.codec.encode(rv, replies)
 
+    def _native(self, conn: socket.socket, client: Client) -> fastpath.Connection | None:
+        """The C loop for this connection, where its kind allows: a plain Unix socket, whose
+        descriptor carries the frames as they are. Any other kind of connection (TLS, which needs
+        Python's ssl to read a frame) keeps the Python path."""
+        if self.c_path is None or type(conn) is not socket.socket or conn.family != socket.AF_UNIX:
+            return None
+        return self.c_path.connection(conn, client)
+
     def _serve_connection(self, conn: socket.socket, handed: bytes | None = None) -> None:
-        assert self.codec is not None and self.clients is not None
         client: Client | None = None
+        native: fastpath.Connection | None = None
         try:
             client = self._hello(conn, handed)
+            native = self._native(conn, client)
             while not self.stopping.is_set():
-                ftype, fid, payload = protocol.read_frame(conn)
+                # The C loop answers what it can and returns the first frame it leaves to Python.
+                ftype, fid, payload = native.next_frame() if native else protocol.read_frame(conn)
                 if ftype != protocol.CALL:
                     raise ProtocolError(f"unexpected frame type {ftype} after HELLO")
                 try:
@@ -246,6 +291,10 @@ class Hardserver:
         except Exception:  # a bug here must not take the whole server down
             log.exception("internal error serving client pid %s", client.pid if client else "?")
         finally:
+            if native is not None:
+                log.debug("connection of client pid %s: the C loop answered %d of %d calls",
+                          client.pid if client else "?", native.answered(), native.answered() + native.handed)
+                native.close()
             with self.conn_lock:
                 self.connections.discard(conn)
                 if not self.connections:
@@ -265,7 +314,7 @@ class Hardserver:
     def shutdown(self) -> None:
         """Close the listener and every connection, every client's sessions, then C_Finalize."""
         self.stopping.set()
-        if self.listener is not None:
+        if self._listener is not None:
             # Unlink before closing, and only our own socket: a server started after us (by a client
             # that found this one gone) may already have put its socket at the same path.
             self._unlink_own(self.socket_path, self.socket_inode)
@@ -275,18 +324,14 @@ class Hardserver:
                     pid_file.unlink()
             except FileNotFoundError:
                 pass
-            self.listener.close()
+            self._listener.close()
         with self.conn_lock:
             conns = list(self.connections)
-        for conn in conns:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self.clients is not None:
-            self.clients.release_all()
-        if self.codec is not None:
-            rv = int(self.codec.lib.C_Finalize(self.codec.ffi.NULL))
+        protocol.shut_down(conns)
+        if self._clients is not None:
+            self._clients.release_all()
+        if self._codec is not None:
+            rv = int(self._codec.lib.C_Finalize(self._codec.ffi.NULL))
             log.info("module finalized (rv 0x%x); hardserver stopped", rv)
 
 
@@ -300,15 +345,23 @@ class Hardserver:
 
 
 def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float = 0,
-        ready_fd: int | None = None) -> int:
+        ready_fd: int | None = None, network: NetworkListener | None = None) -> int:
     """Serve alone, in this process, until SIGTERM or SIGINT (or idle_timeout seconds without
     clients); returns the exit status. ready_fd, when given, gets "ready" once the socket listens and
     is closed: the library that started this server waits on it. Several module processes are
     `pkcs11_shim.hardserver.dispatch.Dispatcher`'s (it builds on this module, so the choice is the
-    caller's)."""
+    caller's). `network`, a pkcs11_shim.hardserver.network.NetworkListener, also serves enrolled
+    clients on other hosts, relayed to the socket."""
     server = Hardserver(socket_path, library, idle_timeout)
     server.open_module()
     server.bind()
+    if network is not None:
+        try:
+            network.open()
+        except BaseException:
+            server.shutdown()
+            raise
+        network.start()
     if ready_fd is not None:
         try:
             os.write(ready_fd, b"ready\n")
@@ -319,5 +372,7 @@ def run(socket_path: Path, library: Path = DEFAULT_LIBRARY, idle_timeout: float 
     try:
         server.serve_forever()
     finally:
+        if network is not None:
+            network.stop()
         server.shutdown()
     return 0

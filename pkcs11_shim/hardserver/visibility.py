@@ -123,6 +123,8 @@ class SessionObjects:
         self.owners: dict[int, tuple[bytes, int]] = {}
         self.by_session: dict[int, set[int]] = {}
         self.lock = threading.Lock()
+        #: The C per-call path's copy of `owners` (set by ClientTable.use_mirror).
+        self.mirror: Any = None
 
     def foreign(self, client: Client, handle: int) -> bool:
         owner = self.owners.get(handle)
@@ -148,6 +150,8 @@ class SessionObjects:
                 for handle in mine:
                     self.owners[handle] = (client.token, session)
                 self.by_session.setdefault(session, set()).update(mine)
+                if self.mirror is not None:
+                    self.mirror.owned(mine, client.token)
 
     def _token_object(self, session: int, handle: int) -> bool:
         value = self.ffi.new("CK_BBOOL *")
@@ -184,6 +188,8 @@ class SessionObjects:
             handles = self.by_session.pop(session, set())
             for handle in handles:
                 self.owners.pop(handle, None)
+            if self.mirror is not None:
+                self.mirror.disowned(handles)
 
     def _drop(self, handles: list[int]) -> None:
         with self.lock:
@@ -191,3 +197,5 @@ class SessionObjects:
                 owner = self.owners.pop(handle, None)
                 if owner is not None:
                     self.by_session.get(owner[1], set()).discard(handle)
+            if self.mirror is not None:
+                self.mirror.disowned(handles)

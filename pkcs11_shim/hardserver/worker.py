@@ -76,6 +76,10 @@ class Worker(Hardserver):
             threading.Thread(target=self._serve_connection, args=(conn, message[1 + CONNECTION_ID.size:]),
                              daemon=True, name="hardserver-conn").start()
 
+    def relay_pids(self) -> frozenset[int]:
+        # The dispatcher runs the network listener and relays its clients' frames.
+        return frozenset({os.getpid(), os.getppid()})
+
     def _ended(self, conn: socket.socket) -> None:
         with self.conn_lock:
             cid = self.ids.pop(conn, None)

@@ -56,8 +56,7 @@ def _ctr(material: Any, param: params.AesCtrParams) -> StreamCipherOp:
 # --- GCM ---------------------------------------------------------------------------------------
 
 def validate_gcm(param: Any) -> None:
-    if not isinstance(param, params.GcmParams):
-        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "CK_GCM_PARAMS required")
+    params.require(param, params.GcmParams, "CK_GCM_PARAMS")
     low, high = aes_crypto.GCM_IV_RANGE
     if not low <= len(param.iv) <= high:
         # PKCS#11 allows 1..2^32-1 bytes; `cryptography` implements 8..128.

@@ -107,8 +107,7 @@ def _xts_generate(param: Any, key_type: int, value_len: int | None) -> SecretMat
 # --- CCM -----------------------------------------------------------------------------------------
 
 def validate_ccm(param: Any) -> None:
-    if not isinstance(param, params.CcmParams):
-        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "CK_CCM_PARAMS required")
+    params.require(param, params.CcmParams, "CK_CCM_PARAMS")
     low, high = modes_crypto.CCM_NONCE_RANGE
     if not low <= len(param.nonce) <= high:
         raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"CCM nonce of {len(param.nonce)} bytes (7..13)")

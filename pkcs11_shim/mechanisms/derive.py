@@ -68,8 +68,7 @@ def _length(key_type: int, value_len: int | None, default: int | None = None) ->
 # --- HKDF ------------------------------------------------------------------------------------------
 
 def validate_hkdf(param: Any) -> None:
-    if not isinstance(param, params.HkdfParams):
-        raise _invalid("CK_HKDF_PARAMS required")
+    params.require(param, params.HkdfParams, "CK_HKDF_PARAMS")
     if not (param.extract or param.expand):
         raise _invalid("bExtract and bExpand are both FALSE")
     if param.prf_hash not in DIGEST_MECHANISMS:
@@ -128,8 +127,7 @@ PRFS: dict[int, tuple[str, str]] = {
 
 
 def validate_sp800_108(param: Any) -> None:
-    if not isinstance(param, params.Sp800108Params):
-        raise _invalid("CK_SP800_108_KDF_PARAMS required")
+    params.require(param, params.Sp800108Params, "CK_SP800_108_KDF_PARAMS")
     if param.prf not in PRFS:
         raise _invalid(f"prfType 0x{param.prf:x}")
     if param.additional_keys:
@@ -207,8 +205,7 @@ PBKD2_KEY_TYPES = (KeyType.GENERIC_SECRET, KeyType.AES, KeyType.DES3, *sorted(ke
 
 
 def validate_pbkd2(param: Any) -> None:
-    if not isinstance(param, params.Pbkd2Params):
-        raise _invalid("CK_PKCS5_PBKD2_PARAMS2 required")
+    params.require(param, params.Pbkd2Params, "CK_PKCS5_PBKD2_PARAMS2")
     if param.salt_source != constants.CKZ_SALT_SPECIFIED:
         raise _invalid("saltSource must be CKZ_SALT_SPECIFIED")
     if param.prf not in PBKD2_PRFS or param.prf_data:

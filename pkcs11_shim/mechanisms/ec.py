@@ -97,8 +97,7 @@ def _hashed_ops(hash_name: str) -> tuple[Any, Any]:
 # --- ECDH1 ---------------------------------------------------------------------------------------
 
 def validate_ecdh1(param: Any) -> None:
-    if not isinstance(param, params.Ecdh1DeriveParams):
-        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "CK_ECDH1_DERIVE_PARAMS required")
+    params.require(param, params.Ecdh1DeriveParams, "CK_ECDH1_DERIVE_PARAMS")
     if param.kdf != KDF.NULL and param.kdf not in X963_KDF_HASHES:
         raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"KDF 0x{param.kdf:x} not supported")
     # PKCS#11 3.0 §2.3.10: with CKD_NULL there is no shared data.

@@ -43,8 +43,7 @@ def _pair_generator(kinds: frozenset[str]) -> Any:
 def validate_eddsa(param: Any) -> None:
     if param is None:
         return
-    if not isinstance(param, params.EddsaParams):
-        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "CK_EDDSA_PARAMS expected")
+    params.require(param, params.EddsaParams, "CK_EDDSA_PARAMS")
     if param.prehash or param.context:
         raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, "EdDSA prehash and context variants are not supported")
 

@@ -103,6 +103,9 @@ class SinglePartCipherOp:
     first with its own code."""
 
     update = final = _single_part
+    #: Holds no state of one operation (only functions bound to a key and parameter): `operations`
+    #: may hand one object to every operation made with the same key material and parameter.
+    REUSABLE = True
 
     def __init__(self, run: Callable[[bytes], bytes], check: Callable[[bytes], None] | None = None) -> None:
         self._run = run
@@ -171,23 +174,16 @@ class HashVerifyOp:
         self.final(signature)
 
 
-class SinglePartSignOp:
-    """Sign the whole input at once (raw RSA, raw PSS over a digest, raw ECDSA)."""
-
-    update = final = _single_part
-
-    def __init__(self, sign: Callable[[bytes], bytes], check: Callable[[bytes], None] | None = None) -> None:
-        self._sign = sign
-        self._check = check
-
-    def oneshot(self, data: bytes) -> bytes:
-        if self._check is not None:
-            self._check(data)
-        return self._sign(data)
+class SinglePartSignOp(SinglePartCipherOp):
+    """Sign the whole input at once (raw RSA, raw PSS over a digest, raw ECDSA): a whole-input
+    primitive whose output is the signature."""
 
 
 class SinglePartVerifyOp:
     update = final = _single_part
+    #: Holds no state of one operation (only functions bound to a key and parameter): `operations`
+    #: may hand one object to every operation made with the same key material and parameter.
+    REUSABLE = True
 
     def __init__(self, verify: Callable[[bytes, bytes], None], signature_len: int | Callable[[int], bool],
                  check: Callable[[bytes], None] | None = None) -> None:
@@ -253,8 +249,9 @@ class RecoverOp:
         return self._recover(signature)
 
 
-class MacSignOp:
-    """HMAC / CMAC signing; the output is the MAC truncated to `length` bytes (the *_GENERAL rows)."""
+class _MacOp:
+    """A MAC context (emulator.crypto.mac) fed as the data comes; its MAC truncated to `length`
+    bytes (the *_GENERAL rows)."""
 
     def __init__(self, ctx: Any, length: int) -> None:
         self._ctx = ctx
@@ -262,6 +259,10 @@ class MacSignOp:
 
     def update(self, data: bytes) -> None:
         self._ctx.update(data)
+
+
+class MacSignOp(_MacOp):
+    """HMAC / CMAC signing."""
 
     def final(self) -> bytes:
         return self._ctx.finalize()[: self._length]
@@ -271,14 +272,7 @@ class MacSignOp:
         return self.final()
 
 
-class MacVerifyOp:
-    def __init__(self, ctx: Any, length: int) -> None:
-        self._ctx = ctx
-        self._length = length
-
-    def update(self, data: bytes) -> None:
-        self._ctx.update(data)
-
+class MacVerifyOp(_MacOp):
     def final(self, signature: bytes) -> None:
         _check_signature_len(signature, self._length)
         if not mac_crypto.equal(self._ctx.finalize()[: self._length], signature):

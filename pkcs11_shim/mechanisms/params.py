@@ -10,7 +10,20 @@ know still reaches `validate` and is refused there with CKR_MECHANISM_PARAM_INVA
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
+
+from ..constants import CKR
+from ..errors import PKCS11Error
+
+T = TypeVar("T")
+
+
+def require(param: Any, kind: type[T], struct: str) -> T:
+    """`param` when the mechanism's parameter was read as `kind` (the C struct `struct`), else
+    CKR_MECHANISM_PARAM_INVALID: a row's `validate` starts here."""
+    if not isinstance(param, kind):
+        raise PKCS11Error(CKR.MECHANISM_PARAM_INVALID, f"{struct} required")
+    return param
 
 
 @dataclass(frozen=True)

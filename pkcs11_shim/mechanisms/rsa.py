@@ -80,8 +80,7 @@ def _invalid(message: str) -> PKCS11Error:
 
 
 def validate_oaep(param: Any) -> None:
-    if not isinstance(param, params.OaepParams):
-        raise _invalid("CK_RSA_PKCS_OAEP_PARAMS required")
+    params.require(param, params.OaepParams, "CK_RSA_PKCS_OAEP_PARAMS")
     if param.hash_alg not in DIGEST_MECHANISMS or param.mgf not in MGF1_HASHES:
         raise _invalid("unsupported OAEP hash or MGF")
     # Refused here, at Init (encrypt, decrypt, wrap, unwrap, RSA-AES wrap all validate through this),
@@ -97,8 +96,7 @@ def validate_oaep(param: Any) -> None:
 
 
 def validate_pss(param: Any) -> None:
-    if not isinstance(param, params.PssParams):
-        raise _invalid("CK_RSA_PKCS_PSS_PARAMS required")
+    params.require(param, params.PssParams, "CK_RSA_PKCS_PSS_PARAMS")
     if param.hash_alg not in DIGEST_MECHANISMS or param.mgf not in MGF1_HASHES or param.salt_len < 0:
         raise _invalid("unsupported PSS hash, MGF or salt length")
 
@@ -114,8 +112,7 @@ def _validate_hashed_pss(hash_name: str) -> Any:
 
 
 def validate_rsa_aes(param: Any) -> None:
-    if not isinstance(param, params.RsaAesKeyWrapParams):
-        raise _invalid("CK_RSA_AES_KEY_WRAP_PARAMS required")
+    params.require(param, params.RsaAesKeyWrapParams, "CK_RSA_AES_KEY_WRAP_PARAMS")
     if param.aes_key_bits not in (128, 192, 256):
         raise _invalid("ulAESKeyBits must be 128, 192 or 256")
     validate_oaep(param.oaep)
@@ -140,22 +137,32 @@ def _exactly(size: int, code: int, what: str) -> Any:
     return require_length(lambda n: n == size, code, what)
 
 
-def _pkcs_encrypt(material: Any, param: Any) -> SinglePartCipherOp:
-    m = _key(material, private=False)
-    return SinglePartCipherOp(lambda data: rsa_crypto.pkcs1v15_encrypt(m, data),
-                              _at_most(rsa_crypto.modulus_len(m) - PKCS1_OVERHEAD, CKR.DATA_LEN_RANGE, "input"))
+def _whole_input_ops(overhead: int, encrypt: Callable[[Any, bytes], bytes], decrypt: Callable[[Any, bytes], bytes],
+                     sign: Callable[[Any, bytes], bytes], recover: Callable[[Any, bytes], bytes]) -> dict[str, Any]:
+    """The single-part operations of an RSA mechanism that pads the whole input itself (CKM_RSA_PKCS:
+    PKCS#1 v1.5, `overhead` 11 bytes; CKM_RSA_X_509: none): an input fits the modulus less the
+    overhead, a ciphertext is exactly the modulus long. Sign-recover signs as sign does."""
 
+    def padded(op: type, private: bool, run: Callable[[Any, bytes], bytes]) -> Callable[[Any, Any], Any]:
+        """An operation on an input that must fit the modulus less the padding."""
+        def make(material: Any, param: Any) -> Any:
+            m = _key(material, private=private)
+            return op(lambda data: run(m, data),
+                      _at_most(rsa_crypto.modulus_len(m) - overhead, CKR.DATA_LEN_RANGE, "input"))
+        return make
 
-def _pkcs_decrypt(material: Any, param: Any) -> SinglePartCipherOp:
-    m = _key(material, private=True)
-    return SinglePartCipherOp(lambda data: rsa_crypto.pkcs1v15_decrypt(m, data),
-                              _exactly(rsa_crypto.modulus_len(m), CKR.ENCRYPTED_DATA_LEN_RANGE, "ciphertext"))
+    def decrypt_op(material: Any, param: Any) -> SinglePartCipherOp:
+        m = _key(material, private=True)
+        return SinglePartCipherOp(lambda data: decrypt(m, data),
+                                  _exactly(rsa_crypto.modulus_len(m), CKR.ENCRYPTED_DATA_LEN_RANGE, "ciphertext"))
 
+    def recover_op(material: Any, param: Any) -> RecoverOp:
+        m = _key(material, private=False)
+        return RecoverOp(lambda sig: recover(m, sig), rsa_crypto.modulus_len(m))
 
-def _pkcs_sign(material: Any, param: Any) -> SinglePartSignOp:
-    m = _key(material, private=True)
-    return SinglePartSignOp(lambda data: rsa_crypto.pkcs1v15_sign_raw(m, data),
-                            _at_most(rsa_crypto.modulus_len(m) - PKCS1_OVERHEAD, CKR.DATA_LEN_RANGE, "input"))
+    sign_op = padded(SinglePartSignOp, True, sign)
+    return {"encrypt": padded(SinglePartCipherOp, False, encrypt), "decrypt": decrypt_op, "sign": sign_op,
+            "sign_recover": sign_op, "verify_recover": recover_op}
 
 
 def _pkcs_verify(material: Any, param: Any) -> SinglePartVerifyOp:
@@ -163,11 +170,6 @@ def _pkcs_verify(material: Any, param: Any) -> SinglePartVerifyOp:
     k = rsa_crypto.modulus_len(m)
     return SinglePartVerifyOp(lambda data, sig: rsa_crypto.pkcs1v15_verify_raw(m, sig, data), k,
                               _at_most(k - PKCS1_OVERHEAD, CKR.DATA_LEN_RANGE, "input"))
-
-
-def _pkcs_verify_recover(material: Any, param: Any) -> RecoverOp:
-    m = _key(material, private=False)
-    return RecoverOp(lambda sig: rsa_crypto.pkcs1v15_recover(m, sig), rsa_crypto.modulus_len(m))
 
 
 def _wrap_with(encrypt: Any, limit: Any) -> Any:
@@ -195,24 +197,6 @@ def _unwrap_with(decrypt: Any) -> Any:
 
 # --- CKM_RSA_X_509 (raw) -------------------------------------------------------------------------
 
-def _x509_encrypt(material: Any, param: Any) -> SinglePartCipherOp:
-    m = _key(material, private=False)
-    return SinglePartCipherOp(lambda data: rsa_crypto.raw_public(m, data),
-                              _at_most(rsa_crypto.modulus_len(m), CKR.DATA_LEN_RANGE, "input"))
-
-
-def _x509_decrypt(material: Any, param: Any) -> SinglePartCipherOp:
-    m = _key(material, private=True)
-    return SinglePartCipherOp(lambda data: rsa_crypto.raw_private(m, data),
-                              _exactly(rsa_crypto.modulus_len(m), CKR.ENCRYPTED_DATA_LEN_RANGE, "ciphertext"))
-
-
-def _x509_sign(material: Any, param: Any) -> SinglePartSignOp:
-    m = _key(material, private=True)
-    return SinglePartSignOp(lambda data: rsa_crypto.raw_private(m, data),
-                            _at_most(rsa_crypto.modulus_len(m), CKR.DATA_LEN_RANGE, "input"))
-
-
 def _x509_verify(material: Any, param: Any) -> SinglePartVerifyOp:
     m = _key(material, private=False)
     k = rsa_crypto.modulus_len(m)
@@ -223,11 +207,6 @@ def _x509_verify(material: Any, param: Any) -> SinglePartVerifyOp:
             raise CryptoFailure("signature mismatch")
 
     return SinglePartVerifyOp(verify, k, _at_most(k, CKR.DATA_LEN_RANGE, "input"))
-
-
-def _x509_verify_recover(material: Any, param: Any) -> RecoverOp:
-    m = _key(material, private=False)
-    return RecoverOp(lambda sig: rsa_crypto.raw_public(m, sig), rsa_crypto.modulus_len(m))
 
 
 # --- CKM_RSA_PKCS_OAEP ----------------------------------------------------------------------------
@@ -348,16 +327,18 @@ def register(registry: Registry) -> None:
     registry.add(MechanismSpec(
         mechanism=Mechanism.RSA_PKCS,
         flags=F.ENCRYPT | F.DECRYPT | F.SIGN | F.SIGN_RECOVER | F.VERIFY | F.VERIFY_RECOVER | F.WRAP | F.UNWRAP,
-        encrypt=_pkcs_encrypt, decrypt=_pkcs_decrypt, sign=_pkcs_sign, sign_recover=_pkcs_sign,
-        verify=_pkcs_verify, verify_recover=_pkcs_verify_recover,
+        **_whole_input_ops(PKCS1_OVERHEAD, rsa_crypto.pkcs1v15_encrypt, rsa_crypto.pkcs1v15_decrypt,
+                           rsa_crypto.pkcs1v15_sign_raw, rsa_crypto.pkcs1v15_recover),
+        verify=_pkcs_verify,
         wrap=_wrap_with(lambda m, p, v: rsa_crypto.pkcs1v15_encrypt(m, v),
                         lambda m, p: rsa_crypto.modulus_len(m) - PKCS1_OVERHEAD),
         unwrap=_unwrap_with(lambda m, p, w: rsa_crypto.pkcs1v15_decrypt(m, w)), **sizes))
     registry.add(MechanismSpec(
         mechanism=Mechanism.RSA_X_509,
         flags=F.ENCRYPT | F.DECRYPT | F.SIGN | F.SIGN_RECOVER | F.VERIFY | F.VERIFY_RECOVER,
-        encrypt=_x509_encrypt, decrypt=_x509_decrypt, sign=_x509_sign, sign_recover=_x509_sign,
-        verify=_x509_verify, verify_recover=_x509_verify_recover,
+        **_whole_input_ops(0, rsa_crypto.raw_public, rsa_crypto.raw_private, rsa_crypto.raw_private,
+                           rsa_crypto.raw_public),
+        verify=_x509_verify,
         # Raw RSA: an input not below the modulus is bad data to encrypt, not a bad ciphertext.
         failure_codes={"encrypt": {CryptoFailure: CKR.DATA_INVALID}}, **sizes))
     registry.add(MechanismSpec(

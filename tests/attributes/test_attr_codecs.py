@@ -222,3 +222,23 @@ def test_attribute_data_of_the_previous_format_keeps_any_mechanism() -> None:
     assert codecs.deserialize_some(previous, wanted) == {Attribute.CLASS: 4}
     restricted = {**attrs, Attribute.ALLOWED_MECHANISMS: (Mechanism.AES_ECB,)}
     assert codecs.deserialize(b"SSA1" + codecs.serialize(restricted)[4:]) == restricted
+
+
+def test_deserialize_some_reads_only_up_to_the_highest_wanted_type() -> None:
+    """`deserialize_some` stops after the highest wanted attribute type (entries are written in
+    ascending type order): it must give exactly `deserialize`'s values for what it is asked, and
+    still refuse data cut inside an entry it reads."""
+    attrs = {Attribute.CLASS: 4, Attribute.TOKEN: True, Attribute.PRIVATE: True, Attribute.LABEL: "obj-7",
+             Attribute.KEY_TYPE: 0x1F, Attribute.ID: b"\x00\x07", Attribute.SENSITIVE: True,
+             Attribute.VALUE_LEN: 32, Attribute.UNIQUE_ID: "u-1", Attribute.ALLOWED_MECHANISMS: (Mechanism.AES_ECB,)}
+    data = codecs.serialize(attrs)
+    full = codecs.deserialize(data)
+    for wanted in (frozenset({Attribute.CLASS, Attribute.TOKEN, Attribute.PRIVATE, Attribute.LABEL, Attribute.ID}),
+                   frozenset({Attribute.UNIQUE_ID}), frozenset({Attribute.ALLOWED_MECHANISMS, Attribute.CLASS}),
+                   frozenset({Attribute.VERIFY}), frozenset()):
+        assert codecs.deserialize_some(data, wanted) == {a: full[a] for a in wanted if a in full}
+    # Cut inside the ID entry (needed) is refused; cut after it is not read at all.
+    id_at = data.index(b"\x00\x07", data.index(b"obj-7"))
+    with pytest.raises(ValueError):
+        codecs.deserialize_some(data[:id_at + 1], frozenset({Attribute.ID}))
+    assert codecs.deserialize_some(data[:id_at + 2], frozenset({Attribute.ID})) == {Attribute.ID: b"\x00\x07"}

@@ -183,10 +183,9 @@ def test_transfer_copy_and_trusted_kek_need_the_so_over_pkcs11(flow):
     out = flow.env.python(flow.source, f"""
         import pkcs11
         from pkcs11 import Attribute as A, KeyType, ObjectClass
-        from pkcs11.attributes import handle_bytes
-        from softshield_cli import byok, p11client
+        from pkcs11_shim.constants import CKA_SOFTSHIELD_WRAP_KEY_HASH
+        from softshield_cli import p11client
         m = p11client.mapper()
-        m.register_handler(byok.CKA_SOFTSHIELD_WRAP_KEY_HASH, *handle_bytes)
         token = pkcs11.lib({str(SO)!r}).get_token(token_label="loadshared accelerator")
         with token.open(rw=True, attribute_mapper=m) as s:
             [key] = [k for k in s.get_objects({{A.CLASS: ObjectClass.PRIVATE_KEY}})
@@ -196,7 +195,7 @@ def test_transfer_copy_and_trusted_kek_need_the_so_over_pkcs11(flow):
                                                         A.MODULUS: b"\\xc1" * 256, A.PUBLIC_EXPONENT: b"\\x01\\x00\\x01",
                                                         A.TRUSTED: True}})),
                     ("copy", lambda: key.copy({{A.WRAP_WITH_TRUSTED: True, A.SIGN: False,
-                                               byok.CKA_SOFTSHIELD_WRAP_KEY_HASH: bytes.fromhex({h!r})}}))):
+                                               CKA_SOFTSHIELD_WRAP_KEY_HASH: bytes.fromhex({h!r})}}))):
                 try:
                     call()
                     print(what, "ALLOWED")

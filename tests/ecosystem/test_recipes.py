@@ -16,8 +16,10 @@ ORDER = ("generate.sh", "list.sh", "export-pubkey.sh", "sign.sh", "import-pkcs8.
          "wrap_unwrap.py", "wrap-unwrap-pkcs11-tool.sh", "python_pkcs11.py")
 #: Recipes that need a server, each run verbatim by its own test: openssh.sh by test_openssh.py.
 SERVER_RECIPES = ("openssh.sh",)
-#: recipe -> the page that shows it whole (the tour is run by test_tour.py).
-PAGES = {**{name: ROOT / "docs" / "tools.md" for name in ORDER + SERVER_RECIPES}, "tour.sh": ROOT / "README.md"}
+#: recipe -> the page that shows it whole (the tour is run by test_tour.py, two-modules.sh by
+#: tests/network/test_recipe.py).
+PAGES = {**{name: ROOT / "docs" / "tools.md" for name in ORDER + SERVER_RECIPES}, "tour.sh": ROOT / "README.md",
+         "two-modules.sh": ROOT / "docs" / "network.md"}
 
 
 @pytest.fixture(scope="module")
