@@ -97,10 +97,11 @@ def _never_extractable(origin: Origin, attrs: dict, mechanism: int | None, base:
 
 #: Random (version 4) UUIDs made 256 at a time: one `os.urandom` call and one hex conversion per
 #: batch instead of `str(uuid.uuid4())` per object (~3 us of every C_UnwrapKey). A forked child
-#: must not hand out its parent's remaining ids: the pool is emptied in it.
+#: must not hand out its parent's remaining ids: Python's at-fork hooks do not run when a C host
+#: calls fork() itself, so the pool remembers the process it was filled in (`_uuid_pid`).
 _UUID_BATCH = 256
 _uuid_pool: list[str] = []
-os.register_at_fork(after_in_child=_uuid_pool.clear)
+_uuid_pid = 0
 
 
 def _fresh_uuids() -> list[str]:
@@ -114,6 +115,11 @@ def _fresh_uuids() -> list[str]:
 
 
 def new_uuid4() -> str:
+    global _uuid_pid
+    pid = os.getpid()
+    if _uuid_pid != pid:
+        _uuid_pool.clear()  # filled in the parent before a fork: its ids are the parent's
+        _uuid_pid = pid
     try:
         return _uuid_pool.pop()  # atomic: threads never get the same id
     except IndexError:

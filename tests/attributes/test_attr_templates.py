@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import uuid
 from typing import Any
@@ -158,12 +159,14 @@ def test_unique_ids_are_rfc_9562_version_4_and_never_repeat_across_batches() -> 
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == text
 
 
-def test_a_forked_child_does_not_reuse_its_parents_pooled_ids() -> None:
+@pytest.mark.parametrize("fork", ["os.fork", "libc fork"])
+def test_a_forked_child_does_not_reuse_its_parents_pooled_ids(fork: str) -> None:
+    """os.fork runs Python's at-fork hooks; a C host's own fork() (libc, here through ctypes) does not."""
     templates.new_uuid4()  # the pool now holds ids the parent has not handed out
     pending = set(templates._uuid_pool)
     assert pending
     read, write = os.pipe()
-    pid = os.fork()
+    pid = os.fork() if fork == "os.fork" else ctypes.CDLL(None, use_errno=True).fork()
     if pid == 0:  # the child: report the ids it makes, then leave without pytest's teardown
         os.close(read)
         os.write(write, "\n".join(templates.new_uuid4() for _ in range(50)).encode())
