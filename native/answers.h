@@ -1,13 +1,15 @@
-/* softshield: C_GetAttributeValue answered in C for the key a session's C_UnwrapKey just made.
+/* softshield: C_GetAttributeValue answered in C for the key a session's C_UnwrapKey or C_GenerateKey
+ * just made.
  *
  * Clients read the attributes of every object they make (python-pkcs11 reads ten, twice: the
  * lengths, then the values); each of those calls entering Python costs more than the rest of a
- * software unwrap, and takes the GIL twice. C_UnwrapKey's Python handler stages the encoded values
+ * software unwrap, and takes the GIL twice. C_UnwrapKey's and C_GenerateKey's Python handlers stage the encoded values
  * of the usual attributes of the new session object in the thread's staging area
  * (`softshield_answer_area`); the C entry point makes them the session's slot for the returned
  * handle only if no entry point that could change attributes or their visibility ran meanwhile.
  *
- * Validity: every C entry point except C_GetAttributeValue, C_UnwrapKey and C_DestroyObject moves
+ * Validity: every C entry point except C_GetAttributeValue, C_UnwrapKey, C_GenerateKey and
+ * C_DestroyObject moves
  * `ss_answer_epoch` on (C_SetAttributeValue, C_CopyObject, C_Login/C_Logout, C_CloseSession,
  * C_Finalize, ... all do); a slot answers only in the epoch it was committed in, in the process that
  * made it (a forked child gets CKR_CRYPTOKI_NOT_INITIALIZED from Python), and only when every type
@@ -41,7 +43,7 @@ static ss_answer ss_answers[SS_ANSWER_SLOTS];
 static unsigned long ss_answer_epoch = 1;
 static pthread_mutex_t ss_answer_lock = PTHREAD_MUTEX_INITIALIZER;
 
-/* The handler of C_UnwrapKey writes its answer into the calling thread's staging area (the address
+/* The handler of C_UnwrapKey or C_GenerateKey writes its answer into the calling thread's staging area (the address
  * Python asks for once per thread): a C function called from Python would release and take the
  * GIL again. Layout: count, then count x (type, length), then the values of the available ones in
  * that order; CK_ULONG in native order. A count of 0 means nothing staged. */
@@ -64,7 +66,7 @@ static void ss_answer_touch(void)
     __atomic_add_fetch(&ss_answer_epoch, 1, __ATOMIC_SEQ_CST);
 }
 
-/* C_UnwrapKey, before its handler runs: the session's slot is emptied, the epoch noted. */
+/* C_UnwrapKey / C_GenerateKey, before its handler runs: the session's slot is emptied, the epoch noted. */
 static unsigned long ss_answer_begin(CK_SESSION_HANDLE session)
 {
     ss_answer *slot = ss_answer_slot(session);
@@ -78,7 +80,7 @@ static unsigned long ss_answer_begin(CK_SESSION_HANDLE session)
     return epoch;
 }
 
-/* C_UnwrapKey, after its handler returned CKR_OK with `object`: the staged answer becomes the
+/* C_UnwrapKey / C_GenerateKey, after its handler returned CKR_OK with `object`: the staged answer becomes the
  * session's slot if no entry point that could change attributes ran since `ss_answer_begin`. */
 static void ss_answer_commit(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, unsigned long epoch)
 {

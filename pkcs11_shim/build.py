@@ -201,6 +201,13 @@ ANSWER_HOOKS = {
             ss_answer_commit(hSession, *phKey, epoch);
         return rv;
     }""",
+    "C_GenerateKey": """    {
+        unsigned long epoch = ss_answer_begin(hSession);
+        CK_RV rv = py_@F@(@A@);
+        if (rv == CKR_OK && phKey != NULL)
+            ss_answer_commit(hSession, *phKey, epoch);
+        return rv;
+    }""",
     "C_DestroyObject": """    ss_answer_forget(hObject);
     return py_@F@(@A@);""",
 }

@@ -1,9 +1,10 @@
-"""The attribute answer C_UnwrapKey leaves for C_GetAttributeValue in C (native/answers.h).
+"""The attribute answer C_UnwrapKey and C_GenerateKey leave for C_GetAttributeValue in C
+(native/answers.h).
 
 Clients read the attributes of every key they make: python-pkcs11 reads ten of them twice (lengths,
 then values) after each C_UnwrapKey, and each of those calls entering Python costs about as much as
-the rest of a software unwrap, with two GIL hand-overs. The handler of C_UnwrapKey therefore writes,
-for the new session object, the encoded values of the attributes clients read (`ANSWERED`) into the
+the rest of a software unwrap, with two GIL hand-overs. The handlers of C_UnwrapKey and C_GenerateKey
+therefore write, for the new session object, the encoded values of the attributes clients read (`ANSWERED`) into the
 calling thread's staging area; the C entry point keeps them for that session and handle until any
 entry point that could change an attribute or its visibility runs (native/answers.h says which).
 
@@ -66,7 +67,7 @@ def _render(stored: dict[int, Any], full_path: frozenset[int]) -> bytes | None:
 
 
 def stage(obj: P11Object) -> None:
-    """Leave the answer for `obj`, just made by C_UnwrapKey in the calling thread, to the C entry
+    """Leave the answer for `obj`, just made by C_UnwrapKey or C_GenerateKey in the calling thread, to the C entry
     point. Token objects are left to Python (another process may change their blob), and so is
     everything while calls are traced (the trace shows every C_GetAttributeValue)."""
     lib = marshal.lib

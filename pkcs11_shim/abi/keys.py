@@ -34,9 +34,23 @@ def make_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, p
     ph_key[0] = make(session, mechanism, param, raw)
 
 
+def answered(make: Callable[[Any, int, Any, list], int]) -> Callable[[Any, int, Any, list], int]:
+    """`make`, then the new key's attributes left for the C entry point, which answers the caller's
+    next C_GetAttributeValue on it without Python (answers.stage, native/answers.h)."""
+
+    def make_and_stage(session: Any, mechanism: int, param: Any, raw: list) -> int:
+        handle = make(session, mechanism, param, raw)
+        obj = session.token.objects.get(handle)
+        if obj is not None:
+            answers.stage(obj)
+        return handle
+
+    return make_and_stage
+
+
 @handler("C_GenerateKey")
 def c_generate_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any) -> None:
-    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, keymgmt.generate_key)
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, answered(keymgmt.generate_key))
 
 
 @handler("C_GenerateKeyPair")
@@ -76,13 +90,9 @@ def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped:
     wrapped = marshal.read_bytes(p_wrapped, ul_wrapped)
 
     def unwrap(session: Any, mechanism: int, param: Any, raw: list) -> int:
-        handle = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
-        obj = session.token.objects.get(handle)
-        if obj is not None:
-            answers.stage(obj)  # the attributes the caller reads next, answered in C
-        return handle
+        return keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
 
-    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, unwrap)
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, answered(unwrap))
 
 
 @handler("C_DeriveKey")

@@ -1,4 +1,4 @@
-"""C_GetAttributeValue answered in C for the key C_UnwrapKey just made (native/answers.h,
+"""C_GetAttributeValue answered in C for the key C_UnwrapKey or C_GenerateKey just made (native/answers.h,
 pkcs11_shim/abi/answers.py): the same bytes, lengths and return codes as Python's answer, and never
 an answer that something done since has made stale.
 
@@ -203,3 +203,35 @@ def test_a_forked_child_is_not_answered(raw, session, kek) -> None:
     os.waitpid(pid, 0)
     assert rv == CKR.CRYPTOKI_NOT_INITIALIZED
     key.destroy()
+
+
+@pytest.mark.parametrize("sizes", ["lengths", "values"])
+def test_a_generated_key_is_answered_in_c_as_python_answers(raw, session, python_calls, sizes: str) -> None:
+    types = [int(t) for t in answers.ANSWERED]
+    size_of = {"lengths": None, "values": 64}[sizes]
+    key = session.generate_key(KeyType.AES, 256, store=False, label="generated")
+    python_calls[0] = 0
+    in_c = _read(raw, session.handle, key.handle, types, [size_of] * len(types))
+    assert python_calls[0] == 0, "C_GetAttributeValue went to Python right after C_GenerateKey"
+    _touch(raw, session.handle)
+    in_python = _read(raw, session.handle, key.handle, types, [size_of] * len(types))
+    assert python_calls[0] == 1
+    assert in_c == in_python
+    label, local = in_c[1][types.index(int(Attribute.LABEL))], in_c[1][types.index(int(Attribute.LOCAL))]
+    if sizes == "values":
+        assert label == (len(b"generated"), b"generated")
+        assert local == (1, b"\x01")  # generated on the token: CKA_LOCAL true
+    else:
+        assert label == (len(b"generated"), None) and local == (1, None)
+    key.destroy()
+
+
+def test_a_generated_token_key_is_left_to_python(raw, session, python_calls) -> None:
+    """Another process may change a token object's blob: its attributes are never replayed."""
+    key = session.generate_key(KeyType.AES, 256, store=True, label="generated-token")
+    try:
+        python_calls[0] = 0
+        _read(raw, session.handle, key.handle, [int(Attribute.CLASS)], [None])
+        assert python_calls[0] == 1
+    finally:
+        key.destroy()
