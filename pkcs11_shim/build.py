@@ -184,7 +184,16 @@ static int softshield_python_ready(void)
     return "\n".join(out)
 
 
-#: How the entry points keep native/answers.h's attribute answers valid: C_UnwrapKey makes one,
+#: The entry points whose handler stages the new key's attribute answer (abi/answers.py).
+_MAKES_A_KEY = """    {
+        unsigned long epoch = ss_answer_begin(hSession);
+        CK_RV rv = py_@F@(@A@);
+        if (rv == CKR_OK && phKey != NULL)
+            ss_answer_commit(hSession, *phKey, epoch);
+        return rv;
+    }"""
+
+#: How the entry points keep native/answers.h's attribute answers valid: C_UnwrapKey and C_GenerateKey make one,
 #: C_GetAttributeValue reads it, C_DestroyObject forgets its handle's; every other entry point may
 #: change attributes or their visibility, and ends them all (ss_answer_touch).
 ANSWER_HOOKS = {
@@ -194,20 +203,8 @@ ANSWER_HOOKS = {
             return answered;
     }
     return py_@F@(@A@);""",
-    "C_UnwrapKey": """    {
-        unsigned long epoch = ss_answer_begin(hSession);
-        CK_RV rv = py_@F@(@A@);
-        if (rv == CKR_OK && phKey != NULL)
-            ss_answer_commit(hSession, *phKey, epoch);
-        return rv;
-    }""",
-    "C_GenerateKey": """    {
-        unsigned long epoch = ss_answer_begin(hSession);
-        CK_RV rv = py_@F@(@A@);
-        if (rv == CKR_OK && phKey != NULL)
-            ss_answer_commit(hSession, *phKey, epoch);
-        return rv;
-    }""",
+    "C_UnwrapKey": _MAKES_A_KEY,
+    "C_GenerateKey": _MAKES_A_KEY,
     "C_DestroyObject": """    ss_answer_forget(hObject);
     return py_@F@(@A@);""",
 }

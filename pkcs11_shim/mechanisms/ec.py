@@ -20,7 +20,7 @@ from ..constants import CKR, KDF, Attribute, KeyType, Mechanism, MechanismFlag
 from ..errors import PKCS11Error
 from . import keybytes, params
 from .hashes import X963_KDF_HASHES
-from .ops import HashSignOp, HashVerifyOp, SinglePartSignOp, SinglePartVerifyOp
+from .ops import SinglePartSignOp, SinglePartVerifyOp, hash_then_sign_ops
 from .registry import MechanismSpec, Registry
 
 F = MechanismFlag
@@ -82,16 +82,8 @@ def _raw_verify(material: Any, param: Any) -> SinglePartVerifyOp:
 
 
 def _hashed_ops(hash_name: str) -> tuple[Any, Any]:
-    def sign(material: Any, param: Any) -> HashSignOp:
-        m = _key(material, private=True)
-        return HashSignOp(hash_name, lambda hashed: ec_crypto.ecdsa_sign_digest(m, hash_name, hashed))
-
-    def verify(material: Any, param: Any) -> HashVerifyOp:
-        m = _key(material, private=False)
-        return HashVerifyOp(hash_name, lambda hashed, sig: ec_crypto.ecdsa_verify_digest(m, hash_name, hashed, sig),
-                            ec_crypto.signature_len(m))
-
-    return sign, verify
+    return hash_then_sign_ops(hash_name, _key, ec_crypto.ecdsa_sign_digest, ec_crypto.ecdsa_verify_digest,
+                              ec_crypto.signature_len)
 
 
 # --- ECDH1 ---------------------------------------------------------------------------------------

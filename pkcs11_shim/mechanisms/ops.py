@@ -174,6 +174,24 @@ class HashVerifyOp:
         self.final(signature)
 
 
+def hash_then_sign_ops(hash_name: str, key: Callable[..., Any], sign_digest: Callable[[Any, str, bytes], bytes],
+                       verify_digest: Callable[[Any, str, bytes, bytes], None],
+                       signature_len: Callable[[Any], int]) -> tuple[Callable, Callable]:
+    """The (sign, verify) operation factories of a hash-then-sign mechanism (CKM_ECDSA_SHA256,
+    CKM_SHA256_RSA_PKCS, ...): `key(material, private=...)` loads the key once per operation, the
+    digest primitives do the rest."""
+
+    def sign(material: Any, param: Any) -> HashSignOp:
+        m = key(material, private=True)
+        return HashSignOp(hash_name, lambda hashed: sign_digest(m, hash_name, hashed))
+
+    def verify(material: Any, param: Any) -> HashVerifyOp:
+        m = key(material, private=False)
+        return HashVerifyOp(hash_name, lambda hashed, sig: verify_digest(m, hash_name, hashed, sig), signature_len(m))
+
+    return sign, verify
+
+
 class SinglePartSignOp(SinglePartCipherOp):
     """Sign the whole input at once (raw RSA, raw PSS over a digest, raw ECDSA): a whole-input
     primitive whose output is the signature."""

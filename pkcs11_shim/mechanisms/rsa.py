@@ -29,6 +29,7 @@ from .ops import (
     SinglePartCipherOp,
     SinglePartSignOp,
     SinglePartVerifyOp,
+    hash_then_sign_ops,
     require_length,
 )
 from .registry import MechanismSpec, Registry
@@ -269,16 +270,8 @@ def _pss_ops(hash_name: str | None) -> tuple[Any, Any]:
 
 
 def _pkcs_hashed_ops(hash_name: str) -> tuple[Any, Any]:
-    def sign(material: Any, param: Any) -> HashSignOp:
-        m = _key(material, private=True)
-        return HashSignOp(hash_name, lambda hashed: rsa_crypto.pkcs1v15_sign_digest(m, hash_name, hashed))
-
-    def verify(material: Any, param: Any) -> HashVerifyOp:
-        m = _key(material, private=False)
-        return HashVerifyOp(hash_name, lambda hashed, sig: rsa_crypto.pkcs1v15_verify_digest(m, hash_name, hashed, sig),
-                            rsa_crypto.modulus_len(m))
-
-    return sign, verify
+    return hash_then_sign_ops(hash_name, _key, rsa_crypto.pkcs1v15_sign_digest, rsa_crypto.pkcs1v15_verify_digest,
+                              rsa_crypto.modulus_len)
 
 
 # --- CKM_RSA_AES_KEY_WRAP --------------------------------------------------------------------------
