@@ -49,6 +49,7 @@ bench: build
 	$(PY) bench/startprobe.py /usr/lib/softhsm/libsofthsm2.so --label SoftHSM2 >> build/bench/startup.md
 	cat build/bench/startup.md
 	mkdir -p docs/bench && cp build/bench/*.png build/bench/table.md build/bench/floor.md build/bench/startup.md build/bench/results.json docs/bench/
+	$(PY) bench/splice_docs.py
 
 demo: build
 	$(PY) -m softshield_cli.demo
