@@ -154,7 +154,7 @@ class Module:
     @staticmethod
     def _enrolled_module(root: Path, store: KmStore, world_file: WorldFile) -> ModuleFile:
         """This host's module: the one `this-module` names, else the first enrolled, which the first
-        open then records (after an rfs-sync local/ also holds the other modules' files)."""
+        open then records (local/ may also hold other modules' files an operator copied in)."""
         enrolled = [m for m in Module._module_files(store) if m.esn in world_file.module_shares]
         if not enrolled:
             raise WorldStateError(f"no module in {store.local} is enrolled in its world")

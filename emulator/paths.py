@@ -17,9 +17,9 @@ WORLD_FILE = "world"
 LOCK_FILE = ".softshield-lock"
 CHANGES_FILE = ".softshield-changes"
 MODULE_PREFIX = "module_"
-#: Beside local/, never synced: the ESN of the module this kmdata's host is. local/ may hold the
-#: module files of every module of the world (rfs-sync pulls them all); this says which one is ours,
-#: as a real module knows its ESN from its hardware.
+#: Beside local/, never synced: the ESN of the module this kmdata's host is. local/ may hold other
+#: module files of the world (copied in by an operator; rfs-sync never carries them); this says
+#: which one is ours, as a real module knows its ESN from its hardware.
 THIS_MODULE = "this-module"
 SOFTCARD_PREFIX = "softcard_"
 KEY_PREFIX = "key_"

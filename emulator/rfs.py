@@ -4,9 +4,13 @@ nShield keeps a world's master kmdata on one host, the RFS; clients and other mo
 `rfs-sync --update` to pull it and `rfs-sync --commit` to push what they changed. Here the RFS side
 is `Rfs` over a kmdata store (the version ledger attached, as the module attaches it) and the client
 side is `Mirror` over another kmdata folder of the same world. What travels: every regular file of
-`local/` whose name does not start with "." (world, module files, card sets, softcards, key blobs:
-ciphertext bound to the world). What stays: the ledger, the key index, locks, the change counter
-(each host's own), the KNETI and the config (beside `local/`).
+`local/` whose name does not start with "." except module files (world, card sets, softcards, key
+blobs: ciphertext bound to the world, or sealed under PINs). What stays: each module file
+`module_<ESN>`, the ledger, the key index, locks, the change counter (each host's own), the KNETI and
+the config (beside `local/`). A module file holds the module's key, which here stands for the key a
+real module keeps inside its hardware: with it and the world file anyone opens every module-protected
+blob, so it never leaves its host. The world file names every enrolled module (its share of the
+world key, sealed to that module's key), which is all another host needs to know of it.
 
 A commit names, for every file it changes, the digest of the RFS version it started from (its
 "base": what the client last pulled). Under the RFS's writer lock, a commit whose base is not the
@@ -47,7 +51,7 @@ class StaleCommit(SyncError):
 
 
 def synced(name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return bool(NAME_RE.match(name)) and not name.startswith(paths.MODULE_PREFIX)
 
 
 def needs_privilege(name: str) -> bool:

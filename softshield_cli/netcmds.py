@@ -193,18 +193,25 @@ def _rfs_address(kmdata: Path) -> tuple[str, int]:
 
 
 def _mirror(kmdata: Path, hknso: str):
-    """This host's copy: through its module's store (ledger attached) when it holds the world."""
+    """This host's copy: through its module's store (ledger attached) when a module of this host is
+    enrolled in the world; a client host without a module (module files never travel) syncs files only."""
+    from emulator.errors import WorldStateError
     from emulator.kmdata import KmStore
     from emulator.module import Module
     from emulator.rfs import Mirror
+    from emulator.world import WorldFile
 
-    if paths.world_exists(kmdata):
-        module = Module.open(kmdata)
-        if module.world.hknso != hknso:
-            raise CommandError(f"{kmdata} holds world {module.world.hknso}, the RFS world {hknso}: refused "
-                               "(sync into an empty kmdata, or one of the same world)")
-        return Mirror(module._store, kmdata)
-    return Mirror(KmStore(paths.local_dir(kmdata)), kmdata)
+    store = KmStore(paths.local_dir(kmdata))
+    if not paths.world_exists(kmdata):
+        return Mirror(store, kmdata)
+    held = WorldFile.from_bytes(store.read(paths.WORLD_FILE)).world.hknso
+    if held != hknso:
+        raise CommandError(f"{kmdata} holds world {held}, the RFS world {hknso}: refused "
+                           "(sync into an empty kmdata, or one of the same world)")
+    try:
+        return Mirror(Module.open(kmdata)._store, kmdata)
+    except WorldStateError:  # no module of this host is enrolled: a client host
+        return Mirror(store, kmdata)
 
 
 def _update(kmdata: Path, conn: netclient.Connection) -> int:

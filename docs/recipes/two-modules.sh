@@ -56,9 +56,10 @@ trap stop_servers EXIT
 read -r A_ESN A_KNETI < "$HOSTS/host-a/front-panel.txt"   # read off A's front panel, carried to B and C
 echo "module A: $A_ESN $A_KNETI"
 
-### Host B: module B enrolls with A as a privileged client (it will commit its module file, which is
+### Host B: module B enrolls with A as a privileged client (it will commit the world file, which is
 ### world administration), pulls the world from A's RFS, is programmed into the world with the ACS card,
-### commits its module file and serves the world's keys on the network.
+### commits the world file that now names it (its module file, which holds its key, stays on B) and
+### serves the world's keys on the network.
 (
     host b
     softshield nethsmenroll --privileged "$MODULE_A" "$A_ESN" "$A_KNETI" | tee "$HOSTS/host-b/enroll.txt"

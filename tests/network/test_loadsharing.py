@@ -292,8 +292,9 @@ def test_a_module_restarted_between_two_calls_ends_its_sessions(modules, shared_
 
 
 def test_a_module_keeps_its_identity_when_the_other_modules_files_arrive(modules, tmp_path) -> None:
-    """rfs-sync --update brings every module_<ESN> of the world into local/: the host's module is
-    still the one programmed there (`this-module`), not the first file by creation time."""
+    """Another module's file copied into local/ (by an operator: rfs-sync never carries module files)
+    does not change which module the host is: the one programmed there (`this-module`), not the
+    first file by creation time."""
     from emulator.module import Module
 
     a, b = modules

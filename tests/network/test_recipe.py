@@ -59,10 +59,13 @@ def test_two_modules_and_a_client_as_on_three_hosts(tmp_path: Path) -> None:
     assert f"client key {key_b} permitted (priv) from 0.0.0.0" in out
     assert out.count(f"client key {key_c} permitted (unpriv) from 0.0.0.0") == 2
 
-    # B pulled the world and the key from A's RFS, was programmed into it, and committed its module file.
-    assert "rfs-sync: 5 file(s) updated, 0 deleted, 0 local change(s) to commit" in out
-    assert f"rfs-sync: committed 2 file(s): module_{esn_b}, world" in out
-    for name in ("world", f"module_{esn_a}", f"module_{esn_b}", "key_simple_sharedkey"):
+    # B pulled the world and the key from A's RFS, was programmed into it, and committed the world file.
+    assert "rfs-sync: 4 file(s) updated, 0 deleted, 0 local change(s) to commit" in out
+    assert "rfs-sync: committed 1 file(s): world" in out
+    # Each module file (it holds the module key) stays on its own host; the world file names both.
+    assert not (a / "kmdata" / "local" / f"module_{esn_b}").exists()
+    assert not (b / "kmdata" / "local" / f"module_{esn_a}").exists()
+    for name in ("world", "key_simple_sharedkey"):
         assert (a / "kmdata" / "local" / name).read_bytes() == (b / "kmdata" / "local" / name).read_bytes(), name
 
     # C signed with the key made on A: OpenSSL and `cryptography` accept the signature; two sessions,
@@ -82,7 +85,7 @@ def test_two_modules_and_a_client_as_on_three_hosts(tmp_path: Path) -> None:
     log_a, log_b = ((host / "hardserver.log").read_text() for host in (a, b))
     assert (_admitted(log_a, key_c), _admitted(log_b, key_c)) == (3, 4)
     assert len(_client_pids(log_a) & _client_pids(log_b)) == 3
-    assert f"INFO rfs commit from 127.0.0.1 (client key {key_b}): module_{esn_b}, world\n" in log_a
+    assert f"INFO rfs commit from 127.0.0.1 (client key {key_b}): world\n" in log_a
     assert f"(mutual TLS 1.3; module {esn_a}, KNETI hash {kneti_a}; RFS)\n" in log_a
     assert f"(mutual TLS 1.3; module {esn_b}, KNETI hash {kneti_b})\n" in log_b
     for log, port in ((log_a, port_a), (log_b, port_b)):

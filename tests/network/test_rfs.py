@@ -4,7 +4,9 @@ different files made at once both land, and a local change that met a newer RFS 
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -29,10 +31,27 @@ def _host(rfs, workdir, name: str, *options: str):
     return host
 
 
-def _key(host, ident: str) -> bytes:
+def _generate(kmdata, ident: str) -> None:
     softshield("generatekey", "--batch", "simple", "type=AES", "size=256", "protect=module", f"ident={ident}",
-               f"plainname={ident}", env=host.local_env)
-    return (host.kmdata / "local" / f"key_simple_{ident}").read_bytes()
+               f"plainname={ident}", env={**os.environ, "NFAST_KMDATA": str(kmdata), "SOFTSHIELD_MODE": "embedded"})
+
+
+def _key(host, ident: str) -> bytes:
+    """A new key blob of the RFS's world as a local change on `host`. rfs-sync never carries a module
+    file (it holds the module key), so a client host has no module of its own here: the key is made
+    by the RFS host's module on a copy of that host's world and module file (one copy per client host,
+    out of band) and the blob is placed in the client's local/, as a host with a module would have
+    written it."""
+    maker = host.kmdata.parent / f"maker-{host.kmdata.name}"
+    if not maker.exists():
+        (maker / "local").mkdir(parents=True, mode=0o700)
+        for source in (host.server.kmdata / "local").iterdir():
+            if source.name == "world" or source.name.startswith("module_"):
+                shutil.copy2(source, maker / "local" / source.name)
+    _generate(maker, ident)
+    blob = (maker / "local" / f"key_simple_{ident}").read_bytes()
+    (host.kmdata / "local" / f"key_simple_{ident}").write_bytes(blob)
+    return blob
 
 
 def _rfs_file(rfs, name: str) -> bytes | None:
@@ -46,12 +65,12 @@ def test_setup_update_and_commit(rfs, workdir):
     rfs.permit(host.key_hash)
     esn, _kneti = rfs.identity()
     setup = host.run("rfs-sync", "--setup", rfs.address).stdout
-    assert re.fullmatch(rf"RFS {re.escape(rfs.address)} \(module {esn}, world [0-9a-f]{{40}}\): 2 file\(s\); "
+    assert re.fullmatch(rf"RFS {re.escape(rfs.address)} \(module {esn}, world [0-9a-f]{{40}}\): 1 file\(s\); "
                         r"rfs-sync --update pulls them\n", setup)
     assert netconfig.read(host.kmdata / "config" / "config").entries("rfs_sync_client") == [
         {"remote_ip": "127.0.0.1", "remote_port": str(rfs.port), "remote_esn": esn, "use_kneti": "yes"}]
     assert host.run("rfs-sync", "--update").stdout == \
-        "rfs-sync: 2 file(s) updated, 0 deleted, 0 local change(s) to commit\n"
+        "rfs-sync: 1 file(s) updated, 0 deleted, 0 local change(s) to commit\n"
     assert (host.kmdata / "local" / "world").read_bytes() == _rfs_file(rfs, "world")
     assert host.run("rfs-sync", "--commit").stdout == "rfs-sync: nothing to commit\n"
 
@@ -131,7 +150,7 @@ def test_committing_world_files_needs_a_privileged_client(rfs, workdir):
 
 def test_an_update_into_another_world_is_refused(rfs, workdir):
     host = _host(rfs, workdir, "elsewhere")
-    _key(host, "ownworld")  # the first use makes a world of its own
+    _generate(host.kmdata, "ownworld")  # the first use makes a world of its own
     refused = host.run("rfs-sync", "--update", check=False)
     assert refused.returncode == 1
     assert re.fullmatch(rf"softshield rfs-sync: {re.escape(str(host.kmdata))} holds world [0-9a-f]{{40}}, the RFS "
