@@ -13,7 +13,7 @@ from emulator import paths
 from emulator.kmdata import KmStore
 from emulator.ledger import content_digest
 from emulator.module import Module
-from emulator.rfs import Change, Mirror, Rfs, StaleCommit
+from emulator.rfs import Change, Mirror, Rfs, StaleCommit, SyncError
 
 
 @pytest.fixture
@@ -92,3 +92,18 @@ def test_the_ledger_records_committed_versions(world: Path, tmp_path: Path):
     (world / "local" / "key_simple_v").write_bytes(b"version 1")
     _data, _stamp, reason = rfs.store.read_current("key_simple_v")
     assert reason is not None and reason.endswith("rollback refused")
+
+
+def test_module_files_never_travel(world: Path):
+    """A module file holds the module key: with the world file it opens every module-protected blob.
+    The RFS neither lists, serves nor accepts one; the world file (each module's share, sealed to that
+    module's key) does travel."""
+    rfs = _rfs(world)
+    (module_name,) = [p.name for p in (world / "local").glob("module_*")]
+    assert "world" in rfs.manifest() and module_name not in rfs.manifest()
+    with pytest.raises(SyncError, match="is not a kmdata file name"):
+        rfs.fetch([module_name])
+    before = (world / "local" / module_name).read_bytes()
+    with pytest.raises(SyncError, match="is not a kmdata file name"):
+        rfs.commit([Change(module_name, content_digest(before), b"a module key of someone else's")])
+    assert (world / "local" / module_name).read_bytes() == before
