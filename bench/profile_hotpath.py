@@ -24,7 +24,7 @@ import backends  # noqa: E402
 import wrapcases  # noqa: E402
 
 
-def make_case(name: str, session, sha: str):
+def make_case(name: str, session, sha: str, impl: str = "ours"):
     from pkcs11 import KeyType, Mechanism
     from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -33,7 +33,7 @@ def make_case(name: str, session, sha: str):
         case = wrapcases.rsa_aes_wrap if name == "wrap" else wrapcases.rsa_aes_unwrap
         return case(keys, 2048, sha)[0]
     if name in ("unwrap-kw", "unwrap-kwp"):
-        return wrapcases.aes_unwrap(wrapcases.make_keys("ours", session), name[len("unwrap-"):])[0]
+        return wrapcases.aes_unwrap(wrapcases.make_keys(impl, session), name[len("unwrap-"):])[0]  # SoftHSM2: KWP is _PAD
     if name in ("sign-ec", "keypair-ec"):
         params = session.create_domain_parameters(KeyType.EC, {0x180: encode_named_curve_parameters("secp256r1")},
                                                   local=True)
@@ -69,7 +69,7 @@ def main(name: str = "wrap", count: str = "2000", sha: str = "sha256") -> None:
     plain = _per_call(fn, n)
     if name not in ("wrap", "unwrap"):
         theirs = backends.SOFTHSM.token("main").open(user_pin=backends.USER_PIN, rw=True)
-        soft = _per_call(make_case(name, theirs, sha), n)
+        soft = _per_call(make_case(name, theirs, sha, "softhsm"), n)
         print(f"{name}: SoftHSM2 {soft * 1e6:.1f} us per call")
         theirs.close()
     profile = cProfile.Profile()
