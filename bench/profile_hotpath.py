@@ -6,7 +6,8 @@ case, from the same process).
 
 CASE: wrap | unwrap (RSA_AES_KEY_WRAP RSA-2048), sign-ec (ECDSA P-256 prehashed), keypair-ec
 (C_GenerateKeyPair P-256 + two C_DestroyObject), genkey (session AES-256 C_GenerateKey +
-C_DestroyObject), random (C_GenerateRandom of 32 bytes).
+C_DestroyObject), random (C_GenerateRandom of 32 bytes), unwrap-kw | unwrap-kwp (AES_KEY_WRAP /
+AES_KEY_WRAP_KWP of an AES-256 session key + C_DestroyObject).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import backends  # noqa: E402
 import wrapcases  # noqa: E402
 
 
-def make_case(name: str, session, sha: str):
+def make_case(name: str, session, sha: str, impl: str = "ours"):
     from pkcs11 import KeyType, Mechanism
     from pkcs11.util.ec import encode_named_curve_parameters
 
@@ -31,6 +32,8 @@ def make_case(name: str, session, sha: str):
         keys = wrapcases.make_keys("ours", session)
         case = wrapcases.rsa_aes_wrap if name == "wrap" else wrapcases.rsa_aes_unwrap
         return case(keys, 2048, sha)[0]
+    if name in ("unwrap-kw", "unwrap-kwp"):
+        return wrapcases.aes_unwrap(wrapcases.make_keys(impl, session), name[len("unwrap-"):])[0]  # SoftHSM2: KWP is _PAD
     if name in ("sign-ec", "keypair-ec"):
         params = session.create_domain_parameters(KeyType.EC, {0x180: encode_named_curve_parameters("secp256r1")},
                                                   local=True)
@@ -66,7 +69,7 @@ def main(name: str = "wrap", count: str = "2000", sha: str = "sha256") -> None:
     plain = _per_call(fn, n)
     if name not in ("wrap", "unwrap"):
         theirs = backends.SOFTHSM.token("main").open(user_pin=backends.USER_PIN, rw=True)
-        soft = _per_call(make_case(name, theirs, sha), n)
+        soft = _per_call(make_case(name, theirs, sha, "softhsm"), n)
         print(f"{name}: SoftHSM2 {soft * 1e6:.1f} us per call")
         theirs.close()
     profile = cProfile.Profile()

@@ -176,8 +176,12 @@ class P11Object:
         summary = self._summary
         if summary is not None and attr in EAGER:
             return summary.get(attr, default)
-        present, value = self.value(attr)
-        return value if present else default
+        # `value`, inlined: every handle check (is_private, is_token, CKA_DESTROYABLE) comes here.
+        attrs = self._attrs if self._attrs is not None else self._decode()
+        deferred = self._deferred
+        if deferred is not None and attr in deferred[0]:
+            self._resolve()
+        return attrs.get(attr, default)
 
     def index_values(self) -> dict[int, Any]:
         # One lookup per attribute (this runs for every new object, e.g. each C_UnwrapKey).
@@ -188,7 +192,10 @@ class P11Object:
 
     @property
     def is_token(self) -> bool:
-        return bool(self.peek(Attribute.TOKEN, False))
+        # Only session objects have an owner session (`ObjectStore.add`), and CKA_TOKEN never changes
+        # after creation (§4.1.3, copy-modifiable only): a session object answers without a lookup
+        # (each C_UnwrapKey + C_DestroyObject asks five times).
+        return self.owner_session is None and bool(self.peek(Attribute.TOKEN, False))
 
     @property
     def is_private(self) -> bool:
@@ -234,8 +241,10 @@ class ObjectStore:
         index, handle = self._index, obj.handle  # every new object (each C_UnwrapKey) comes here
         # Kept on the object, so removing it (each C_DestroyObject) reads no attribute; every
         # change of an indexed attribute (reindex, reload) ends here and files it again.
-        obj.index_keys = keys = [_index_key(attr, value) for attr, value in obj.index_values().items()]
-        for key in keys:
+        obj.index_keys = keys = []
+        for attr, value in obj.index_values().items():  # `_index_key`, inlined
+            key = (attr, bytes(value) if isinstance(value, (bytearray, memoryview)) else value)
+            keys.append(key)
             bucket = index.get(key)
             if bucket is None:
                 index[key] = {handle: None}
