@@ -328,7 +328,8 @@ class Module:
         elif token is None:
             auth = None  # the accelerator has no login
         prefix = paths.pkcs11_prefix(token)
-        listing = self._store.scan(prefix)
+        # The other apps' blobs (`_named_keys`) come from the same directory read.
+        listing, named = self._store.scan_and_names(prefix, paths.KEY_PREFIX, paths.pkcs11_prefix(None)[:-2])
         token_blob_key = self._tokens.blob_key(auth) if auth is not None else None
         seal_keys = {"module": self._module_blob_key}
         if token_blob_key is not None:
@@ -378,7 +379,7 @@ class Module:
                 continue
             if key is not None:
                 keys.append(key)
-        for name in self._named_keys(token):
+        for name in self._named_keys(token, named):
             try:
                 key = self._load(self._store.path(name), auth, listing=True)
             except (KeyNotFound, FileNotFoundError):
@@ -459,12 +460,12 @@ class Module:
         if token_blob_key is not None:
             self._index.write(token, "token", self._index.seal_key("token", token_blob_key), token_rows)
 
-    def _named_keys(self, token: str | None) -> list[str]:
-        """Blobs of other apps (`simple`, ...) owned by `token`: their idents do not name the owner,
+    def _named_keys(self, token: str | None, names: list[str]) -> list[str]:
+        """Of `names`, the blobs of other apps (`simple`, ...; the pkcs11 blobs, thousands on a big
+        token, are left out by the listing) owned by `token`: their idents do not name the owner,
         their headers do (read without decrypting; unchanged files answer from the cache)."""
         found = []
-        # The pkcs11 blobs (thousands, on a big token) are left out by the listing itself.
-        for name in self._store.names(paths.KEY_PREFIX, exclude=paths.pkcs11_prefix(None)[:-2]):
+        for name in names:
             path = self._store.path(name)
             with self._cache_lock:
                 cached = self._cache.get(name)
