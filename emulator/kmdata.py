@@ -180,6 +180,32 @@ class KmStore:
         found.sort()
         return found
 
+    def scan_and_names(self, prefix: str, other: str, exclude: str) -> tuple[list[tuple[str, FileStamp]], list[str]]:
+        """`scan(prefix)` and `names(other, exclude)` from one directory read: a login lists a
+        token's pkcs11 blobs and the other apps' blobs of the same directory, and with 10,000 key
+        files each read of it is ~10 ms. `prefix` must start with `exclude` (a file is one or the
+        other)."""
+        found: list[tuple[str, FileStamp]] = []
+        names: list[str] = []
+        try:
+            with os.scandir(self.local) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(prefix):
+                        try:
+                            st = entry.stat()
+                        except FileNotFoundError:
+                            continue  # deleted since the directory was read
+                        if stat.S_ISREG(st.st_mode):
+                            found.append((name, FileStamp.of(st)))
+                    elif name.startswith(other) and not name.startswith(exclude) and entry.is_file():
+                        names.append(name)
+        except FileNotFoundError:
+            return [], []
+        found.sort()
+        names.sort()
+        return found, names
+
     def names(self, prefix: str, exclude: str | None = None) -> list[str]:
         """Sorted file names starting with `prefix` and not with `exclude` (temp files never match:
         they start with '.')."""

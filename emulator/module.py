@@ -328,7 +328,8 @@ class Module:
         elif token is None:
             auth = None  # the accelerator has no login
         prefix = paths.pkcs11_prefix(token)
-        listing = self._store.scan(prefix)
+        # The other apps' blobs (`_named_keys`) come from the same directory read.
+        listing, named = self._store.scan_and_names(prefix, paths.KEY_PREFIX, paths.pkcs11_prefix(None)[:-2])
         token_blob_key = self._tokens.blob_key(auth) if auth is not None else None
         seal_keys = {"module": self._module_blob_key}
         if token_blob_key is not None:
@@ -378,7 +379,7 @@ class Module:
                 continue
             if key is not None:
                 keys.append(key)
-        for name in self._named_keys(token):
+        for name in self._named_keys(token, named):
             try:
                 key = self._load(self._store.path(name), auth, listing=True)
             except (KeyNotFound, FileNotFoundError):
@@ -414,30 +415,38 @@ class Module:
         except (AclInvalid, ValueError, TypeError):
             return None  # an index is only a cache: read the blob instead
         app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
-        return IndexedKey.listed(row[keyindex.KIND], self._blob_material(name, row[keyindex.DIGEST], seal_key), acl,
+        read_material, secret_hash = self._listing_callables
+        loader = functools.partial(read_material, name, row[keyindex.DIGEST], seal_key)
+        return IndexedKey.listed(row[keyindex.KIND], loader, acl,
                                  app=app, ident=ident, protection=row[keyindex.PROTECTION], token=token,
                                  appdata=appdata, plainname=row[keyindex.PLAINNAME],
-                                 folder=self.local, file_name=name, secret_hasher=self._secret_hash)
+                                 folder=self.local, file_name=name, secret_hasher=secret_hash)
 
-    def _blob_material(self, name: str, digest: str, seal_key: bytes) -> Callable[[], object]:
-        """Reads an indexed key's material when first used: the file must still hold the indexed
+    @functools.cached_property
+    def _listing_callables(self) -> tuple[Callable[..., object], Callable[[bytes], str]]:
+        """One bound method of each shared by every indexed key (each key's loader is a partial of
+        it): a login to 10,000 keys keeps all their loaders and hashers, and a closure (function
+        and cells) or bound method per key would be ~6 more objects per key allocated and then
+        walked by the cyclic collector."""
+        return self._read_blob_material, self._secret_hash
+
+    def _read_blob_material(self, name: str, digest: str, seal_key: bytes) -> object:
+        """An indexed key's material, read when first used: the file must still hold the indexed
         bytes (a replacement since the listing is refused) and the ledger must still accept them."""
-        def load() -> object:
-            try:
-                data, _stamp, stale = self._store.read_current(name)
-            except FileNotFoundError:
-                raise KeyNotFound(f"{name}: deleted since it was listed") from None
-            if content_digest(data) != digest:
-                raise BlobInvalid(f"{name}: replaced on disk since it was listed: list the keys again")
-            raw = blobs.parse(data, name)
-            app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
-            blobs.check_binding(raw, world=self.world.hknso, app=app, ident=ident, what=name)
-            raw = self.nvram.complete(raw, name)  # an NVRAM key's sealed part is in this module
-            material = blobs.decode(raw, seal_key, name).material
-            if stale:
-                raise BlobInvalid(f"{name}: {stale}")
-            return material
-        return load
+        try:
+            data, _stamp, stale = self._store.read_current(name)
+        except FileNotFoundError:
+            raise KeyNotFound(f"{name}: deleted since it was listed") from None
+        if content_digest(data) != digest:
+            raise BlobInvalid(f"{name}: replaced on disk since it was listed: list the keys again")
+        raw = blobs.parse(data, name)
+        app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
+        blobs.check_binding(raw, world=self.world.hknso, app=app, ident=ident, what=name)
+        raw = self.nvram.complete(raw, name)  # an NVRAM key's sealed part is in this module
+        material = blobs.decode(raw, seal_key, name).material
+        if stale:
+            raise BlobInvalid(f"{name}: {stale}")
+        return material
 
     def _write_index(self, token: str | None, listing: list[tuple[str, FileStamp]],
                      token_blob_key: bytes | None) -> None:
@@ -459,12 +468,12 @@ class Module:
         if token_blob_key is not None:
             self._index.write(token, "token", self._index.seal_key("token", token_blob_key), token_rows)
 
-    def _named_keys(self, token: str | None) -> list[str]:
-        """Blobs of other apps (`simple`, ...) owned by `token`: their idents do not name the owner,
+    def _named_keys(self, token: str | None, names: list[str]) -> list[str]:
+        """Of `names`, the blobs of other apps (`simple`, ...; the pkcs11 blobs, thousands on a big
+        token, are left out by the listing) owned by `token`: their idents do not name the owner,
         their headers do (read without decrypting; unchanged files answer from the cache)."""
         found = []
-        # The pkcs11 blobs (thousands, on a big token) are left out by the listing itself.
-        for name in self._store.names(paths.KEY_PREFIX, exclude=paths.pkcs11_prefix(None)[:-2]):
+        for name in names:
             path = self._store.path(name)
             with self._cache_lock:
                 cached = self._cache.get(name)

@@ -13,6 +13,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from emulator import errors as emu
+
 from .constants import CKR, SlotFlag, TokenFlag
 from .errors import PKCS11Error
 from .objects import ObjectStore
@@ -206,9 +208,14 @@ class SlotTable:
             self.refresh()
 
     def refresh_info(self, token: Token) -> None:
+        """The token's record read again (PIN flags and counters after a login or PIN change): that
+        one file, not every token and card set of the world (two reads of a kmdata directory that
+        may hold thousands of key files). A record that is gone or fails to verify leaves the last
+        info in place, as a listing that skips it would."""
         if token.token_hash:
-            for info in self.module.list_tokens():
-                if info.hash == token.token_hash:
-                    token.info = info
-                    token.label = info.label
-                    return
+            try:
+                info = self.module.token_info(token.token_hash)
+            except (emu.TokenNotFound, emu.BlobInvalid):
+                return
+            token.info = info
+            token.label = info.label
