@@ -76,8 +76,9 @@ _paused_collector = False
 def collector_paused() -> Iterator[None]:
     """CPython's cyclic collector held off while a token's keys are listed or dropped in bulk: a
     login with 10,000 keys makes ~17 tracked objects per key (key, file stamp, cache entry, index
-    row, material loader, P11Object, index entries), none in a cycle, and the collector would otherwise walk the whole growing heap several times over (its
-    oldest generation runs each time the survivors grow by a quarter): about a tenth of such a login.
+    row, material loader, P11Object, index entries), none in a cycle, and the collector would
+    otherwise walk the whole growing heap several times over (its oldest generation runs each time
+    the survivors grow by a quarter): about a tenth of such a login.
     Nested and concurrent pauses count; the collector is switched back on only if this pause
     switched it off (a host that disabled it keeps it disabled)."""
     global _pause_depth, _paused_collector
