@@ -17,31 +17,7 @@
 #define SS_MAX_DEPTH 6       /* codec.MAX_DEPTH */
 #define SS_MAX_RELOCATIONS 64 /* codec.MAX_RELOCATIONS */
 
-/* What ss_srv_serve returns to the connection's Python thread. */
-enum ss_srv_event_kind {
-    SS_EV_PYTHON = 1,      /* a whole frame for the Python path: ftype, fid, payload */
-    SS_EV_GONE = 2,        /* the peer closed between frames */
-    SS_EV_TRUNCATED = 3,   /* the peer closed inside a frame: got of want bytes of `what` */
-    SS_EV_TIMEOUT = 4,     /* the payload did not arrive in time */
-    SS_EV_HEADER = 5,      /* a header the C loop does not take: header[] for protocol.parse_header */
-    SS_EV_OSERROR = 6,     /* errno */
-    SS_EV_REPLY_TOO_LARGE = 7, /* a reply of `length` bytes: answered with an ERROR frame by Python */
-};
-
-typedef struct ss_srv_event {
-    int kind;
-    int ftype;
-    uint32_t fid;
-    const unsigned char *payload;
-    uint64_t length;
-    uint64_t got, want;
-    int what_header;       /* SS_EV_TRUNCATED: 1 the header, 0 the payload */
-    int err;
-    unsigned char header[16];
-} ss_srv_event;
-
-typedef struct ss_srv_client ss_srv_client;
-typedef struct ss_srv_conn ss_srv_conn;
+#include "ss_serve_api.h" /* what the server's Python sees of the C loop */
 
 /* One node of a rebuilt mechanism parameter (codec.Node). */
 typedef struct ss_node {
@@ -133,19 +109,5 @@ ss_srv_fn ss_srv_lookup(uint32_t fid);
 int ss_srv_bind_module(void *handle, const char **missing);
 int ss_parameter_names_keys(CK_MECHANISM_TYPE m);
 const char *ss_srv_mech_kind(CK_MECHANISM_TYPE m);
-
-/* The interface the server's Python uses (cffi ABI mode, pkcs11_shim/hardserver/fastpath.py). */
-int ss_srv_bind(const char *module_path, char *err, size_t errlen);
-ss_srv_client *ss_srv_client_new(uint64_t id);
-void ss_srv_client_free(ss_srv_client *client);
-void ss_srv_session_set(ss_srv_client *client, CK_SESSION_HANDLE h, int public_view);
-void ss_srv_session_mark(ss_srv_client *client, CK_SESSION_HANDLE h, int public_view);
-void ss_srv_session_drop(ss_srv_client *client, CK_SESSION_HANDLE h);
-void ss_srv_owner_set(CK_OBJECT_HANDLE h, uint64_t owner);
-void ss_srv_owner_drop(CK_OBJECT_HANDLE h);
-ss_srv_conn *ss_srv_conn_new(int fd, ss_srv_client *client);
-void ss_srv_conn_free(ss_srv_conn *conn);
-ss_srv_event *ss_srv_serve(ss_srv_conn *conn);
-uint64_t ss_srv_answered(ss_srv_conn *conn);
 
 #endif

@@ -39,36 +39,24 @@ ROOT = Path(__file__).resolve().parents[2]
 LIBRARY = ROOT / "build" / "libsoftshield-serve.so"
 ENV = "SOFTSHIELD_HARDSERVER_C_PATH"
 
-CDEF = """
-typedef struct ss_srv_event {
-    int kind;
-    int ftype;
-    uint32_t fid;
-    const unsigned char *payload;
-    uint64_t length;
-    uint64_t got, want;
-    int what_header;
-    int err;
-    unsigned char header[16];
-} ss_srv_event;
-typedef struct ss_srv_client ss_srv_client;
-typedef struct ss_srv_conn ss_srv_conn;
-int ss_srv_bind(const char *module_path, char *err, size_t errlen);
-ss_srv_client *ss_srv_client_new(uint64_t id);
-void ss_srv_client_free(ss_srv_client *client);
-void ss_srv_session_set(ss_srv_client *client, unsigned long h, int public_view);
-void ss_srv_session_mark(ss_srv_client *client, unsigned long h, int public_view);
-void ss_srv_session_drop(ss_srv_client *client, unsigned long h);
-void ss_srv_owner_set(unsigned long h, uint64_t owner);
-void ss_srv_owner_drop(unsigned long h);
-ss_srv_conn *ss_srv_conn_new(int fd, ss_srv_client *client);
-void ss_srv_conn_free(ss_srv_conn *conn);
-ss_srv_event *ss_srv_serve(ss_srv_conn *conn);
-uint64_t ss_srv_answered(ss_srv_conn *conn);
-"""
+API_HEADER = ROOT / "native" / "server" / "ss_serve_api.h"
 
-# ss_serve.h enum ss_srv_event_kind
-PYTHON, GONE, TRUNCATED, TIMEOUT, HEADER, OSERROR, REPLY_TOO_LARGE = range(1, 8)
+
+def _api_ffi() -> cffi.FFI:
+    """The C loop's interface, declared once in native/server/ss_serve_api.h (the C sources include
+    it); the preprocessor lines are the C compiler's, the handle types ss_client.h's."""
+    declarations = "\n".join(line for line in API_HEADER.read_text().splitlines() if not line.startswith("#"))
+    ffi = cffi.FFI()
+    ffi.cdef("typedef unsigned long CK_SESSION_HANDLE;\ntypedef unsigned long CK_OBJECT_HANDLE;\n" + declarations)
+    return ffi
+
+
+FFI = _api_ffi()
+# cffi's ABI mode gives a declared enum's values on any library opened through the declaring FFI.
+_ENUM = FFI.dlopen(None)
+PYTHON, GONE, TRUNCATED, TIMEOUT, HEADER, OSERROR, REPLY_TOO_LARGE = (
+    getattr(_ENUM, f"SS_EV_{name}") for name in
+    ("PYTHON", "GONE", "TRUNCATED", "TIMEOUT", "HEADER", "OSERROR", "REPLY_TOO_LARGE"))
 
 
 def enabled() -> bool:
@@ -166,8 +154,7 @@ class CPath:
         if not library.is_file():
             log.warning("no %s (make build): every call takes the Python path", library)
             return None
-        ffi = cffi.FFI()
-        ffi.cdef(CDEF)
+        ffi = FFI
         lib = ffi.dlopen(str(library))
         err = ffi.new("char[]", 512)
         if lib.ss_srv_bind(str(module).encode(), err, 512) != 0:
