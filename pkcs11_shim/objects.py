@@ -327,12 +327,13 @@ class ObjectStore:
 
     def _identity_handle(self, key: Key) -> int:
         """`token_handle` of the key, after the probes other identities in this store hold."""
-        for probe in itertools.count():
+        probe = 0
+        handle = token_handle(key.app, key.ident, probe)
+        while (holder := self._objects.get(handle)) is not None and \
+                (holder.key.app, holder.key.ident) != (key.app, key.ident):
+            probe += 1
             handle = token_handle(key.app, key.ident, probe)
-            holder = self._objects.get(handle)
-            if holder is None or (holder.key.app, holder.key.ident) == (key.app, key.ident):
-                return handle
-        raise AssertionError("unreachable")
+        return handle
 
     def _add_loaded(self, key: Key) -> P11Object:
         """`add(None, key, None)` for a token object just listed from kmdata, inlined: a login with

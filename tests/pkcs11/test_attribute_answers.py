@@ -96,18 +96,25 @@ def _touch(raw, session_handle: int) -> None:
     assert raw.C_GetSessionInfo(ctypes.c_ulong(session_handle), info) == CKR.OK
 
 
-@pytest.mark.parametrize("sizes", ["lengths", "values", "short"])
-def test_the_answer_in_c_is_pythons(raw, session, kek, python_calls, sizes: str) -> None:
+def _answered_in_c_as_python_answers(raw, session, key, python_calls, sizes: str, made_by: str) -> tuple[int, list]:
+    """Every ANSWERED attribute of the key just made, read once right after (answered in C) and once
+    after another entry point ran (answered by Python): the same answer, each from its side."""
     types = [int(t) for t in answers.ANSWERED]
     size_of = {"lengths": None, "values": 64, "short": 0}[sizes]
-    key = _unwrap(kek)
     python_calls[0] = 0
     in_c = _read(raw, session.handle, key.handle, types, [size_of] * len(types))
-    assert python_calls[0] == 0, "C_GetAttributeValue went to Python right after C_UnwrapKey"
+    assert python_calls[0] == 0, f"C_GetAttributeValue went to Python right after {made_by}"
     _touch(raw, session.handle)
     in_python = _read(raw, session.handle, key.handle, types, [size_of] * len(types))
     assert python_calls[0] == 1
     assert in_c == in_python
+    return in_c
+
+
+@pytest.mark.parametrize("sizes", ["lengths", "values", "short"])
+def test_the_answer_in_c_is_pythons(raw, session, kek, python_calls, sizes: str) -> None:
+    key = _unwrap(kek)
+    in_c = _answered_in_c_as_python_answers(raw, session, key, python_calls, sizes, "C_UnwrapKey")
     expected_rv = {"lengths": CKR.ATTRIBUTE_TYPE_INVALID, "values": CKR.ATTRIBUTE_TYPE_INVALID,
                    "short": CKR.ATTRIBUTE_TYPE_INVALID}[sizes]
     assert in_c[0] == expected_rv  # CKA_ENCAPSULATE/DECAPSULATE: an AES key has none (§5.7.5 order)
@@ -207,16 +214,9 @@ def test_a_forked_child_is_not_answered(raw, session, kek) -> None:
 
 @pytest.mark.parametrize("sizes", ["lengths", "values"])
 def test_a_generated_key_is_answered_in_c_as_python_answers(raw, session, python_calls, sizes: str) -> None:
-    types = [int(t) for t in answers.ANSWERED]
-    size_of = {"lengths": None, "values": 64}[sizes]
     key = session.generate_key(KeyType.AES, 256, store=False, label="generated")
-    python_calls[0] = 0
-    in_c = _read(raw, session.handle, key.handle, types, [size_of] * len(types))
-    assert python_calls[0] == 0, "C_GetAttributeValue went to Python right after C_GenerateKey"
-    _touch(raw, session.handle)
-    in_python = _read(raw, session.handle, key.handle, types, [size_of] * len(types))
-    assert python_calls[0] == 1
-    assert in_c == in_python
+    in_c = _answered_in_c_as_python_answers(raw, session, key, python_calls, sizes, "C_GenerateKey")
+    types = [int(t) for t in answers.ANSWERED]
     label, local = in_c[1][types.index(int(Attribute.LABEL))], in_c[1][types.index(int(Attribute.LOCAL))]
     if sizes == "values":
         assert label == (len(b"generated"), b"generated")
