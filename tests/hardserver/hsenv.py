@@ -217,6 +217,24 @@ def new_server(workers: int | None = None) -> Server:
     return server
 
 
+def session_aes_key(so: ctypes.CDLL, session: int, value: bytes, extra: tuple) -> int:
+    """A session AES key with CKA_VALUE `value` and the `extra` (type, bytes) attributes, made with
+    C_CreateObject through `so`; its handle."""
+    from p11ctypes import CK_ATTRIBUTE
+
+    from pkcs11_shim.constants import CKR, Attribute, KeyType, ObjectClass
+
+    pairs = [(Attribute.CLASS, ObjectClass.SECRET_KEY.to_bytes(8, "little")),
+             (Attribute.KEY_TYPE, KeyType.AES.to_bytes(8, "little")), (Attribute.VALUE, value),
+             (Attribute.TOKEN, b"\x00"), *extra]
+    keep = [ctypes.create_string_buffer(v, len(v)) for _t, v in pairs]
+    attrs = (CK_ATTRIBUTE * len(pairs))(*[CK_ATTRIBUTE(t, ctypes.cast(b, ctypes.c_void_p), len(v))
+                                          for (t, v), b in zip(pairs, keep)])
+    handle = ctypes.c_ulong(0)
+    assert so.C_CreateObject(ctypes.c_ulong(session), attrs, ctypes.c_ulong(len(attrs)), ctypes.byref(handle)) == CKR.OK
+    return handle.value
+
+
 @contextmanager
 def user_session(server: "Server", token: str, *functions: str) -> Iterator[tuple[ctypes.CDLL, int]]:
     """The client library in this process with a user session on `token` (whose login other clients

@@ -9,7 +9,7 @@ import ctypes
 
 from cryptography.hazmat.primitives.keywrap import aes_key_unwrap_with_padding
 
-from hsenv import user_session
+from hsenv import session_aes_key as _aes, user_session
 from p11ctypes import CK_ATTRIBUTE as Attr, CK_MECHANISM as Mech
 
 from pkcs11_shim.constants import CKR, Attribute, KeyType, Mechanism, ObjectClass
@@ -17,17 +17,6 @@ from pkcs11_shim.constants import CKR, Attribute, KeyType, Mechanism, ObjectClas
 UL, VP = ctypes.c_ulong, ctypes.c_void_p
 KEK, TARGET, OTHER = bytes(range(32)), bytes(range(100, 132)), bytes(range(50, 74))
 FUNCTIONS = ("C_CreateObject", "C_WrapKey", "C_DestroyObject", "C_SetAttributeValue")
-
-
-def _aes(so, session: int, value: bytes, extra: tuple) -> int:
-    pairs = [(Attribute.CLASS, ObjectClass.SECRET_KEY.to_bytes(8, "little")),
-             (Attribute.KEY_TYPE, KeyType.AES.to_bytes(8, "little")), (Attribute.VALUE, value),
-             (Attribute.TOKEN, b"\x00"), *extra]
-    keep = [ctypes.create_string_buffer(v, len(v)) for _t, v in pairs]
-    attrs = (Attr * len(pairs))(*[Attr(t, ctypes.cast(b, VP), len(v)) for (t, v), b in zip(pairs, keep)])
-    handle = UL(0)
-    assert so.C_CreateObject(UL(session), attrs, UL(len(attrs)), ctypes.byref(handle)) == CKR.OK
-    return handle.value
 
 
 def _keys(so, session: int) -> tuple[int, int, int]:
