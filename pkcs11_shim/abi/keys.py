@@ -48,9 +48,12 @@ def answered(make: Callable[[Any, int, Any, list], int]) -> Callable[[Any, int, 
     return make_and_stage
 
 
+_generate_and_stage = answered(keymgmt.generate_key)
+
+
 @handler("C_GenerateKey")
 def c_generate_key(h_session: int, p_mechanism: Any, p_template: Any, ul_count: int, ph_key: Any) -> None:
-    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, answered(keymgmt.generate_key))
+    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, _generate_and_stage)
 
 
 @handler("C_GenerateKeyPair")
