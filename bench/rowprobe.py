@@ -4,7 +4,7 @@ load; prints the minimum and median per-call time of each, their ratio (SoftHSM2
 above 1.0 is faster than SoftHSM2), the same for the thread's CPU time (which other processes on a
 busy machine disturb less than the wall time) and the load average.
 
-    .venv/bin/python bench/rowprobe.py sign-ec|keypair-ec|genkey|random [batches] [per-batch]
+    .venv/bin/python bench/rowprobe.py sign-ec|keypair-ec|genkey|random|unwrap-kw|unwrap-kwp [batches] [per-batch]
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def main(name: str = "sign-ec", batches: str = "15", per: str = "200") -> None:
     fns = {}
     for impl, backend in (("ours", backends.OURS), ("softhsm", backends.SOFTHSM)):
         session = backend.token("main").open(user_pin=backends.USER_PIN, rw=True)
-        fns[impl] = make_case(name, session, "sha256")
+        fns[impl] = make_case(name, session, "sha256", impl)
     n = int(per)
     for fn in fns.values():
         _batch(fn, n)

@@ -12,7 +12,8 @@
  * C_DestroyObject moves
  * `ss_answer_epoch` on (C_SetAttributeValue, C_CopyObject, C_Login/C_Logout, C_CloseSession,
  * C_Finalize, ... all do); a slot answers only in the epoch it was committed in, in the process that
- * made it (a forked child gets CKR_CRYPTOKI_NOT_INITIALIZED from Python), and only when every type
+ * made it (its fork generation, native/forks.h: a forked child gets CKR_CRYPTOKI_NOT_INITIALIZED from
+ * Python), and only when every type
  * asked for is in it. C_DestroyObject forgets the slot of the handle it destroys. Anything else
  * goes to Python, which is the reference: the staged values are what it would answer (abi/answers.py). */
 #ifndef SS_ANSWERS_H
@@ -22,13 +23,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "forks.h"
+
 #define SS_ANSWER_SLOTS 64
 #define SS_ANSWER_TYPES 32
 #define SS_ANSWER_BYTES 1024
 
 typedef struct {
     int state; /* 0 empty, 2 committed to `object` */
-    pid_t pid;
+    unsigned long forks; /* the fork generation it was committed in */
     unsigned long epoch;
     CK_SESSION_HANDLE session;
     CK_OBJECT_HANDLE object;
@@ -113,7 +116,7 @@ static void ss_answer_commit(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
     slot->session = session;
     slot->object = object;
     slot->epoch = epoch;
-    slot->pid = getpid();
+    slot->forks = ss_fork_generation;
     slot->state = 2;
     pthread_mutex_unlock(&ss_answer_lock);
 }
@@ -143,7 +146,7 @@ static int ss_answer_get(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_
         return 0;
     pthread_mutex_lock(&ss_answer_lock);
     if (slot->state != 2 || slot->session != session || slot->object != object ||
-        slot->epoch != __atomic_load_n(&ss_answer_epoch, __ATOMIC_SEQ_CST) || slot->pid != getpid()) {
+        slot->epoch != __atomic_load_n(&ss_answer_epoch, __ATOMIC_SEQ_CST) || slot->forks != ss_fork_generation) {
         pthread_mutex_unlock(&ss_answer_lock);
         return 0;
     }

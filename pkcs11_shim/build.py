@@ -55,6 +55,8 @@ def cdef_source(functions: list[CFunction]) -> str:
             # native/answers.h: the calling thread's staging area for C_UnwrapKey's attribute answer.
             "unsigned char *softshield_answer_area(void);",
             "#define SOFTSHIELD_ANSWER_AREA_SIZE ...",
+            # native/forks.h: the counter a forked child's copy of the library has moved on.
+            "volatile unsigned long *softshield_fork_generation(void);",
         ]
     )
 
@@ -105,6 +107,8 @@ def c_source(functions: list[CFunction], libpython: str) -> str:
         c_constants(),
         "#define SOFTSHIELD_EXPORT __attribute__((visibility(\"default\")))",
         "",
+        '#include "forks.h"',
+        '#include "random_fill.h"',
         '#include "answers.h"',
         "",
         "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
@@ -207,6 +211,13 @@ ANSWER_HOOKS = {
     "C_GenerateKey": _MAKES_A_KEY,
     "C_DestroyObject": """    ss_answer_forget(hObject);
     return py_@F@(@A@);""",
+    # The handler checks, the entry point fills the buffer (native/random_fill.h).
+    "C_GenerateRandom": """    {
+        CK_RV rv;
+        ss_answer_touch();
+        rv = py_@F@(@A@);
+        return rv == CKR_OK ? ss_random_fill(RandomData, ulRandomLen) : rv;
+    }""",
 }
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -436,14 +435,6 @@ def derive_key(session: Session, mechanism: int, param: Any, base_handle: int, r
     keyparts.check_material_attributes(attrs, derived)
     return add_object(session, with_material_attributes(attrs, derived), derived, origin=Origin.DERIVE,
                       mechanism=mechanism).handle
-
-
-def generate_random(length: int) -> bytes:
-    return random_bytes(length)
-
-
-#: The kernel's CSPRNG, as `secrets.token_bytes` uses it (without its two Python frames).
-random_bytes: Callable[[int], bytes] = os.urandom
 
 
 def seed_random(seed: bytes) -> None:

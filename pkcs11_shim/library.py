@@ -21,6 +21,28 @@ from .errors import PKCS11Error
 LockFactory = Callable[[], Any]
 
 
+class _ProcessId:
+    """`[0]` is the process id: how a process that imports the shim without the embedded library
+    (the hardserver's workers, tests) tells a forked child from its parent, a system call each time."""
+
+    __slots__ = ()
+
+    def __getitem__(self, _index: int) -> int:
+        return os.getpid()
+
+
+#: What differs in a forked child: `_forks[0]`. The embedded library hands over its fork generation
+#: (native/forks.h, moved on by a pthread_atfork child handler, which libc's fork() runs for a C
+#: host's fork() and Python's os.fork alike): read without a system call on every entry point.
+_forks: Any = _ProcessId()
+
+
+def watch_forks(generation: Any) -> None:
+    """Tell forked children apart by `generation[0]` (a C counter) from the next C_Initialize on."""
+    global _forks
+    _forks = generation
+
+
 @dataclass(frozen=True)
 class InitOptions:
     lock_factory: LockFactory = threading.RLock
@@ -41,7 +63,9 @@ class Library:
         self.module = Module.open(self.config.kmdata)
         self.slots = SlotTable(self)
         self.sessions = SessionTable(self)
-        self.pid = os.getpid()
+        # Each library keeps the counter it was made under: one made before `watch_forks` stays valid.
+        self.forks_source = _forks
+        self.forks = _forks[0]
 
     def close(self) -> None:
         self.sessions.close_all_everywhere()
@@ -57,7 +81,7 @@ _guard = threading.Lock()
 def initialize(options: InitOptions) -> None:
     global _current
     with _guard:
-        if _current is not None and _current.pid == os.getpid():
+        if _current is not None and _current.forks_source[0] == _current.forks:
             raise PKCS11Error(CKR.CRYPTOKI_ALREADY_INITIALIZED)
         # A forked child starts clean: it never inherits the parent's logged-in sessions.
         _current = Library(options)
@@ -72,7 +96,7 @@ def finalize() -> None:
 
 
 def _require() -> Library:
-    if _current is None or _current.pid != os.getpid():
+    if _current is None or _current.forks_source[0] != _current.forks:
         raise PKCS11Error(CKR.CRYPTOKI_NOT_INITIALIZED)
     return _current
 
@@ -80,6 +104,6 @@ def _require() -> Library:
 def state() -> Library:
     """The initialised library, or CKR_CRYPTOKI_NOT_INITIALIZED (also in a forked child)."""
     current = _current
-    if current is None or current.pid != os.getpid():
+    if current is None or current.forks_source[0] != current.forks:
         raise PKCS11Error(CKR.CRYPTOKI_NOT_INITIALIZED)
     return current

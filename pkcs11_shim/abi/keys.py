@@ -114,11 +114,8 @@ def c_seed_random(h_session: int, p_seed: Any, ul_seed: int) -> None:
 
 @handler("C_GenerateRandom")
 def c_generate_random(h_session: int, p_random: Any, ul_len: int) -> None:
-    # The whole call is a few microseconds: no frame beyond the session check and the kernel read.
+    """The checks only: on CKR_OK the C entry point fills the buffer from the kernel's CSPRNG
+    (native/random_fill.h, getrandom), without the GIL and without a Python copy of the bytes."""
     library.state().sessions.get(h_session)
-    if ul_len == 0:
-        return
-    ffi = marshal.ffi
-    if p_random == ffi.NULL or ul_len > marshal.MAX_DATA_LEN:
+    if ul_len and (p_random == marshal.ffi.NULL or ul_len > marshal.MAX_DATA_LEN):
         raise PKCS11Error(CKR.ARGUMENTS_BAD)
-    ffi.memmove(p_random, keymgmt.random_bytes(ul_len), ul_len)
