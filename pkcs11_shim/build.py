@@ -57,6 +57,9 @@ def cdef_source(functions: list[CFunction]) -> str:
             "#define SOFTSHIELD_ANSWER_AREA_SIZE ...",
             # native/forks.h: the counter a forked child's copy of the library has moved on.
             "volatile unsigned long *softshield_fork_generation(void);",
+            # native/template_image.h: the calling thread's image of C_UnwrapKey's template.
+            "unsigned char *softshield_image_area(void);",
+            "#define SOFTSHIELD_IMAGE_AREA_SIZE ...",
         ]
     )
 
@@ -109,6 +112,7 @@ def c_source(functions: list[CFunction], libpython: str) -> str:
         "",
         '#include "forks.h"',
         '#include "random_fill.h"',
+        '#include "template_image.h"',
         '#include "answers.h"',
         "",
         "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
@@ -197,6 +201,19 @@ _MAKES_A_KEY = """    {
         return rv;
     }"""
 
+#: C_UnwrapKey: the same, with the template's image for the handler (native/template_image.h), emptied once
+#: the handler returned.
+_UNWRAPS_A_KEY = """    {
+        unsigned long epoch = ss_answer_begin(hSession);
+        CK_RV rv;
+        ss_image_take(pTemplate, ulAttributeCount);
+        rv = py_@F@(@A@);
+        ss_image_clear();
+        if (rv == CKR_OK && phKey != NULL)
+            ss_answer_commit(hSession, *phKey, epoch);
+        return rv;
+    }"""
+
 #: How the entry points keep native/answers.h's attribute answers valid: C_UnwrapKey and C_GenerateKey make one,
 #: C_GetAttributeValue reads it, C_DestroyObject forgets its handle's; every other entry point may
 #: change attributes or their visibility, and ends them all (ss_answer_touch).
@@ -207,7 +224,7 @@ ANSWER_HOOKS = {
             return answered;
     }
     return py_@F@(@A@);""",
-    "C_UnwrapKey": _MAKES_A_KEY,
+    "C_UnwrapKey": _UNWRAPS_A_KEY,
     "C_GenerateKey": _MAKES_A_KEY,
     "C_DestroyObject": """    ss_answer_forget(hObject);
     return py_@F@(@A@);""",

@@ -16,7 +16,7 @@ from .attributes.templates import Origin
 from .constants import CKM_HKDF_DATA, CKM_RSA_AES_KEY_WRAP, Attribute, CKR, KeyType, Mechanism, MechanismFlag, ObjectClass
 from . import library, mechanism_policy, policy
 from .errors import PKCS11Error
-from .management import add_object, with_material_attributes
+from .management import add_object, add_session_key, with_material_attributes
 from .mechanisms.hashes import DIGEST_MECHANISMS
 from .mechanisms.registry import REGISTRY, MechanismSpec
 from .nfkm_naming import take_naming
@@ -307,47 +307,71 @@ def _frozen_template(raw: list) -> tuple:
     return tuple((int(t), _frozen_template(v) if isinstance(v, list) else bytes(v)) for t, v in raw)
 
 
-#: Unwrap templates already checked, as the attributes `templates.new_object` made of them: clients
-#: unwrap with the same template over and over, and building the attribute set costs more than the
-#: AES unwrap itself. Only successes are kept; each new object gets its own copy and CKA_UNIQUE_ID.
-_UNWRAP_ATTRS: dict[tuple, tuple[dict[int, Any], dict[int, Any], Acl, tuple[int, ...]]] = {}
-_UNWRAP_ATTRS_MAX = 256
+class _UnwrapRow:
+    """What one unwrap template makes, decided once (with the unwrapping key's CKA_UNWRAP_TEMPLATE,
+    the mechanism and whether the SO is logged in, which is all it follows from): clients unwrap with
+    the same template over and over, and building the attribute set costs more than the AES unwrap
+    itself. `attrs` is the template's attributes, read-only and shared by every call; `stored` the
+    new object's own attributes without secret components, copied per object (`new_stored`); the
+    ACL depends only on the usage and lifecycle attributes the template fixes, and an `Acl` is
+    immutable. `kind` is None when the template's class and key type name no key material: each
+    call then asks `keyparts.key_kind` again, after the session checks, for its error."""
+
+    __slots__ = ("attrs", "stored", "acl", "nested", "kind", "key_type", "value_len", "token", "private")
+
+    def __init__(self, attrs: dict[int, Any]) -> None:
+        self.attrs = attrs
+        self.stored = keyparts.strip_material(attrs)
+        self.acl = policy.acl_for(attrs)
+        self.nested = tuple(attr for attr, value in self.stored.items() if isinstance(value, dict))  # *_TEMPLATEs
+        try:
+            self.kind: str | None = keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
+        except (PKCS11Error, KeyError):
+            self.kind = None
+        self.key_type = attrs.get(Attribute.KEY_TYPE)
+        self.value_len = attrs.get(Attribute.VALUE_LEN)
+        self.token = bool(attrs.get(Attribute.TOKEN))
+        self.private = bool(attrs.get(Attribute.PRIVATE))
+
+    def new_stored(self, mechanism: int) -> dict[int, Any]:
+        stored = dict(self.stored)
+        for attr in self.nested:  # the only mutable values: each object gets its own copies
+            stored[attr] = dict(stored[attr])
+        if Attribute.UNIQUE_ID in stored:
+            stored[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](Origin.UNWRAP, stored, mechanism, None)
+        return stored
 
 
-def _unwrap_attributes(raw: list, forced: dict[int, Any] | None, mechanism: int,
-                       is_so: bool) -> tuple[dict[int, Any], dict[int, Any], Acl]:
-    """(the template's attributes, read-only and shared by every call with the same template; the
-    new object's own attributes, without secret components; its ACL). The ACL depends only on the
-    usage and lifecycle attributes the template fixes, and an `Acl` is immutable: one is shared by
-    every key unwrapped with the template."""
-    try:  # read_template's [(int, bytes)] hashes as it is; nested templates (lists) need freezing
-        frozen = tuple(raw)
-        hash(frozen)
-    except TypeError:
-        frozen = _frozen_template(raw)
-    key = (mechanism, is_so, frozen, repr(sorted(forced.items())) if forced else None)
-    cached = _UNWRAP_ATTRS.get(key)
-    if cached is None:
+#: Unwrap templates already checked, by (mechanism, SO or not, the template's image from the C entry
+#: point or its frozen attributes, the unwrapping key's CKA_UNWRAP_TEMPLATE). Only successes are kept.
+_UNWRAP_ROWS: dict[tuple, _UnwrapRow] = {}
+_UNWRAP_ROWS_MAX = 256
+
+
+def _unwrap_row(raw: Any, image: bytes | None, forced: dict[int, Any] | None, mechanism: int,
+                is_so: bool) -> _UnwrapRow:
+    """The row of an unwrap template. `image` (marshal.read_template_imaged) stands for `raw` when
+    given: equal images are equal templates, and it costs no hashing of the attribute pairs."""
+    if image is None:
+        try:  # read_template's [(int, bytes)] hashes as it is; nested templates (lists) need freezing
+            image = tuple(raw)
+            hash(image)
+        except TypeError:
+            image = _frozen_template(raw)
+    key = (mechanism, is_so, image, repr(sorted(forced.items())) if forced else None)
+    row = _UNWRAP_ROWS.get(key)
+    if row is None:
         template = templates.with_key_template(codecs.decode_template(raw), forced, CKR.TEMPLATE_INCONSISTENT,
                                                "CKA_UNWRAP_TEMPLATE")
-        attrs = templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=is_so)
-        nested = tuple(attr for attr, value in attrs.items() if isinstance(value, dict))  # the *_TEMPLATEs
-        cached = (attrs, keyparts.strip_material(attrs), policy.acl_for(attrs), nested)
-        if len(_UNWRAP_ATTRS) >= _UNWRAP_ATTRS_MAX:
-            _UNWRAP_ATTRS.clear()
-        _UNWRAP_ATTRS[key] = cached
-    # Only the stored dict is the object's: the checks before it is made only read the template's.
-    stripped = dict(cached[1])
-    for attr in cached[3]:  # the only mutable values: each object gets its own copies
-        if attr in stripped:
-            stripped[attr] = dict(stripped[attr])
-    if Attribute.UNIQUE_ID in stripped:
-        stripped[Attribute.UNIQUE_ID] = templates.COMPUTED[Attribute.UNIQUE_ID](Origin.UNWRAP, stripped, mechanism, None)
-    return cached[0], stripped, cached[2]
+        row = _UnwrapRow(templates.new_object(template, Origin.UNWRAP, mechanism=mechanism, is_so=is_so))
+        if len(_UNWRAP_ROWS) >= _UNWRAP_ROWS_MAX:
+            _UNWRAP_ROWS.clear()
+        _UNWRAP_ROWS[key] = row
+    return row
 
 
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
-               raw: list) -> int:
+               raw: Any, image: bytes | None = None) -> int:
     # No lock is held from here on: the private-key operation releases the GIL, and other sessions'
     # unwraps run beside it (the session's own state is only read; the object store locks itself).
     cache_key = ("unwrap", mechanism, unwrapping_handle)
@@ -363,21 +387,25 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
         with session.lock:
             _remember(session, cache_key, checks)
     unwrapping = checks.objects[0]
-    attrs, stored, acl = _unwrap_attributes(raw, unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE), mechanism,
-                                            session.is_so)
+    row = _unwrap_row(raw, image, unwrapping.attrs.get(Attribute.UNWRAP_TEMPLATE), mechanism, session.is_so)
+    attrs = row.attrs
     session.require_rw_for(attrs)
-    kind = keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
+    kind = row.kind or keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
     module = session.token.objects.module
     unwrapping_material = module.use(unwrapping.key, Action.UNWRAP)
-    material = spec.unwrap(unwrapping_material, param, wrapped, kind, attrs.get(Attribute.VALUE_LEN))
-    if not keyparts.fits(material, attrs[Attribute.KEY_TYPE]):
+    material = spec.unwrap(unwrapping_material, param, wrapped, kind, row.value_len)
+    if not keyparts.fits(material, row.key_type):
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "unwrapped key is not of the template's key type")
     keyparts.check_material_attributes(attrs, material)
     public, deferred = keyparts.split_public_attributes(material)  # as with_material_attributes
+    stored = row.new_stored(mechanism)
     for attr, value in public.items():
         stored.setdefault(attr, value)
-    return add_object(session, stored, material, acl, origin=Origin.UNWRAP, mechanism=mechanism,
-                      deferred=deferred).handle
+    if row.token:
+        return add_object(session, stored, material, row.acl, origin=Origin.UNWRAP, mechanism=mechanism,
+                          deferred=deferred).handle
+    return add_session_key(session, stored, material, row.acl, row.private, Origin.UNWRAP, mechanism,
+                           deferred).handle
 
 
 #: Derivation mechanisms whose result is a data object (CKO_DATA), not a key.

@@ -52,6 +52,9 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
     `deferred` gives the keyparts.DEFERRABLE attributes `attrs` lacks, computed when first read
     for a session object (a token object is written with all of them at once)."""
     session.require_rw_for(attrs)
+    if not attrs.get(Attribute.TOKEN):  # a session object has no file, so no naming
+        return add_session_key(session, attrs, material, acl if acl is not None else policy.acl_for(attrs),
+                               bool(attrs.get(Attribute.PRIVATE)), origin, mechanism, deferred)
     assurance.check_new(session, attrs, material, origin, mechanism)
     protection, owner = protection_for(session, attrs)
     module = session.token.objects.module
@@ -60,24 +63,39 @@ def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any 
     key = Key.trusted(material, acl if acl is not None else policy.acl_for(attrs), app="pkcs11", ident="",
                       protection=protection, token=owner, appdata=b"")
     store = session.token.objects
-    if deferred is not None and (attrs.get(Attribute.TOKEN) or _keyparts().DEFERRABLE <= attrs.keys()):
+    if deferred is not None:
         for attr, value in deferred().items():
             attrs.setdefault(attr, value)
+    key.ident = module.new_ident(owner)
+    if naming is not None:
+        if module.key_exists(*naming):
+            raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"key_{naming[0]}_{naming[1]} already exists")
+        key.app, key.ident = naming
+    obj = store.add(attrs, key, None)
+    try:
+        store.persist(obj, session.token.auth)
+    except BaseException:
+        store.remove(obj)
+        raise
+    return obj
+
+
+def add_session_key(session: Session, attrs: dict[int, Any], material: Any, acl: Acl, private: bool,
+                    origin: Origin | None, mechanism: int | None,
+                    deferred: Callable[[], dict[int, Any]] | None) -> P11Object:
+    """`add_object` for a session object (CKA_TOKEN false), whose caller already ran
+    `session.require_rw_for(attrs)` and knows its ACL and CKA_PRIVATE: C_UnwrapKey decides them once
+    per template. The same checks and the same object as `add_object` makes."""
+    assurance.check_new(session, attrs, material, origin, mechanism)
+    owner = session.token.token_hash  # protection_for, for a session object
+    key = Key.trusted(material, acl, app="pkcs11", ident="", protection="token" if owner and private else "module",
+                      token=owner, appdata=b"")
+    if deferred is not None and _keyparts().DEFERRABLE <= attrs.keys():
+        for attr, value in deferred().items():  # the template gave them all: nothing left to defer
+            attrs.setdefault(attr, value)
         deferred = None
-    if attrs.get(Attribute.TOKEN):
-        key.ident = module.new_ident(owner)
-        if naming is not None:
-            if module.key_exists(*naming):
-                raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, f"key_{naming[0]}_{naming[1]} already exists")
-            key.app, key.ident = naming
-        obj = store.add(attrs, key, None)
-        try:
-            store.persist(obj, session.token.auth)
-        except BaseException:
-            store.remove(obj)
-            raise
-        return obj
-    return store.add(attrs, key, session.handle, None if deferred is None else (_keyparts().DEFERRABLE, deferred))
+    return session.token.objects.add(attrs, key, session.handle,
+                                     None if deferred is None else (_keyparts().DEFERRABLE, deferred))
 
 
 def with_material_attributes(attrs: dict[int, Any], material: Any) -> dict[int, Any]:

@@ -90,12 +90,17 @@ def c_wrap_key(h_session: int, p_mechanism: Any, h_wrapping: int, h_key: int, p_
 @handler("C_UnwrapKey")
 def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped: Any, ul_wrapped: int,
                  p_template: Any, ul_count: int, ph_key: Any) -> None:
+    # `make_key`'s shape and order of checks, with the template recognised from the image the C entry
+    # point took of it (a repeated template is not read again) and no closures made per call.
     wrapped = marshal.read_bytes(p_wrapped, ul_wrapped)
-
-    def unwrap(session: Any, mechanism: int, param: Any, raw: list) -> int:
-        return keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw)
-
-    make_key(h_session, p_mechanism, p_template, ul_count, ph_key, answered(unwrap))
+    session = _session(h_session)
+    marshal.require(ph_key)
+    raw, image = marshal.read_template_imaged(p_template, ul_count)
+    mechanism, param = marshal.read_mechanism(p_mechanism)
+    handle = ph_key[0] = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw, image)
+    obj = session.token.objects.get(handle)
+    if obj is not None:
+        answers.stage(obj)
 
 
 @handler("C_DeriveKey")

@@ -7,6 +7,7 @@ only ever sees Python values. The two-call buffer convention (PKCS#11 3.0 §5.2)
 from __future__ import annotations
 
 import struct
+import threading
 from typing import Any
 
 from emulator.crypto.material import SecretBuffer
@@ -159,6 +160,47 @@ def read_template(ptr: Any, count: int, depth: int = 0) -> list[tuple[int, Any]]
                 raise PKCS11Error(CKR.ATTRIBUTE_VALUE_INVALID, "NULL buffer with non-zero length")
             out.append((atype, buffer(value, length)[:]))
     return out
+
+
+#: Templates read before, by the image the C entry point took of them (native/template_image.h): equal
+#: images are equal types, lengths and values, so `read_template` would read the same. Only templates
+#: without attribute arrays are kept (an array's image is its entries' pointers, not what they point at).
+_IMAGED: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
+_IMAGED_MAX = 256
+_ULONG_SIZE = struct.calcsize("@L")
+_image_local = threading.local()
+
+
+def _image_views() -> tuple[memoryview, memoryview]:
+    """(this thread's image area, its length field), made once per thread."""
+    area = memoryview(ffi.buffer(lib.softshield_image_area(), lib.SOFTSHIELD_IMAGE_AREA_SIZE))
+    views = _image_local.views = (area, area[:_ULONG_SIZE].cast("L"))
+    return views
+
+
+def read_template_imaged(ptr: Any, count: int) -> tuple[tuple | list, bytes | None]:
+    """(`read_template(ptr, count)`, the image the C entry point took of it, or None without one or
+    when the template holds an attribute array: the image is then a key for the template's values).
+    A template whose image was read before is not read again: the same (read-only) tuple is
+    returned. Without an image (no C entry point, or a template C leaves to Python: a NULL pointer,
+    an unavailable length, a large value) this is `read_template`, with every check it makes."""
+    if lib is None:
+        return read_template(ptr, count), None
+    views = getattr(_image_local, "views", None)
+    area, length = views if views is not None else _image_views()
+    size = length[0]
+    if not size:
+        return read_template(ptr, count), None
+    image = area[_ULONG_SIZE:_ULONG_SIZE + size].tobytes()
+    raw = _IMAGED.get(image)
+    if raw is None:
+        read = read_template(ptr, count)
+        if not all(value.__class__ is bytes for _attr, value in read):
+            return read, None  # the image does not say what its arrays hold: no key for anything
+        if len(_IMAGED) >= _IMAGED_MAX:
+            _IMAGED.clear()
+        _IMAGED[image] = raw = tuple(read)
+    return raw, image
 
 
 def output_capacity(buf: Any, length_ptr: Any) -> int | None:
