@@ -1,5 +1,5 @@
 /* softshield: C_GetAttributeValue answered in C for the key a session's C_UnwrapKey or C_GenerateKey
- * just made.
+ * just made, or the two halves its C_GenerateKeyPair just made.
  *
  * Clients read the attributes of every object they make (python-pkcs11 reads ten, twice: the
  * lengths, then the values); each of those calls entering Python costs more than the rest of a
@@ -42,25 +42,29 @@ typedef struct {
     unsigned char data[SS_ANSWER_BYTES];
 } ss_answer;
 
-static ss_answer ss_answers[SS_ANSWER_SLOTS];
+/* Two per session: a key pair's public half answers from the first, its private half from the second. */
+#define SS_ANSWER_HALVES 2
+static ss_answer ss_answers[SS_ANSWER_SLOTS][SS_ANSWER_HALVES];
 static unsigned long ss_answer_epoch = 1;
 static pthread_mutex_t ss_answer_lock = PTHREAD_MUTEX_INITIALIZER;
 
 /* The handler of C_UnwrapKey or C_GenerateKey writes its answer into the calling thread's staging area (the address
  * Python asks for once per thread): a C function called from Python would release and take the
  * GIL again. Layout: count, then count x (type, length), then the values of the available ones in
- * that order; CK_ULONG in native order. A count of 0 means nothing staged. */
+ * that order; CK_ULONG in native order. A count of 0 means nothing staged. C_GenerateKeyPair's
+ * handler writes the public half's answer there and the private half's SOFTSHIELD_ANSWER_AREA_SIZE
+ * bytes further on. */
 #define SOFTSHIELD_ANSWER_AREA_SIZE 2048
-static __thread unsigned char ss_answer_staging[SOFTSHIELD_ANSWER_AREA_SIZE];
+static __thread unsigned char ss_answer_staging[SS_ANSWER_HALVES][SOFTSHIELD_ANSWER_AREA_SIZE];
 
 static unsigned char *softshield_answer_area(void)
 {
-    return ss_answer_staging;
+    return ss_answer_staging[0];
 }
 
 static ss_answer *ss_answer_slot(CK_SESSION_HANDLE session)
 {
-    return &ss_answers[session % SS_ANSWER_SLOTS];
+    return ss_answers[session % SS_ANSWER_SLOTS];
 }
 
 /* Every entry point that may change an object's attributes or visibility. */
@@ -69,26 +73,31 @@ static void ss_answer_touch(void)
     __atomic_add_fetch(&ss_answer_epoch, 1, __ATOMIC_SEQ_CST);
 }
 
-/* C_UnwrapKey / C_GenerateKey, before its handler runs: the session's slot is emptied, the epoch noted. */
+/* C_UnwrapKey / C_GenerateKey / C_GenerateKeyPair, before its handler runs: the session's slots are
+ * emptied, the epoch noted. */
 static unsigned long ss_answer_begin(CK_SESSION_HANDLE session)
 {
-    ss_answer *slot = ss_answer_slot(session);
+    ss_answer *slots = ss_answer_slot(session);
     unsigned long epoch;
-    memset(ss_answer_staging, 0, sizeof(CK_ULONG));
+    int half;
+    for (half = 0; half < SS_ANSWER_HALVES; half++)
+        memset(ss_answer_staging[half], 0, sizeof(CK_ULONG));
     pthread_mutex_lock(&ss_answer_lock);
-    if (slot->session == session)
-        slot->state = 0;
+    for (half = 0; half < SS_ANSWER_HALVES; half++)
+        if (slots[half].session == session)
+            slots[half].state = 0;
     epoch = __atomic_load_n(&ss_answer_epoch, __ATOMIC_SEQ_CST);
     pthread_mutex_unlock(&ss_answer_lock);
     return epoch;
 }
 
-/* C_UnwrapKey / C_GenerateKey, after its handler returned CKR_OK with `object`: the staged answer becomes the
- * session's slot if no entry point that could change attributes ran since `ss_answer_begin`. */
-static void ss_answer_commit(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, unsigned long epoch)
+/* C_UnwrapKey / C_GenerateKey (half 0), C_GenerateKeyPair (0: public, 1: private), after its handler
+ * returned CKR_OK with `object`: the staged answer becomes the session's slot if no entry point that
+ * could change attributes ran since `ss_answer_begin`. */
+static void ss_answer_commit(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, unsigned long epoch, int half)
 {
-    ss_answer *slot = ss_answer_slot(session);
-    const unsigned char *blob = ss_answer_staging;
+    ss_answer *slot = &ss_answer_slot(session)[half];
+    const unsigned char *blob = ss_answer_staging[half];
     CK_ULONG count, i, offset = 0, header;
     memcpy(&count, blob, sizeof count);
     if (count == 0 || count > SS_ANSWER_TYPES)
@@ -125,10 +134,12 @@ static void ss_answer_commit(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object,
 static void ss_answer_forget(CK_OBJECT_HANDLE object)
 {
     CK_ULONG i;
+    int half;
     pthread_mutex_lock(&ss_answer_lock);
     for (i = 0; i < SS_ANSWER_SLOTS; i++)
-        if (ss_answers[i].state == 2 && ss_answers[i].object == object)
-            ss_answers[i].state = 0;
+        for (half = 0; half < SS_ANSWER_HALVES; half++)
+            if (ss_answers[i][half].state == 2 && ss_answers[i][half].object == object)
+                ss_answers[i][half].state = 0;
     pthread_mutex_unlock(&ss_answer_lock);
 }
 
@@ -145,6 +156,8 @@ static int ss_answer_get(CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, CK_
     if (template == NULL || count == 0 || count > SS_ANSWER_TYPES)
         return 0;
     pthread_mutex_lock(&ss_answer_lock);
+    if (slot[0].object != object)
+        slot++; /* the other half of a pair, if either */
     if (slot->state != 2 || slot->session != session || slot->object != object ||
         slot->epoch != __atomic_load_n(&ss_answer_epoch, __ATOMIC_SEQ_CST) || slot->forks != ss_fork_generation) {
         pthread_mutex_unlock(&ss_answer_lock);

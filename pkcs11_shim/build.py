@@ -197,7 +197,7 @@ _MAKES_A_KEY = """    {
         unsigned long epoch = ss_answer_begin(hSession);
         CK_RV rv = py_@F@(@A@);
         if (rv == CKR_OK && phKey != NULL)
-            ss_answer_commit(hSession, *phKey, epoch);
+            ss_answer_commit(hSession, *phKey, epoch, 0);
         return rv;
     }"""
 
@@ -210,11 +210,23 @@ _UNWRAPS_A_KEY = """    {
         rv = py_@F@(@A@);
         ss_image_clear();
         if (rv == CKR_OK && phKey != NULL)
-            ss_answer_commit(hSession, *phKey, epoch);
+            ss_answer_commit(hSession, *phKey, epoch, 0);
         return rv;
     }"""
 
-#: How the entry points keep native/answers.h's attribute answers valid: C_UnwrapKey and C_GenerateKey make one,
+#: C_GenerateKeyPair: the two halves' answers (abi/answers.py stages the public half first, the private second).
+_MAKES_A_PAIR = """    {
+        unsigned long epoch = ss_answer_begin(hSession);
+        CK_RV rv = py_@F@(@A@);
+        if (rv == CKR_OK && phPublicKey != NULL && phPrivateKey != NULL) {
+            ss_answer_commit(hSession, *phPublicKey, epoch, 0);
+            ss_answer_commit(hSession, *phPrivateKey, epoch, 1);
+        }
+        return rv;
+    }"""
+
+#: How the entry points keep native/answers.h's attribute answers valid: C_UnwrapKey, C_GenerateKey and
+#: C_GenerateKeyPair make them,
 #: C_GetAttributeValue reads it, C_DestroyObject forgets its handle's; every other entry point may
 #: change attributes or their visibility, and ends them all (ss_answer_touch).
 ANSWER_HOOKS = {
@@ -226,6 +238,7 @@ ANSWER_HOOKS = {
     return py_@F@(@A@);""",
     "C_UnwrapKey": _UNWRAPS_A_KEY,
     "C_GenerateKey": _MAKES_A_KEY,
+    "C_GenerateKeyPair": _MAKES_A_PAIR,
     "C_DestroyObject": """    ss_answer_forget(hObject);
     return py_@F@(@A@);""",
     # The handler checks, the entry point fills the buffer (native/random_fill.h).

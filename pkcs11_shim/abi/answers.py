@@ -1,4 +1,4 @@
-"""The attribute answer C_UnwrapKey and C_GenerateKey leave for C_GetAttributeValue in C
+"""The attribute answers C_UnwrapKey, C_GenerateKey and C_GenerateKeyPair leave for C_GetAttributeValue in C
 (native/answers.h).
 
 Clients read the attributes of every key they make: python-pkcs11 reads ten of them twice (lengths,
@@ -66,9 +66,9 @@ def _render(stored: dict[int, Any], full_path: frozenset[int]) -> bytes | None:
     return struct.pack(f"@{len(header) + 1}L", len(header) // 2, *header) + data
 
 
-def stage(obj: P11Object) -> None:
+def stage(obj: P11Object, half: int = 0) -> None:
     """Leave the answer for `obj`, just made by C_UnwrapKey or C_GenerateKey in the calling thread, to the C entry
-    point. Token objects are left to Python (another process may change their blob), and so is
+    point; C_GenerateKeyPair stages its public half as `half` 0 and its private half as 1. Token objects are left to Python (another process may change their blob), and so is
     everything while calls are traced (the trace shows every C_GetAttributeValue)."""
     lib = marshal.lib
     if lib is None or debuglog.tracing() or obj.is_token:
@@ -92,4 +92,4 @@ def stage(obj: P11Object) -> None:
     area = getattr(_local, "area", None)
     if area is None:
         area = _local.area = lib.softshield_answer_area()  # this thread's own, for its lifetime
-    marshal.ffi.memmove(area, blob, len(blob))
+    marshal.ffi.memmove(area + half * lib.SOFTSHIELD_ANSWER_AREA_SIZE if half else area, blob, len(blob))

@@ -65,7 +65,13 @@ def c_generate_key_pair(h_session: int, p_mechanism: Any, p_pub: Any, ul_pub: in
     raw_priv = marshal.read_template(p_priv, ul_priv)
     marshal.require(ph_pub)
     marshal.require(ph_priv)
-    ph_pub[0], ph_priv[0] = keymgmt.generate_key_pair(session, mechanism, param, raw_pub, raw_priv)
+    ph_pub[0], ph_priv[0] = handles = keymgmt.generate_key_pair(session, mechanism, param, raw_pub, raw_priv)
+    # Both halves' attributes for the C entry point (native/answers.h): clients read them right away.
+    objects = session.token.objects
+    for half, handle in enumerate(handles):
+        obj = objects.get(handle)
+        if obj is not None:
+            answers.stage(obj, half)
 
 
 def wrap_into(session: Any, mechanism: int, param: Any, h_wrapping: int, h_key: int, p_wrapped: Any,

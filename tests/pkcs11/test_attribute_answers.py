@@ -194,10 +194,11 @@ def test_logout_ends_the_answer_for_a_private_key(raw, session, python_calls) ->
     wrapping.destroy()
 
 
-def test_a_forked_child_is_not_answered(raw, session, kek) -> None:
+@pytest.mark.parametrize("fork", ["os.fork", "libc fork"])  # native/forks.h: both move the fork generation
+def test_a_forked_child_is_not_answered(raw, session, kek, fork: str) -> None:
     key = _unwrap(kek)
     read, write = os.pipe()
-    pid = os.fork()
+    pid = os.fork() if fork == "os.fork" else ctypes.CDLL(None, use_errno=True).fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             rv, _out = _read(raw, session.handle, key.handle, [Attribute.CLASS], [8])
@@ -235,3 +236,55 @@ def test_a_generated_token_key_is_left_to_python(raw, session, python_calls) -> 
         assert python_calls[0] == 1
     finally:
         key.destroy()
+
+
+def _ec_pair(session, store: bool = False):
+    from pkcs11.util.ec import encode_named_curve_parameters
+
+    params = session.create_domain_parameters(KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters(
+        "secp256r1")}, local=True)
+    return params.generate_keypair(store=store, label="pair")
+
+
+@pytest.mark.parametrize("sizes", ["lengths", "values", "short"])
+def test_both_halves_of_a_generated_pair_are_answered_in_c_as_python_answers(raw, session, python_calls,
+                                                                            sizes: str) -> None:
+    pub, priv = _ec_pair(session)
+    types = [int(t) for t in answers.ANSWERED]
+    size_of = {"lengths": None, "values": 64, "short": 0}[sizes]
+    python_calls[0] = 0
+    in_c = [_read(raw, session.handle, key.handle, types, [size_of] * len(types)) for key in (pub, priv, pub)]
+    assert python_calls[0] == 0, "C_GetAttributeValue went to Python right after C_GenerateKeyPair"
+    _touch(raw, session.handle)
+    in_python = [_read(raw, session.handle, key.handle, types, [size_of] * len(types)) for key in (pub, priv)]
+    assert python_calls[0] == 2
+    assert in_c[:2] == in_python and in_c[2] == in_c[0]
+    classes = [out[1][types.index(int(Attribute.CLASS))] for out in in_c[:2]]
+    if sizes == "values":
+        assert classes == [(8, (2).to_bytes(8, "little")), (8, (3).to_bytes(8, "little"))]  # CKO_PUBLIC/PRIVATE_KEY
+    pub.destroy()
+    priv.destroy()
+
+
+def test_a_destroyed_half_is_not_answered(raw, session, python_calls) -> None:
+    pub, priv = _ec_pair(session)
+    handle = pub.handle
+    pub.destroy()  # C_DestroyObject forgets the public half; the private half still answers in C
+    python_calls[0] = 0
+    rv, _out = _read(raw, session.handle, handle, [int(Attribute.CLASS)], [8])
+    assert (rv, python_calls[0]) == (CKR.OBJECT_HANDLE_INVALID, 1)
+    rv, out = _read(raw, session.handle, priv.handle, [int(Attribute.CLASS)], [8])
+    assert (rv, out, python_calls[0]) == (CKR.OK, [(8, (3).to_bytes(8, "little"))], 1)
+    priv.destroy()
+
+
+def test_a_generated_token_pair_is_left_to_python(raw, session, python_calls) -> None:
+    pub, priv = _ec_pair(session, store=True)
+    try:
+        python_calls[0] = 0
+        for key in (pub, priv):
+            _read(raw, session.handle, key.handle, [int(Attribute.CLASS)], [None])
+        assert python_calls[0] == 2
+    finally:
+        pub.destroy()
+        priv.destroy()
