@@ -317,7 +317,7 @@ class _UnwrapRow:
     immutable. `kind` is None when the template's class and key type name no key material: each
     call then asks `keyparts.key_kind` again, after the session checks, for its error."""
 
-    __slots__ = ("attrs", "stored", "acl", "nested", "kind", "key_type", "value_len", "token", "private")
+    __slots__ = ("attrs", "stored", "acl", "nested", "kind", "key_type", "value_len", "token", "private", "memos")
 
     def __init__(self, attrs: dict[int, Any]) -> None:
         self.attrs = attrs
@@ -332,6 +332,21 @@ class _UnwrapRow:
         self.value_len = attrs.get(Attribute.VALUE_LEN)
         self.token = bool(attrs.get(Attribute.TOKEN))
         self.private = bool(attrs.get(Attribute.PRIVATE))
+        #: The attribute answers (abi/answers.stage) of the objects made with these public attributes.
+        self.memos: dict[tuple, dict] = {}
+
+    def memo(self, public: dict[int, Any]) -> dict | None:
+        """The answer memo of objects made from this row with `public` added: their stored
+        attributes differ only in CKA_UNIQUE_ID. None for values that do not repeat (a private key's
+        public components) once a few were seen."""
+        try:
+            key = tuple(public.items())
+            memo = self.memos.get(key)
+        except TypeError:
+            return None
+        if memo is None and len(self.memos) < _UNWRAP_MEMOS_MAX:
+            memo = self.memos[key] = {}
+        return memo
 
     def new_stored(self, mechanism: int) -> dict[int, Any]:
         stored = dict(self.stored)
@@ -346,6 +361,7 @@ class _UnwrapRow:
 #: point or its frozen attributes, the unwrapping key's CKA_UNWRAP_TEMPLATE). Only successes are kept.
 _UNWRAP_ROWS: dict[tuple, _UnwrapRow] = {}
 _UNWRAP_ROWS_MAX = 256
+_UNWRAP_MEMOS_MAX = 4
 
 
 def _unwrap_row(raw: Any, image: bytes | None, forced: dict[int, Any] | None, mechanism: int,
@@ -372,6 +388,13 @@ def _unwrap_row(raw: Any, image: bytes | None, forced: dict[int, Any] | None, me
 
 def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
                raw: Any, image: bytes | None = None) -> int:
+    return unwrap_object(session, mechanism, param, unwrapping_handle, wrapped, raw, image)[0].handle
+
+
+def unwrap_object(session: Session, mechanism: int, param: Any, unwrapping_handle: int, wrapped: bytes,
+                  raw: Any, image: bytes | None = None) -> tuple[P11Object, dict | None]:
+    """The new object, and the memo of attribute answers shared by the objects its template makes
+    with the same public attributes (`_UnwrapRow.memo`; None for a token object)."""
     # No lock is held from here on: the private-key operation releases the GIL, and other sessions'
     # unwraps run beside it (the session's own state is only read; the object store locks itself).
     cache_key = ("unwrap", mechanism, unwrapping_handle)
@@ -403,9 +426,9 @@ def unwrap_key(session: Session, mechanism: int, param: Any, unwrapping_handle: 
         stored.setdefault(attr, value)
     if row.token:
         return add_object(session, stored, material, row.acl, origin=Origin.UNWRAP, mechanism=mechanism,
-                          deferred=deferred).handle
-    return add_session_key(session, stored, material, row.acl, row.private, Origin.UNWRAP, mechanism,
-                           deferred).handle
+                          deferred=deferred), None
+    return (add_session_key(session, stored, material, row.acl, row.private, Origin.UNWRAP, mechanism, deferred),
+            row.memo(public))
 
 
 #: Derivation mechanisms whose result is a data object (CKO_DATA), not a key.

@@ -176,7 +176,15 @@ def readable_attributes(obj: P11Object) -> tuple[dict[int, Any], frozenset[int]]
     so a name in it is its value; deferred names and secret components take the full path.
     clients read ~10 attributes after each object they make (python-pkcs11's make_object)."""
     stored, deferred = obj.stored_view()
-    return stored, SECRET_COMPONENTS if not deferred else SECRET_COMPONENTS | deferred
+    if not deferred:
+        return stored, SECRET_COMPONENTS
+    full = _FULL_PATHS.get(deferred)
+    if full is None:  # one set per deferred set (there are few): its hash is computed once
+        full = _FULL_PATHS[deferred] = SECRET_COMPONENTS | deferred
+    return stored, full
+
+
+_FULL_PATHS: dict[frozenset[int], frozenset[int]] = {}
 
 
 def attribute_value(session: Session, obj: P11Object, attr: int) -> Any:

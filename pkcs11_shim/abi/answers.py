@@ -66,30 +66,44 @@ def _render(stored: dict[int, Any], full_path: frozenset[int]) -> bytes | None:
     return struct.pack(f"@{len(header) + 1}L", len(header) // 2, *header) + data
 
 
-def stage(obj: P11Object, half: int = 0) -> None:
-    """Leave the answer for `obj`, just made by C_UnwrapKey or C_GenerateKey in the calling thread, to the C entry
-    point; C_GenerateKeyPair stages its public half as `half` 0 and its private half as 1. Token objects are left to Python (another process may change their blob), and so is
-    everything while calls are traced (the trace shows every C_GetAttributeValue)."""
-    lib = marshal.lib
-    if lib is None or debuglog.tracing() or obj.is_token:
-        return
-    stored, full_path = readable_attributes(obj)
+def _blob(stored: dict[int, Any], full_path: frozenset[int]) -> bytes:
+    """The staged answer for these attributes (b"": nothing can be staged)."""
     try:
         key = (full_path, *map(stored.get, ANSWERED, _ABSENTS))
         blob = _BLOBS.get(key)
     except TypeError:  # an unhashable value: rendered each time
         key, blob = None, None
     if blob is None:
-        blob = _render(stored, full_path)
-        if blob is None:
-            return
+        blob = _render(stored, full_path) or b""
         if key is not None:
             if len(_BLOBS) >= _BLOBS_MAX:
                 _BLOBS.clear()
             _BLOBS[key] = blob
-    if len(blob) > lib.SOFTSHIELD_ANSWER_AREA_SIZE:
+    return blob
+
+
+def stage(obj: P11Object, half: int = 0, memo: dict[frozenset[int], bytes] | None = None) -> None:
+    """Leave the answer for `obj`, just made by C_UnwrapKey or C_GenerateKey in the calling thread, to
+    the C entry point; C_GenerateKeyPair stages its public half as `half` 0 and its private half as 1.
+    Token objects are left to Python (another process may change their blob), and so is everything
+    while calls are traced (the trace shows every C_GetAttributeValue).
+    `memo`: the answers of earlier objects whose stored attributes are, by their maker's
+    construction, this one's but for CKA_UNIQUE_ID, which is never answered in C (keymgmt.unwrap_object:
+    one per unwrap template and public attributes), by the attributes left to Python; without it the
+    answer is found by the attribute values."""
+    lib = marshal.lib
+    if lib is None or debuglog.tracing() or obj.is_token:
+        return
+    stored, full_path = readable_attributes(obj)
+    blob = memo.get(full_path) if memo is not None else None
+    if blob is None:
+        blob = _blob(stored, full_path)
+        if memo is not None:
+            memo[full_path] = blob
+    size = lib.SOFTSHIELD_ANSWER_AREA_SIZE
+    if not blob or len(blob) > size:
         return
     area = getattr(_local, "area", None)
     if area is None:
         area = _local.area = lib.softshield_answer_area()  # this thread's own, for its lifetime
-    marshal.ffi.memmove(area + half * lib.SOFTSHIELD_ANSWER_AREA_SIZE if half else area, blob, len(blob))
+    marshal.ffi.memmove(area + half * size if half else area, blob, len(blob))

@@ -103,10 +103,9 @@ def c_unwrap_key(h_session: int, p_mechanism: Any, h_unwrapping: int, p_wrapped:
     marshal.require(ph_key)
     raw, image = marshal.read_template_imaged(p_template, ul_count)
     mechanism, param = marshal.read_mechanism(p_mechanism)
-    handle = ph_key[0] = keymgmt.unwrap_key(session, mechanism, param, h_unwrapping, wrapped, raw, image)
-    obj = session.token.objects.get(handle)
-    if obj is not None:
-        answers.stage(obj)
+    obj, memo = keymgmt.unwrap_object(session, mechanism, param, h_unwrapping, wrapped, raw, image)
+    ph_key[0] = obj.handle
+    answers.stage(obj, memo=memo)
 
 
 @handler("C_DeriveKey")

@@ -116,3 +116,21 @@ def test_templates_c_does_not_image_keep_their_codes(raw, session, kek) -> None:
 def test_no_image_is_left_once_the_call_returned(raw, session, kek) -> None:
     assert _unwrap(raw, session, kek, _template(b"left").array, 5)[0] == CKR.OK
     assert marshal.read_template_imaged(marshal.ffi.NULL, 0) == ([], None)  # a handler called another way
+
+
+def test_each_template_answers_its_own_attributes(raw, session, kek) -> None:
+    """The staged answer is remembered per template (keymgmt._UnwrapRow.memo): alternating templates
+    each read back their own label from the answer C gives right after the unwrap."""
+    raw.C_GetAttributeValue.restype = ctypes.c_ulong
+    mech, _keep = mechanism(Mechanism.AES_KEY_WRAP)
+    wrapped = ctypes.create_string_buffer(WRAPPED, len(WRAPPED))
+    for label in [b"left", b"right", b"left", b"right"]:
+        template = _template(label)
+        handle = CK_ULONG(0)
+        assert raw.C_UnwrapKey(CK_ULONG(session.handle), ctypes.byref(mech), CK_ULONG(kek.handle), wrapped,
+                               CK_ULONG(len(WRAPPED)), template.array, CK_ULONG(5), ctypes.byref(handle)) == CKR.OK
+        out = ctypes.create_string_buffer(16)
+        attr = CK_ATTRIBUTE(Attribute.LABEL, ctypes.cast(out, ctypes.c_void_p), 16)
+        assert raw.C_GetAttributeValue(CK_ULONG(session.handle), handle, ctypes.byref(attr), CK_ULONG(1)) == CKR.OK
+        assert out.raw[:attr.ulValueLen] == label
+        assert raw.C_DestroyObject(CK_ULONG(session.handle), handle) == CKR.OK
