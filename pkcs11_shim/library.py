@@ -8,39 +8,17 @@ them (`lock_factory`).
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from emulator.module import Module
 
+from . import forks
 from .constants import CKR
 from .errors import PKCS11Error
 
 LockFactory = Callable[[], Any]
-
-
-class _ProcessId:
-    """`[0]` is the process id: how a process that imports the shim without the embedded library
-    (the hardserver's workers, tests) tells a forked child from its parent, a system call each time."""
-
-    __slots__ = ()
-
-    def __getitem__(self, _index: int) -> int:
-        return os.getpid()
-
-
-#: What differs in a forked child: `_forks[0]`. The embedded library hands over its fork generation
-#: (native/forks.h, moved on by a pthread_atfork child handler, which libc's fork() runs for a C
-#: host's fork() and Python's os.fork alike): read without a system call on every entry point.
-_forks: Any = _ProcessId()
-
-
-def watch_forks(generation: Any) -> None:
-    """Tell forked children apart by `generation[0]` (a C counter) from the next C_Initialize on."""
-    global _forks
-    _forks = generation
 
 
 @dataclass(frozen=True)
@@ -63,9 +41,10 @@ class Library:
         self.module = Module.open(self.config.kmdata)
         self.slots = SlotTable(self)
         self.sessions = SessionTable(self)
-        # Each library keeps the counter it was made under: one made before `watch_forks` stays valid.
-        self.forks_source = _forks
-        self.forks = _forks[0]
+        # Each library keeps the fork mark it was made under (forks.py): one made before
+        # `forks.watch` stays valid.
+        self.forks_source = forks.mark
+        self.forks = forks.mark[0]
 
     def close(self) -> None:
         self.sessions.close_all_everywhere()

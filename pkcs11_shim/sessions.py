@@ -73,8 +73,8 @@ class Session:
         obj = self.token.objects.get(handle)
         if obj is None:
             self.sync_objects()
-        obj = require_object(self.token.objects, handle, code=code)
-        if not self.visible(obj):
+            obj = require_object(self.token.objects, handle, code=code)
+        if obj.is_private and not self.user_logged_in:  # `visible`, inlined: every destroy comes here
             raise PKCS11Error(code)
         return obj
 

@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from emulator import errors as emu
 
-from .. import debuglog, library
+from .. import debuglog, forks
 from ..constants import CKR
 from ..errors import PKCS11Error
 from . import marshal
@@ -142,7 +142,7 @@ def bind(ffi: Any, lib: Any) -> None:
     marshal.lib = lib
     # native/forks.h's counter as a memoryview: one index per entry point, no call into C.
     generation = ffi.buffer(lib.softshield_fork_generation(), ffi.sizeof("unsigned long"))
-    library.watch_forks(memoryview(generation).cast("L"))
+    forks.watch(memoryview(generation).cast("L"))
     debuglog.configure()
     for chapter in START_CHAPTERS:
         importlib.import_module(f"{__package__}.{chapter}")

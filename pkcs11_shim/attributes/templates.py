@@ -22,6 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .. import forks
 from ..constants import CK_UNAVAILABLE_INFORMATION, CKR, Attribute
 from ..errors import PKCS11Error
 from . import codecs, rules
@@ -98,10 +99,10 @@ def _never_extractable(origin: Origin, attrs: dict, mechanism: int | None, base:
 #: Random (version 4) UUIDs made 256 at a time: one `os.urandom` call and one hex conversion per
 #: batch instead of `str(uuid.uuid4())` per object (~3 us of every C_UnwrapKey). A forked child
 #: must not hand out its parent's remaining ids: Python's at-fork hooks do not run when a C host
-#: calls fork() itself, so the pool remembers the process it was filled in (`_uuid_pid`).
+#: calls fork() itself, so the pool remembers the fork mark it was filled under (`_uuid_mark`, forks.py).
 _UUID_BATCH = 256
 _uuid_pool: list[str] = []
-_uuid_pid = 0
+_uuid_mark: Any = None
 
 
 def _uuid_masks() -> tuple[int, int]:
@@ -126,11 +127,11 @@ def _fresh_uuids() -> list[str]:
 
 
 def new_uuid4() -> str:
-    global _uuid_pid
-    pid = os.getpid()
-    if _uuid_pid != pid:
+    global _uuid_mark
+    mark = forks.mark[0]  # no system call where the embedded library keeps a fork generation
+    if _uuid_mark != mark:
         _uuid_pool.clear()  # filled in the parent before a fork: its ids are the parent's
-        _uuid_pid = pid
+        _uuid_mark = mark
     try:
         return _uuid_pool.pop()  # atomic: threads never get the same id
     except IndexError:
