@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from emulator.acl import Acl, Action
+from emulator.acl import Action
 from emulator.crypto import keywrap as kw_crypto
 from emulator.crypto import rsa as rsa_crypto
 from emulator.crypto.material import SecretMaterial

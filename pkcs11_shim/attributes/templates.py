@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import os
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -117,13 +118,17 @@ def _uuid_masks() -> tuple[int, int]:
 _UUID_KEEP, _UUID_FORCE = _uuid_masks()
 
 
+#: A batch's hex text cut into the five groups of every id (8-4-4-4-12 digits) in one unpack.
+_UUID_GROUPS = struct.Struct("8s4s4s4s12s" * _UUID_BATCH)
+
+
 def _fresh_uuids() -> list[str]:
     # Every new object takes one (CKA_UNIQUE_ID): the bits are set by two integer operations per
-    # batch, not two byte writes per id.
+    # batch, not two byte writes per id, and the text is cut by one struct unpack, not five slices each.
     size = 16 * _UUID_BATCH
     text = ((int.from_bytes(os.urandom(size), "big") & _UUID_KEEP) | _UUID_FORCE).to_bytes(size, "big").hex()
-    return [f"{text[at:at + 8]}-{text[at + 8:at + 12]}-{text[at + 12:at + 16]}-{text[at + 16:at + 20]}-"
-            f"{text[at + 20:at + 32]}" for at in range(0, 2 * size, 32)]
+    groups = _UUID_GROUPS.unpack(text.encode())
+    return [b"-".join(groups[at:at + 5]).decode() for at in range(0, 5 * _UUID_BATCH, 5)]
 
 
 def new_uuid4() -> str:
