@@ -9,8 +9,8 @@
  * miss, or when there is no image, it reads the template itself, with every check.
  *
  * No image (length 0) unless every attribute is readable as it is: a NULL template, a NULL value
- * with a non-zero length, CK_UNAVAILABLE_INFORMATION or anything too large for the area is left to
- * Python's reading, which names the error. An attribute array's value is copied as the bytes of its
+ * with a non-zero length, CK_UNAVAILABLE_INFORMATION, more than SS_IMAGE_MAX_ATTRIBUTES attributes
+ * or anything too large for the area is left to Python's reading, which names the error. An attribute array's value is copied as the bytes of its
  * CK_ATTRIBUTE entries (pointers): the shim never keeps an image whose template holds one. The area
  * is emptied again when the handler returns, so a handler called another way never sees a stale one. */
 #ifndef SS_TEMPLATE_IMAGE_H
@@ -19,6 +19,8 @@
 #include <string.h>
 
 #define SOFTSHIELD_IMAGE_AREA_SIZE 2048
+/* Never more entries than the shim's read_template would read (it refuses more than 4096 unread). */
+#define SS_IMAGE_MAX_ATTRIBUTES 64
 static __thread unsigned char ss_image_area[SOFTSHIELD_IMAGE_AREA_SIZE];
 
 static unsigned char *softshield_image_area(void)
@@ -37,7 +39,7 @@ static void ss_image_take(CK_ATTRIBUTE_PTR template, CK_ULONG count)
     size_t used = sizeof(CK_ULONG);
     CK_ULONG i, length;
     ss_image_clear();
-    if (template == NULL || count == 0)
+    if (template == NULL || count == 0 || count > SS_IMAGE_MAX_ATTRIBUTES)
         return;
     for (i = 0; i < count; i++) {
         length = template[i].ulValueLen;
