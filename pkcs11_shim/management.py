@@ -161,9 +161,12 @@ def _transfer_copy(session: Session, obj: P11Object, changes: dict[int, Any], li
     return add_object(session, stored, obj.material, acl, naming=naming).handle
 
 
+_DESTROYABLE = Attribute.DESTROYABLE  # bound once: an Enum member read costs ~0.16 us in CPython 3.11
+
+
 def destroy_object(session: Session, handle: int) -> None:
     obj = session.object(handle)
-    if not obj.peek(Attribute.DESTROYABLE, True):
+    if not obj.peek(_DESTROYABLE, True):
         raise PKCS11Error(CKR.ACTION_PROHIBITED)
     if obj.is_token and not session.rw:
         raise PKCS11Error(CKR.SESSION_READ_ONLY)
