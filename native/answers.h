@@ -47,6 +47,7 @@ typedef struct {
 static ss_answer ss_answers[SS_ANSWER_SLOTS][SS_ANSWER_HALVES];
 static unsigned long ss_answer_epoch = 1;
 static pthread_mutex_t ss_answer_lock = PTHREAD_MUTEX_INITIALIZER;
+SS_FORK_SAFE_LOCK(ss_answer_lock)
 
 /* The handler of C_UnwrapKey or C_GenerateKey writes its answer into the calling thread's staging area (the address
  * Python asks for once per thread): a C function called from Python would release and take the

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -210,6 +213,41 @@ def test_a_forked_child_is_not_answered(raw, session, kek, fork: str) -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert rv == CKR.CRYPTOKI_NOT_INITIALIZED
+    key.destroy()
+
+
+def test_a_child_forked_while_another_thread_reads_answers_is_not_stuck(raw, session, kek) -> None:
+    """A fork while another thread holds the answers' lock must not leave it held in the child
+    (native/forks.h SS_FORK_SAFE_LOCK): the child's first C_GetAttributeValue would wait forever."""
+    key = _unwrap(kek)
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            _read(raw, session.handle, key.handle, [Attribute.CLASS], [8])
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    libc_fork = ctypes.CDLL(None, use_errno=True).fork
+    stuck = 0
+    try:
+        for _ in range(200):
+            pid = libc_fork()
+            if pid == 0:  # pragma: no cover - the child
+                _read(raw, session.handle, key.handle, [Attribute.CLASS], [8])
+                os._exit(0)
+            deadline = time.monotonic() + 5
+            while os.waitpid(pid, os.WNOHANG) == (0, 0):
+                if time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    stuck += 1
+                    break
+                time.sleep(0.001)
+    finally:
+        stop.set()
+        thread.join()
+    assert stuck == 0
     key.destroy()
 
 
