@@ -3,9 +3,13 @@ host in subprocesses, all sharing one throw-away kmdata (see p11env)."""
 
 from __future__ import annotations
 
-import pytest
+import ctypes
 
-from p11env import KMDATA, ROOT, SO, SO_PIN, USER_PIN, init_token, pkcs11_tool, spare_slot  # noqa: F401
+import pytest
+from pkcs11 import Attribute, KeyType, ObjectClass
+
+from p11env import KEK, KMDATA, ROOT, SO, SO_PIN, USER_PIN, init_token, pkcs11_tool, spare_slot  # noqa: F401
+from pkcs11_shim.functions import read_functions
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +39,22 @@ def token(lib, token_label: str):
 def session(token):
     with token.open(user_pin=USER_PIN, rw=True) as s:
         yield s
+
+
+@pytest.fixture(scope="module")
+def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
+    """The same loaded .so through ctypes, every C_* returning CK_RV, for calls python-pkcs11 cannot make."""
+    c = ctypes.CDLL(so_path)
+    for function in read_functions():
+        getattr(c, function.name).restype = ctypes.c_ulong
+    return c
+
+
+@pytest.fixture
+def kek(session):
+    """A session AES-256 key of value KEK that may wrap and unwrap."""
+    key = session.create_object({
+        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.TOKEN: False,
+        Attribute.VALUE: KEK, Attribute.WRAP: True, Attribute.UNWRAP: True})
+    yield key
+    key.destroy()

@@ -21,6 +21,8 @@ os.environ["NFAST_KMDATA"] = KMDATA
 
 SO_PIN = "12345678"
 USER_PIN = "1234"
+#: The value of the `kek` fixture's session AES-256 key, for tests that wrap with `cryptography` beside it.
+KEK = bytes(range(32))
 
 
 def pkcs11_tool(*args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:

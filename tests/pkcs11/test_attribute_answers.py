@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import keywrap
-from p11env import USER_PIN
+from p11env import KEK, USER_PIN
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,19 +27,10 @@ from pkcs11_shim.abi import answers, entry  # noqa: E402
 from pkcs11_shim.abi.handlers import HANDLERS  # noqa: E402
 from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR  # noqa: E402
 
-KEK = bytes(range(32))
 #: What python-pkcs11's make_object reads, and attributes the C side never answers.
 MAKE_OBJECT = [Attribute.CLASS, Attribute.ENCRYPT, Attribute.DECRYPT, Attribute.SIGN, Attribute.VERIFY,
                Attribute.WRAP, Attribute.UNWRAP, Attribute.DERIVE, Attribute.ENCAPSULATE, Attribute.DECAPSULATE]
 PYTHON_ONLY = [Attribute.CHECK_VALUE, Attribute.VALUE, Attribute.UNIQUE_ID, Attribute.VALUE_LEN]
-
-
-@pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    for name in ("C_GetAttributeValue", "C_GetSessionInfo", "C_SetAttributeValue", "C_DestroyObject"):
-        getattr(c, name).restype = ctypes.c_ulong
-    return c
 
 
 @pytest.fixture
@@ -56,15 +47,6 @@ def python_calls():
     entry._attach(ffi, "C_GetAttributeValue", counted)
     yield calls
     entry._attach(ffi, "C_GetAttributeValue", real)
-
-
-@pytest.fixture
-def kek(session):
-    key = session.create_object({
-        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.TOKEN: False,
-        Attribute.VALUE: KEK, Attribute.WRAP: True, Attribute.UNWRAP: True})
-    yield key
-    key.destroy()
 
 
 def _unwrap(kek, template: dict | None = None):
@@ -228,11 +210,12 @@ def test_a_child_forked_while_another_thread_reads_answers_is_not_stuck(raw, ses
 
     thread = threading.Thread(target=reader)
     thread.start()
-    libc_fork = ctypes.CDLL(None, use_errno=True).fork
     stuck = 0
     try:
         for _ in range(200):
-            pid = libc_fork()
+            # os.fork, not libc's through ctypes: ctypes lets the reader hold the GIL across the
+            # fork, which would leave the child stuck in Python itself before it calls us.
+            pid = os.fork()
             if pid == 0:  # pragma: no cover - the child
                 _read(raw, session.handle, key.handle, [Attribute.CLASS], [8])
                 os._exit(0)

@@ -13,14 +13,6 @@ import pytest
 from pkcs11_shim.constants import CKR
 
 
-@pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    for name in ("C_GenerateRandom", "C_Initialize", "C_GetSessionInfo", "C_Finalize"):
-        getattr(c, name).restype = ctypes.c_ulong
-    return c
-
-
 def _random(raw, session_handle: int) -> int:
     out = ctypes.create_string_buffer(32)
     return raw.C_GenerateRandom(ctypes.c_ulong(session_handle), out, ctypes.c_ulong(32))

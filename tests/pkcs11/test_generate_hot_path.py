@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import pytest
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from p11env import USER_PIN
 from pkcs11 import Attribute, KeyType, Mechanism
 from pkcs11.exceptions import KeySizeRange, TemplateInconsistent
 from pkcs11.util.ec import encode_named_curve_parameters

@@ -23,14 +23,6 @@ def _ecb(data: bytes) -> bytes:
     return enc.update(data) + enc.finalize()
 
 
-@pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    for name in ("C_OpenSession", "C_CloseSession", "C_EncryptInit", "C_Encrypt", "C_EncryptFinal"):
-        getattr(c, name).restype = ctypes.c_ulong
-    return c
-
-
 @pytest.fixture
 def encrypting(raw, token):
     """(raw session handle, AES key handle) with C_EncryptInit(CKM_AES_ECB) done."""

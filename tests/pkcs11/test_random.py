@@ -9,13 +9,6 @@ import pytest
 from pkcs11_shim.constants import CKR
 
 
-@pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    c.C_GenerateRandom.restype = ctypes.c_ulong
-    return c
-
-
 def _draw(raw, session_handle: int, size: int, length: int | None = None) -> tuple[int, bytes]:
     out = ctypes.create_string_buffer(b"\xaa" * size, size)
     rv = raw.C_GenerateRandom(ctypes.c_ulong(session_handle), out, ctypes.c_ulong(size if length is None else length))

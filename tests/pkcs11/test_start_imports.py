@@ -7,7 +7,6 @@ util modules or any mechanism family by then. Not timed: the rule is which modul
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 

@@ -12,8 +12,8 @@ import ctypes
 import sys
 from pathlib import Path
 
-import pytest
 from cryptography.hazmat.primitives import keywrap
+from p11env import KEK
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,25 +22,7 @@ from pkcs11_shim import library  # noqa: E402
 from pkcs11_shim.abi import marshal  # noqa: E402
 from pkcs11_shim.constants import CKR  # noqa: E402
 
-KEK = bytes(range(32))
 WRAPPED = keywrap.aes_key_wrap(KEK, bytes(range(100, 132)))
-
-
-@pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    c.C_UnwrapKey.restype = ctypes.c_ulong
-    c.C_DestroyObject.restype = ctypes.c_ulong
-    return c
-
-
-@pytest.fixture
-def kek(session):
-    key = session.create_object({
-        Attribute.CLASS: ObjectClass.SECRET_KEY, Attribute.KEY_TYPE: KeyType.AES, Attribute.TOKEN: False,
-        Attribute.VALUE: KEK, Attribute.WRAP: True, Attribute.UNWRAP: True})
-    yield key
-    key.destroy()
 
 
 def _unwrap(raw, session, kek, array, count: int) -> tuple[int, dict | None]:
