@@ -10,6 +10,7 @@ test shows which side answered. C_WrapKey is called with ctypes, one call at a t
 from __future__ import annotations
 
 import ctypes
+import os
 import sys
 from pathlib import Path
 
@@ -177,3 +178,25 @@ def test_a_parameter_changed_behind_its_pointer_is_another_call(raw, token, pyth
         sha1 = padding.OAEP(mgf=padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA1(), label=None)
         temporary = rsa_key.decrypt(out[:256], sha1)
         assert keywrap.aes_key_unwrap_with_padding(temporary, out[256:]) == TARGET
+
+
+def test_a_forked_child_is_not_answered_from_the_parents_held_result(raw, keys) -> None:
+    """PKCS#11 3.0 §5.1.2: the child is a new application; its data call reaches the module, which
+    refuses it until the child calls C_Initialize."""
+    session, kek, target, _other = _handles(keys)
+    assert _wrap(raw, session.handle, KWP, kek, target, None) == (CKR.OK, 40, None)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.write(write, int(_wrap(raw, session.handle, KWP, kek, target, 40)[0]).to_bytes(8, "little"))
+        finally:
+            os._exit(0)
+    os.close(write)
+    rv = int.from_bytes(os.read(read, 8), "little")
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert rv == CKR.CRYPTOKI_NOT_INITIALIZED
+    # The parent's held result is its own still.
+    rv, length, out = _wrap(raw, session.handle, KWP, kek, target, 40)
+    assert (rv, length, keywrap.aes_key_unwrap_with_padding(KEK, out)) == (CKR.OK, 40, TARGET)
