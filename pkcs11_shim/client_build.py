@@ -67,6 +67,12 @@ OPS: dict[str, tuple[str, str | None]] = {
 HELD = {"C_WrapKey": ("hSession", "pWrappedKey", "pulWrappedKeyLen")}
 
 
+#: In the front end's embedded mode, functions answered in C around the module's own entry point:
+#: name -> the C function given that entry point first (native/front/held_wrap.c). Every other
+#: embedded call first makes held wrap results stale, as every other forwarded call does.
+FRONT_EMBEDDED = {"C_WrapKey": "ss_front_wrap_key"}
+
+
 #: Functions whose meaning spans the servers of a load-sharing client (native/client/loadshare.c):
 #: the exported entry point calls `ss_ls_<name>`, which calls the forwarder once per server it needs.
 ROUTED = ("C_OpenSession", "C_CloseSession", "C_CloseAllSessions", "C_Login", "C_Logout")
@@ -163,7 +169,9 @@ def _exported(f: CFunction, front: bool) -> list[str]:
     out = [f"CK_RV {f.name}({f.params})", "{", "    CK_RV rv;"]
     forward = "ss_ls_" if f.name in ROUTED else "ss_fwd_"
     if front:
-        out += ["    if (ss_mode_embedded())", f"        rv = ss_embedded.{f.name}({args});", "    else",
+        embedded = (f"{FRONT_EMBEDDED[f.name]}(ss_embedded.{f.name}, {args})" if f.name in FRONT_EMBEDDED
+                    else f"(ss_held_forget_all(), ss_embedded.{f.name}({args}))")
+        out += ["    if (ss_mode_embedded())", f"        rv = {embedded};", "    else",
                 f"        rv = {forward}{f.name}({args});"]
     else:
         out.append(f"    rv = {forward}{f.name}({args});")

@@ -297,10 +297,11 @@ def wrap_key(session: Session, mechanism: int, param: Any, wrapping_handle: int,
     # The primitive runs outside the session's lock: it guards the session's caches, not the keys
     # (the RSA operation releases the GIL, and nothing here waits on the session meanwhile).
     out = wrapper(target_material)
-    with session.lock:
-        if capacity is None or capacity < len(out):
+    if capacity is None or capacity < len(out):
+        with session.lock:
             session.ops["wrap-pending"] = (cache_key, checks, out)
-        else:
+    elif cached is not None:  # a result this call replaces (none was there: nothing to take)
+        with session.lock:
             session.ops.pop("wrap-pending", None)
     return out
 

@@ -9,6 +9,7 @@ because no library implements the PKCS#11 composite.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives import keywrap, padding
@@ -38,6 +39,12 @@ def kw_wrap(kek: bytes, data: bytes) -> bytes:
     return keywrap.aes_key_wrap(kek, data)
 
 
+def kw_wrapper(kek: bytes) -> Callable[[bytes], bytes]:
+    """`kw_wrap` under one key, its size checked once (a wrap's data calls repeat the key)."""
+    aes.check_key(kek)
+    return functools.partial(keywrap.aes_key_wrap, kek)
+
+
 def kw_unwrap(kek: bytes, wrapped: bytes) -> bytes:
     return _unwrap(keywrap.aes_key_unwrap, kek, wrapped, "AES key unwrap")
 
@@ -46,6 +53,12 @@ def kwp_wrap(kek: bytes, data: bytes) -> bytes:
     """RFC 5649; any non-empty `data`."""
     aes.check_key(kek)
     return keywrap.aes_key_wrap_with_padding(kek, data)
+
+
+def kwp_wrapper(kek: bytes) -> Callable[[bytes], bytes]:
+    """`kwp_wrap` under one key, its size checked once."""
+    aes.check_key(kek)
+    return functools.partial(keywrap.aes_key_wrap_with_padding, kek)
 
 
 def kwp_unwrap(kek: bytes, wrapped: bytes) -> bytes:
@@ -57,6 +70,12 @@ def kw_pkcs7_wrap(kek: bytes, data: bytes) -> bytes:
     semiblock (8 bytes, as opencryptoki pads), then RFC 3394 KW. `data` must be >= 8 bytes."""
     padder = padding.PKCS7(SEMIBLOCK * 8).padder()
     return kw_wrap(kek, padder.update(data) + padder.finalize())
+
+
+def kw_pkcs7_wrapper(kek: bytes) -> Callable[[bytes], bytes]:
+    """`kw_pkcs7_wrap` under one key, its size checked once."""
+    aes.check_key(kek)
+    return functools.partial(kw_pkcs7_wrap, kek)
 
 
 def kw_pkcs7_unwrap(kek: bytes, wrapped: bytes) -> bytes:

@@ -12,7 +12,10 @@
  * other forwarded call from any thread (a key destroyed or changed, a logout, a session closed)
  * makes every held result stale, and the next C_WrapKey goes to the server again. A wrap too large
  * for SS_HELD_MAX stays with the module's own pending result (its answer is the length, as for a
- * length query). */
+ * length query).
+ *
+ * The in-process front end holds a wrap the same way (native/front/held_wrap.c), with the slots below:
+ * there the second call would be a second entry into the module's Python and its interpreter lock. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,41 +44,92 @@ static void ss_held_clear(ss_held *h)
     memset(h, 0, sizeof *h);
 }
 
-/* Every forwarded call but the held function's own: whatever it did, held results are stale. */
+/* Every call but the held function's own: whatever it did, held results are stale. */
 void ss_held_forget_all(void)
 {
     __atomic_add_fetch(&ss_held_generation, 1, __ATOMIC_SEQ_CST);
 }
 
-/* The host's call matches a held result: answer it here. Returns 1 when answered (c->rv set). */
-int ss_held_take(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen)
+/* The child of a fork is a new application (PKCS#11 3.0 §5.1.2): nothing its parent held is its,
+ * and the lock may have been held by a thread the child does not have. */
+static void ss_held_forked(void)
+{
+    pthread_mutex_init(&ss_held_lock, NULL);
+    ss_held_forget_all();
+}
+
+__attribute__((constructor)) static void ss_held_setup(void)
+{
+    pthread_atfork(NULL, NULL, ss_held_forked);
+}
+
+/* A result held for `session` whose request (the call's arguments up to the output, encoded) is
+ * `request`: answered into p / *plen with *rv set (1), or 0. A held result of the session for other
+ * arguments is dropped: the host moved on. */
+int ss_held_answer(CK_SESSION_HANDLE session, const unsigned char *request, size_t request_len, void *p,
+                   CK_ULONG *plen, CK_RV *rv)
 {
     ss_held *h = &ss_held_slots[session % SS_HELD_SLOTS];
     int answered = 0;
-    c->keeps_held = 1;
-    if (c->failed || plen == NULL)
-        return 0;
     pthread_mutex_lock(&ss_held_lock);
-    if (h->data != NULL && h->session == session && h->request_len == c->len &&
-        memcmp(h->request, c->buf, c->len) == 0 &&
+    if (h->data != NULL && h->session == session && h->request_len == request_len &&
+        memcmp(h->request, request, request_len) == 0 &&
         h->generation == __atomic_load_n(&ss_held_generation, __ATOMIC_SEQ_CST)) {
         answered = 1;
         if (p == NULL) {
-            c->rv = CKR_OK;
+            *rv = CKR_OK;
         } else if (*plen < h->len) {
-            c->rv = CKR_BUFFER_TOO_SMALL; /* as the module: the result stays for the next call */
+            *rv = CKR_BUFFER_TOO_SMALL; /* as the module: the result stays for the next call */
         } else {
             memcpy(p, h->data, h->len);
-            c->rv = CKR_OK;
+            *rv = CKR_OK;
         }
         *plen = (CK_ULONG)h->len;
-        if (c->rv == CKR_OK && p != NULL)
+        if (*rv == CKR_OK && p != NULL)
             ss_held_clear(h);
     } else if (h->data != NULL && h->session == session) {
         ss_held_clear(h); /* the host moved on */
     }
     pthread_mutex_unlock(&ss_held_lock);
     return answered;
+}
+
+/* The generation a result computed from now on is valid in (read before the call that makes it). */
+uint64_t ss_held_now(void)
+{
+    return __atomic_load_n(&ss_held_generation, __ATOMIC_SEQ_CST);
+}
+
+/* Holds `n` bytes for the session's next call with `request`, made in `generation`: the slot takes
+ * `request` (malloc'd) in every case. */
+void ss_held_keep(CK_SESSION_HANDLE session, unsigned char *request, size_t request_len, uint64_t generation,
+                  const void *bytes, size_t n)
+{
+    ss_held *h = &ss_held_slots[session % SS_HELD_SLOTS];
+    unsigned char *data = malloc(n ? n : 1);
+    pthread_mutex_lock(&ss_held_lock);
+    ss_held_clear(h);
+    if (data != NULL) {
+        memcpy(data, bytes, n);
+        h->session = session;
+        h->request = request;
+        h->request_len = request_len;
+        h->data = data;
+        h->len = n;
+        h->generation = generation;
+        request = NULL;
+    }
+    pthread_mutex_unlock(&ss_held_lock);
+    free(request);
+}
+
+/* The host's call matches a held result: answer it here. Returns 1 when answered (c->rv set). */
+int ss_held_take(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen)
+{
+    c->keeps_held = 1;
+    if (c->failed || plen == NULL)
+        return 0;
+    return ss_held_answer(session, c->buf, c->len, p, plen, &c->rv);
 }
 
 /* The output of a held function: a length query goes out as a call with a buffer. */
@@ -86,7 +140,7 @@ void ss_put_held_out_bytes(ss_call *c, const void *p, const CK_ULONG *plen)
         if (c->held_request != NULL) {
             memcpy(c->held_request, c->buf, c->len);
             c->held_request_len = c->len;
-            c->held_generation = __atomic_load_n(&ss_held_generation, __ATOMIC_SEQ_CST);
+            c->held_generation = ss_held_now();
             c->held_saved_len = *plen;
             ss_put_u8(c, 3);
             ss_put_u64(c, SS_HELD_MAX);
@@ -114,22 +168,9 @@ void ss_get_held_out_bytes(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_UL
         c->rv = CKR_OK;
         *plen = (CK_ULONG)n;
     } else if (c->rv == CKR_OK && has && b != NULL) {
-        ss_held *h = &ss_held_slots[session % SS_HELD_SLOTS];
-        unsigned char *data = malloc(n ? n : 1);
         *plen = (CK_ULONG)n;
-        pthread_mutex_lock(&ss_held_lock);
-        ss_held_clear(h);
-        if (data != NULL) {
-            memcpy(data, b, n);
-            h->session = session;
-            h->request = c->held_request;
-            h->request_len = c->held_request_len;
-            h->data = data;
-            h->len = n;
-            h->generation = c->held_generation;
-            c->held_request = NULL; /* the slot owns it */
-        }
-        pthread_mutex_unlock(&ss_held_lock);
+        ss_held_keep(session, c->held_request, c->held_request_len, c->held_generation, b, n);
+        c->held_request = NULL; /* the slot owns it */
     } else if (c->rv == CKR_OK) {
         *plen = (CK_ULONG)n; /* the length without the bytes: what a length query answers */
     } else {

@@ -186,6 +186,11 @@ void ss_get_writebacks(ss_call *c);
 /* A wrapped key the host asked only the length of, held for its next call (held.c). */
 #define SS_HELD_MAX 8192u
 void ss_held_forget_all(void);
+uint64_t ss_held_now(void);
+int ss_held_answer(CK_SESSION_HANDLE session, const unsigned char *request, size_t request_len, void *p,
+                   CK_ULONG *plen, CK_RV *rv);
+void ss_held_keep(CK_SESSION_HANDLE session, unsigned char *request, size_t request_len, uint64_t generation,
+                  const void *bytes, size_t n);
 int ss_held_take(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen);
 void ss_put_held_out_bytes(ss_call *c, const void *p, const CK_ULONG *plen);
 void ss_get_held_out_bytes(ss_call *c, CK_SESSION_HANDLE session, void *p, CK_ULONG *plen);

@@ -141,6 +141,7 @@ static int ss_load_embedded(void)
 CK_RV ss_front_initialize(CK_VOID_PTR pInitArgs)
 {
     int mode;
+    ss_held_forget_all(); /* a held wrap belongs to the sessions of the last initialization */
     pthread_mutex_lock(&ss_front_lock);
     mode = ss_mode;
     if (mode == SS_MODE_UNDECIDED) {
@@ -163,6 +164,7 @@ CK_RV ss_front_initialize(CK_VOID_PTR pInitArgs)
 
 CK_RV ss_front_finalize(CK_VOID_PTR pReserved)
 {
+    ss_held_forget_all();
     if (ss_mode_embedded())
         return ss_embedded_finalize(pReserved);
     return ss_finalize(pReserved);

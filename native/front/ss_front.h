@@ -15,6 +15,14 @@ int ss_mode_current(void);
 CK_RV ss_front_initialize(CK_VOID_PTR pInitArgs);
 CK_RV ss_front_finalize(CK_VOID_PTR pReserved);
 
+/* held_wrap.c: C_WrapKey in embedded mode (a length query answered with the wrap, held for the
+ * data call); every other embedded entry point calls ss_held_forget_all first. */
+typedef CK_RV (*ss_wrap_fn)(CK_SESSION_HANDLE, CK_MECHANISM_PTR, CK_OBJECT_HANDLE, CK_OBJECT_HANDLE, CK_BYTE_PTR,
+                            CK_ULONG_PTR);
+CK_RV ss_front_wrap_key(ss_wrap_fn wrap, CK_SESSION_HANDLE hSession, CK_MECHANISM_PTR pMechanism,
+                        CK_OBJECT_HANDLE hWrappingKey, CK_OBJECT_HANDLE hKey, CK_BYTE_PTR pWrappedKey,
+                        CK_ULONG_PTR pulWrappedKeyLen);
+
 /* Generated (front_gen.c): the embedded module's entry points, looked up by name in its handle. */
 int ss_embedded_bind(void *handle, const char **missing);
 CK_RV ss_embedded_initialize(CK_VOID_PTR pInitArgs);

@@ -82,7 +82,7 @@ def wrap_into(session: Any, mechanism: int, param: Any, h_wrapping: int, h_key: 
     out = keymgmt.wrap_key(session, mechanism, param, h_wrapping, h_key, capacity)
     if isinstance(out, int):
         return marshal.deliver_length(pul_wrapped, out)
-    return marshal.deliver(p_wrapped, pul_wrapped, out)
+    return marshal.deliver_read(p_wrapped, pul_wrapped, capacity, out)
 
 
 @handler("C_WrapKey")

@@ -35,19 +35,21 @@ FLAGS = MechanismFlag.ENCRYPT | MechanismFlag.DECRYPT | MechanismFlag.WRAP | Mec
 class Variant:
     default_iv: bytes
     wrap: Callable[[bytes, bytes], bytes]
+    wrapper: Callable[[bytes], Callable[[bytes], bytes]]  # `wrap` under one key, checked once
     unwrap: Callable[[bytes, bytes], bytes]
     plaintext_ok: Callable[[int], bool]  # acceptable input lengths
     wrapped_ok: Callable[[int], bool]  # acceptable output lengths
     pads_secrets: bool  # KW: secrets zero-padded to 8, private keys refused
 
 
-KW = Variant(kw_crypto.KW_DEFAULT_IV, kw_crypto.kw_wrap, kw_crypto.kw_unwrap,
+KW = Variant(kw_crypto.KW_DEFAULT_IV, kw_crypto.kw_wrap, kw_crypto.kw_wrapper, kw_crypto.kw_unwrap,
              plaintext_ok=lambda n: n >= 16 and n % 8 == 0,
              wrapped_ok=lambda n: n >= 24 and n % 8 == 0, pads_secrets=True)
-PKCS7 = Variant(kw_crypto.KW_DEFAULT_IV, kw_crypto.kw_pkcs7_wrap, kw_crypto.kw_pkcs7_unwrap,
+PKCS7 = Variant(kw_crypto.KW_DEFAULT_IV, kw_crypto.kw_pkcs7_wrap, kw_crypto.kw_pkcs7_wrapper,
+                kw_crypto.kw_pkcs7_unwrap,
                 plaintext_ok=lambda n: n >= 8,
                 wrapped_ok=lambda n: n >= 24 and n % 8 == 0, pads_secrets=False)
-KWP = Variant(kw_crypto.KWP_DEFAULT_IV, kw_crypto.kwp_wrap, kw_crypto.kwp_unwrap,
+KWP = Variant(kw_crypto.KWP_DEFAULT_IV, kw_crypto.kwp_wrap, kw_crypto.kwp_wrapper, kw_crypto.kwp_unwrap,
               plaintext_ok=lambda n: n >= 1,
               wrapped_ok=lambda n: n >= 16 and n % 8 == 0, pads_secrets=False)
 
@@ -72,13 +74,24 @@ def _impls(variant: Variant) -> dict[str, Any]:
         return SinglePartCipherOp(lambda data: variant.unwrap(key, data),
                                   require_length(variant.wrapped_ok, CKR.ENCRYPTED_DATA_LEN_RANGE, "key wrap input"))
 
+    def prepare_wrap(wrapping: Any, param: Any) -> Callable[[Any], bytes]:
+        """`wrap` under one wrapping key: its material checks once (keymgmt keeps the result only
+        while the key is the same object), the target's on every call."""
+        wrap_value = variant.wrapper(AES.key(wrapping))
+        private_allowed, pads = not variant.pads_secrets, variant.pads_secrets
+
+        def wrap_target(target: Any) -> bytes:
+            value = keybytes.wrappable(target, private_allowed=private_allowed)
+            if pads:
+                value = keybytes.zero_padded(value, kw_crypto.SEMIBLOCK)
+            if not variant.plaintext_ok(len(value)):
+                raise PKCS11Error(CKR.KEY_SIZE_RANGE, f"a {len(value)}-byte key cannot be wrapped with this mechanism")
+            return wrap_value(value)
+
+        return wrap_target
+
     def wrap(wrapping: Any, param: Any, target: Any) -> bytes:
-        value = keybytes.wrappable(target, private_allowed=not variant.pads_secrets)
-        if variant.pads_secrets:
-            value = keybytes.zero_padded(value, kw_crypto.SEMIBLOCK)
-        if not variant.plaintext_ok(len(value)):
-            raise PKCS11Error(CKR.KEY_SIZE_RANGE, f"a {len(value)}-byte key cannot be wrapped with this mechanism")
-        return variant.wrap(AES.key(wrapping), value)
+        return prepare_wrap(wrapping, param)(target)
 
     def unwrap(unwrapping: Any, param: Any, wrapped: bytes, target_kind: str, value_len: int | None) -> Any:
         if not variant.wrapped_ok(len(wrapped)):
@@ -86,7 +99,7 @@ def _impls(variant: Variant) -> dict[str, Any]:
         value = variant.unwrap(AES.key(unwrapping), wrapped)
         return keybytes.unwrapped(value, target_kind, value_len, padded=variant.pads_secrets)
 
-    return {"encrypt": encrypt, "decrypt": decrypt, "wrap": wrap, "unwrap": unwrap}
+    return {"encrypt": encrypt, "decrypt": decrypt, "wrap": wrap, "prepare_wrap": prepare_wrap, "unwrap": unwrap}
 
 
 def register(registry: Registry) -> None:
