@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fork_safe_lock.h"
 #include "forks.h"
 
 #define SS_ANSWER_SLOTS 64

@@ -24,18 +24,6 @@ __attribute__((constructor)) static void ss_watch_forks(void)
     pthread_atfork(NULL, NULL, ss_forked);
 }
 
-/* A lock another thread may hold at the moment of a fork would stay held in the child, whose only
- * thread is the forking one: its next call would wait forever. The forking thread takes the lock
- * before the fork and releases it on both sides, so the child starts with it free. Only for locks
- * held over C work alone (never across a call into Python, which a fork also waits for). */
-#define SS_FORK_SAFE_LOCK(lock)                                                                     \
-    static void lock##_before_fork(void) { pthread_mutex_lock(&lock); }                             \
-    static void lock##_after_fork(void) { pthread_mutex_unlock(&lock); }                            \
-    __attribute__((constructor)) static void lock##_watch_forks(void)                              \
-    {                                                                                               \
-        pthread_atfork(lock##_before_fork, lock##_after_fork, lock##_after_fork);                   \
-    }
-
 /* The counter's address, for the shim to read without calling into C (library.watch_forks). */
 static volatile unsigned long *softshield_fork_generation(void)
 {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fork_safe_lock.h"
 #include "ss_client.h"
 
 #define SS_HELD_SLOTS 32
@@ -35,6 +36,7 @@ typedef struct ss_held {
 
 static ss_held ss_held_slots[SS_HELD_SLOTS];
 static pthread_mutex_t ss_held_lock = PTHREAD_MUTEX_INITIALIZER;
+SS_FORK_SAFE_LOCK(ss_held_lock)
 static uint64_t ss_held_generation = 1;
 
 static void ss_held_clear(ss_held *h)
@@ -50,11 +52,9 @@ void ss_held_forget_all(void)
     __atomic_add_fetch(&ss_held_generation, 1, __ATOMIC_SEQ_CST);
 }
 
-/* The child of a fork is a new application (PKCS#11 3.0 §5.1.2): nothing its parent held is its,
- * and the lock may have been held by a thread the child does not have. */
+/* The child of a fork is a new application (PKCS#11 3.0 §5.1.2): nothing its parent held is its. */
 static void ss_held_forked(void)
 {
-    pthread_mutex_init(&ss_held_lock, NULL);
     ss_held_forget_all();
 }
 
