@@ -4,6 +4,7 @@ host in subprocesses, all sharing one throw-away kmdata (see p11env)."""
 from __future__ import annotations
 
 import ctypes
+import sys
 
 import pytest
 from pkcs11 import Attribute, KeyType, ObjectClass
@@ -58,3 +59,28 @@ def kek(session):
         Attribute.VALUE: KEK, Attribute.WRAP: True, Attribute.UNWRAP: True})
     yield key
     key.destroy()
+
+
+@pytest.fixture
+def count_python_calls():
+    """count_python_calls(name) -> [n]: n counts the calls of C function `name` that reach its Python
+    handler until the test ends (the library runs in this process), so a test shows which side answered."""
+    from pkcs11_shim.abi import entry
+
+    ffi = sys.modules["_softshield_pkcs11"].ffi
+    attached = []
+
+    def count(name: str) -> list[int]:
+        real, calls = entry.load_chapter_of(name), [0]
+
+        def counted(*args):
+            calls[0] += 1
+            return real(*args)
+
+        entry._attach(ffi, name, counted)
+        attached.append((name, real))
+        return calls
+
+    yield count
+    for name, real in reversed(attached):
+        entry._attach(ffi, name, real)

@@ -23,8 +23,7 @@ from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from p11ctypes import CK_ATTRIBUTE  # noqa: E402
-from pkcs11_shim.abi import answers, entry  # noqa: E402
-from pkcs11_shim.abi.handlers import HANDLERS  # noqa: E402
+from pkcs11_shim.abi import answers  # noqa: E402
 from pkcs11_shim.constants import CK_UNAVAILABLE_INFORMATION, CKR  # noqa: E402
 
 #: What python-pkcs11's make_object reads, and attributes the C side never answers.
@@ -34,19 +33,9 @@ PYTHON_ONLY = [Attribute.CHECK_VALUE, Attribute.VALUE, Attribute.UNIQUE_ID, Attr
 
 
 @pytest.fixture
-def python_calls():
+def python_calls(count_python_calls):
     """How many C_GetAttributeValue calls reached Python while the test ran."""
-    ffi = sys.modules["_softshield_pkcs11"].ffi
-    real = HANDLERS["C_GetAttributeValue"]
-    calls = [0]
-
-    def counted(*args):
-        calls[0] += 1
-        return real(*args)
-
-    entry._attach(ffi, "C_GetAttributeValue", counted)
-    yield calls
-    entry._attach(ffi, "C_GetAttributeValue", real)
+    return count_python_calls("C_GetAttributeValue")
 
 
 def _unwrap(kek, template: dict | None = None):

@@ -22,8 +22,6 @@ from pkcs11 import Attribute, KeyType, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from p11ctypes import CK_MECHANISM, CK_RSA_AES_KEY_WRAP_PARAMS, CK_RSA_PKCS_OAEP_PARAMS  # noqa: E402
-from pkcs11_shim.abi import entry, keys as _keys_chapter  # noqa: E402,F401 - the handler is registered
-from pkcs11_shim.abi.handlers import HANDLERS  # noqa: E402
 from pkcs11_shim.constants import CKM_RSA_AES_KEY_WRAP, CKR, CKZ_DATA_SPECIFIED, MGF, Mechanism  # noqa: E402
 
 UL = ctypes.c_ulong
@@ -32,28 +30,10 @@ KWP = CK_MECHANISM(Mechanism.AES_KEY_WRAP_KWP, None, 0)
 KW = CK_MECHANISM(Mechanism.AES_KEY_WRAP, None, 0)
 
 
-@pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    for name in ("C_WrapKey", "C_GetSessionInfo", "C_DestroyObject"):
-        getattr(c, name).restype = ctypes.c_ulong
-    return c
-
-
 @pytest.fixture
-def python_calls():
+def python_calls(count_python_calls):
     """How many C_WrapKey calls reached Python while the test ran."""
-    ffi = sys.modules["_softshield_pkcs11"].ffi
-    real = HANDLERS["C_WrapKey"]
-    calls = [0]
-
-    def counted(*args):
-        calls[0] += 1
-        return real(*args)
-
-    entry._attach(ffi, "C_WrapKey", counted)
-    yield calls
-    entry._attach(ffi, "C_WrapKey", real)
+    return count_python_calls("C_WrapKey")
 
 
 def _aes(session, value: bytes, *usage: Attribute):

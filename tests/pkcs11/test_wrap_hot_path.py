@@ -28,14 +28,6 @@ def _be(n: int) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def raw(so_path: str, lib):  # lib: python-pkcs11 has called C_Initialize on the same loaded .so
-    c = ctypes.CDLL(so_path)
-    for name in ("C_WrapKey", "C_OpenSession", "C_CloseSession"):
-        getattr(c, name).restype = ctypes.c_ulong
-    return c
-
-
-@pytest.fixture(scope="module")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(65537, 2048)
 
