@@ -192,27 +192,20 @@ static int softshield_python_ready(void)
     return "\n".join(out)
 
 
-#: The entry points whose handler stages the new key's attribute answer (abi/answers.py).
-_MAKES_A_KEY = """    {
-        unsigned long epoch = ss_answer_begin(hSession);
-        CK_RV rv = py_@F@(@A@);
-        if (rv == CKR_OK && phKey != NULL)
-            ss_answer_commit(hSession, *phKey, epoch, 0);
-        return rv;
-    }"""
-
-#: C_UnwrapKey: the same, with the template's image for the handler (native/template_image.h), emptied once
-#: the handler returned.
-_UNWRAPS_A_KEY = """    {
+#: An entry point whose handler stages the new key's attribute answer (abi/answers.py), with C lines run
+#: before and after the handler.
+_STAGES_A_KEY = """    {{
         unsigned long epoch = ss_answer_begin(hSession);
         CK_RV rv;
-        ss_image_take(pTemplate, ulAttributeCount);
-        rv = py_@F@(@A@);
-        ss_image_clear();
-        if (rv == CKR_OK && phKey != NULL)
+{before}        rv = py_@F@(@A@);
+{after}        if (rv == CKR_OK && phKey != NULL)
             ss_answer_commit(hSession, *phKey, epoch, 0);
         return rv;
-    }"""
+    }}"""
+_MAKES_A_KEY = _STAGES_A_KEY.format(before="", after="")
+#: C_UnwrapKey: the template's image for the handler (native/template_image.h), emptied once it returned.
+_UNWRAPS_A_KEY = _STAGES_A_KEY.format(before="        ss_image_take(pTemplate, ulAttributeCount);\n",
+                                      after="        ss_image_clear();\n")
 
 #: C_GenerateKeyPair: the two halves' answers (abi/answers.py stages the public half first, the private second).
 _MAKES_A_PAIR = """    {

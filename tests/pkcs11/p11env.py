@@ -3,12 +3,14 @@ the whole run, and the pkcs11-tool helpers that make tokens the way SoftHSM2 use
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -59,3 +61,19 @@ def init_token(label: str | None = None, so_pin: str = SO_PIN, pin: str = USER_P
     return label
 
 
+def in_forked_child(fork: str, child: Callable[[], list[int]]) -> list[int]:
+    """The return codes `child()` gives in a child made by `fork` ("os.fork", or "libc fork" as a C host
+    forks, through ctypes), sent back over a pipe."""
+    read, write = os.pipe()
+    pid = os.fork() if fork == "os.fork" else ctypes.CDLL(None, use_errno=True).fork()
+    if pid == 0:  # pragma: no cover - the child: no pytest teardown
+        try:
+            os.close(read)
+            os.write(write, b"".join(rv.to_bytes(8, "little") for rv in child()))
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return [int.from_bytes(data[i:i + 8], "little") for i in range(0, len(data), 8)]

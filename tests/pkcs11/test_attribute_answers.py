@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import keywrap
-from p11env import KEK, USER_PIN
+from p11env import KEK, USER_PIN, in_forked_child
 from pkcs11 import Attribute, KeyType, Mechanism, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -171,19 +171,8 @@ def test_logout_ends_the_answer_for_a_private_key(raw, session, python_calls) ->
 @pytest.mark.parametrize("fork", ["os.fork", "libc fork"])  # native/forks.h: both move the fork generation
 def test_a_forked_child_is_not_answered(raw, session, kek, fork: str) -> None:
     key = _unwrap(kek)
-    read, write = os.pipe()
-    pid = os.fork() if fork == "os.fork" else ctypes.CDLL(None, use_errno=True).fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            rv, _out = _read(raw, session.handle, key.handle, [Attribute.CLASS], [8])
-            os.write(write, rv.to_bytes(8, "little"))
-        finally:
-            os._exit(0)
-    os.close(write)
-    rv = int.from_bytes(os.read(read, 8), "little")
-    os.close(read)
-    os.waitpid(pid, 0)
-    assert rv == CKR.CRYPTOKI_NOT_INITIALIZED
+    assert in_forked_child(fork, lambda: [_read(raw, session.handle, key.handle, [Attribute.CLASS], [8])[0]]) == \
+        [CKR.CRYPTOKI_NOT_INITIALIZED]
     key.destroy()
 
 

@@ -10,14 +10,13 @@ test shows which side answered. C_WrapKey is called with ctypes, one call at a t
 from __future__ import annotations
 
 import ctypes
-import os
 import sys
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes, keywrap
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from p11env import USER_PIN
+from p11env import USER_PIN, in_forked_child
 from pkcs11 import Attribute, KeyType, ObjectClass
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -165,18 +164,8 @@ def test_a_forked_child_is_not_answered_from_the_parents_held_result(raw, keys) 
     refuses it until the child calls C_Initialize."""
     session, kek, target, _other = _handles(keys)
     assert _wrap(raw, session.handle, KWP, kek, target, None) == (CKR.OK, 40, None)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.write(write, int(_wrap(raw, session.handle, KWP, kek, target, 40)[0]).to_bytes(8, "little"))
-        finally:
-            os._exit(0)
-    os.close(write)
-    rv = int.from_bytes(os.read(read, 8), "little")
-    os.close(read)
-    os.waitpid(pid, 0)
-    assert rv == CKR.CRYPTOKI_NOT_INITIALIZED
+    assert in_forked_child("os.fork", lambda: [_wrap(raw, session.handle, KWP, kek, target, 40)[0]]) == \
+        [CKR.CRYPTOKI_NOT_INITIALIZED]
     # The parent's held result is its own still.
     rv, length, out = _wrap(raw, session.handle, KWP, kek, target, 40)
     assert (rv, length, keywrap.aes_key_unwrap_with_padding(KEK, out)) == (CKR.OK, 40, TARGET)
