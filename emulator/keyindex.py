@@ -3,7 +3,8 @@
 Opening, authenticating and decrypting a blob costs ~300 us (path lookups, JSON header, ACL parse,
 ledger check, GCM): 3 s at login for 10,000 token keys, where SoftHSM2 takes 0.2 s. An index row holds what a listing needs without opening the blob: the file's stamp (mtime, size,
 inode) and content digest, and the header fields (protection, kind, ACL, appdata, plainname) that
-the blob carries in the clear under its tag. `Module.load_keys` takes a row only when the file's
+the blob carries in the clear under its tag, and the owning application's summary of the appdata
+(see SUMMARY below). `Module.load_keys` takes a row only when the file's
 stamp is the indexed one and the version ledger accepts the indexed digest; any other key is read
 from its blob and the index rewritten. The material is read from the blob (and checked against the
 digest) when the key is first used.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from .crypto import blobcrypt
@@ -32,15 +34,38 @@ from .fileio import FileStamp, ensure_dir, sweep_dead_temps, write_atomic
 INDEX_DIR = "cache"
 INDEX_FORMAT = 1
 
-#: A row: [mtime_ns, size, inode, digest, protection, kind, acl, appdata (base64), plainname].
-#: In the module index a token-protected row stops after `protection`.
-STAMP, DIGEST, PROTECTION, KIND, ACL, APPDATA, PLAINNAME = slice(0, 3), 3, 4, 5, 6, 7, 8
+#: A row: [mtime_ns, size, inode, digest, protection, kind, acl, appdata (base64), plainname, summary].
+#: In the module index a token-protected row stops after `protection`. `summary` is there only when
+#: the key's application registered a summariser (`register_summariser`) and it could summarise the
+#: appdata; rows written without one end at `plainname` and still load (`Module.list_keys` asks the
+#: summariser then, and the index gets the field when it is next rewritten).
+STAMP, DIGEST, PROTECTION, KIND, ACL, APPDATA, PLAINNAME, SUMMARY = slice(0, 3), 3, 4, 5, 6, 7, 8, 9
 Row = list
+
+#: (ident, appdata) -> a JSON value, or None when the appdata cannot be summarised. Opaque to the
+#: module: the application (the PKCS#11 layer) puts there what it needs about a key to answer a
+#: listing without the key (its find index and visibility rules), so a login to 10,000 keys builds
+#: no per-key object until one is used. The module never imports its applications: they register.
+Summariser = Callable[[str, bytes], Any]
+_SUMMARISERS: dict[str, Summariser] = {}
+
+
+def register_summariser(app: str, summariser: Summariser) -> None:
+    """Index rows of `app`'s keys made from now on carry `summariser(ident, appdata)`."""
+    _SUMMARISERS[app] = summariser
+
+
+def summary_of(app: str, ident: str, appdata: bytes) -> Any:
+    summariser = _SUMMARISERS.get(app)
+    return None if summariser is None else summariser(ident, appdata)
 
 
 def make_row(stamp: FileStamp, digest: str, protection: str, kind: str, acl: Any, appdata_b64: str,
-             plainname: str) -> Row:
-    return [stamp.mtime_ns, stamp.size, stamp.inode, digest, protection, kind, acl, appdata_b64, plainname]
+             plainname: str, summary: Any = None) -> Row:
+    row = [stamp.mtime_ns, stamp.size, stamp.inode, digest, protection, kind, acl, appdata_b64, plainname]
+    if summary is not None:
+        row.append(summary)
+    return row
 
 
 def row_matches(row: Row, stamp: FileStamp) -> bool:

@@ -53,7 +53,11 @@ from .world import (
 if TYPE_CHECKING:
     from .nvram import Nvram, NvramAuthority, NvramRef
 
-__all__ = ["Module", "TokenAuth", "TokenInfo"]
+__all__ = ["Listed", "Module", "TokenAuth", "TokenInfo"]
+
+#: A key `Module.list_keys` lists without making its Key: (file name, its application's summary
+#: from the index row). A plain tuple: a login lists thousands.
+Listed = tuple[str, object]
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ class Module:
         self._cache_lock = threading.Lock()
         # Index rows (keyindex.Row) of the blobs this process wrote or read, by file name.
         self._rows: dict[str, keyindex.Row] = {}
+        # Keys `list_keys` gave out as `Listed` (no Key made yet), by file name: (row, owner token,
+        # login check, TokenAuth), the login ones None for a module-protected key.
+        self._listed: dict[str, tuple[keyindex.Row, str | None, str | None, TokenAuth | None]] = {}
+        self._listed_acls: dict[int, tuple[object, Acl]] = {}
         self._index = keyindex.KeyIndex(kmdata_dir, self.world.hknso,
                                         blobcrypt.derive_subkey(world_key, b"softshield key index"))
         self._module_file = module_file
@@ -282,7 +290,8 @@ class Module:
     @staticmethod
     def _row_of(key: Key, stamp: FileStamp, data: bytes) -> keyindex.Row:
         return keyindex.make_row(stamp, content_digest(data), key.protection, key.kind, key.acl.to_dict(),
-                                 base64.b64encode(key.appdata).decode("ascii"), key.plainname)
+                                 base64.b64encode(key.appdata).decode("ascii"), key.plainname,
+                                 keyindex.summary_of(key.app, key.ident, key.appdata))
 
     def _check_name(self, key: Key) -> None:
         if not paths.APP_RE.match(key.app) or not paths.IDENT_RE.match(key.ident):
@@ -303,6 +312,7 @@ class Module:
         with self._cache_lock:
             self._cache.pop(name, None)
             self._rows.pop(name, None)
+            self._listed.pop(name, None)
         key.file_path = None
 
     def _destroy_token_objects(self, token: str) -> None:
@@ -312,12 +322,26 @@ class Module:
             with self._cache_lock:
                 self._cache.pop(name, None)
                 self._rows.pop(name, None)
+                self._listed.pop(name, None)
 
     def load_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key], list[str]]:
         """Every pkcs11 key of one owner (accelerator when `token` is None), token-protected ones
         only with a current `auth`. A blob that fails to load is a one-line problem, never an abort.
         Unchanged files come from the cache (the same Key objects) or from the owner's sealed index
         (keyindex.py: no blob opened until its key is used); the rest are read, and then indexed."""
+        entries, problems = self._list(token, auth, lazy=False)
+        return entries, problems  # type: ignore[return-value]
+
+    def list_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key | Listed], list[str]]:
+        """`load_keys`, except that a key known from an index row that carries its application's
+        summary (keyindex.SUMMARY) comes as a `Listed` (file name, summary) instead of a Key: the
+        application files it by the summary and asks `listed_key(name)` for the Key only when the key
+        is used. In the listing's order, as `load_keys`. A row without a summary gets one here from
+        the application's summariser (rows written by a release without it), and the index is
+        rewritten with it."""
+        return self._list(token, auth, lazy=True)
+
+    def _list(self, token: str | None, auth: TokenAuth | None, *, lazy: bool) -> tuple[list[Key | Listed], list[str]]:
         problems: list[str] = []
         if token is not None and auth is not None:
             try:
@@ -335,33 +359,72 @@ class Module:
         if token_blob_key is not None:
             seal_keys["token"] = token_blob_key
         indexed: dict[str, keyindex.Row] | None = None  # read only if some file is not in the cache
+        module_unread = False  # the module index, read only when the token index lacks a name
         accepts: Callable[[str, str], bool] | None = None
         login_check = auth.check_value if auth is not None else None
-        acls: dict[int, Acl] = {}
-        keys: list[Key] = []
+        acls: dict[int, tuple[object, Acl]] = {}
+        keys: list[Key | Listed] = []
+        listed_of = self._listed
+        # Single dict lookups need no lock (they are atomic); what this loop adds to the tables
+        # goes in under the lock at the end. A login lists 10,000 keys through here.
+        cache_get, listed_get = self._cache.get, listed_of.get
+        new_listed: dict[str, tuple[keyindex.Row, str | None, str | None, TokenAuth | None]] = {}
+        new_rows: dict[str, keyindex.Row] = {}
         read = 0  # blobs opened because neither the cache nor the index knew their version
+        upgraded = 0  # index rows that got their summary here
         for name, stamp in listing:
-            with self._cache_lock:
-                cached = self._cache.get(name)
+            cached = cache_get(name)
             if cached is not None and cached.stamp == stamp:
                 if cached.login_check is None or (auth is not None and auth.token == cached.key.token
                                                   and cached.login_check == login_check):
                     keys.append(cached.key)
                     continue
+            if lazy and (listed := listed_get(name)) is not None and keyindex.row_matches(listed[0], stamp) \
+                    and (listed[2] is None or listed[2] == login_check):
+                keys.append((name, listed[0][keyindex.SUMMARY]))  # listed before, unchanged since
+                continue
             if indexed is None:
-                indexed = self._index.read(token, "module", self._index.seal_key("module", None))
+                # Logged in, the token index has every token-protected row with its header fields;
+                # the module index adds only the module-protected keys, which most tokens lack.
                 if token_blob_key is not None:
-                    indexed.update(self._index.read(token, "token", self._index.seal_key("token", token_blob_key)))
+                    indexed = self._index.read(token, "token", self._index.seal_key("token", token_blob_key))
+                    module_unread = True
+                else:
+                    indexed = self._index.read(token, "module", self._index.seal_key("module", None))
+                self._listed_acls = {}  # the documents of the previous index read go with it
                 ledger = self._store.ledger
                 accepts = ledger.digest_check() if ledger is not None else (lambda _name, _digest: True)
             row = indexed.get(name)
-            if row is not None and keyindex.row_matches(row, stamp) and accepts(name, row[keyindex.DIGEST]):
+            if row is None and module_unread:
+                module_unread = False
+                rows = self._index.read(token, "module", self._index.seal_key("module", None))
+                rows.update(indexed)  # a token row has the header fields its module row lacks
+                indexed = rows
+                row = indexed.get(name)
+            # keyindex.row_matches, inlined
+            if row is not None and row[0] == stamp[0] and row[1] == stamp[1] and row[2] == stamp[2] \
+                    and accepts(name, row[keyindex.DIGEST]):
                 protection = row[keyindex.PROTECTION]
                 if protection == "token" and auth is None:
                     with self._cache_lock:
                         self._rows.setdefault(name, row)
                     continue  # listed without login: skipped, as the blob itself would be
                 if len(row) > keyindex.ACL and protection in seal_keys:
+                    if lazy:
+                        if len(row) <= keyindex.SUMMARY and self._summarise(name, row):
+                            upgraded += 1
+                        if len(row) > keyindex.SUMMARY:
+                            # The row, summary included, is authenticated by the index's seal (the
+                            # module key, or the token's logical key) and tied to this file version
+                            # by its stamp and the ledger's digest check: only this module wrote
+                            # it, from the blob's own appdata. The Key is made from the same row.
+                            if protection == "token":
+                                new_listed[name] = (row, token, login_check, auth)
+                            else:
+                                new_listed[name] = (row, token, None, None)
+                            new_rows[name] = row
+                            keys.append((name, row[keyindex.SUMMARY]))
+                            continue
                     key = self._indexed_key(name, row, stamp, seal_keys[protection], token, acls)
                     if key is not None:
                         with self._cache_lock:
@@ -391,26 +454,73 @@ class Module:
                 keys.append(key)
         present = {name for name, _stamp in listing}
         with self._cache_lock:
-            for name in [n for n in self._cache if n.startswith(prefix) and n not in present]:
-                del self._cache[name]
-            for name in [n for n in self._rows if n.startswith(prefix) and n not in present]:
-                del self._rows[name]
+            listed_of.update(new_listed)
+            self._rows.update(new_rows)
+            for table in (self._cache, self._rows, listed_of):
+                for name in [n for n in table if n.startswith(prefix) and n not in present]:
+                    del table[name]
         gone = sum(1 for name in indexed or () if name not in present)
         # Rewriting the index is O(keys): not for every blob another process adds between two of
         # our listings (each is read once, then cached here), only when a fresh process would
-        # otherwise re-read more than 1/256 of them at every login.
-        if read > len(present) // 256 or gone > len(present) // 8:
+        # otherwise re-read (or re-summarise) more than 1/256 of them at every login.
+        if read + upgraded > len(present) // 256 or gone > len(present) // 8:
             self._write_index(token, listing, token_blob_key)
         return keys, problems
 
+    @staticmethod
+    def _summarise(name: str, row: keyindex.Row) -> bool:
+        """Give an index row written without a summary its application's summary (in place)."""
+        app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
+        try:
+            summary = keyindex.summary_of(app, ident, binascii.a2b_base64(row[keyindex.APPDATA]))
+        except (ValueError, TypeError):
+            return False
+        if summary is None or len(row) != keyindex.SUMMARY:
+            return False
+        row.append(summary)
+        return True
+
+    def listed_key(self, name: str) -> Key:
+        """The Key of a `Listed` entry of the last `list_keys`, made from its index row now (then
+        cached like any loaded key). Raises KeyNotFound when the file left the listing since, and
+        BlobInvalid when the row is unusable and its blob does not verify."""
+        with self._cache_lock:
+            entry = self._listed.get(name)
+        if entry is None:
+            raise KeyNotFound(f"{name} is not listed (deleted or changed since): list the keys again")
+        row, token, login_check, auth = entry
+        stamp = FileStamp(row[0], row[1], row[2])
+        with self._cache_lock:
+            cached = self._cache.get(name)
+        if cached is not None and cached.stamp == stamp and cached.login_check == login_check:
+            return cached.key
+        seal_key = self._tokens.blob_key(auth) if auth is not None else self._module_blob_key
+        key = self._indexed_key(name, row, stamp, seal_key, token, self._listed_acls)
+        if key is None:  # an unusable row (it was authenticated, so a bug or version skew): the blob
+            key = self._load(self._store.path(name), auth, listing=True)
+            if key is None:
+                raise KeyNotFound(f"{name}: protected by a token that is no longer logged in")
+            return key
+        with self._cache_lock:
+            current = self._cache.get(name)
+            if current is not None and current.stamp == stamp and current.login_check == login_check:
+                return current.key  # another thread made it first: share its object
+            self._cache[name] = _Cached(stamp, key, login_check)
+        return key
+
     def _indexed_key(self, name: str, row: keyindex.Row, stamp: FileStamp, seal_key: bytes, token: str | None,
-                     acls: dict[int, Acl]) -> Key | None:
+                     acls: dict[int, tuple[object, Acl]]) -> Key | None:
         """A key from its index row; None when the row is unusable (then the blob is read)."""
         acl_doc = row[keyindex.ACL]
-        acl = acls.get(id(acl_doc))
+        # Rows share their ACL documents (keyindex.read): one parse per document, kept beside it so
+        # that its id cannot be reused by another document while the entry lives.
+        seen = acls.get(id(acl_doc))
         try:
-            if acl is None:
-                acl = acls[id(acl_doc)] = Acl.from_dict(acl_doc)
+            if seen is not None and seen[0] is acl_doc:
+                acl = seen[1]
+            else:
+                acl = Acl.from_dict(acl_doc)
+                acls[id(acl_doc)] = (acl_doc, acl)
             appdata = binascii.a2b_base64(row[keyindex.APPDATA])  # base64.b64decode without its wrapper
         except (AclInvalid, ValueError, TypeError):
             return None  # an index is only a cache: read the blob instead
@@ -553,7 +663,8 @@ class Module:
             self._cache[path.name] = _Cached(stamp, key, login_check)
             self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), raw.header.protection,
                                                       raw.header.kind, raw.header.acl, raw.header.appdata,
-                                                      raw.header.plainname)
+                                                      raw.header.plainname,
+                                                      keyindex.summary_of(key.app, key.ident, key.appdata))
         return key
 
     def change_counter(self) -> int:
