@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import operator
 import os
 import stat
 import threading
@@ -177,7 +178,7 @@ class KmStore:
                             found.append((entry.name, FileStamp.of(st)))
         except FileNotFoundError:
             return []
-        found.sort()
+        found.sort(key=_NAME)  # names are unique; a str key sorts without tuple compares
         return found
 
     def scan_and_names(self, prefix: str, other: str, exclude: str) -> tuple[list[tuple[str, FileStamp]], list[str]]:
@@ -202,7 +203,7 @@ class KmStore:
                         names.append(name)
         except FileNotFoundError:
             return [], []
-        found.sort()
+        found.sort(key=_NAME)  # names are unique; a str key sorts without tuple compares
         names.sort()
         return found, names
 
@@ -236,6 +237,9 @@ class KmStore:
             value = max(self.change_counter(), 0) + 1
             self.write(paths.CHANGES_FILE, f"{value}\n".encode("ascii"))
             return value
+
+
+_NAME = operator.itemgetter(0)
 
 
 def this_module(root: Path) -> str | None:

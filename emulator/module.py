@@ -12,10 +12,10 @@ import binascii
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import blobs, paths, recovery
 from . import keyindex
@@ -69,6 +69,15 @@ class _Cached:
     login_check: str | None  # check value of the logical key that opened it; None: module-protected
 
 
+class _ListedFrom(NamedTuple):
+    """The listing a `Listed` key came from: its owner, and for a token-protected key the login
+    (check value and TokenAuth) that opened the token index; None for a module-protected one."""
+
+    token: str | None
+    login_check: str | None
+    auth: TokenAuth | None
+
+
 class Module:
     """One emulated nShield module in the world of one kmdata directory."""
 
@@ -98,9 +107,10 @@ class Module:
         self._cache_lock = threading.Lock()
         # Index rows (keyindex.Row) of the blobs this process wrote or read, by file name.
         self._rows: dict[str, keyindex.Row] = {}
-        # Keys `list_keys` gave out as `Listed` (no Key made yet), by file name: (row, owner token,
-        # login check, TokenAuth), the login ones None for a module-protected key.
-        self._listed: dict[str, tuple[keyindex.Row, str | None, str | None, TokenAuth | None]] = {}
+        # Keys `list_keys` gave out as `Listed` (no Key made yet), by file name: their rows, and
+        # the listing they came from (one `_ListedFrom` shared by all the keys of one listing).
+        self._listed: dict[str, keyindex.Row] = {}
+        self._listed_from: dict[str, _ListedFrom] = {}
         self._listed_acls: dict[int, tuple[object, Acl]] = {}
         self._index = keyindex.KeyIndex(kmdata_dir, self.world.hknso,
                                         blobcrypt.derive_subkey(world_key, b"softshield key index"))
@@ -313,6 +323,7 @@ class Module:
             self._cache.pop(name, None)
             self._rows.pop(name, None)
             self._listed.pop(name, None)
+            self._listed_from.pop(name, None)
         key.file_path = None
 
     def _destroy_token_objects(self, token: str) -> None:
@@ -323,6 +334,7 @@ class Module:
                 self._cache.pop(name, None)
                 self._rows.pop(name, None)
                 self._listed.pop(name, None)
+                self._listed_from.pop(name, None)
 
     def load_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key], list[str]]:
         """Every pkcs11 key of one owner (accelerator when `token` is None), token-protected ones
@@ -360,30 +372,38 @@ class Module:
             seal_keys["token"] = token_blob_key
         indexed: dict[str, keyindex.Row] | None = None  # read only if some file is not in the cache
         module_unread = False  # the module index, read only when the token index lacks a name
+        indexed_get: Callable[[str], keyindex.Row | None] | None = None
         accepts: Callable[[str, str], bool] | None = None
+        recorded: Mapping[str, object] = {}  # the names the version ledger holds versions of
         login_check = auth.check_value if auth is not None else None
         acls: dict[int, tuple[object, Acl]] = {}
         keys: list[Key | Listed] = []
-        listed_of = self._listed
+        listed_of, listed_from = self._listed, self._listed_from
         # Single dict lookups need no lock (they are atomic); what this loop adds to the tables
-        # goes in under the lock at the end. A login lists 10,000 keys through here.
-        cache_get, listed_get = self._cache.get, listed_of.get
-        new_listed: dict[str, tuple[keyindex.Row, str | None, str | None, TokenAuth | None]] = {}
-        new_rows: dict[str, keyindex.Row] = {}
+        # goes in under the lock at the end. A login lists 10,000 keys through here: the first
+        # login of a process has an empty cache and no listed keys, and skips both lookups.
+        cache_get = self._cache.get if self._cache else None
+        listed_get = listed_of.get if lazy and listed_of else None
+        from_get = listed_from.get
+        keys_append = keys.append
+        by_module = _ListedFrom(token, None, None)
+        by_login = _ListedFrom(token, login_check, auth)
+        listed_module: dict[str, keyindex.Row] = {}  # new Listed entries, by the seal of their rows
+        listed_token: dict[str, keyindex.Row] = {}
         read = 0  # blobs opened because neither the cache nor the index knew their version
         upgraded = 0  # index rows that got their summary here
         for name, stamp in listing:
-            cached = cache_get(name)
-            if cached is not None and cached.stamp == stamp:
+            if cache_get is not None and (cached := cache_get(name)) is not None and cached.stamp == stamp:
                 if cached.login_check is None or (auth is not None and auth.token == cached.key.token
                                                   and cached.login_check == login_check):
-                    keys.append(cached.key)
+                    keys_append(cached.key)
                     continue
-            if lazy and (listed := listed_get(name)) is not None and keyindex.row_matches(listed[0], stamp) \
-                    and (listed[2] is None or listed[2] == login_check):
-                keys.append((name, listed[0][keyindex.SUMMARY]))  # listed before, unchanged since
+            if listed_get is not None and (listed := listed_get(name)) is not None \
+                    and keyindex.row_matches(listed, stamp) \
+                    and (listed[keyindex.PROTECTION] == "module" or from_get(name).login_check == login_check):
+                keys_append((name, listed[keyindex.SUMMARY]))  # listed before, unchanged since
                 continue
-            if indexed is None:
+            if indexed_get is None:
                 # Logged in, the token index has every token-protected row with its header fields;
                 # the module index adds only the module-protected keys, which most tokens lack.
                 if token_blob_key is not None:
@@ -392,45 +412,45 @@ class Module:
                 else:
                     indexed = self._index.read(token, "module", self._index.seal_key("module", None))
                 self._listed_acls = {}  # the documents of the previous index read go with it
+                indexed_get = indexed.get
                 ledger = self._store.ledger
-                accepts = ledger.digest_check() if ledger is not None else (lambda _name, _digest: True)
-            row = indexed.get(name)
+                if ledger is not None:
+                    recorded = ledger.recorded()
+                    accepts = ledger.digest_check(recorded)
+            row = indexed_get(name)
             if row is None and module_unread:
                 module_unread = False
                 rows = self._index.read(token, "module", self._index.seal_key("module", None))
                 rows.update(indexed)  # a token row has the header fields its module row lacks
                 indexed = rows
-                row = indexed.get(name)
-            # keyindex.row_matches, inlined
+                indexed_get = indexed.get
+                row = indexed_get(name)
+            # keyindex.row_matches, inlined; the ledger asked only about names it holds versions of
             if row is not None and row[0] == stamp[0] and row[1] == stamp[1] and row[2] == stamp[2] \
-                    and accepts(name, row[keyindex.DIGEST]):
+                    and (name not in recorded or accepts(name, row[keyindex.DIGEST])):
                 protection = row[keyindex.PROTECTION]
                 if protection == "token" and auth is None:
                     with self._cache_lock:
                         self._rows.setdefault(name, row)
                     continue  # listed without login: skipped, as the blob itself would be
+                if lazy and protection in seal_keys:
+                    if len(row) == keyindex.SUMMARY and self._summarise(name, row):
+                        upgraded += 1
+                    if len(row) > keyindex.SUMMARY:
+                        # The row, summary included, is authenticated by the index's seal (the
+                        # module key, or the token's logical key) and tied to this file version by
+                        # its stamp and the ledger's digest check: only this module wrote it, from
+                        # the blob's own appdata. The Key is made from the same row (`listed_key`).
+                        (listed_token if protection == "token" else listed_module)[name] = row
+                        keys_append((name, row[keyindex.SUMMARY]))
+                        continue
                 if len(row) > keyindex.ACL and protection in seal_keys:
-                    if lazy:
-                        if len(row) <= keyindex.SUMMARY and self._summarise(name, row):
-                            upgraded += 1
-                        if len(row) > keyindex.SUMMARY:
-                            # The row, summary included, is authenticated by the index's seal (the
-                            # module key, or the token's logical key) and tied to this file version
-                            # by its stamp and the ledger's digest check: only this module wrote
-                            # it, from the blob's own appdata. The Key is made from the same row.
-                            if protection == "token":
-                                new_listed[name] = (row, token, login_check, auth)
-                            else:
-                                new_listed[name] = (row, token, None, None)
-                            new_rows[name] = row
-                            keys.append((name, row[keyindex.SUMMARY]))
-                            continue
                     key = self._indexed_key(name, row, stamp, seal_keys[protection], token, acls)
                     if key is not None:
                         with self._cache_lock:
                             self._cache[name] = _Cached(stamp, key, login_check if protection == "token" else None)
                             self._rows[name] = row
-                        keys.append(key)
+                        keys_append(key)
                         continue
             read += 1
             try:
@@ -452,14 +472,17 @@ class Module:
                 continue
             if key is not None:
                 keys.append(key)
-        present = {name for name, _stamp in listing}
+        present = dict(listing).keys()
         with self._cache_lock:
-            listed_of.update(new_listed)
-            self._rows.update(new_rows)
-            for table in (self._cache, self._rows, listed_of):
-                for name in [n for n in table if n.startswith(prefix) and n not in present]:
-                    del table[name]
-        gone = sum(1 for name in indexed or () if name not in present)
+            for new, source in ((listed_module, by_module), (listed_token, by_login)):
+                listed_of.update(new)
+                self._rows.update(new)
+                listed_from.update(dict.fromkeys(new, source))
+            for table in (self._cache, self._rows, listed_of, listed_from):
+                if not table.keys() <= present:  # set operations in C: a login lists 10,000 names
+                    for name in [n for n in table.keys() - present if n.startswith(prefix)]:
+                        del table[name]
+        gone = 0 if indexed is None or indexed.keys() <= present else len(indexed.keys() - present)
         # Rewriting the index is O(keys): not for every blob another process adds between two of
         # our listings (each is read once, then cached here), only when a fresh process would
         # otherwise re-read (or re-summarise) more than 1/256 of them at every login.
@@ -475,7 +498,7 @@ class Module:
             summary = keyindex.summary_of(app, ident, binascii.a2b_base64(row[keyindex.APPDATA]))
         except (ValueError, TypeError):
             return False
-        if summary is None or len(row) != keyindex.SUMMARY:
+        if summary is None:
             return False
         row.append(summary)
         return True
@@ -485,10 +508,10 @@ class Module:
         cached like any loaded key). Raises KeyNotFound when the file left the listing since, and
         BlobInvalid when the row is unusable and its blob does not verify."""
         with self._cache_lock:
-            entry = self._listed.get(name)
-        if entry is None:
+            row, source = self._listed.get(name), self._listed_from.get(name)
+        if row is None or source is None:
             raise KeyNotFound(f"{name} is not listed (deleted or changed since): list the keys again")
-        row, token, login_check, auth = entry
+        token, login_check, auth = source
         stamp = FileStamp(row[0], row[1], row[2])
         with self._cache_lock:
             cached = self._cache.get(name)
