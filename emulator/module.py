@@ -7,8 +7,6 @@ key; `load_keys` opens them, `use` hands out material only when the key's ACL pe
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import os
 import threading
@@ -300,7 +298,7 @@ class Module:
     @staticmethod
     def _row_of(key: Key, stamp: FileStamp, data: bytes) -> keyindex.Row:
         return keyindex.make_row(stamp, content_digest(data), key.protection, key.kind, key.acl.to_dict(),
-                                 base64.b64encode(key.appdata).decode("ascii"), key.plainname,
+                                 bytes(key.appdata), key.plainname,
                                  keyindex.summary_of(key.app, key.ident, key.appdata))
 
     def _check_name(self, key: Key) -> None:
@@ -486,7 +484,8 @@ class Module:
         # Rewriting the index is O(keys): not for every blob another process adds between two of
         # our listings (each is read once, then cached here), only when a fresh process would
         # otherwise re-read (or re-summarise) more than 1/256 of them at every login.
-        if read + upgraded > len(present) // 256 or gone > len(present) // 8:
+        if read + upgraded > len(present) // 256 or gone > len(present) // 8 or (
+                indexed is not None and not self._index.is_current(token, "token" if token_blob_key else "module")):
             self._write_index(token, listing, token_blob_key)
         return keys, problems
 
@@ -495,7 +494,7 @@ class Module:
         """Give an index row written without a summary its application's summary (in place)."""
         app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
         try:
-            summary = keyindex.summary_of(app, ident, binascii.a2b_base64(row[keyindex.APPDATA]))
+            summary = keyindex.summary_of(app, ident, row[keyindex.APPDATA])
         except (ValueError, TypeError):
             return False
         if summary is None:
@@ -544,7 +543,9 @@ class Module:
             else:
                 acl = Acl.from_dict(acl_doc)
                 acls[id(acl_doc)] = (acl_doc, acl)
-            appdata = binascii.a2b_base64(row[keyindex.APPDATA])  # base64.b64decode without its wrapper
+            appdata = row[keyindex.APPDATA]
+            if type(appdata) is not bytes:
+                raise TypeError("index row appdata is not bytes")
         except (AclInvalid, ValueError, TypeError):
             return None  # an index is only a cache: read the blob instead
         app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
@@ -662,7 +663,7 @@ class Module:
                     if in_store and not stale:
                         with self._cache_lock:  # indexed by stamp and digest only: skipped unread next time
                             self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), "token", "",
-                                                                      None, "", "")[:keyindex.PROTECTION + 1]
+                                                                      None, b"", "")[:keyindex.PROTECTION + 1]
                     return None
                 raise AuthenticationFailed(f"{what}: protected by token {owner}: log in first")
             if owner is None or auth.token != owner:
@@ -685,7 +686,7 @@ class Module:
                 return current.key  # another thread parsed the same version first: share its object
             self._cache[path.name] = _Cached(stamp, key, login_check)
             self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), raw.header.protection,
-                                                      raw.header.kind, raw.header.acl, raw.header.appdata,
+                                                      raw.header.kind, raw.header.acl, bytes(key.appdata),
                                                       raw.header.plainname,
                                                       keyindex.summary_of(key.app, key.ident, key.appdata))
         return key

@@ -7,11 +7,14 @@ the find index when a find runs, in creation order."""
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import pytest
 
 from emulator import blobs, keyindex
+from emulator.crypto import blobcrypt
 from emulator.acl import Acl, Action
 from emulator.crypto import keygen
 from emulator.keys import Key
@@ -118,9 +121,26 @@ def test_private_keys_follow_the_login(world) -> None:
     assert store.get(token_handle("pkcs11", keys[0].ident)) is None
 
 
-def test_rows_without_summary_still_load_and_get_one(world, decodes: list[str]) -> None:
-    """An index written by a release without the summary field: every row is taken as before (no
-    blob opened), and the index is rewritten with the summaries."""
+def _write_format_1(module: Module, token: str, protection: str, seal: bytes, rows: dict[str, list]) -> None:
+    """The index as the previous release wrote it: format 1 under its own name and authenticated
+    data, the appdata base64 inside the JSON, no summary."""
+    acls: list[object] = []
+    stored = {}
+    for name, row in rows.items():
+        row = row[:keyindex.SUMMARY]
+        if len(row) > keyindex.ACL:
+            acls.append(row[keyindex.ACL])
+            row = [*row[:keyindex.ACL], len(acls) - 1, base64.b64encode(row[keyindex.APPDATA]).decode("ascii"),
+                   *row[keyindex.APPDATA + 1:]]
+        stored[name] = row
+    aad = f"softshield key index\x001\x00{module.world.hknso}\x00{token}\x00{protection}".encode("ascii")
+    body = json.dumps({"acls": acls, "rows": stored}, separators=(",", ":")).encode("ascii")
+    (module.kmdata / keyindex.INDEX_DIR / f"index-{token}-{protection}").write_bytes(blobcrypt.seal(seal, body, aad))
+
+
+def test_an_index_of_the_previous_release_still_loads_and_is_rewritten(world, decodes: list[str]) -> None:
+    """kmdata whose index the previous release wrote (format 1, no summaries): every row is taken
+    as before (no blob opened), and the index is rewritten in format 2 with the summaries."""
     kmdata, token, keys = world
     module = Module.open(kmdata)
     auth = module.login(token, "user", USER_PIN)
@@ -129,14 +149,20 @@ def test_rows_without_summary_still_load_and_get_one(world, decodes: list[str]) 
     for protection, seal in seals.items():
         rows = index.read(token, protection, seal)
         assert any(len(row) > keyindex.SUMMARY for row in rows.values())
-        index.write(token, protection, seal, {name: row[:keyindex.SUMMARY] for name, row in rows.items()})
+        _write_format_1(module, token, protection, seal, rows)
+    for path in (kmdata / keyindex.INDEX_DIR).glob("index2-*"):
+        path.unlink()
     assert all(len(row) <= keyindex.SUMMARY for row in index.read(token, "token", seals["token"]).values())
     old = Module.open(kmdata)  # a load_keys caller (no summaries needed) is served as before
     loaded, problems = old.load_keys(token, old.login(token, "user", USER_PIN))
     assert problems == [] and sorted(k.plainname for k in loaded) == [f"listed-{i}" for i in range(COUNT)]
+    assert sorted(k.appdata for k in loaded) == sorted(k.appdata for k in keys)
     store, _auth = _fresh(kmdata, token)
     assert decodes == [] and _placeholders(store) == COUNT
     assert store.find({Attribute.ID: bytes([5, 0xA5])}, True) == [token_handle("pkcs11", keys[5].ident)]
+    assert store.get(token_handle("pkcs11", keys[5].ident)).attrs[Attribute.LABEL] == "listed-5"
+    assert sorted(p.name.split("-")[0] for p in (kmdata / keyindex.INDEX_DIR).iterdir()) == \
+        ["index", "index", "index2", "index2"]
     rows = index.read(token, "token", seals["token"])
     assert sorted(row[keyindex.SUMMARY][5] for row in rows.values()) == ["listed-0", "listed-2", "listed-4"]
 
