@@ -182,21 +182,28 @@ def test_an_edited_index_is_refused(world, decodes: list[str]) -> None:
 
 
 def test_a_row_of_another_file_version_is_not_used(world, decodes: list[str]) -> None:
-    """A key rewritten since the index was (here made public by another process): its indexed
-    summary says private, its file says public; the file wins."""
+    """A key rewritten since the index was (here made private and relabelled by another process):
+    its indexed summary says public, its file says private; the file wins, so a session without
+    login does not see it."""
     kmdata, token, keys = world
     writer = Module.open(kmdata)
     auth = writer.login(token, "user", USER_PIN)
     (changed,) = [k for k in writer.load_keys(token, auth)[0] if k.plainname == "listed-1"]
     attrs = codecs.deserialize(changed.appdata)
-    attrs[Attribute.LABEL] = "relabelled"
+    attrs[Attribute.LABEL], attrs[Attribute.PRIVATE] = "relabelled", True
     changed.appdata = codecs.serialize(attrs)
     writer.store_key(changed)
+    handle = token_handle("pkcs11", keys[1].ident)
     decodes.clear()
-    store, _auth = _fresh(kmdata, token)
+    store, _auth = _fresh(kmdata, token, login=False)
     assert decodes == [paths_name(keys[1])]
+    assert handle not in store.find({}, False)
+    assert store.find({}, False) == [token_handle("pkcs11", k.ident) for k in _load_order(keys)
+                                     if k.protection == "module" and k is not keys[1]]
+    store, _auth = _fresh(kmdata, token)
     assert store.find({Attribute.LABEL: "listed-1"}, True) == []
-    assert store.find({Attribute.LABEL: "relabelled"}, True) == [token_handle("pkcs11", keys[1].ident)]
+    assert store.find({Attribute.LABEL: "relabelled"}, True) == [handle]
+    assert store.find({Attribute.LABEL: "relabelled"}, False) == []
 
 
 def test_a_key_deleted_by_another_process_leaves_at_the_next_listing(world) -> None:
