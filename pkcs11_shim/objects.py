@@ -156,7 +156,7 @@ def _age_survivors() -> None:
     a cycle, all kept) to the collector's oldest generation, as two collections would, without the
     two walks over it: `gc.freeze()` moves every tracked object to the permanent generation and
     resets the young count, `gc.unfreeze()` moves them all to the oldest one; both are list splices.
-    After a login to 10,000 keys, those walks and the full collection they lead to were ~20 ms of
+    After a login to 10,000 keys, those walks and the full collection they lead to cost ~20 ms of
     the first find. Not when the host keeps objects frozen itself (a pre-fork server does, so its
     children share those pages): unfreezing would undo that."""
     if gc.get_freeze_count() == 0:
