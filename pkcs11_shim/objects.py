@@ -64,6 +64,7 @@ SUMMARY_FORMAT = 1
 _SUMMARISED = ((Attribute.CLASS, int), (Attribute.TOKEN, bool), (Attribute.PRIVATE, bool), (Attribute.LABEL, str),
                (Attribute.ID, bytes))
 _S_HANDLE, _S_PRIVATE = 1, 4
+_SUMMARY_POSITION = {Attribute.CLASS: 2, Attribute.LABEL: 5, Attribute.ID: 6}
 
 
 def index_summary(ident: str, appdata: bytes) -> list | None:
@@ -345,6 +346,9 @@ class ObjectStore:
         self._index: dict[tuple[int, Any], dict[int, None]] = {}
         #: Objects added and not yet filed in `_index`, in creation order (see the class docstring).
         self._pending: dict[int, P11Object] = {}
+        #: INDEXED attributes under which keys listed by their summaries are not filed yet: a
+        #: login files none, the first find naming one files every key under it (`_file_attribute`).
+        self._unfiled: set[int] = set()
         self._seen_counter: int | None = None
         self._loaded_private = False
         self._lock = threading.RLock()
@@ -541,12 +545,41 @@ class ObjectStore:
         """Handles that may match: the smallest index bucket named by the template, else all (the
         caller holds the lock)."""
         self._flush_pending()
+        for attr in INDEXED:
+            if attr in self._unfiled and attr in template:
+                with collector_paused():  # a bucket per key, as at a login
+                    self._file_attribute(attr)
         buckets = [
             self._index.get(_index_key(attr, template[attr]), {})
             for attr in INDEXED
             if attr in template
         ]
         return list(min(buckets, key=len) if buckets else self._objects)
+
+    def _file_attribute(self, attr: int) -> None:
+        """File every object under `attr` anew, in `_objects` order (the order they were loaded or
+        made): the listed keys from their summaries, the others under the keys they were filed
+        under (the caller holds the lock and has filed the pending objects)."""
+        index = self._index
+        for key in [key for key in index if key[0] == attr]:
+            del index[key]
+        position = _SUMMARY_POSITION[attr]
+        for handle, obj in self._objects.items():
+            if type(obj) is tuple:
+                value = obj[1][position]
+                if value is None:
+                    continue
+                key = (attr, bytes.fromhex(value) if attr == Attribute.ID else value)
+            else:
+                key = next((key for key in obj.index_keys if key[0] == attr), None)
+                if key is None:
+                    continue
+            bucket = index.get(key)
+            if bucket is None:
+                index[key] = {handle: None}
+            else:
+                bucket[handle] = None
+        self._unfiled.discard(attr)
 
     def candidates(self, template: dict[int, Any]) -> Iterable[P11Object]:
         """Objects that may match (`_candidate_handles`), each made if it is still a placeholder."""
@@ -585,6 +618,7 @@ class ObjectStore:
             self._by_ident.clear()
             self._index.clear()
             self._pending.clear()
+            self._unfiled.clear()
             self._seen_counter = None
             self._loaded_private = False
 
@@ -608,6 +642,7 @@ class ObjectStore:
                         self._file(handle, _summary_index_keys(obj[1]))
                     else:
                         self._index_add(obj)
+                self._unfiled.clear()
             else:
                 for handle in dropped:
                     obj = objects[handle]
@@ -645,9 +680,8 @@ class ObjectStore:
             _report(problem)  # a blob that fails to verify is left out, never fatal
         self._flush_pending()  # objects made before this load come first in the find order
         had_objects = bool(self._objects)
-        objects, by_ident, index = self._objects, self._by_ident, self._index
-        bucket_of, fromhex = index.get, bytes.fromhex
-        klass_attr, label_attr, id_attr = Attribute.CLASS, Attribute.LABEL, Attribute.ID
+        objects, by_ident = self._objects, self._by_ident
+        listed = 0
         for entry in entries:
             if type(entry) is tuple:
                 name, summary = entry
@@ -656,25 +690,10 @@ class ObjectStore:
                     if handle in objects:
                         self._add_listed(name, summary)
                         continue
-                    # `_add_listed`'s common case, `_file` and `_summary_index_keys` inlined: a
-                    # login to a token lists 10,000 of these.
+                    # `_add_listed`'s common case: a login to a token lists 10,000 of these. It is
+                    # filed in the find index when a find first names each attribute.
                     objects[handle] = entry
-                    _format, _handle, klass, _token, _private, label, ident = summary
-                    if klass is not None:
-                        if (bucket := bucket_of(index_key := (klass_attr, klass))) is None:
-                            index[index_key] = {handle: None}
-                        else:
-                            bucket[handle] = None
-                    if label is not None:
-                        if (bucket := bucket_of(index_key := (label_attr, label))) is None:
-                            index[index_key] = {handle: None}
-                        else:
-                            bucket[handle] = None
-                    if ident is not None:
-                        if (bucket := bucket_of(index_key := (id_attr, fromhex(ident)))) is None:
-                            index[index_key] = {handle: None}
-                        else:
-                            bucket[handle] = None
+                    listed += 1
                     continue
                 key = self._listed_key(name)  # a summary of another format: the key now
                 if key is None:
@@ -691,6 +710,8 @@ class ObjectStore:
                 self.reindex(existing, old)
             else:
                 self._add_loaded(key)
+        if listed:
+            self._unfiled.update(INDEXED)
         if had_objects:
             self._drop_gone(entries)
         self._seen_counter = counter

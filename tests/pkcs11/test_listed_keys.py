@@ -87,6 +87,9 @@ def test_login_files_every_key_and_makes_none(world, decodes: list[str]) -> None
     kmdata, token, keys = world
     store, _auth = _fresh(kmdata, token)
     assert decodes == [] and _placeholders(store) == COUNT
+    assert store._index == {}  # filed under an attribute when a find first names it
+    assert store.find({Attribute.LABEL: "listed-2"}, True) == [token_handle("pkcs11", keys[2].ident)]
+    assert {attr for attr, _value in store._index} == {Attribute.LABEL}
     # A find by class answers from the summaries: every key, in the listing's (file name) order,
     # each under the handle its identity gives, and no object is made for it.
     found = store.find({Attribute.CLASS: ObjectClass.SECRET_KEY}, True)
