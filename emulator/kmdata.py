@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import operator
 import os
 import stat
 import threading
@@ -177,7 +178,7 @@ class KmStore:
                             found.append((entry.name, FileStamp.of(st)))
         except FileNotFoundError:
             return []
-        found.sort()
+        found.sort(key=_NAME)  # names are unique; a str key sorts without tuple compares
         return found
 
     def scan_and_names(self, prefix: str, other: str, exclude: str) -> tuple[list[tuple[str, FileStamp]], list[str]]:
@@ -187,6 +188,8 @@ class KmStore:
         other)."""
         found: list[tuple[str, FileStamp]] = []
         names: list[str] = []
+        # Bound once, and FileStamp.of inlined: a login runs this body for 10,000 key files.
+        add, is_regular, new_tuple = found.append, stat.S_ISREG, tuple.__new__
         try:
             with os.scandir(self.local) as entries:
                 for entry in entries:
@@ -196,13 +199,13 @@ class KmStore:
                             st = entry.stat()
                         except FileNotFoundError:
                             continue  # deleted since the directory was read
-                        if stat.S_ISREG(st.st_mode):
-                            found.append((name, FileStamp.of(st)))
+                        if is_regular(st.st_mode):
+                            add((name, new_tuple(FileStamp, (st.st_mtime_ns, st.st_size, st.st_ino))))
                     elif name.startswith(other) and not name.startswith(exclude) and entry.is_file():
                         names.append(name)
         except FileNotFoundError:
             return [], []
-        found.sort()
+        found.sort(key=_NAME)  # names are unique; a str key sorts without tuple compares
         names.sort()
         return found, names
 
@@ -236,6 +239,9 @@ class KmStore:
             value = max(self.change_counter(), 0) + 1
             self.write(paths.CHANGES_FILE, f"{value}\n".encode("ascii"))
             return value
+
+
+_NAME = operator.itemgetter(0)
 
 
 def this_module(root: Path) -> str | None:

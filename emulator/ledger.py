@@ -16,9 +16,10 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import paths
 from .crypto import blobcrypt
@@ -261,11 +262,17 @@ class VersionLedger:
         digest = content_digest(data)
         return digest == entry.get("cur") or digest == entry.get("alt")
 
-    def digest_check(self) -> Callable[[str, str], bool]:
+    def recorded(self) -> Mapping[str, Any]:
+        """The names the ledger holds versions of, as of now (a snapshot for `digest_check`): a
+        name it does not hold is accepted whatever its content, so a listing of 10,000 files asks
+        `digest_check` only about these."""
+        return self._current().entries
+
+    def digest_check(self, recorded: Mapping[str, Any] | None = None) -> Callable[[str, str], bool]:
         """A test `(name, digest) -> bool`: is content with that digest (content_digest) a version
-        of `name` the ledger accepts, as of now? For files known from an index without reading
-        them: one ledger read for a whole listing."""
-        entries = self._current().entries
+        of `name` the ledger accepts, as of now (or as of the `recorded()` snapshot given)? For
+        files known from an index without reading them: one ledger read for a whole listing."""
+        entries = self._current().entries if recorded is None else recorded
 
         def accepts(name: str, digest: str) -> bool:
             entry = entries.get(name)

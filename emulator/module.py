@@ -7,15 +7,13 @@ key; `load_keys` opens them, `use` hands out material only when the key's ACL pe
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from . import blobs, paths, recovery
 from . import keyindex
@@ -53,7 +51,11 @@ from .world import (
 if TYPE_CHECKING:
     from .nvram import Nvram, NvramAuthority, NvramRef
 
-__all__ = ["Module", "TokenAuth", "TokenInfo"]
+__all__ = ["Listed", "Module", "TokenAuth", "TokenInfo"]
+
+#: A key `Module.list_keys` lists without making its Key: (file name, its application's summary
+#: from the index row). A plain tuple: a login lists thousands.
+Listed = tuple[str, object]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,15 @@ class _Cached:
     stamp: FileStamp
     key: Key
     login_check: str | None  # check value of the logical key that opened it; None: module-protected
+
+
+class _ListedFrom(NamedTuple):
+    """The listing a `Listed` key came from: its owner, and for a token-protected key the login
+    (check value and TokenAuth) that opened the token index; None for a module-protected one."""
+
+    token: str | None
+    login_check: str | None
+    auth: TokenAuth | None
 
 
 class Module:
@@ -94,6 +105,11 @@ class Module:
         self._cache_lock = threading.Lock()
         # Index rows (keyindex.Row) of the blobs this process wrote or read, by file name.
         self._rows: dict[str, keyindex.Row] = {}
+        # Keys `list_keys` gave out as `Listed` (no Key made yet), by file name: their rows, and
+        # the listing they came from (one `_ListedFrom` shared by all the keys of one listing).
+        self._listed: dict[str, keyindex.Row] = {}
+        self._listed_from: dict[str, _ListedFrom] = {}
+        self._listed_acls: dict[int, tuple[object, Acl]] = {}
         self._index = keyindex.KeyIndex(kmdata_dir, self.world.hknso,
                                         blobcrypt.derive_subkey(world_key, b"softshield key index"))
         self._module_file = module_file
@@ -282,7 +298,8 @@ class Module:
     @staticmethod
     def _row_of(key: Key, stamp: FileStamp, data: bytes) -> keyindex.Row:
         return keyindex.make_row(stamp, content_digest(data), key.protection, key.kind, key.acl.to_dict(),
-                                 base64.b64encode(key.appdata).decode("ascii"), key.plainname)
+                                 bytes(key.appdata), key.plainname,
+                                 keyindex.summary_of(key.app, key.ident, key.appdata))
 
     def _check_name(self, key: Key) -> None:
         if not paths.APP_RE.match(key.app) or not paths.IDENT_RE.match(key.ident):
@@ -303,6 +320,8 @@ class Module:
         with self._cache_lock:
             self._cache.pop(name, None)
             self._rows.pop(name, None)
+            self._listed.pop(name, None)
+            self._listed_from.pop(name, None)
         key.file_path = None
 
     def _destroy_token_objects(self, token: str) -> None:
@@ -312,12 +331,27 @@ class Module:
             with self._cache_lock:
                 self._cache.pop(name, None)
                 self._rows.pop(name, None)
+                self._listed.pop(name, None)
+                self._listed_from.pop(name, None)
 
     def load_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key], list[str]]:
         """Every pkcs11 key of one owner (accelerator when `token` is None), token-protected ones
         only with a current `auth`. A blob that fails to load is a one-line problem, never an abort.
         Unchanged files come from the cache (the same Key objects) or from the owner's sealed index
         (keyindex.py: no blob opened until its key is used); the rest are read, and then indexed."""
+        entries, problems = self._list(token, auth, lazy=False)
+        return entries, problems  # type: ignore[return-value]
+
+    def list_keys(self, token: str | None, auth: TokenAuth | None = None) -> tuple[list[Key | Listed], list[str]]:
+        """`load_keys`, except that a key known from an index row that carries its application's
+        summary (keyindex.SUMMARY) comes as a `Listed` (file name, summary) instead of a Key: the
+        application files it by the summary and asks `listed_key(name)` for the Key only when the key
+        is used. In the listing's order, as `load_keys`. A row without a summary gets one here from
+        the application's summariser (rows written by a release without it), and the index is
+        rewritten with it."""
+        return self._list(token, auth, lazy=True)
+
+    def _list(self, token: str | None, auth: TokenAuth | None, *, lazy: bool) -> tuple[list[Key | Listed], list[str]]:
         problems: list[str] = []
         if token is not None and auth is not None:
             try:
@@ -335,39 +369,86 @@ class Module:
         if token_blob_key is not None:
             seal_keys["token"] = token_blob_key
         indexed: dict[str, keyindex.Row] | None = None  # read only if some file is not in the cache
+        module_unread = False  # the module index, read only when the token index lacks a name
+        indexed_get: Callable[[str], keyindex.Row | None] | None = None
         accepts: Callable[[str, str], bool] | None = None
+        recorded: Mapping[str, object] = {}  # the names the version ledger holds versions of
         login_check = auth.check_value if auth is not None else None
-        acls: dict[int, Acl] = {}
-        keys: list[Key] = []
+        acls: dict[int, tuple[object, Acl]] = {}
+        keys: list[Key | Listed] = []
+        listed_of, listed_from = self._listed, self._listed_from
+        # Single dict lookups need no lock (they are atomic); what this loop adds to the tables
+        # goes in under the lock at the end. A login lists 10,000 keys through here: the first
+        # login of a process has an empty cache and no listed keys, and skips both lookups.
+        cache_get = self._cache.get if self._cache else None
+        listed_get = listed_of.get if lazy and listed_of else None
+        from_get = listed_from.get
+        keys_append = keys.append
+        by_module = _ListedFrom(token, None, None)
+        by_login = _ListedFrom(token, login_check, auth)
+        listed_module: dict[str, keyindex.Row] = {}  # new Listed entries, by the seal of their rows
+        listed_token: dict[str, keyindex.Row] = {}
         read = 0  # blobs opened because neither the cache nor the index knew their version
+        upgraded = 0  # index rows that got their summary here
         for name, stamp in listing:
-            with self._cache_lock:
-                cached = self._cache.get(name)
-            if cached is not None and cached.stamp == stamp:
+            if cache_get is not None and (cached := cache_get(name)) is not None and cached.stamp == stamp:
                 if cached.login_check is None or (auth is not None and auth.token == cached.key.token
                                                   and cached.login_check == login_check):
-                    keys.append(cached.key)
+                    keys_append(cached.key)
                     continue
-            if indexed is None:
-                indexed = self._index.read(token, "module", self._index.seal_key("module", None))
+            if listed_get is not None and (listed := listed_get(name)) is not None \
+                    and keyindex.row_matches(listed, stamp) \
+                    and (listed[keyindex.PROTECTION] == "module" or from_get(name).login_check == login_check):
+                keys_append((name, listed[keyindex.SUMMARY]))  # listed before, unchanged since
+                continue
+            if indexed_get is None:
+                # Logged in, the token index has every token-protected row with its header fields;
+                # the module index adds only the module-protected keys, which most tokens lack.
                 if token_blob_key is not None:
-                    indexed.update(self._index.read(token, "token", self._index.seal_key("token", token_blob_key)))
+                    indexed = self._index.read(token, "token", self._index.seal_key("token", token_blob_key))
+                    module_unread = True
+                else:
+                    indexed = self._index.read(token, "module", self._index.seal_key("module", None))
+                self._listed_acls = {}  # the documents of the previous index read go with it
+                indexed_get = indexed.get
                 ledger = self._store.ledger
-                accepts = ledger.digest_check() if ledger is not None else (lambda _name, _digest: True)
-            row = indexed.get(name)
-            if row is not None and keyindex.row_matches(row, stamp) and accepts(name, row[keyindex.DIGEST]):
+                if ledger is not None:
+                    recorded = ledger.recorded()
+                    accepts = ledger.digest_check(recorded)
+            row = indexed_get(name)
+            if row is None and module_unread:
+                module_unread = False
+                rows = self._index.read(token, "module", self._index.seal_key("module", None))
+                rows.update(indexed)  # a token row has the header fields its module row lacks
+                indexed = rows
+                indexed_get = indexed.get
+                row = indexed_get(name)
+            # keyindex.row_matches, inlined; the ledger asked only about names it holds versions of
+            if row is not None and row[0] == stamp[0] and row[1] == stamp[1] and row[2] == stamp[2] \
+                    and (name not in recorded or accepts(name, row[keyindex.DIGEST])):
                 protection = row[keyindex.PROTECTION]
                 if protection == "token" and auth is None:
                     with self._cache_lock:
                         self._rows.setdefault(name, row)
                     continue  # listed without login: skipped, as the blob itself would be
+                if lazy and protection in seal_keys:
+                    if len(row) == keyindex.SUMMARY and self._summarise(name, row):
+                        upgraded += 1
+                    if len(row) > keyindex.SUMMARY:
+                        # The row, summary included, is authenticated by the index's seal (the
+                        # module key, or the token's logical key) and tied to this file version by
+                        # its stamp and the ledger's digest check: only this module wrote it, from
+                        # the blob's own appdata. The Key is made from the same row (`listed_key`).
+                        (listed_token if protection == "token" else listed_module)[name] = row
+                        keys_append((name, row[keyindex.SUMMARY]))
+                        continue
                 if len(row) > keyindex.ACL and protection in seal_keys:
                     key = self._indexed_key(name, row, stamp, seal_keys[protection], token, acls)
                     if key is not None:
                         with self._cache_lock:
                             self._cache[name] = _Cached(stamp, key, login_check if protection == "token" else None)
                             self._rows[name] = row
-                        keys.append(key)
+                        keys_append(key)
                         continue
             read += 1
             try:
@@ -389,29 +470,82 @@ class Module:
                 continue
             if key is not None:
                 keys.append(key)
-        present = {name for name, _stamp in listing}
+        present = dict(listing).keys()
         with self._cache_lock:
-            for name in [n for n in self._cache if n.startswith(prefix) and n not in present]:
-                del self._cache[name]
-            for name in [n for n in self._rows if n.startswith(prefix) and n not in present]:
-                del self._rows[name]
-        gone = sum(1 for name in indexed or () if name not in present)
+            for new, source in ((listed_module, by_module), (listed_token, by_login)):
+                listed_of.update(new)
+                self._rows.update(new)
+                listed_from.update(dict.fromkeys(new, source))
+            for table in (self._cache, self._rows, listed_of, listed_from):
+                if not table.keys() <= present:  # set operations in C: a login lists 10,000 names
+                    for name in [n for n in table.keys() - present if n.startswith(prefix)]:
+                        del table[name]
+        gone = 0 if indexed is None or indexed.keys() <= present else len(indexed.keys() - present)
         # Rewriting the index is O(keys): not for every blob another process adds between two of
         # our listings (each is read once, then cached here), only when a fresh process would
-        # otherwise re-read more than 1/256 of them at every login.
-        if read > len(present) // 256 or gone > len(present) // 8:
+        # otherwise re-read (or re-summarise) more than 1/256 of them at every login.
+        if read + upgraded > len(present) // 256 or gone > len(present) // 8 or (
+                indexed is not None and not self._index.is_current(token, "token" if token_blob_key else "module")):
             self._write_index(token, listing, token_blob_key)
         return keys, problems
 
+    @staticmethod
+    def _summarise(name: str, row: keyindex.Row) -> bool:
+        """Give an index row written without a summary its application's summary (in place)."""
+        app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
+        try:
+            summary = keyindex.summary_of(app, ident, row[keyindex.APPDATA])
+        except (ValueError, TypeError):
+            return False
+        if summary is None:
+            return False
+        row.append(summary)
+        return True
+
+    def listed_key(self, name: str) -> Key:
+        """The Key of a `Listed` entry of the last `list_keys`, made from its index row now (then
+        cached like any loaded key). Raises KeyNotFound when the file left the listing since, and
+        BlobInvalid when the row is unusable and its blob does not verify."""
+        with self._cache_lock:
+            row, source = self._listed.get(name), self._listed_from.get(name)
+        if row is None or source is None:
+            raise KeyNotFound(f"{name} is not listed (deleted or changed since): list the keys again")
+        token, login_check, auth = source
+        stamp = FileStamp(row[0], row[1], row[2])
+        with self._cache_lock:
+            cached = self._cache.get(name)
+        if cached is not None and cached.stamp == stamp and cached.login_check == login_check:
+            return cached.key
+        seal_key = self._tokens.blob_key(auth) if auth is not None else self._module_blob_key
+        key = self._indexed_key(name, row, stamp, seal_key, token, self._listed_acls)
+        if key is None:  # an unusable row (it was authenticated, so a bug or version skew): the blob
+            key = self._load(self._store.path(name), auth, listing=True)
+            if key is None:
+                raise KeyNotFound(f"{name}: protected by a token that is no longer logged in")
+            return key
+        with self._cache_lock:
+            current = self._cache.get(name)
+            if current is not None and current.stamp == stamp and current.login_check == login_check:
+                return current.key  # another thread made it first: share its object
+            self._cache[name] = _Cached(stamp, key, login_check)
+        return key
+
     def _indexed_key(self, name: str, row: keyindex.Row, stamp: FileStamp, seal_key: bytes, token: str | None,
-                     acls: dict[int, Acl]) -> Key | None:
+                     acls: dict[int, tuple[object, Acl]]) -> Key | None:
         """A key from its index row; None when the row is unusable (then the blob is read)."""
         acl_doc = row[keyindex.ACL]
-        acl = acls.get(id(acl_doc))
+        # Rows share their ACL documents (keyindex.read): one parse per document, kept beside it so
+        # that its id cannot be reused by another document while the entry lives.
+        seen = acls.get(id(acl_doc))
         try:
-            if acl is None:
-                acl = acls[id(acl_doc)] = Acl.from_dict(acl_doc)
-            appdata = binascii.a2b_base64(row[keyindex.APPDATA])  # base64.b64decode without its wrapper
+            if seen is not None and seen[0] is acl_doc:
+                acl = seen[1]
+            else:
+                acl = Acl.from_dict(acl_doc)
+                acls[id(acl_doc)] = (acl_doc, acl)
+            appdata = row[keyindex.APPDATA]
+            if type(appdata) is not bytes:
+                raise TypeError("index row appdata is not bytes")
         except (AclInvalid, ValueError, TypeError):
             return None  # an index is only a cache: read the blob instead
         app, ident = name[len(paths.KEY_PREFIX):].split("_", 1)
@@ -529,7 +663,7 @@ class Module:
                     if in_store and not stale:
                         with self._cache_lock:  # indexed by stamp and digest only: skipped unread next time
                             self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), "token", "",
-                                                                      None, "", "")[:keyindex.PROTECTION + 1]
+                                                                      None, b"", "")[:keyindex.PROTECTION + 1]
                     return None
                 raise AuthenticationFailed(f"{what}: protected by token {owner}: log in first")
             if owner is None or auth.token != owner:
@@ -552,8 +686,9 @@ class Module:
                 return current.key  # another thread parsed the same version first: share its object
             self._cache[path.name] = _Cached(stamp, key, login_check)
             self._rows[path.name] = keyindex.make_row(stamp, content_digest(data), raw.header.protection,
-                                                      raw.header.kind, raw.header.acl, raw.header.appdata,
-                                                      raw.header.plainname)
+                                                      raw.header.kind, raw.header.acl, bytes(key.appdata),
+                                                      raw.header.plainname,
+                                                      keyindex.summary_of(key.app, key.ident, key.appdata))
         return key
 
     def change_counter(self) -> int:

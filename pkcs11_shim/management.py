@@ -252,12 +252,8 @@ def find_init(session: Session, raw: list) -> None:
         # In the order the objects were loaded or made (ObjectStore.candidates), not by handle: token
         # handles are hashes of the keys' identities, and hosts that take the first match (pkcs11-tool
         # --sign ignores --label) should keep finding the oldest key first.
-        found = [
-            obj.handle
-            for obj in session.token.objects.candidates(template)
-            if session.visible(obj) and obj.matches(template)
-        ]
-        session.ops["find"] = FindState(found)
+        # Private objects only for a logged-in user (`Session.visible`).
+        session.ops["find"] = FindState(session.token.objects.find(template, session.user_logged_in))
 
 
 def find_next(session: Session, max_count: int) -> list[int]:

@@ -118,7 +118,7 @@ def test_rolled_back_blob_is_refused_even_with_its_indexed_stamp(module: Module)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     fresh = Module.open(module.kmdata)
     rows = fresh._index.read(None, "module", fresh._index.seal_key("module", None))
-    rows[path.name][:3] = [*keyindex.FileStamp.of(os.stat(path)).__dict__.values()]  # as if inode reused
+    rows[path.name][:3] = list(keyindex.FileStamp.of(os.stat(path)))  # as if inode reused
     fresh._index.write(None, "module", fresh._index.seal_key("module", None), rows)
     keys, problems = fresh.load_keys(None)
     assert keys == [] and len(problems) == 1 and "rollback refused" in problems[0]
