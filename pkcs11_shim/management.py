@@ -15,7 +15,7 @@ from .attributes.templates import Origin
 from .constants import CKA_SOFTSHIELD_WRAP_KEY_HASH, CKR, Attribute, ObjectClass
 from .errors import PKCS11Error
 from .nfkm_naming import take_naming
-from .objects import _VENDOR, P11Object
+from .objects import VENDOR, P11Object
 from .sessions import Session
 
 
@@ -130,7 +130,7 @@ def copy_object(session: Session, handle: int, raw: list) -> int:
     if obj.material is not None:
         module.use(obj.key, Action.DUPLICATE)
     acl = policy.reduce_for(obj.key.acl, new_attrs) or obj.key.acl
-    stored = {k: v for k, v in new_attrs.items() if k not in _VENDOR}
+    stored = {k: v for k, v in new_attrs.items() if k not in VENDOR}
     return add_object(session, stored, obj.material, acl, naming=naming).handle
 
 
@@ -157,7 +157,7 @@ def _transfer_copy(session: Session, obj: P11Object, changes: dict[int, Any], li
     session.require_rw_for(new_attrs)
     session.token.objects.module.use(obj.key, Action.DUPLICATE)
     acl = Acl.allowing({Action.EXPORT_AS_BLOB}, wrap_key_hash=wanted)
-    stored = {k: v for k, v in new_attrs.items() if k not in _VENDOR}
+    stored = {k: v for k, v in new_attrs.items() if k not in VENDOR}
     return add_object(session, stored, obj.material, acl, naming=naming).handle
 
 

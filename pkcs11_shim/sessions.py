@@ -17,7 +17,8 @@ from emulator import errors as emu
 from .constants import (CKF_ASYNC_SESSION, CKR, CKU_CONTEXT_SPECIFIC, Attribute, ObjectClass, SessionFlag,
                         SessionState, UserType)
 from .errors import PKCS11Error
-from .objects import P11Object, require_object
+from .object_store import require_object
+from .objects import P11Object
 from .slots import MAX_PIN_LEN, MIN_PIN_LEN, Token
 
 if TYPE_CHECKING:

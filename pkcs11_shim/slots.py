@@ -17,7 +17,7 @@ from emulator import errors as emu
 
 from .constants import CKR, SlotFlag, TokenFlag
 from .errors import PKCS11Error
-from .objects import ObjectStore
+from .object_store import ObjectStore
 
 if TYPE_CHECKING:
     from .library import Library

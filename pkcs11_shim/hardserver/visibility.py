@@ -119,7 +119,7 @@ class SessionObjects:
         self.ffi, self.lib = codec.ffi, codec.lib
         self.reach = reaches(codec)
         #: session object handle -> (client token, the session that created it). The module never
-        #: reuses a handle (objects._handles counts up), so an entry cannot outlive into another object.
+        #: reuses a handle (handles.session_handles counts up), so an entry cannot outlive into another object.
         self.owners: dict[int, tuple[bytes, int]] = {}
         self.by_session: dict[int, set[int]] = {}
         self.lock = threading.Lock()

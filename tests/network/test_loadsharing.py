@@ -24,7 +24,7 @@ from p11ctypes import CK_ATTRIBUTE, CK_MECHANISM, CK_SESSION_INFO, CK_ULONG, Raw
 
 from emulator.kmdata import KmStore  # noqa: E402
 from pkcs11_shim.constants import CKR, Attribute, Mechanism, NCipherAttribute, ObjectClass, UserType  # noqa: E402
-from pkcs11_shim.objects import token_handle  # noqa: E402
+from pkcs11_shim.handles import token_handle  # noqa: E402
 
 FRONT_SO = ROOT / "build" / "libsoftshield-pkcs11.so"
 WORKER = Path(__file__).with_name("ls_worker.py")

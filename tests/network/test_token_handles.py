@@ -1,4 +1,4 @@
-"""Token object handles derived from the key's identity (pkcs11_shim.objects.token_handle): the same
+"""Token object handles derived from the key's identity (pkcs11_shim.handles.token_handle): the same
 in every process and on every module that loads the same kmdata, so a load-sharing client may use a
 handle found through one module on another; session objects count up per module."""
 
@@ -10,9 +10,11 @@ from pathlib import Path
 
 from emulator.acl import Acl
 from emulator.keys import Key
-from pkcs11_shim import objects
+from pkcs11_shim import object_store
 from pkcs11_shim.constants import Attribute
-from pkcs11_shim.objects import TOKEN_HANDLE_BASE, ObjectStore, token_handle
+from pkcs11_shim.handles import TOKEN_HANDLE_BASE, token_handle
+from pkcs11_shim.object_store import ObjectStore
+from pkcs11_shim.objects import P11Object
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,12 +23,12 @@ def key(ident: str) -> Key:
     return Key.trusted(None, Acl.allowing(()), app="pkcs11", ident=ident, protection="module", token=None, appdata=b"")
 
 
-def token_object(store: ObjectStore, ident: str) -> objects.P11Object:
+def token_object(store: ObjectStore, ident: str) -> P11Object:
     return store.add({Attribute.TOKEN: True, Attribute.LABEL: ident}, key(ident), None)
 
 
 def test_the_handle_is_the_identity_s_in_every_process() -> None:
-    code = "from pkcs11_shim.objects import token_handle; print(token_handle('pkcs11', 'ua0123456789abcdef'))"
+    code = "from pkcs11_shim.handles import token_handle; print(token_handle('pkcs11', 'ua0123456789abcdef'))"
     other = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     handle = token_handle("pkcs11", "ua0123456789abcdef")
     assert int(other.stdout) == handle
@@ -44,9 +46,9 @@ def test_session_objects_count_below_the_token_range() -> None:
 
 
 def test_a_collision_takes_the_next_probe_and_nobody_is_renumbered(monkeypatch) -> None:
-    real = objects.token_handle
+    real = object_store.token_handle
     # Two identities whose probe 0 collide: the one loaded second takes probe 1.
-    monkeypatch.setattr(objects, "token_handle",
+    monkeypatch.setattr(object_store, "token_handle",
                         lambda app, ident, probe=0: real(app, "same", 0) if probe == 0 else real(app, ident, probe))
     store = ObjectStore(None, None)
     first, second = token_object(store, "ua-one"), token_object(store, "ua-two")
@@ -60,7 +62,7 @@ def test_find_answers_in_load_order_not_handle_order(monkeypatch) -> None:
     # Hash handles in descending order of loading: the candidates stay in loading order, also after
     # a change of an attribute the index does not file them under anew.
     handles = {"ua-old": TOKEN_HANDLE_BASE + 10, "ua-new": TOKEN_HANDLE_BASE + 5}
-    monkeypatch.setattr(objects, "token_handle", lambda app, ident, probe=0: handles[ident] + probe)
+    monkeypatch.setattr(object_store, "token_handle", lambda app, ident, probe=0: handles[ident] + probe)
     store = ObjectStore(None, None)
     old, new = token_object(store, "ua-old"), token_object(store, "ua-new")
     for obj in (old, new):

@@ -1,5 +1,5 @@
 """A login files the token's keys in the find index from their sealed index rows' summaries
-(objects.index_summary, keyindex.SUMMARY) and makes a key's Key and P11Object only when its handle
+(key_summary.index_summary, keyindex.SUMMARY) and makes a key's Key and P11Object only when its handle
 is used: the handles, the find order and the private-object rules are those of keys made at once;
 rows written without a summary (an older release's index) still load and get one; an edited
 index is refused, and a row of another file version is never used. Session objects are filed in
@@ -19,10 +19,12 @@ from emulator.acl import Acl, Action
 from emulator.crypto import keygen
 from emulator.keys import Key
 from emulator.module import Module
-from pkcs11_shim import objects
+from pkcs11_shim import key_summary
 from pkcs11_shim.attributes import codecs
 from pkcs11_shim.constants import Attribute, ObjectClass
-from pkcs11_shim.objects import ObjectStore, P11Object, token_handle
+from pkcs11_shim.handles import token_handle
+from pkcs11_shim.object_store import ObjectStore
+from pkcs11_shim.objects import P11Object
 
 SO_PIN, USER_PIN = b"so-listed-1", b"user-listed-1"
 COUNT = 6  # keys 0, 2, 4 private (token-protected), 1, 3, 5 public (module-protected)
@@ -245,7 +247,7 @@ def test_session_objects_are_filed_when_a_find_runs_in_creation_order(world) -> 
 
 def test_the_summary_is_what_the_object_decodes() -> None:
     appdata = codecs.serialize({**_attrs(2), Attribute.LABEL: "ünïcode"})
-    summary = objects.index_summary("ua00", appdata)
-    assert summary[:2] == [objects.SUMMARY_FORMAT, token_handle("pkcs11", "ua00")]
-    assert objects._summary_attrs(summary) == codecs.deserialize_some(appdata, objects.EAGER)
-    assert objects.index_summary("ua00", b"not pkcs11 attributes") is None
+    summary = key_summary.index_summary("ua00", appdata)
+    assert summary[:2] == [key_summary.SUMMARY_FORMAT, token_handle("pkcs11", "ua00")]
+    assert key_summary.summary_attrs(summary) == codecs.deserialize_some(appdata, key_summary.EAGER)
+    assert key_summary.index_summary("ua00", b"not pkcs11 attributes") is None

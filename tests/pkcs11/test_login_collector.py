@@ -1,4 +1,4 @@
-"""`objects.collector_paused`, held around a login's bulk listing and a logout's bulk drop, gives
+"""`collector_pause.collector_paused`, held around a login's bulk listing and a logout's bulk drop, gives
 CPython's cyclic collector back exactly as it found it: on after the outermost of nested or
 overlapping pauses, still off when the host had switched it off, and on after an exception."""
 
@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from pkcs11_shim.objects import collector_paused
+from pkcs11_shim.collector_pause import collector_paused
 
 
 @pytest.fixture(autouse=True)
