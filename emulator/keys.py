@@ -99,7 +99,7 @@ _MATERIAL_LOCK = threading.Lock()
 
 
 class IndexedKey(Key):
-    """A stored key known from the module's sealed per-owner index (see module.Module.load_keys):
+    """A stored key known from the module's sealed per-owner index (see keylisting.KeyListing.load_keys):
     its header fields (ACL, appdata, kind, names) now, its material read from the blob, verified
     and decrypted the first time it is used. `_loader` returns the material or raises BlobInvalid
     (the file changed or was rolled back since it was indexed)."""
