@@ -32,18 +32,11 @@ class FindIndex:
 
     # --- index -------------------------------------------------------------------------------
     def _index_add(self, obj: P11Object) -> None:
-        index, handle = self._index, obj.handle
         # Kept on the object, so removing it (each C_DestroyObject) reads no attribute; every
         # change of an indexed attribute (reindex, reload) ends here and files it again.
-        obj.index_keys = keys = []
-        for attr, value in obj.index_values().items():  # `index_key`, inlined
-            key = (attr, bytes(value) if isinstance(value, (bytearray, memoryview)) else value)
-            keys.append(key)
-            bucket = index.get(key)
-            if bucket is None:
-                index[key] = {handle: None}
-            else:
-                bucket[handle] = None
+        obj.index_keys = keys = [(attr, bytes(value) if isinstance(value, (bytearray, memoryview)) else value)
+                                 for attr, value in obj.index_values().items()]  # `index_key`, inlined
+        self._file(obj.handle, keys)
 
     def _file(self, handle: int, keys: list[tuple[int, Any]]) -> None:
         index = self._index

@@ -7,7 +7,7 @@
  * - C_OpenSession puts the session on the next usable server in turn and hands out a handle of its
  *   own, mapped to (server, the server's handle); every session call goes to that server with that
  *   server's handle. Object handles pass unchanged: a token object has the same handle on every
- *   module (pkcs11_shim.objects.token_handle); a session object exists on its session's module only.
+ *   module (pkcs11_shim.handles.token_handle); a session object exists on its session's module only.
  * - Calls without a session (slot, token and mechanism information) go to the first usable server.
  * - A login is per application and token (PKCS#11 3.0 §5.6), so C_Login (SO or user) fans out: the
  *   session's own server first, then every usable server on an "anchor" session of the slot that
