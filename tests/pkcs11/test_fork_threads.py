@@ -1,0 +1,62 @@
+"""A C host that forks while its other threads are inside the library (tests/pkcs11/c/fork_host.c).
+
+Each entry point runs the embedded interpreter's Python under its lock (the GIL). A C host's fork()
+does not call PyOS_BeforeFork / PyOS_AfterFork_* as os.fork does, so without the library's own
+pthread_atfork handlers (native/python_forks.h) a child forked while another thread is inside an entry
+point inherits a GIL held by a thread it does not have: its C_Initialize, which PKCS#11 3.0 §5.1.2
+asks of it, never returns. The host forks many times while threads call C_GenerateRandom and
+C_GetSessionInfo without pause, and every child must initialise, list slots and finalise.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from p11ctypes import c_header
+from p11env import ROOT
+from pkcs11_shim.constants import CKR
+
+SOURCE = Path(__file__).resolve().parent / "c" / "fork_host.c"
+FORKS = 200
+LOOPERS = 2
+#: A child that has not finished by then waits forever (one finishes in well under a second).
+CHILD_TIMEOUT_S = 30
+CHILD = re.compile(r"^child (\d+) (?:0x([0-9a-f]+) 0x([0-9a-f]+) 0x([0-9a-f]+)|(stuck))$", re.M)
+
+
+@pytest.fixture(scope="module")
+def fork_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.fail("no C compiler (gcc) to build tests/pkcs11/c/fork_host.c")
+    out = tmp_path_factory.mktemp("fork-host") / "fork_host"
+    c_header(SOURCE, out.parent)
+    cmd = [gcc, "-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-I", str(ROOT / "native"),
+           "-I", str(out.parent), "-o", str(out), str(SOURCE), "-ldl", "-lpthread"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"compiling the fork host failed:\n{' '.join(cmd)}\n{result.stderr}"
+    return out
+
+
+def test_every_child_forked_beside_busy_threads_initializes(fork_host: Path, so_path: str, token_label: str) -> None:
+    proc = subprocess.run([str(fork_host), so_path, token_label, str(FORKS), str(LOOPERS), str(CHILD_TIMEOUT_S)],
+                          capture_output=True, text=True, timeout=FORKS * 5 + CHILD_TIMEOUT_S + 120)
+    tail = f"\n--- stdout (last lines) ---\n{proc.stdout[-2000:]}\n--- stderr ---\n{proc.stderr[-2000:]}"
+    assert proc.returncode == 0, f"the fork host failed (exit {proc.returncode}){tail}"
+    children = CHILD.findall(proc.stdout)
+    stuck = [int(n) for n, *_codes, s in children if s]
+    assert not stuck, f"child {stuck[0]} of {FORKS} never finished C_Initialize/C_GetSlotList/C_Finalize{tail}"
+    codes = {int(n): tuple(int(c, 16) for c in rvs) for n, *rvs, _s in children}
+    assert sorted(codes) == list(range(FORKS)), tail
+    failed = {n: rvs for n, rvs in codes.items() if rvs != (CKR.OK, CKR.OK, CKR.OK)}
+    assert not failed, f"children whose calls failed (C_Initialize, C_GetSlotList, C_Finalize): {failed}{tail}"
+    loopers = re.search(r"^loopers calls=(\d+) rv=0x([0-9a-f]+)$", proc.stdout, re.M)
+    assert loopers is not None, tail
+    # The parent's threads kept their session through every fork, and really were calling in.
+    assert int(loopers[2], 16) == CKR.OK and int(loopers[1]) > FORKS, tail
+    assert re.search(r"^done 0x0$", proc.stdout, re.M), tail
