@@ -4,8 +4,10 @@ Each entry point runs the embedded interpreter's Python under its lock (the GIL)
 does not call PyOS_BeforeFork / PyOS_AfterFork_* as os.fork does, so without the library's own
 pthread_atfork handlers (native/python_forks.h) a child forked while another thread is inside an entry
 point inherits a GIL held by a thread it does not have: its C_Initialize, which PKCS#11 3.0 §5.1.2
-asks of it, never returns. The host forks many times while threads call C_GenerateRandom and
-C_GetSessionInfo without pause, and every child must initialise, list slots and finalise.
+asks of it, never returns. And a thread that was inside C_Initialize or C_Finalize, which let go of
+the GIL while they read the world from disk, would leave the library's state lock held in the child
+(`library._free_guard_in_child`). The host forks many times while threads call the library without
+pause, and every child must initialise, list slots and finalise.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from pkcs11_shim.constants import CKR
 
 SOURCE = Path(__file__).resolve().parent / "c" / "fork_host.c"
 FORKS = 200
-LOOPERS = 2
 #: A child that has not finished by then waits forever (one finishes in well under a second).
 CHILD_TIMEOUT_S = 30
 CHILD = re.compile(r"^child (\d+) (?:0x([0-9a-f]+) 0x([0-9a-f]+) 0x([0-9a-f]+)|(stuck))$", re.M)
@@ -43,8 +44,17 @@ def fork_host(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_every_child_forked_beside_busy_threads_initializes(fork_host: Path, so_path: str, token_label: str) -> None:
-    proc = subprocess.run([str(fork_host), so_path, token_label, str(FORKS), str(LOOPERS), str(CHILD_TIMEOUT_S)],
+#: What the host's busy threads call (fork_host.c), and how many of them: C_GenerateRandom and
+#: C_GetSessionInfo on an open session, or C_Finalize and C_Initialize (one thread: two would refuse
+#: each other with CKR_CRYPTOKI_ALREADY_INITIALIZED / CKR_CRYPTOKI_NOT_INITIALIZED).
+BUSY = {"sessions": 2, "initialize": 1}
+
+
+@pytest.mark.parametrize("busy", list(BUSY))
+def test_every_child_forked_beside_busy_threads_initializes(fork_host: Path, so_path: str, token_label: str,
+                                                            busy: str) -> None:
+    command = [str(fork_host), so_path, token_label, str(FORKS), str(BUSY[busy]), str(CHILD_TIMEOUT_S), busy]
+    proc = subprocess.run(command,
                           capture_output=True, text=True, timeout=FORKS * 5 + CHILD_TIMEOUT_S + 120)
     tail = f"\n--- stdout (last lines) ---\n{proc.stdout[-2000:]}\n--- stderr ---\n{proc.stderr[-2000:]}"
     assert proc.returncode == 0, f"the fork host failed (exit {proc.returncode}){tail}"
@@ -57,6 +67,6 @@ def test_every_child_forked_beside_busy_threads_initializes(fork_host: Path, so_
     assert not failed, f"children whose calls failed (C_Initialize, C_GetSlotList, C_Finalize): {failed}{tail}"
     loopers = re.search(r"^loopers calls=(\d+) rv=0x([0-9a-f]+)$", proc.stdout, re.M)
     assert loopers is not None, tail
-    # The parent's threads kept their session through every fork, and really were calling in.
+    # The parent's threads kept their session (or library) through every fork, and really were calling in.
     assert int(loopers[2], 16) == CKR.OK and int(loopers[1]) > FORKS, tail
     assert re.search(r"^done 0x0$", proc.stdout, re.M), tail

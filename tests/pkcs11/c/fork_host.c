@@ -1,12 +1,15 @@
 /* A threaded C host that forks while its other threads are inside the library
  * (tests/pkcs11/test_fork_threads.py).
  *
- *     fork_host <library.so> <token-label> <forks> <looping-threads> <child-timeout-seconds>
+ *     fork_host <library.so> <token-label> <forks> <looping-threads> <child-timeout-seconds> [busy]
  *
  * The host has no Python of its own, so the library starts its interpreter. It initialises with
- * CKF_OS_LOCKING_OK, opens a session on the token labelled <token-label>, and starts
- * <looping-threads> threads that call C_GenerateRandom and C_GetSessionInfo on it until told to stop:
- * each call runs the library's Python. Meanwhile the main thread forks <forks> times. Each child is a
+ * CKF_OS_LOCKING_OK and starts <looping-threads> threads that call the library until told to stop,
+ * each call running the library's Python. What they call is <busy>:
+ *   sessions    (the default) C_GenerateRandom and C_GetSessionInfo on a session it opened on the
+ *               token labelled <token-label>;
+ *   initialize  (one thread) C_Finalize and C_Initialize, which read the world from disk.
+ * Meanwhile the main thread forks <forks> times. Each child is a
  * new application (PKCS#11 3.0 §5.1.2): it calls C_Initialize, C_GetSlotList and C_Finalize, sends
  * the three return codes to the parent over a pipe and exits. The parent waits for each child at most
  * <child-timeout-seconds>; a child still running then is killed and reported as stuck, and no further
@@ -72,6 +75,24 @@ static void *symbol(void *lib, const char *name)
         exit(2);
     }
     return p;
+}
+
+/* The other kind of busy thread: C_Finalize and C_Initialize again, without pause. */
+static void *reinitialize(void *arg)
+{
+    size_t me = (size_t)arg;
+    CK_C_INITIALIZE_ARGS args;
+    memset(&args, 0, sizeof args);
+    args.flags = CKF_OS_LOCKING_OK;
+    while (!__atomic_load_n(&stop, __ATOMIC_ACQUIRE)) {
+        CK_RV rv = p_finalize(NULL);
+        if (rv == CKR_OK)
+            rv = p_initialize(&args);
+        if (rv != CKR_OK && first_failure[me] == CKR_OK)
+            first_failure[me] = rv;
+        calls[me] += 2;
+    }
+    return NULL;
 }
 
 static void *loop(void *arg)
@@ -153,16 +174,19 @@ int main(int argc, char **argv)
     CK_C_INITIALIZE_ARGS args;
     pthread_t threads[MAX_LOOPERS];
     void *lib;
-    int forks, loopers, i;
+    int forks, loopers, reinitializes, i;
     double timeout;
     unsigned long total = 0;
     CK_RV failure = CKR_OK, rv;
 
-    if (argc != 6 || (loopers = atoi(argv[4])) < 1 || loopers > MAX_LOOPERS) {
-        fprintf(stderr, "usage: %s <library.so> <token-label> <forks> <looping-threads 1-%d> <child-timeout>\n",
-                argv[0], MAX_LOOPERS);
+    if (argc < 6 || argc > 7 || (loopers = atoi(argv[4])) < 1 || loopers > MAX_LOOPERS ||
+        (argc == 7 && strcmp(argv[6], "sessions") != 0 && strcmp(argv[6], "initialize") != 0) ||
+        (argc == 7 && strcmp(argv[6], "initialize") == 0 && loopers != 1)) {
+        fprintf(stderr, "usage: %s <library.so> <token-label> <forks> <looping-threads 1-%d> <child-timeout> "
+                        "[sessions | initialize (one thread)]\n", argv[0], MAX_LOOPERS);
         return 2;
     }
+    reinitializes = argc == 7 && strcmp(argv[6], "initialize") == 0;
     forks = atoi(argv[3]);
     timeout = atof(argv[5]);
     lib = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);
@@ -185,12 +209,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "C_Initialize: 0x%lx\n", rv);
         return 2;
     }
-    if ((rv = p_open_session(slot_of(argv[2]), CKF_SERIAL_SESSION, NULL, NULL, &session)) != CKR_OK) {
+    if (!reinitializes &&
+        (rv = p_open_session(slot_of(argv[2]), CKF_SERIAL_SESSION, NULL, NULL, &session)) != CKR_OK) {
         fprintf(stderr, "C_OpenSession: 0x%lx\n", rv);
         return 2;
     }
     for (i = 0; i < loopers; i++)
-        pthread_create(&threads[i], NULL, loop, (void *)(size_t)i);
+        pthread_create(&threads[i], NULL, reinitializes ? reinitialize : loop, (void *)(size_t)i);
 
     for (i = 0; i < forks; i++) {
         int fds[2];
@@ -231,7 +256,8 @@ int main(int argc, char **argv)
             failure = first_failure[i];
     }
     printf("loopers calls=%lu rv=0x%lx\n", total, failure);
-    p_close_session(session);
+    if (!reinitializes)
+        p_close_session(session);
     printf("done 0x%lx\n", p_finalize(NULL));
     return 0;
 }
