@@ -16,8 +16,8 @@
  *
  * Only when the library started the interpreter (a C host: Py_IsInitialized() was false when the
  * library was loaded). In a Python host (python-pkcs11) os.fork already does this, and doing it again
- * inside os.fork would deadlock: Python's before-fork hooks would run twice (concurrent.futures' takes
- * a plain Lock) and 3.12's runtime lock is not re-entrant. A Python host that calls libc's fork()
+ * inside os.fork can deadlock: Python's before-fork hooks would run twice on one thread, and one that
+ * takes a plain lock (concurrent.futures' does) waits for itself. A Python host that calls libc's fork()
  * itself (through ctypes) skips os.fork's calls and gets none here either: that is the host's own
  * problem, as with any extension module.
  *

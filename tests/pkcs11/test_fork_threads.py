@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import sys
 import subprocess
 from pathlib import Path
 
@@ -70,3 +71,32 @@ def test_every_child_forked_beside_busy_threads_initializes(fork_host: Path, so_
     # The parent's threads kept their session (or library) through every fork, and really were calling in.
     assert int(loopers[2], 16) == CKR.OK and int(loopers[1]) > FORKS, tail
     assert re.search(r"^done 0x0$", proc.stdout, re.M), tail
+
+
+#: A Python host (the project's interpreter, so the library runs embedded in it) that forks with os.fork
+#: after importing a module whose before-fork hook takes a plain lock.
+PYTHON_HOST = """
+import concurrent.futures.thread, ctypes, os, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.C_Initialize.restype = lib.C_Finalize.restype = ctypes.c_ulong
+parent = lib.C_Initialize(None)
+pid = os.fork()
+if pid == 0:
+    os.write(1, b"%d %d\\n" % (lib.C_Initialize(None), lib.C_Finalize(None)))
+    os._exit(0)
+os.waitpid(pid, 0)
+print(parent, lib.C_Finalize(None))
+"""
+
+
+def test_a_python_host_forks_through_os_fork_alone(so_path: str) -> None:
+    """In a Python host the library registers no fork handlers: os.fork already calls PyOS_BeforeFork,
+    and a second call from the handler would run the before-fork hooks twice on one thread, where
+    concurrent.futures' waits for its own lock and the fork never happens."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", PYTHON_HOST, so_path], capture_output=True, text=True,
+                              timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("os.fork in a Python host never returned")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [str(int(CKR.OK))] * 4, proc.stdout + proc.stderr
