@@ -114,6 +114,7 @@ def c_source(functions: list[CFunction], libpython: str) -> str:
         '#include "random_fill.h"',
         '#include "template_image.h"',
         '#include "answers.h"',
+        '#include "python_forks.h"',
         "",
         "typedef struct CK_FUNCTION_LIST CK_FUNCTION_LIST;",
         "typedef CK_FUNCTION_LIST *CK_FUNCTION_LIST_PTR;",
@@ -153,6 +154,7 @@ __attribute__((constructor)) static void softshield_promote_libpython(void)
             python = SOFTSHIELD_PYTHON_EXECUTABLE;
         if (mbstowcs(program, python, sizeof(program) / sizeof(program[0]) - 1) != (size_t)-1)
             Py_SetProgramName(program);
+        ss_python_is_ours = 1; /* a C host: its forks are ours to make safe (native/python_forks.h) */
     }
 }
 
@@ -165,6 +167,7 @@ static int softshield_python_ready(void)
     if (softshield_started)
         return 1;
     if (py_softshield_started() == 1) {
+        ss_python_watch_forks(); /* before softshield_started lets callers skip this */
         softshield_started = 1;
         return 1;
     }

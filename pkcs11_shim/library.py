@@ -8,6 +8,7 @@ them (`lock_factory`).
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -55,6 +56,18 @@ class Library:
 
 _current: Library | None = None
 _guard = threading.Lock()
+
+
+def _free_guard_in_child() -> None:
+    """A forked child has only the forking thread: another thread of the parent that was inside
+    C_Initialize or C_Finalize (which read the world from disk, letting go of the interpreter's lock)
+    left `_guard` held by a thread the child lacks, and the child's own C_Initialize (§5.1.2) would wait
+    for it forever. os.fork runs this, and so does a C host's fork() (native/python_forks.h)."""
+    global _guard
+    _guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_free_guard_in_child)
 
 
 def initialize(options: InitOptions) -> None:

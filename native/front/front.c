@@ -22,11 +22,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fork_safe_lock.h"
 #include "ss_client.h"
 #include "ss_front.h"
 
 static int ss_mode = SS_MODE_UNDECIDED;
+/* Held by every C_Initialize while it reads the mode, never across a call into the module: a fork
+ * from another thread meanwhile must not leave it held in the child, whose C_Initialize needs it. */
 static pthread_mutex_t ss_front_lock = PTHREAD_MUTEX_INITIALIZER;
+SS_FORK_SAFE_LOCK(ss_front_lock)
 static char ss_foreign[PATH_MAX]; /* the other Python found in the process, for messages */
 
 int ss_mode_embedded(void)
