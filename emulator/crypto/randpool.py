@@ -11,7 +11,10 @@ release costs the releasing thread a wake-up system call and often the GIL itsel
 
 A forked child must never hand out bytes its parent also hands out. Python's at-fork hooks do not run
 when a C host calls fork() itself, so the pool remembers the process id it was filled in and refills
-when it differs (os.getpid is a system call that keeps the GIL).
+when it differs (os.getpid is a system call that keeps the GIL). A fork while another thread
+refills (the lock held, the GIL released) would leave the child's lock held by a thread it does not
+have: the child gets a fresh lock (os.fork runs the hook, and the library's pthread_atfork handlers
+run it for a C host's fork()).
 """
 
 from __future__ import annotations
@@ -46,8 +49,13 @@ class RandomPool:
             self._used = end = used + length
             return self._view[used:end].tobytes()
 
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+        self._used = self._size
+
 
 _POOL = RandomPool()
+os.register_at_fork(after_in_child=_POOL._after_fork_in_child)
 
 
 def random_bytes(length: int) -> bytes:

@@ -4,7 +4,9 @@ kernel gave is handed out once, across threads and across a fork the pool does n
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
 
 import pytest
 
@@ -90,3 +92,19 @@ def test_a_refill_overwrites_what_was_handed_out(counter: _Counter) -> None:
     first = pool.take(32) + pool.take(32)
     pool.take(32)  # refills in place
     assert first[:32] not in bytes(pool._buffer) and first[32:] not in bytes(pool._buffer)
+
+
+def test_a_child_forked_while_the_pool_is_locked_draws() -> None:
+    """The parent's lock is held at the fork (as by a thread refilling): the child's own is free."""
+    pool = randpool._POOL
+    with pool._lock:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os._exit(0 if len(randpool.random_bytes(16)) == 16 else 1)
+    deadline = time.monotonic() + 10
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if done == (0, 0):
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    assert done[0] == pid and os.waitstatus_to_exitcode(done[1]) == 0
