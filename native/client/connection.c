@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "spin_wait.h"
 #include "ss_client.h"
 
 /* ---- configuration: where the hardserver listens ------------------------------------------- */
@@ -308,6 +309,8 @@ static int ss_recv_frame(ss_conn *c, unsigned char **payload, size_t *len)
             return -1;
         got = 16;
     }
+    if (got == 0)
+        ss_spin_until_readable(c->fd);
     while (got < 16) {
         ssize_t r = recv(c->fd, first + got, sizeof first - got, 0);
         if (r < 0 && errno == EINTR)

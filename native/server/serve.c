@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "spin_wait.h"
 #include "ss_serve.h"
 
 #define SS_PAYLOAD_TIMEOUT_MS 30000 /* protocol.PAYLOAD_TIMEOUT */
@@ -101,6 +102,8 @@ static int ss_fill(ss_srv_conn *conn, size_t n, int timeout_ms, size_t *got)
             conn->rcap = cap;
         }
     }
+    if (timeout_ms < 0 && conn->end - conn->start < n)
+        ss_spin_until_readable(conn->fd);
     while (conn->end - conn->start < n) {
         /* Waiting for a header: a blocking descriptor sleeps in recv itself (one system call per
          * frame); with a deadline, poll first. */

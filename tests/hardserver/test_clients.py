@@ -3,13 +3,16 @@ module through the hardserver; many clients at once; a client killed mid-operati
 
 from __future__ import annotations
 
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from hsenv import IV, init_token, pkcs11_tool, run_worker, worker  # noqa: F401
+from hsenv import IV, Server, init_token, pkcs11_tool, run_worker, worker  # noqa: F401
 from p11ctypes import RawClient
 
 from pkcs11_shim.constants import CKR, UserType
@@ -123,3 +126,17 @@ def test_login_is_joined_only_with_the_right_pin(server, token) -> None:
         proc.kill()
         proc.wait(timeout=30)
         raw.finalize()
+
+
+def test_mechanism_tour_with_the_spin_before_each_read_off() -> None:
+    """SOFTSHIELD_SPIN_US=0 (native/spin_wait.h): client and server block in recv at once, and every
+    answer is the same as with the spin (the tour above runs with the default)."""
+    work = Path(tempfile.mkdtemp(prefix="softshield-hs-nospin-"))
+    server = Server(work)
+    server.env["SOFTSHIELD_SPIN_US"] = "0"
+    server.start()
+    try:
+        assert "tour ok 3.12" in run_worker(server, "3.12", "tour", init_token(server))
+    finally:
+        server.terminate()
+        shutil.rmtree(work, ignore_errors=True)
