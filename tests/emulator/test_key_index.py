@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import blobs, keyindex
+from emulator import keyindex
 from emulator.acl import Acl, Action
 from emulator.crypto import keygen
 from emulator.errors import BlobInvalid
@@ -33,19 +33,6 @@ def _keys(module: Module, count: int, token: str | None = None, auth=None, prefi
             for i in range(count)]
     module.store_keys(keys, auth)
     return keys
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Names of the blobs opened (authenticated and decrypted)."""
-    seen: list[str] = []
-    real = blobs.decode
-
-    def counting(raw, seal_key, what):
-        seen.append(what)
-        return real(raw, seal_key, what)
-    monkeypatch.setattr(blobs, "decode", counting)
-    return seen
 
 
 def test_second_process_lists_from_the_index(module: Module, decodes: list[str]) -> None:

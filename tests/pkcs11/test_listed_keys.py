@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from emulator import blobs, keyindex
+from emulator import keyindex
 from emulator.crypto import blobcrypt
 from emulator.acl import Acl, Action
 from emulator.crypto import keygen
@@ -51,18 +51,6 @@ def world(tmp_path: Path) -> tuple[Path, str, list[Key]]:
     first = Module.open(kmdata)
     first.load_keys(token, first.login(token, "user", USER_PIN))
     return kmdata, token, keys
-
-
-@pytest.fixture
-def decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = blobs.decode
-
-    def counting(raw, seal_key, what):
-        seen.append(what)
-        return real(raw, seal_key, what)
-    monkeypatch.setattr(blobs, "decode", counting)
-    return seen
 
 
 def _fresh(kmdata: Path, token: str, *, login: bool = True) -> tuple[ObjectStore, object]:
