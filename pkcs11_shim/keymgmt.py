@@ -63,19 +63,19 @@ def _key_type(template: dict[int, Any], spec: MechanismSpec, fallback: int | Non
     return fallback
 
 
-class _NewKeyAttributes:
-    """What one C_GenerateKey / C_GenerateKeyPair template makes, checked once: clients generate
-    with the same template over and over, and `templates.new_object` with its per-attribute rules
-    costs several times the key generation itself. Everything here follows from the template, the
-    mechanism and whether the SO is logged in alone; each new object gets its own copy of
-    `stored` and its own CKA_UNIQUE_ID. `attrs` is read-only (shared by every call)."""
+class _TemplateRow:
+    """What one key-making template makes, checked once: clients generate and unwrap with the same
+    template over and over, and `templates.new_object` with its per-attribute rules costs several
+    times the key operation itself. Everything here follows from the template, the mechanism and
+    whether the SO is logged in alone; each new object gets its own copy of `stored` and its own
+    CKA_UNIQUE_ID. `attrs` is read-only (shared by every call)."""
 
-    __slots__ = ("attrs", "stored", "nested", "naming", "key_type", "acl")
+    __slots__ = ("attrs", "stored", "nested", "acl")
 
-    def __init__(self, attrs: dict[int, Any], naming: tuple[str, str] | None, key_type: int) -> None:
-        self.attrs, self.naming, self.key_type = attrs, naming, key_type
+    def __init__(self, attrs: dict[int, Any]) -> None:
+        self.attrs = attrs
         self.stored = keyparts.strip_material(attrs)  # what with_material_attributes keeps
-        self.nested = tuple(attr for attr, value in self.stored.items() if isinstance(value, dict))
+        self.nested = tuple(attr for attr, value in self.stored.items() if isinstance(value, dict))  # *_TEMPLATEs
         # An `Acl` is immutable, and the usage and lifecycle attributes it follows from are the
         # template's (the material adds only CKA_VALUE_LEN / public components).
         self.acl = policy.acl_for(attrs)
@@ -86,8 +86,18 @@ class _NewKeyAttributes:
         for attr in self.nested:  # the only mutable values: each object gets its own copies
             stored[attr] = dict(stored[attr])
         if _UNIQUE_ID in stored:
-            stored[_UNIQUE_ID] = templates.new_uuid4()
+            stored[_UNIQUE_ID] = templates.new_uuid4()  # templates.COMPUTED's rule, whatever the origin
         return stored
+
+
+class _NewKeyAttributes(_TemplateRow):
+    """A C_GenerateKey / C_GenerateKeyPair template's row, with the naming and key type it fixes."""
+
+    __slots__ = ("naming", "key_type")
+
+    def __init__(self, attrs: dict[int, Any], naming: tuple[str, str] | None, key_type: int) -> None:
+        super().__init__(attrs)
+        self.naming, self.key_type = naming, key_type
 
 
 _NEW_KEY_ATTRS: dict[tuple, _NewKeyAttributes] = {}
@@ -314,24 +324,16 @@ def _frozen_template(raw: list) -> tuple:
     return tuple((int(t), _frozen_template(v) if isinstance(v, list) else bytes(v)) for t, v in raw)
 
 
-class _UnwrapRow:
-    """What one unwrap template makes, decided once (with the unwrapping key's CKA_UNWRAP_TEMPLATE,
-    the mechanism and whether the SO is logged in, which is all it follows from): clients unwrap with
-    the same template over and over, and building the attribute set costs more than the AES unwrap
-    itself. `attrs` is the template's attributes, read-only and shared by every call; `stored` the
-    new object's own attributes without secret components, copied per object (`new_stored`); the
-    ACL depends only on the usage and lifecycle attributes the template fixes, and an `Acl` is
-    immutable. `kind` is None when the template's class and key type name no key material: each
-    call then asks `keyparts.key_kind` again, after the session checks, for its error."""
+class _UnwrapRow(_TemplateRow):
+    """An unwrap template's row (with the unwrapping key's CKA_UNWRAP_TEMPLATE, which it also
+    follows from), with what the unwrap itself reads of it. `kind` is None when the template's class
+    and key type name no key material: each call then asks `keyparts.key_kind` again, after the
+    session checks, for its error."""
 
-    __slots__ = ("attrs", "stored", "acl", "nested", "kind", "key_type", "value_len", "token", "private", "memos",
-                 "unique_id")
+    __slots__ = ("kind", "key_type", "value_len", "token", "private", "memos")
 
     def __init__(self, attrs: dict[int, Any]) -> None:
-        self.attrs = attrs
-        self.stored = keyparts.strip_material(attrs)
-        self.acl = policy.acl_for(attrs)
-        self.nested = tuple(attr for attr, value in self.stored.items() if isinstance(value, dict))  # *_TEMPLATEs
+        super().__init__(attrs)
         try:
             self.kind: str | None = keyparts.key_kind(attrs[Attribute.CLASS], attrs[Attribute.KEY_TYPE])
         except (PKCS11Error, KeyError):
@@ -340,8 +342,6 @@ class _UnwrapRow:
         self.value_len = attrs.get(Attribute.VALUE_LEN)
         self.token = bool(attrs.get(Attribute.TOKEN))
         self.private = bool(attrs.get(Attribute.PRIVATE))
-        #: CKA_UNIQUE_ID's rule, when the object has one (templates.COMPUTED).
-        self.unique_id = templates.COMPUTED[_UNIQUE_ID] if _UNIQUE_ID in self.stored else None
         #: The attribute answers (abi/answers.stage) of the objects made with these public attributes.
         self.memos: dict[tuple, dict] = {}
 
@@ -357,14 +357,6 @@ class _UnwrapRow:
         if memo is None and len(self.memos) < _UNWRAP_MEMOS_MAX:
             memo = self.memos[key] = {}
         return memo
-
-    def new_stored(self, mechanism: int) -> dict[int, Any]:
-        stored = dict(self.stored)
-        for attr in self.nested:  # the only mutable values: each object gets its own copies
-            stored[attr] = dict(stored[attr])
-        if self.unique_id is not None:
-            stored[_UNIQUE_ID] = self.unique_id(_ORIGIN_UNWRAP, stored, mechanism, None)
-        return stored
 
 
 #: Unwrap templates already checked, by (mechanism, SO or not, the template's image from the C entry
@@ -431,7 +423,7 @@ def unwrap_object(session: Session, mechanism: int, param: Any, unwrapping_handl
         raise PKCS11Error(CKR.TEMPLATE_INCONSISTENT, "unwrapped key is not of the template's key type")
     keyparts.check_material_attributes(attrs, material)
     public, deferred = keyparts.split_public_attributes(material)  # as with_material_attributes
-    stored = row.new_stored(mechanism)
+    stored = row.new_stored()
     for attr, value in public.items():
         stored.setdefault(attr, value)
     if row.token:

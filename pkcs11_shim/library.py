@@ -82,15 +82,9 @@ def initialize(options: InitOptions) -> None:
 def finalize() -> None:
     global _current
     with _guard:
-        current = _require()
+        current = state()
         _current = None
     current.close()
-
-
-def _require() -> Library:
-    if _current is None or _current.forks_source[0] != _current.forks:
-        raise PKCS11Error(CKR.CRYPTOKI_NOT_INITIALIZED)
-    return _current
 
 
 def state() -> Library:
