@@ -30,8 +30,6 @@ def _bench_label(item) -> tuple[str, str]:
     params = getattr(getattr(item, "callspec", None), "params", {})
     group = params.get("case") or item.originalname
     extra = [str(params[k]) for k in ("direction", "kind") if k in params]
-    if "threads" in params:
-        extra.append(f"{params['threads']} thread{'s' if params['threads'] > 1 else ''}")
     if extra:
         group = f"{group} {' '.join(extra)}"
     return group, str(params.get("impl", ""))
