@@ -35,6 +35,22 @@ CASES = ("wrap AES_KEY_WRAP_KWP AES-256", "wrap RSA_AES_KEY_WRAP RSA-2048 OAEP-S
 SECONDS: dict[tuple[str, str], float] = {}
 
 
+@contextlib.contextmanager
+def _pointing_at(server: str):
+    """SOFTSHIELD_HARDSERVER while a client library initializes (it reads it at C_Initialize), then as
+    it was: left set, every later process of the run that loads our library (test_find's login
+    probe) would forward to a hardserver started on demand at that address, and time the wrong mode."""
+    saved = os.environ.get("SOFTSHIELD_HARDSERVER")
+    os.environ["SOFTSHIELD_HARDSERVER"] = server
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("SOFTSHIELD_HARDSERVER", None)
+        else:
+            os.environ["SOFTSHIELD_HARDSERVER"] = saved
+
+
 @pytest.fixture(scope="module")
 def client_session(sessions):
     """A session on the same "main" token through a hardserver that shares the bench's kmdata."""
@@ -51,9 +67,9 @@ def client_session(sessions):
     while f"listening on {sock}" not in log.read_text():
         assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
         time.sleep(0.1)
-    os.environ["SOFTSHIELD_HARDSERVER"] = str(sock)  # read by the client library at C_Initialize
-    lib = pkcs11.lib(str(CLIENT_SO))
-    session = lib.get_token(token_label=backends.OURS.labels["main"]).open(user_pin=backends.USER_PIN, rw=True)
+    with _pointing_at(str(sock)):
+        lib = pkcs11.lib(str(CLIENT_SO))
+        session = lib.get_token(token_label=backends.OURS.labels["main"]).open(user_pin=backends.USER_PIN, rw=True)
     yield session
     session.close()
     proc.terminate()
@@ -88,14 +104,9 @@ def tls_session(client_session):
     cli("hardserver", "permit", "--kmdata", str(backends.KMDATA), key_hash)
     copy = backends.WORK / "libsoftshield-client-tls.so"
     copy.write_bytes(CLIENT_SO.read_bytes())
-    saved = os.environ.get("SOFTSHIELD_HARDSERVER")
-    os.environ["SOFTSHIELD_HARDSERVER"] = f"tls://127.0.0.1:{TLS_PORT}"
-    try:
+    with _pointing_at(f"tls://127.0.0.1:{TLS_PORT}"):
         lib = pkcs11.lib(str(copy))
         session = lib.get_token(token_label=backends.OURS.labels["main"]).open(user_pin=backends.USER_PIN, rw=True)
-    finally:
-        if saved is not None:
-            os.environ["SOFTSHIELD_HARDSERVER"] = saved
     yield session
     session.close()
 

@@ -92,11 +92,14 @@ def _time_find(session, label: str) -> float:
 
 def _probe(impl: str, label: str, find_label: str) -> dict:
     so = backends.BACKENDS[impl].so
+    # Our row is the library in the process: never a hardserver another benchmark pointed at.
+    env = {**os.environ, "SOFTSHIELD_MODE": "embedded"}
+    env.pop("SOFTSHIELD_HARDSERVER", None)
     runs = []
     for _ in range(1 if SMOKE else 3):
         out = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "initprobe.py"), so, label,
                               backends.USER_PIN, find_label], capture_output=True, text=True, timeout=600,
-                             env=os.environ.copy())
+                             env=env)
         if out.returncode:
             raise RuntimeError(out.stderr)
         runs.append(json.loads(out.stdout.strip().splitlines()[-1]))

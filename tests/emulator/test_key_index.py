@@ -150,3 +150,18 @@ def test_one_new_blob_among_many_does_not_rewrite_the_index(module: Module, deco
     keys, _ = Module.open(module.kmdata).load_keys(None)
     assert len(keys) == 301 and len(decodes) == 1  # only the new blob is read
     assert (index.stat().st_mtime_ns, index.stat().st_ino) == before
+
+
+def test_rows_read_back_as_written_at_the_edges_of_a_stamp(tmp_path: Path) -> None:
+    """The index is read with orjson and written with json: a 64-bit inode, the largest mtime_ns,
+    newlines and non-ASCII text in a name and the appdata come back exactly as written."""
+    index = keyindex.KeyIndex(tmp_path, "world", bytes(32))
+    acl = {"groups": [{"actions": ["wrap"], "limit": 2**40}]}
+    rows = {
+        "key_pkcs11_a": keyindex.make_row(keyindex.FileStamp(2**63 - 1, 2**40, 2**64 - 1), "ab" * 32, "module", "aes",
+                                          acl, b"\x00\n\xff", "cl\u00e9\nnom", [2, 2**31 + 5, "label\n\u00e9", True]),
+        "key_pkcs11_b": keyindex.make_row(keyindex.FileStamp(0, 0, 0), "cd" * 32, "module", "aes", acl, b"", "b"),
+    }
+    seal_key = index.seal_key("module", None)
+    index.write(None, "module", seal_key, rows)
+    assert index.read(None, "module", seal_key) == rows
