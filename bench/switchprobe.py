@@ -3,7 +3,7 @@ threads or for client processes through one hardserver. No profiler needed: getr
 the switches of every thread of this process; for client processes, os.wait4 gives each one's CPU
 time, /proc the server's CPU time and the machine's context switches (clients and server together).
 
-    .venv/bin/python bench/switchprobe.py threads kw-wrap|rsa-wrap 1,2,4 [seconds]
+    .venv/bin/python bench/switchprobe.py threads kw-wrap|rsa-wrap|rsa-unwrap 1,2,4 [seconds]
     .venv/bin/python bench/switchprobe.py clients 1,4 [workers] [seconds]
 
 "threads": one session per thread on our main token, as bench/test_threads.py. "clients":
@@ -17,7 +17,6 @@ import os
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -38,9 +37,9 @@ def _cpu(usage: resource.struct_rusage) -> float:
 def threads(case: str, counts: list[int], seconds: float) -> None:
     import wrapcases
     from test_threads import _thread_keys, throughput
+    from threadprobe import CASES
 
-    make = {"kw-wrap": lambda keys: wrapcases.aes_wrap(keys, "kw")[0],
-            "rsa-wrap": lambda keys: wrapcases.rsa_aes_wrap(keys, 2048, "sha256")[0]}[case]
+    make = CASES[case]
     token = backends.OURS.token("main")
     sessions = [token.open(user_pin=backends.USER_PIN, rw=True)] + [token.open(rw=True) for _ in range(max(counts))]
     base = wrapcases.make_keys("ours", sessions[0])
@@ -80,17 +79,10 @@ def clients(counts: list[int], workers: int, seconds: float) -> None:
         out = subprocess.run(["pgrep", "-f", "--", f"--socket {sock}"], capture_output=True, text=True).stdout
         server = [int(p) for p in out.split()]
         for n in counts:
-            procs = []
-            for _ in range(n):
-                proc = subprocess.Popen([sys.executable, str(hs.PROBE), str(hs.CLIENT_SO), label, hex(hs.KWP["ours"]),
-                                         str(seconds)], env={**os.environ, "SOFTSHIELD_HARDSERVER": str(sock)},
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                assert proc.stdout.readline().strip() == "ready"
-                procs.append(proc)
+            procs = hs.start_clients(n, hs.CLIENT_SO, label, hs.KWP["ours"], {"SOFTSHIELD_HARDSERVER": str(sock)},
+                                     seconds)
             ticks, switches = _server_ticks(server), _machine_switches()
-            for proc in procs:
-                proc.stdin.write("go\n")
-                proc.stdin.flush()
+            hs.go(procs)
             wraps = rate = client_cpu = 0.0
             for proc in procs:
                 line = proc.stdout.read()

@@ -189,20 +189,33 @@ def _hardserver(workers: int):
         proc.wait(timeout=60)
 
 
-def _clients(count: int, so: Path | str, label: str, mechanism: int, env: dict[str, str]) -> float:
-    """Aggregate wraps/s of `count` processes wrapping at once (each its own rate, summed). They start
-    one after the other: SoftHSM2 rewrites its token file in place at login, so processes that log in
-    at the same moment can read it half written (CKR_GENERAL_ERROR, or no such token)."""
+def start_clients(count: int, so: Path | str, label: str, mechanism: int, env: dict[str, str],
+                  seconds: float = CLIENT_SECONDS) -> list[subprocess.Popen]:
+    """`count` bench/clientprobe.py processes, each logged in with its keys made and a warm wrap done,
+    waiting for `go`. They start one after the other: SoftHSM2 rewrites its token file in place at
+    login, so processes that log in at the same moment can read it half written (CKR_GENERAL_ERROR,
+    or no such token)."""
     procs = []
     for _ in range(count):
-        proc = subprocess.Popen([sys.executable, str(PROBE), str(so), label, hex(mechanism), str(CLIENT_SECONDS)],
+        proc = subprocess.Popen([sys.executable, str(PROBE), str(so), label, hex(mechanism), str(seconds)],
                                 env={**os.environ, **env}, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         procs.append(proc)
         assert proc.stdout.readline().strip() == "ready", (so, proc.communicate(timeout=60))
+    return procs
+
+
+def go(procs: list[subprocess.Popen]) -> None:
+    """Start every waiting client at once."""
     for proc in procs:
         proc.stdin.write("go\n")
         proc.stdin.flush()
+
+
+def _clients(count: int, so: Path | str, label: str, mechanism: int, env: dict[str, str]) -> float:
+    """Aggregate wraps/s of `count` processes wrapping at once (each its own rate, summed)."""
+    procs = start_clients(count, so, label, mechanism, env)
+    go(procs)
     rate = 0.0
     for proc in procs:
         out, err = proc.communicate(timeout=60 + 4 * CLIENT_SECONDS)

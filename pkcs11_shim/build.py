@@ -181,7 +181,7 @@ static int softshield_python_ready(void)
         out.append("{")
         out.append("    if (!softshield_python_ready())")
         out.append("        return CKR_GENERAL_ERROR;")
-        out.append(ANSWER_HOOKS.get(f.name, "    ss_answer_touch();\n    return py_@F@(@A@);")
+        out.append(ANSWER_HOOKS.get(f.name, _ENDS_THE_ANSWERS)
                    .replace("@F@", f.name).replace("@A@", args))
         out.append("}")
         out.append("")
@@ -194,6 +194,14 @@ static int softshield_python_ready(void)
     out.append(interface_source(tables, "softshield"))
     return "\n".join(out)
 
+
+#: Any other entry point may change attributes or their visibility: the answers end once it is done (an
+#: answer another thread committed while it ran may predate what it changed).
+_ENDS_THE_ANSWERS = """    {
+        CK_RV rv = py_@F@(@A@);
+        ss_answer_touch();
+        return rv;
+    }"""
 
 #: An entry point whose handler stages the new key's attribute answer (abi/answers.py), with C lines run
 #: before and after the handler.
@@ -239,9 +247,7 @@ ANSWER_HOOKS = {
     return py_@F@(@A@);""",
     # The handler checks, the entry point fills the buffer (native/random_fill.h).
     "C_GenerateRandom": """    {
-        CK_RV rv;
-        ss_answer_touch();
-        rv = py_@F@(@A@);
+        CK_RV rv = py_@F@(@A@);
         return rv == CKR_OK ? ss_random_fill(RandomData, ulRandomLen) : rv;
     }""",
 }

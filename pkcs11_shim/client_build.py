@@ -169,10 +169,13 @@ def _exported(f: CFunction, front: bool) -> list[str]:
     out = [f"CK_RV {f.name}({f.params})", "{", "    CK_RV rv;"]
     forward = "ss_ls_" if f.name in ROUTED else "ss_fwd_"
     if front:
-        embedded = (f"{FRONT_EMBEDDED[f.name]}(ss_embedded.{f.name}, {args})" if f.name in FRONT_EMBEDDED
-                    else f"(ss_held_forget_all(), ss_embedded.{f.name}({args}))")
-        out += ["    if (ss_mode_embedded())", f"        rv = {embedded};", "    else",
-                f"        rv = {forward}{f.name}({args});"]
+        if f.name in FRONT_EMBEDDED:
+            embedded = [f"        rv = {FRONT_EMBEDDED[f.name]}(ss_embedded.{f.name}, {args});"]
+        else:
+            # Once the call is done: a wrap held by another thread meanwhile may predate what it changed.
+            embedded = [f"        rv = ss_embedded.{f.name}({args});", "        ss_held_forget_all();"]
+        out += ["    if (ss_mode_embedded()) {", *embedded, "    } else {",
+                f"        rv = {forward}{f.name}({args});", "    }"]
     else:
         out.append(f"    rv = {forward}{f.name}({args});")
     if f.name in AFTER:

@@ -371,11 +371,7 @@ def _unwrap_row(raw: Any, image: bytes | None, forced: dict[int, Any] | None, me
     """The row of an unwrap template. `image` (marshal.read_template_imaged) stands for `raw` when
     given: equal images are equal templates, and it costs no hashing of the attribute pairs."""
     if image is None:
-        try:  # read_template's [(int, bytes)] hashes as it is; nested templates (lists) need freezing
-            image = tuple(raw)
-            hash(image)
-        except TypeError:
-            image = _frozen_template(raw)
+        image = _raw_key(raw)
     key = (mechanism, is_so, image, repr(sorted(forced.items())) if forced else None)
     row = _UNWRAP_ROWS.get(key)
     if row is None:

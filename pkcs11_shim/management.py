@@ -34,12 +34,15 @@ def _keyparts() -> Any:
 _keyparts_module: Any = None
 
 
+def _protection(token_hash: str | None, private: bool) -> str:
+    """A token's private objects are sealed under the token's key, everything else under the module's."""
+    return "token" if token_hash and private else "module"
+
+
 def protection_for(session: Session, attrs: dict[int, Any]) -> tuple[str, str | None]:
-    """(protection, owner token) of a new object: private token objects need the token's key."""
+    """(protection, owner token) of a new object."""
     token_hash = session.token.token_hash
-    if token_hash and attrs.get(Attribute.PRIVATE):
-        return "token", token_hash
-    return "module", token_hash
+    return _protection(token_hash, bool(attrs.get(Attribute.PRIVATE))), token_hash
 
 
 def add_object(session: Session, attrs: dict[int, Any], material: Any, acl: Any = None,
@@ -87,9 +90,9 @@ def add_session_key(session: Session, attrs: dict[int, Any], material: Any, acl:
     `session.require_rw_for(attrs)` and knows its ACL and CKA_PRIVATE: C_UnwrapKey decides them once
     per template. The same checks and the same object as `add_object` makes."""
     assurance.check_new(session, attrs, material, origin, mechanism)
-    owner = session.token.token_hash  # protection_for, for a session object
-    key = Key.trusted(material, acl, app="pkcs11", ident="", protection="token" if owner and private else "module",
-                      token=owner, appdata=b"")
+    owner = session.token.token_hash
+    key = Key.trusted(material, acl, app="pkcs11", ident="", protection=_protection(owner, private), token=owner,
+                      appdata=b"")
     if deferred is not None and _keyparts().DEFERRABLE <= attrs.keys():
         for attr, value in deferred().items():  # the template gave them all: nothing left to defer
             attrs.setdefault(attr, value)
@@ -249,10 +252,10 @@ def find_init(session: Session, raw: list) -> None:
             raise PKCS11Error(CKR.OPERATION_ACTIVE)
         template = codecs.decode_template(raw)
         session.sync_objects()
-        # In the order the objects were loaded or made (ObjectStore.candidates), not by handle: token
+        # In the order the objects were loaded or made (ObjectStore.find), not by handle: token
         # handles are hashes of the keys' identities, and hosts that take the first match (pkcs11-tool
         # --sign ignores --label) should keep finding the oldest key first.
-        # Private objects only for a logged-in user (`Session.visible`).
+        # Private objects only for a logged-in user.
         session.ops["find"] = FindState(session.token.objects.find(template, session.user_logged_in))
 
 

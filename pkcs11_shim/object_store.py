@@ -232,12 +232,6 @@ class ObjectStore(FindIndex):
                 bucket[handle] = None
         self._unfiled.discard(attr)
 
-    def candidates(self, template: dict[int, Any]) -> Iterable[P11Object]:
-        """Objects that may match (`_candidate_handles`), each made if it is still a placeholder."""
-        with self._lock:
-            handles = self._candidate_handles(template)
-        return [obj for handle in handles if (obj := self.get(handle)) is not None]
-
     def find(self, template: dict[int, Any], see_private: bool) -> list[int]:
         """C_FindObjectsInit: the handles of the objects matching `template`, private ones only when
         `see_private`, in the order they were loaded or made. A listed key whose object is not made

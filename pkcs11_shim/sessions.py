@@ -67,15 +67,12 @@ class Session:
     def sync_objects(self) -> None:
         self.token.sync(self.token.auth if self.user_logged_in else None)
 
-    def visible(self, obj: P11Object) -> bool:
-        return not obj.is_private or self.user_logged_in
-
     def object(self, handle: int, *, code: int = CKR.OBJECT_HANDLE_INVALID) -> P11Object:
         obj = self.token.objects.get(handle)
         if obj is None:
             self.sync_objects()
             obj = require_object(self.token.objects, handle, code=code)
-        if obj.is_private and not self.user_logged_in:  # `visible`, inlined: every destroy comes here
+        if obj.is_private and not self.user_logged_in:  # private objects only for a logged-in user
             raise PKCS11Error(code)
         return obj
 

@@ -652,8 +652,6 @@ CK_RV ss_call_exchange(ss_call *c)
     int type;
     if (c->failed)
         return c->rv;
-    if (!c->keeps_held)
-        ss_held_forget_all(); /* whatever this call changes, a held wrap result may depend on it */
     if (ss_send_frame(c->conn, SS_FRAME_CALL, c->fid, c->buf, c->len) != 0) {
         c->drop = 1;
         ss_fail(c, CKR_DEVICE_REMOVED);
@@ -691,6 +689,10 @@ CK_RV ss_call_end(ss_call *c)
     /* A call that failed before anything was sent leaves the connection as it was; a reply we
      * could not read (DEVICE_ERROR from a decoder) leaves it out of step: drop it too. */
     int broken = c->drop || (c->failed && c->rv == CKR_DEVICE_ERROR);
+    /* Whatever this call changed, a held wrap result may depend on it; dropped once the call is done,
+     * so that a wrap another thread held while it ran does not outlive it. */
+    if (!c->keeps_held)
+        ss_held_forget_all();
     ss_ls_call_done(c);
     if (c->conn != NULL)
         ss_release(c->conn, broken);

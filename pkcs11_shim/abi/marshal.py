@@ -224,16 +224,11 @@ def _answered_without_copy(buf: Any, length_ptr: Any, needed: int) -> int | None
 
 def deliver(buf: Any, length_ptr: Any, data: bytes) -> int:
     """The two-call convention: NULL -> length, too small -> CKR_BUFFER_TOO_SMALL, else copy."""
-    answer = _answered_without_copy(buf, length_ptr, len(data))
-    if answer is not None:
-        return answer
-    ffi.memmove(buf, data, len(data))
-    return CKR.OK
+    return deliver_read(buf, length_ptr, output_capacity(buf, length_ptr), data)
 
 
 def deliver_read(buf: Any, length_ptr: Any, capacity: int | None, data: bytes) -> int:
-    """`deliver` when `output_capacity` already checked `length_ptr` and read the caller's room: the
-    same answers, without reading the pointers again."""
+    """`deliver` when `output_capacity` already checked `length_ptr` and read the caller's room."""
     needed = len(data)
     length_ptr[0] = needed
     if capacity is None:

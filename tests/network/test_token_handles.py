@@ -69,10 +69,10 @@ def test_find_answers_in_load_order_not_handle_order(monkeypatch) -> None:
         obj.attrs[Attribute.CLASS] = 3
     store.reindex(old, {Attribute.LABEL: "ua-old"})
     store.reindex(new, {Attribute.LABEL: "ua-new"})
-    assert [o.handle for o in store.candidates({Attribute.CLASS: 3})] == [old.handle, new.handle]
+    assert store.find({Attribute.CLASS: 3}, see_private=True) == [old.handle, new.handle]
     before = dict(old.attrs)
     old.attrs[Attribute.LABEL] = "renamed"
     store.reindex(old, before)
-    assert [o.handle for o in store.candidates({Attribute.CLASS: 3})] == [old.handle, new.handle]
-    assert [o.handle for o in store.candidates({Attribute.LABEL: "renamed"})] == [old.handle]
-    assert list(store.candidates({Attribute.LABEL: "ua-old"})) == []
+    assert store.find({Attribute.CLASS: 3}, see_private=True) == [old.handle, new.handle]
+    assert store.find({Attribute.LABEL: "renamed"}, see_private=True) == [old.handle]
+    assert store.find({Attribute.LABEL: "ua-old"}, see_private=True) == []
