@@ -86,8 +86,9 @@ def clients(counts: list[int], workers: int, seconds: float) -> None:
             wraps = rate = client_cpu = 0.0
             for proc in procs:
                 line = proc.stdout.read()
-                _pid, _status, usage = os.wait4(proc.pid, 0)
-                proc.returncode = 0
+                _pid, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                assert proc.returncode == 0, proc.stderr.read()
                 count, elapsed = line.split()
                 wraps += int(count)
                 rate += int(count) / float(elapsed)

@@ -38,17 +38,11 @@ SECONDS: dict[tuple[str, str], float] = {}
 @contextlib.contextmanager
 def _pointing_at(server: str):
     """SOFTSHIELD_HARDSERVER while a client library initializes (it reads it at C_Initialize), then as
-    it was: left set, every later process of the run that loads our library (test_find's login
-    probe) would forward to a hardserver started on demand at that address, and time the wrong mode."""
-    saved = os.environ.get("SOFTSHIELD_HARDSERVER")
-    os.environ["SOFTSHIELD_HARDSERVER"] = server
-    try:
+    it was: left set, every later process of the run that loads our library would forward to a
+    hardserver started on demand at that address, and time the wrong mode."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOFTSHIELD_HARDSERVER", server)
         yield
-    finally:
-        if saved is None:
-            os.environ.pop("SOFTSHIELD_HARDSERVER", None)
-        else:
-            os.environ["SOFTSHIELD_HARDSERVER"] = saved
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,10 @@ class KeyIndex:
             sealed = self._path(owner, protection, version).read_bytes()
             body = blobcrypt.unseal(seal_key, sealed, self._aad(owner, protection, version), what="key index")
             head, _newline, tail = body.partition(b"\n") if version != LEGACY_FORMAT else (body, b"", b"")
-            doc = orjson.loads(head)  # the same JSON as json.dumps writes; half json.loads's time
+            try:
+                doc = orjson.loads(head)  # the JSON json.dumps wrote, in half json.loads's time
+            except orjson.JSONDecodeError:
+                doc = json.loads(head)  # json writes a lone surrogate in a name as \udcXX; orjson refuses it
             acls, rows = doc["acls"], doc["rows"]
             if not isinstance(rows, dict) or not isinstance(acls, list):
                 return None
@@ -140,7 +143,7 @@ class KeyIndex:
                         end = start + row[APPDATA]
                         row[APPDATA] = tail[start:end]
                         start = end
-        except (OSError, BlobInvalid, ValueError, KeyError, TypeError, IndexError):  # orjson's error is a ValueError
+        except (OSError, BlobInvalid, ValueError, KeyError, TypeError, IndexError):
             return None
         return rows if start == len(tail) else None
 

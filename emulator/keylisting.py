@@ -104,7 +104,8 @@ class KeyListing(KeyStore):
                     continue
             if listed_get is not None and (listed := listed_get(name)) is not None \
                     and keyindex.row_matches(listed, stamp) \
-                    and (listed[keyindex.PROTECTION] == "module" or from_get(name).login_check == login_check):
+                    and (listed[keyindex.PROTECTION] == "module"
+                         or ((source := from_get(name)) is not None and source.login_check == login_check)):
                 keys_append((name, listed[keyindex.SUMMARY]))  # listed before, unchanged since
                 continue
             if indexed_get is None:
