@@ -325,7 +325,7 @@ class ObjectStore(FindIndex):
             _report(problem)  # a blob that fails to verify is left out, never fatal
         self._flush_pending()  # objects made before this load come first in the find order
         had_objects = bool(self._objects)
-        objects, by_ident = self._objects, self._by_ident
+        objects, by_ident, unfiled = self._objects, self._by_ident, self._unfiled
         listed = 0
         for entry in entries:
             if type(entry) is tuple:
@@ -335,10 +335,15 @@ class ObjectStore(FindIndex):
                     if handle in objects:
                         self._add_listed(name, summary)
                         continue
-                    # `_add_listed`'s common case: a login to a token lists 10,000 of these. It is
-                    # filed in the find index when a find first names each attribute.
+                    # `_add_listed`'s common case: a login to a token lists 10,000 of these. At the
+                    # first listing it is filed in the find index when a find first names each
+                    # attribute; later, a key another process made is filed alone, under the
+                    # attributes the index already holds.
                     objects[handle] = entry
-                    listed += 1
+                    if had_objects:
+                        self._file(handle, [key for key in summary_index_keys(summary) if key[0] not in unfiled])
+                    else:
+                        listed += 1
                     continue
                 key = self._listed_key(name)  # a summary of another format: the key now
                 if key is None:

@@ -239,3 +239,21 @@ def test_the_summary_is_what_the_object_decodes() -> None:
     assert summary[:2] == [key_summary.SUMMARY_FORMAT, token_handle("pkcs11", "ua00")]
     assert key_summary.summary_attrs(summary) == codecs.deserialize_some(appdata, key_summary.EAGER)
     assert key_summary.index_summary("ua00", b"not pkcs11 attributes") is None
+
+
+def test_keys_listed_again_after_a_logout_are_filed_alone(world) -> None:
+    """After a find filed the index, a logout and a login list the private keys again from their
+    summaries: each joins the filed index by itself (the next find re-files nothing) and the find
+    order is the listing's."""
+    kmdata, token, keys = world
+    store, _auth = _fresh(kmdata, token)
+    before = store.find({Attribute.CLASS: ObjectClass.SECRET_KEY}, see_private=True)
+    assert len(before) == COUNT and Attribute.CLASS not in store._unfiled
+    store.drop_private()
+    public = store.find({Attribute.CLASS: ObjectClass.SECRET_KEY}, see_private=True)
+    assert len(public) == COUNT // 2
+    store.sync(store.module.login(token, "user", USER_PIN))
+    assert Attribute.CLASS not in store._unfiled  # filed one by one, not the whole attribute again
+    after = store.find({Attribute.CLASS: ObjectClass.SECRET_KEY}, see_private=True)
+    assert sorted(after) == sorted(before) and after[:COUNT // 2] == public
+    assert store.find({Attribute.LABEL: "listed-0"}, see_private=True) == [token_handle("pkcs11", keys[0].ident)]
